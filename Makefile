@@ -1,0 +1,47 @@
+# treasure-resolver: every target installs what it needs first (Debian 12).
+#   make demo   - install, build, run the game-server harness ~10 s on the best backend
+#   make test   - install, build, run every test (cargo, busted on both backends, differential, vectors)
+#   make bench  - criterion benches + harness legacy vs native, rewrites docs/BENCHMARKS.md and the plot
+SHELL := /bin/bash
+APT_PKGS := luajit libluajit-5.1-dev luarocks lua-busted
+CARGO ?= cargo
+LUAJIT ?= luajit
+export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;
+export LUA_CPATH := $(CURDIR)/build/?.so;;
+NATIVE_SO := build/treasure/native.so
+
+.PHONY: deps build test test-rust test-lua test-diff test-vectors demo bench clean
+
+# Install Debian packages only when one is missing (idempotent, no apt-get otherwise).
+deps:
+	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing:$$missing"; \
+	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
+	fi
+
+build: deps
+	$(CARGO) build --release -p treasure-native --no-default-features --features luajit,module
+	@mkdir -p build/treasure
+	cp target/release/libtreasure_native.so $(NATIVE_SO)
+
+test: build test-rust test-lua test-diff test-vectors
+
+test-rust:
+	$(CARGO) test --workspace
+
+test-lua: deps build
+	TREASURE_TEST_BACKENDS=lua,native $(LUAJIT) /usr/bin/busted --lpath='$(CURDIR)/tests/lua/?.lua' tests/lua
+
+test-diff: build
+	$(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 200 --calls 2000
+
+test-vectors:
+	python3 tests/vectors/check.py
+
+demo: build
+	$(LUAJIT) examples/harness.lua --seconds 10
+
+clean:
+	rm -rf build target
