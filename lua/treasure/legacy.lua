@@ -1,0 +1,800 @@
+--- treasure.legacy: the pure-LuaJIT reference resolver (contract: docs/API.md).
+--
+-- Every other backend must produce the same packets and the same errors as
+-- this one. It resolves each dig inside the call, so `flush()` is a no-op and
+-- the latency keys of `stats()` are 0.
+--
+-- Layout of this file:
+--   validation helpers (exact messages, check order of docs/API.md)
+--   spatial index      (uniform grid for the area-of-interest query)
+--   packet queue       (one growing FFI buffer of 128-byte packets)
+--   resolver methods
+--
+-- Hot-path notes: the world is plain Lua tables; 64-bit arithmetic (uint64_t
+-- cdata) is confined to the FOUND path, where the roll needs exact mod-2^64
+-- math; packets are written in place into the queue from a per-dig template.
+
+local ffi = require("ffi")
+local bit = require("bit")
+local packet = require("treasure.packet")
+
+local band, bxor, lshift, rshift = bit.band, bit.bxor, bit.lshift, bit.rshift
+local cast, copy, sizeof, istype, typeof = ffi.cast, ffi.copy, ffi.sizeof, ffi.istype, ffi.typeof
+local floor = math.floor
+local format = string.format
+local sort = table.sort
+local type, tostring, tonumber, error, next, pairs, setmetatable =
+      type, tostring, tonumber, error, next, pairs, setmetatable
+
+if not ffi.abi("le") then
+  error("treasure.legacy: batch records are read through host-order FFI structs; a little-endian host is required", 0)
+end
+
+local VERSION = "treasure 1.0.0"
+
+local U32_MAX = 4294967295
+local T_MAX = 9007199254740991          -- 2^53 - 1
+local C_MIN, C_MAX = -1048576, 1048575 -- block coordinate range
+local C_OFF = 1048576                   -- shifts coordinates to [0, 2^21)
+
+-- Ranges as printed in messages (tostring would print 2^53-1 as 9.007e+15).
+local R_ID     = "[1, 4294967295]"
+local R_U32_0  = "[0, 4294967295]"
+local R_COORD  = "[-1048576, 1048575]"
+local R_T      = "[0, 9007199254740991]"
+local R_RADIUS = "[0, 1048576]"
+local R_WORKERS = "[0, 256]"
+local R_MAXP   = "[1, 9007199254740991]"
+local R_QTY    = "[0, 65535]"
+local R_RARITY = "[0, 255]"
+
+local KIND_FOUND, KIND_EMPTY, KIND_NOTHING, KIND_REJECTED = 1, 2, 3, 4
+local FLAG_DIGGER, FLAG_PARTY, FLAG_LAST = 1, 2, 4
+
+---------------------------------------------------------------------------
+-- Validation helpers
+---------------------------------------------------------------------------
+
+--- How a bad value is shown in a message: numbers as LuaJIT prints them,
+-- everything else by type name (never an address, so backends agree).
+local function show(v)
+  if type(v) == "number" then return tostring(v) end
+  return type(v)
+end
+
+local function fail(fn, msg)
+  error("treasure: " .. fn .. ": " .. msg, 0)
+end
+
+local function is_int(v, lo, hi)
+  -- NaN fails both comparisons; +-inf fails the range; fractions fail floor.
+  return type(v) == "number" and v >= lo and v <= hi and floor(v) == v
+end
+
+local function check_int(fn, name, v, lo, hi, range)
+  if not is_int(v, lo, hi) then
+    fail(fn, name .. " must be an integer in " .. range .. ", got " .. show(v))
+  end
+end
+
+local function check_coords(fn, x, y, z)
+  check_int(fn, "x", x, C_MIN, C_MAX, R_COORD)
+  check_int(fn, "y", y, C_MIN, C_MAX, R_COORD)
+  check_int(fn, "z", z, C_MIN, C_MAX, R_COORD)
+end
+
+--- Private registry: resolver object -> its state. Weak keys so a dropped
+-- resolver is collected; the state never points back at its object.
+local states = setmetatable({}, { __mode = "k" })
+
+--- Step 1 of the check order: self is ours, then not closed.
+local function state_of(fn, self)
+  local st = states[self]
+  if st == nil then fail(fn, "self must be a resolver, got " .. show(self)) end
+  if st.closed then fail(fn, "resolver is closed") end
+  return st
+end
+
+local function known_player(fn, st, id)
+  local p = st.players[id]
+  if p == nil then fail(fn, "player must have joined, got " .. tostring(id)) end
+  return p
+end
+
+---------------------------------------------------------------------------
+-- Spatial index: a uniform grid of cells, each an array of players.
+--
+-- The cell edge is the power of two >= aoi_radius (at least 16), so an AOI
+-- box spans at most 3 cells per axis. Cell keys pack (cx, cy, cz) into one
+-- exact integer: with cells of >= 16 blocks there are <= 2^17 per axis, so
+-- the key stays below 2^51. Occupied cells are also kept in a dense list so a
+-- query whose box covers more cells than are occupied walks that list
+-- instead (keeps a huge aoi_radius fast).
+---------------------------------------------------------------------------
+
+local function grid_new(aoi_radius)
+  local shift = 4
+  while lshift(1, shift) < aoi_radius and shift < 21 do shift = shift + 1 end
+  return {
+    shift = shift,
+    dim = rshift(2 * C_OFF - 1, shift) + 1, -- cells per axis
+    cells = {},                             -- key -> cell
+    list = {}, n = 0,                       -- occupied cells, dense
+  }
+end
+
+local function cell_key(g, x, y, z)
+  local s, d = g.shift, g.dim
+  return (rshift(x + C_OFF, s) * d + rshift(y + C_OFF, s)) * d + rshift(z + C_OFF, s)
+end
+
+local function grid_insert(g, pl, key)
+  local c = g.cells[key]
+  if c == nil then
+    local n = g.n + 1
+    c = { key = key, n = 0, li = n }
+    g.cells[key] = c
+    g.list[n] = c
+    g.n = n
+  end
+  local n = c.n + 1
+  c[n] = pl
+  c.n = n
+  pl.cell = c
+  pl.ci = n
+end
+
+local function grid_remove(g, pl)
+  local c = pl.cell
+  local n = c.n
+  local last = c[n]
+  c[pl.ci] = last
+  last.ci = pl.ci
+  c[n] = nil
+  c.n = n - 1
+  pl.cell = nil
+  if n == 1 then -- cell now empty: drop it from the map and the dense list
+    g.cells[c.key] = nil
+    local ln = g.n
+    local lastc = g.list[ln]
+    g.list[c.li] = lastc
+    lastc.li = c.li
+    g.list[ln] = nil
+    g.n = ln - 1
+  end
+end
+
+---------------------------------------------------------------------------
+-- Party index: party id -> dense array of its members (party 0 not kept).
+---------------------------------------------------------------------------
+
+local function party_add(st, pl)
+  local party = pl.party
+  if party == 0 then return end
+  local m = st.parties[party]
+  if m == nil then m = { n = 0 }; st.parties[party] = m end
+  local n = m.n + 1
+  m[n] = pl
+  m.n = n
+  pl.pi = n
+end
+
+local function party_remove(st, pl)
+  local party = pl.party
+  if party == 0 then return end
+  local m = st.parties[party]
+  local n = m.n
+  local last = m[n]
+  m[pl.pi] = last
+  last.pi = pl.pi
+  m[n] = nil
+  m.n = n - 1
+  if n == 1 then st.parties[party] = nil end
+end
+
+---------------------------------------------------------------------------
+-- Sites are found by block: blocks[xy key][z]. (x, y, z) needs 63 bits,
+-- more than a double holds exactly, so the index is two levels deep.
+---------------------------------------------------------------------------
+
+local function xy_key(x, y) return (x + C_OFF) * 2097152 + (y + C_OFF) end
+
+local function site_at(st, x, y, z)
+  local col = st.blocks[xy_key(x, y)]
+  return col and col[z]
+end
+
+---------------------------------------------------------------------------
+-- Packet queue: packets [head, tail) of a uint8_t buffer of cap packets.
+---------------------------------------------------------------------------
+
+local buf_t = typeof("uint8_t[?]")
+local pkt_ptr_t = packet.ptr_t
+
+--- Make room for `n` more packets at the tail. Polled space is reclaimed by
+-- moving the pending packets to the front of a new buffer (no overlap, so a
+-- plain copy is safe); the buffer doubles when it is really full.
+local function queue_reserve(st, n)
+  local head, tail = st.head, st.tail
+  if tail + n <= st.cap then return end
+  local pending = tail - head
+  local cap = st.cap
+  while pending + n > cap do cap = cap * 2 end
+  local nb = buf_t(cap * 128)
+  if pending > 0 then copy(nb, st.buf + head * 128, pending * 128) end
+  st.buf, st.cap, st.head, st.tail = nb, cap, 0, pending
+end
+
+---------------------------------------------------------------------------
+-- Batch records (read in place from the caller's string)
+---------------------------------------------------------------------------
+
+-- dig record: u32 player, i32 x, y, z, u64 t_us (split into halves so the
+-- hot path needs no boxed 64-bit value; little-endian: low word first).
+local dig_rec_t = typeof([[struct {
+  uint32_t player; int32_t x, y, z; uint32_t t_lo, t_hi; }]])
+local move_rec_t = typeof([[struct {
+  uint32_t player; int32_t x, y, z; }]])
+assert(sizeof(dig_rec_t) == 24 and sizeof(move_rec_t) == 16,
+  "treasure.legacy: batch record structs must be 24 and 16 bytes")
+local dig_rec_ptr_t = typeof("const $ *", dig_rec_t)
+local move_rec_ptr_t = typeof("const $ *", move_rec_t)
+
+--- Exact decimal text of a 64-bit record value (tostring(u64) ends in "ULL").
+local function u64_text(lo, hi)
+  local v = cast("uint64_t", hi) * 4294967296ULL + lo
+  return (tostring(v):gsub("ULL$", ""))
+end
+
+---------------------------------------------------------------------------
+-- Loot roll (FOUND path only: exact 64-bit math with uint64_t cdata)
+---------------------------------------------------------------------------
+
+local function splitmix64(z)
+  z = z + 0x9E3779B97F4A7C15ULL
+  z = bxor(z, rshift(z, 30)) * 0xBF58476D1CE4E5B9ULL
+  z = bxor(z, rshift(z, 27)) * 0x94D049BB133111EBULL
+  return bxor(z, rshift(z, 31))
+end
+
+--- Index of the first entry whose running weight sum exceeds pick
+-- (binary search over the strictly increasing prefix sums).
+local function pick_entry(lt, pick)
+  local cum = lt.cum
+  local lo, hi = 1, lt.n
+  while lo < hi do
+    local mid = rshift(lo + hi, 1)
+    if cum[mid] > pick then hi = mid else lo = mid + 1 end
+  end
+  return lo
+end
+
+---------------------------------------------------------------------------
+-- Resolver
+---------------------------------------------------------------------------
+
+local Resolver = {}
+local resolver_mt = {
+  __index = Resolver,
+  __metatable = "treasure.resolver",
+  __tostring = function(self)
+    local st = states[self]
+    return format("treasure.resolver(lua%s)", st and st.closed and ", closed" or "")
+  end,
+}
+
+local OPTS = {
+  { "seed", 0, T_MAX, R_T, 0 },
+  { "aoi_radius", 0, 1048576, R_RADIUS, 64 },
+  { "reach", 0, 1048576, R_RADIUS, 8 },
+  { "workers", 0, 256, R_WORKERS, 0 },
+  { "max_pending_packets", 1, T_MAX, R_MAXP, 1048576 },
+}
+local OPT_KNOWN = {}
+for i = 1, #OPTS do OPT_KNOWN[OPTS[i][1]] = true end
+
+--- Text of an unknown table key (strings as-is, numbers printed; other key
+-- types by type name, so the message never contains an address).
+local function key_text(k)
+  if type(k) == "string" then return k end
+  return show(k)
+end
+
+local function new(opts)
+  local o = {}
+  if opts ~= nil then
+    if type(opts) ~= "table" then fail("new", "opts must be a table, got " .. show(opts)) end
+    for k in next, opts do
+      if not OPT_KNOWN[k] then fail("new", "opts has unknown key '" .. key_text(k) .. "'") end
+    end
+  end
+  for i = 1, #OPTS do
+    local name, lo, hi, range, default = OPTS[i][1], OPTS[i][2], OPTS[i][3], OPTS[i][4], OPTS[i][5]
+    local v = opts and opts[name]
+    if v == nil then v = default end
+    check_int("new", "opts." .. name, v, lo, hi, range)
+    o[name] = v
+  end
+
+  local st = {
+    closed = false,
+    seed = cast("uint64_t", o.seed),
+    aoi_radius = o.aoi_radius,
+    aoi2 = o.aoi_radius * o.aoi_radius,
+    reach2 = o.reach * o.reach,
+    max_pending = o.max_pending_packets,
+    loot = {},            -- id -> { n, item[], cum[], min[], max[], rarity[], total }
+    sites = {}, nsites = 0,
+    blocks = {},          -- xy key -> { [z] = site }
+    players = {}, nplayers = 0,
+    parties = {},         -- party -> { n, [i] = player }
+    grid = grid_new(o.aoi_radius),
+    seq = 0,
+    stamp = 0,            -- per-dig mark for recipient dedupe
+    rcpt = {}, nrcpt = 0, -- scratch: recipient ids of the current dig
+    tpl = packet.init(packet.ctype()), -- the current dig's common packet
+    buf = buf_t(64 * 128), cap = 64, head = 0, tail = 0,
+    digs = 0, packets = 0, found = 0, empty = 0, nothing = 0, rejected = 0, busy = 0,
+  }
+  local self = setmetatable({}, resolver_mt)
+  states[self] = st
+  return self
+end
+
+function Resolver:add_loot_table(id, entries)
+  local fn = "add_loot_table"
+  local st = state_of(fn, self)
+  check_int(fn, "id", id, 1, U32_MAX, R_ID)
+  local bad_shape = "entries must be a non-empty array of tables, got "
+  if type(entries) ~= "table" then fail(fn, bad_shape .. show(entries)) end
+  -- Array shape: keys are exactly 1..n (no holes, no other keys, n >= 1).
+  local count = 0
+  for _ in next, entries do count = count + 1 end
+  if count == 0 then fail(fn, bad_shape .. "table") end
+  for k in next, entries do
+    if not is_int(k, 1, count) then fail(fn, bad_shape .. "table") end
+  end
+  local lt = { n = count, item = {}, cum = {}, min = {}, max = {}, rarity = {}, total = 0 }
+  local total = 0
+  for i = 1, count do
+    local e = entries[i]
+    local path = "entries[" .. i .. "]"
+    if type(e) ~= "table" then fail(fn, path .. " must be a table, got " .. show(e)) end
+    for k in next, e do
+      if k ~= "item" and k ~= "weight" and k ~= "min" and k ~= "max" and k ~= "rarity" then
+        fail(fn, path .. " has unknown key '" .. key_text(k) .. "'")
+      end
+    end
+    local item, weight, mn, mx, rarity = e.item, e.weight, e.min, e.max, e.rarity
+    check_int(fn, path .. ".item", item, 1, U32_MAX, R_ID)
+    check_int(fn, path .. ".weight", weight, 1, U32_MAX, R_ID)
+    check_int(fn, path .. ".min", mn, 0, 65535, R_QTY)
+    check_int(fn, path .. ".max", mx, 0, 65535, R_QTY)
+    check_int(fn, path .. ".rarity", rarity, 0, 255, R_RARITY)
+    if mn > mx then fail(fn, path .. ".min must be <= max, got " .. mn .. " > " .. mx) end
+    total = total + weight
+    lt.item[i], lt.cum[i], lt.min[i], lt.max[i], lt.rarity[i] = item, total, mn, mx, rarity
+  end
+  if total > U32_MAX then
+    fail(fn, "entries total weight must be <= 4294967295, got " .. tostring(total))
+  end
+  if st.loot[id] ~= nil then
+    fail(fn, "id must not be an existing loot table, got " .. tostring(id))
+  end
+  lt.total = total
+  lt.total64 = cast("uint64_t", total)
+  st.loot[id] = lt
+end
+
+function Resolver:add_site(id, x, y, z, loot_table_id, charges)
+  local fn = "add_site"
+  local st = state_of(fn, self)
+  check_int(fn, "id", id, 1, U32_MAX, R_ID)
+  check_coords(fn, x, y, z)
+  check_int(fn, "loot_table_id", loot_table_id, 1, U32_MAX, R_ID)
+  check_int(fn, "charges", charges, 0, U32_MAX, R_U32_0)
+  if st.sites[id] ~= nil then fail(fn, "id must not be an existing site, got " .. tostring(id)) end
+  local other = site_at(st, x, y, z)
+  if other ~= nil then
+    fail(fn, format("block must not hold a site already, got %s, %s, %s (site %s)",
+      tostring(x), tostring(y), tostring(z), tostring(other.id)))
+  end
+  local lt = st.loot[loot_table_id]
+  if lt == nil then
+    fail(fn, "loot_table_id must be an existing loot table, got " .. tostring(loot_table_id))
+  end
+  local site = { id = id, x = x, y = y, z = z, loot = lt, charges = charges }
+  st.sites[id] = site
+  st.nsites = st.nsites + 1
+  local k = xy_key(x, y)
+  local col = st.blocks[k]
+  if col == nil then col = {}; st.blocks[k] = col end
+  col[z] = site
+end
+
+function Resolver:remove_site(id)
+  local fn = "remove_site"
+  local st = state_of(fn, self)
+  check_int(fn, "id", id, 1, U32_MAX, R_ID)
+  local site = st.sites[id]
+  if site == nil then fail(fn, "id must be an existing site, got " .. tostring(id)) end
+  st.sites[id] = nil
+  st.nsites = st.nsites - 1
+  local k = xy_key(site.x, site.y)
+  local col = st.blocks[k]
+  col[site.z] = nil
+  if next(col) == nil then st.blocks[k] = nil end
+end
+
+function Resolver:join(player, x, y, z, party)
+  local fn = "join"
+  local st = state_of(fn, self)
+  check_int(fn, "player", player, 1, U32_MAX, R_ID)
+  check_coords(fn, x, y, z)
+  if party == nil then party = 0 end
+  check_int(fn, "party", party, 0, U32_MAX, R_U32_0)
+  if st.players[player] ~= nil then
+    fail(fn, "player must not have joined already, got " .. tostring(player))
+  end
+  -- "+ 0" turns a -0 argument into 0 so it is stored and compared canonically.
+  local pl = { id = player, x = x + 0, y = y + 0, z = z + 0, party = party + 0, mark = 0 }
+  st.players[player] = pl
+  st.nplayers = st.nplayers + 1
+  grid_insert(st.grid, pl, cell_key(st.grid, pl.x, pl.y, pl.z))
+  party_add(st, pl)
+end
+
+--- Move a known player (shared by move and move_batch).
+local function move_player(g, pl, x, y, z)
+  local key = cell_key(g, x, y, z)
+  if key ~= pl.cell.key then
+    grid_remove(g, pl)
+    grid_insert(g, pl, key)
+  end
+  pl.x, pl.y, pl.z = x, y, z
+end
+
+function Resolver:move(player, x, y, z)
+  local fn = "move"
+  local st = state_of(fn, self)
+  check_int(fn, "player", player, 1, U32_MAX, R_ID)
+  check_coords(fn, x, y, z)
+  local pl = known_player(fn, st, player)
+  move_player(st.grid, pl, x + 0, y + 0, z + 0)
+end
+
+function Resolver:set_party(player, party)
+  local fn = "set_party"
+  local st = state_of(fn, self)
+  check_int(fn, "player", player, 1, U32_MAX, R_ID)
+  check_int(fn, "party", party, 0, U32_MAX, R_U32_0)
+  local pl = known_player(fn, st, player)
+  party_remove(st, pl)
+  pl.party = party + 0
+  party_add(st, pl)
+end
+
+function Resolver:leave(player)
+  local fn = "leave"
+  local st = state_of(fn, self)
+  check_int(fn, "player", player, 1, U32_MAX, R_ID)
+  local pl = known_player(fn, st, player)
+  grid_remove(st.grid, pl)
+  party_remove(st, pl)
+  st.players[player] = nil
+  st.nplayers = st.nplayers - 1
+end
+
+---------------------------------------------------------------------------
+-- Resolving a dig
+---------------------------------------------------------------------------
+
+local function add_recipient(st, pl, stamp)
+  if pl.mark ~= stamp then
+    pl.mark = stamp
+    local n = st.nrcpt + 1
+    st.rcpt[n] = pl.id
+    st.nrcpt = n
+  end
+end
+
+--- Every player within aoi_radius of block (x, y, z), into st.rcpt.
+local function gather_aoi(st, x, y, z, stamp)
+  local g, r, r2 = st.grid, st.aoi_radius, st.aoi2
+  local s = g.shift
+  local x0, x1 = x - r, x + r
+  local y0, y1 = y - r, y + r
+  local z0, z1 = z - r, z + r
+  if x0 < C_MIN then x0 = C_MIN end; if x1 > C_MAX then x1 = C_MAX end
+  if y0 < C_MIN then y0 = C_MIN end; if y1 > C_MAX then y1 = C_MAX end
+  if z0 < C_MIN then z0 = C_MIN end; if z1 > C_MAX then z1 = C_MAX end
+  local cx0, cx1 = rshift(x0 + C_OFF, s), rshift(x1 + C_OFF, s)
+  local cy0, cy1 = rshift(y0 + C_OFF, s), rshift(y1 + C_OFF, s)
+  local cz0, cz1 = rshift(z0 + C_OFF, s), rshift(z1 + C_OFF, s)
+  local ncells = (cx1 - cx0 + 1) * (cy1 - cy0 + 1) * (cz1 - cz0 + 1)
+  if ncells > g.n then
+    -- The box covers more cells than are occupied: walk the occupied ones.
+    local list = g.list
+    for i = 1, g.n do
+      local c = list[i]
+      for j = 1, c.n do
+        local pl = c[j]
+        local dx, dy, dz = pl.x - x, pl.y - y, pl.z - z
+        if dx * dx + dy * dy + dz * dz <= r2 then add_recipient(st, pl, stamp) end
+      end
+    end
+    return
+  end
+  local cells, d = g.cells, g.dim
+  for cx = cx0, cx1 do
+    for cy = cy0, cy1 do
+      local base = (cx * d + cy) * d
+      for cz = cz0, cz1 do
+        local c = cells[base + cz]
+        if c ~= nil then
+          for j = 1, c.n do
+            local pl = c[j]
+            local dx, dy, dz = pl.x - x, pl.y - y, pl.z - z
+            if dx * dx + dy * dy + dz * dz <= r2 then add_recipient(st, pl, stamp) end
+          end
+        end
+      end
+    end
+  end
+end
+
+--- Append one packet per recipient in st.rcpt[1..n] (already sorted): copy
+-- the dig's template, patch recipient, flags and dist2, seal the CRC.
+local function emit(st, n, digger, party, last_flag, x, y, z)
+  queue_reserve(st, n)
+  local tpl, players, rcpt = st.tpl, st.players, st.rcpt
+  local dst = st.buf + st.tail * 128
+  for i = 1, n do
+    local id = rcpt[i]
+    local pl = players[id]
+    local flags = last_flag
+    if id == digger then
+      flags = flags + FLAG_DIGGER
+    elseif party ~= 0 and pl.party == party then
+      flags = flags + FLAG_PARTY
+    end
+    local dx, dy, dz = pl.x - x, pl.y - y, pl.z - z
+    local d2 = dx * dx + dy * dy + dz * dz
+    if d2 > U32_MAX then d2 = U32_MAX end
+    copy(dst, tpl, 128)
+    local p = cast(pkt_ptr_t, dst)
+    p.recipient = id
+    p.flags = flags
+    p.dist2 = d2
+    packet.seal(p)
+    dst = dst + 128
+  end
+  st.tail = st.tail + n
+  st.packets = st.packets + n
+end
+
+--- Resolve one accepted dig (arguments already valid, player known).
+local function resolve(st, pl, x, y, z, t_us)
+  local seq = st.seq + 1
+  st.seq = seq
+  st.digs = st.digs + 1
+  local tpl = st.tpl
+  tpl.seq = seq
+  tpl.t_us = t_us
+  tpl.finder = pl.id
+  tpl.party = pl.party
+  tpl.x, tpl.y, tpl.z = x, y, z
+  tpl.site_id, tpl.item, tpl.quantity, tpl.rarity, tpl.charges_left = 0, 0, 0, 0, 0
+  tpl.roll = 0
+
+  local dx, dy, dz = pl.x - x, pl.y - y, pl.z - z
+  local site
+  if dx * dx + dy * dy + dz * dz > st.reach2 then
+    tpl.kind = KIND_REJECTED
+    st.rejected = st.rejected + 1
+  else
+    site = site_at(st, x, y, z)
+    if site == nil then
+      tpl.kind = KIND_NOTHING
+      st.nothing = st.nothing + 1
+    elseif site.charges == 0 then
+      tpl.kind = KIND_EMPTY
+      tpl.site_id = site.id
+      st.empty = st.empty + 1
+      site = nil
+    end
+  end
+  if site == nil then -- REJECTED, NOTHING or EMPTY: one packet, to the digger
+    st.rcpt[1] = pl.id
+    emit(st, 1, pl.id, pl.party, 0, x, y, z)
+    return seq
+  end
+
+  -- FOUND
+  local before = site.charges
+  local lt = site.loot
+  local roll = splitmix64(bxor(st.seed, lshift(cast("uint64_t", site.id), 32), before))
+  local e = pick_entry(lt, tonumber(roll % lt.total64))
+  local mn = lt.min[e]
+  local qty = mn + tonumber(rshift(roll, 40)) % (lt.max[e] - mn + 1)
+  local after = before - 1
+  site.charges = after
+  st.found = st.found + 1
+  tpl.kind = KIND_FOUND
+  tpl.site_id = site.id
+  tpl.item = lt.item[e]
+  tpl.quantity = qty
+  tpl.rarity = lt.rarity[e]
+  tpl.charges_left = after
+  tpl.roll = roll
+
+  -- Recipients: digger, AOI, party; each once (stamp), ascending id.
+  local stamp = st.stamp + 1
+  st.stamp = stamp
+  local oldn = st.nrcpt
+  st.nrcpt = 0
+  add_recipient(st, pl, stamp)
+  gather_aoi(st, x, y, z, stamp)
+  local party = pl.party
+  if party ~= 0 then
+    local m = st.parties[party]
+    for i = 1, m.n do add_recipient(st, m[i], stamp) end
+  end
+  local n, rcpt = st.nrcpt, st.rcpt
+  for i = n + 1, oldn do rcpt[i] = nil end -- keep #rcpt == n for sort
+  if n > 1 then sort(rcpt) end
+  emit(st, n, pl.id, party, after == 0 and FLAG_LAST or 0, x, y, z)
+  return seq
+end
+
+local function is_busy(st)
+  if st.tail - st.head > st.max_pending then
+    st.busy = st.busy + 1
+    return true
+  end
+  return false
+end
+
+function Resolver:dig(player, x, y, z, t_us)
+  local fn = "dig"
+  local st = state_of(fn, self)
+  check_int(fn, "player", player, 1, U32_MAX, R_ID)
+  check_coords(fn, x, y, z)
+  check_int(fn, "t_us", t_us, 0, T_MAX, R_T)
+  local pl = known_player(fn, st, player)
+  if is_busy(st) then return nil, "busy" end
+  return resolve(st, pl, x + 0, y + 0, z + 0, t_us)
+end
+
+--- Validate record i (0-based) of a batch; returns the joined player.
+local function check_record(fn, st, r, i, with_t)
+  local path = "records[" .. (i + 1) .. "]."
+  local player = r.player
+  if player < 1 then fail(fn, path .. "player must be an integer in " .. R_ID .. ", got " .. player) end
+  local x, y, z = r.x, r.y, r.z
+  if x < C_MIN or x > C_MAX then fail(fn, path .. "x must be an integer in " .. R_COORD .. ", got " .. x) end
+  if y < C_MIN or y > C_MAX then fail(fn, path .. "y must be an integer in " .. R_COORD .. ", got " .. y) end
+  if z < C_MIN or z > C_MAX then fail(fn, path .. "z must be an integer in " .. R_COORD .. ", got " .. z) end
+  if with_t and r.t_hi >= 2097152 then -- t_us >= 2^53
+    fail(fn, path .. "t_us must be an integer in " .. R_T .. ", got " .. u64_text(r.t_lo, r.t_hi))
+  end
+  local pl = st.players[player]
+  if pl == nil then fail(fn, path .. "player must have joined, got " .. player) end
+  return pl
+end
+
+function Resolver:dig_batch(records)
+  local fn = "dig_batch"
+  local st = state_of(fn, self)
+  if type(records) ~= "string" then fail(fn, "records must be a string, got " .. show(records)) end
+  local len = #records
+  if len % 24 ~= 0 then fail(fn, "records length must be a multiple of 24, got " .. len) end
+  local n = len / 24
+  local recs = cast(dig_rec_ptr_t, records)
+  for i = 0, n - 1 do check_record(fn, st, recs[i], i, true) end
+  if is_busy(st) then return nil, "busy" end
+  local first = st.seq + 1
+  local players = st.players
+  for i = 0, n - 1 do
+    local r = recs[i]
+    resolve(st, players[r.player], r.x, r.y, r.z, r.t_hi * 4294967296 + r.t_lo)
+  end
+  return first, n
+end
+
+function Resolver:move_batch(records)
+  local fn = "move_batch"
+  local st = state_of(fn, self)
+  if type(records) ~= "string" then fail(fn, "records must be a string, got " .. show(records)) end
+  local len = #records
+  if len % 16 ~= 0 then fail(fn, "records length must be a multiple of 16, got " .. len) end
+  local n = len / 16
+  local recs = cast(move_rec_ptr_t, records)
+  for i = 0, n - 1 do check_record(fn, st, recs[i], i, false) end
+  local g, players = st.grid, st.players
+  for i = 0, n - 1 do
+    local r = recs[i]
+    move_player(g, players[r.player], r.x, r.y, r.z)
+  end
+end
+
+--- Take up to max pending packets off the head of the queue.
+local function take(st, max)
+  local head = st.head
+  local pending = st.tail - head
+  local n = (max == nil or max > pending) and pending or max
+  local h2 = head + n
+  if h2 == st.tail then st.head, st.tail = 0, 0 else st.head = h2 end
+  return n, head
+end
+
+function Resolver:poll(max)
+  local fn = "poll"
+  local st = state_of(fn, self)
+  if max ~= nil then check_int(fn, "max", max, 0, T_MAX, R_T) end
+  local n, head = take(st, max)
+  if n == 0 then return 0, "" end
+  return n, ffi.string(st.buf + head * 128, n * 128)
+end
+
+-- poll_into's buffer test. ffi.istype alone would also accept int8_t/char
+-- arrays, so the exact element type is checked by the ctype's name, cached
+-- per name (the name string is interned, so no garbage after the first call).
+local u8_array_names = {}
+local function is_u8_array(buf)
+  if type(buf) ~= "cdata" then return false end
+  local name = tostring(typeof(buf))
+  local ok = u8_array_names[name]
+  if ok == nil then
+    ok = name:match("^ctype<unsigned char %[%d+%]>$") ~= nil
+      or name == "ctype<unsigned char [?]>"
+      or (name:match("^ctype<unsigned char %(&%)%[%d+%]>$") ~= nil)
+    u8_array_names[name] = ok
+  end
+  return ok
+end
+
+function Resolver:poll_into(buf, max)
+  local fn = "poll_into"
+  local st = state_of(fn, self)
+  if not is_u8_array(buf) then fail(fn, "buf must be a uint8_t array cdata, got " .. show(buf)) end
+  check_int(fn, "max", max, 0, T_MAX, R_T)
+  local holds = floor(sizeof(buf) / 128)
+  if max > holds then
+    fail(fn, "max must be at most " .. holds .. " (the packets buf holds), got " .. tostring(max))
+  end
+  local n, head = take(st, max)
+  if n > 0 then copy(buf, st.buf + head * 128, n * 128) end
+  return n
+end
+
+function Resolver:flush()
+  state_of("flush", self) -- resolved inside dig: nothing to wait for
+end
+
+function Resolver:stats()
+  local st = state_of("stats", self)
+  return {
+    digs = st.digs, packets = st.packets,
+    found = st.found, empty = st.empty, nothing = st.nothing, rejected = st.rejected,
+    busy = st.busy, players = st.nplayers, sites = st.nsites,
+    pending_packets = st.tail - st.head,
+    -- legacy resolves inside the call: there is no queueing latency to report
+    resolve_p50_us = 0, resolve_p99_us = 0, resolve_p999_us = 0, resolve_max_us = 0,
+  }
+end
+
+function Resolver:close()
+  local st = states[self]
+  if st == nil then fail("close", "self must be a resolver, got " .. show(self)) end
+  if st.closed then return end
+  -- Drop everything; keep only the closed flag so later calls can say so.
+  for k in pairs(st) do st[k] = nil end
+  st.closed = true
+end
+
+return {
+  new = new,
+  _VERSION = VERSION,
+  backend = "lua",
+}

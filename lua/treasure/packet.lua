@@ -1,0 +1,266 @@
+--- treasure.packet: the 128-byte dig packet (layout owner), CRC-32C, encode/decode.
+--
+-- This is the single owner of the wire layout described in docs/PACKET.md.
+-- `treasure.legacy` builds its packets in place through `ctype`/`init`/`seal`
+-- so that the layout is written down exactly once; clients and tests use
+-- `decode`/`encode`, which work on Lua strings.
+--
+-- All multi-byte fields are little-endian. The FFI struct below is read and
+-- written in host byte order, so the module refuses to load on a big-endian
+-- host rather than silently producing wrong bytes.
+
+local ffi = require("ffi")
+local bit = require("bit")
+
+local band, bxor, bnot, rshift = bit.band, bit.bxor, bit.bnot, bit.rshift
+local tohex = bit.tohex
+local cast, copy, fill, sizeof, offsetof = ffi.cast, ffi.copy, ffi.fill, ffi.sizeof, ffi.offsetof
+local floor = math.floor
+local format = string.format
+local type, tostring, tonumber, error = type, tostring, tonumber, error
+
+if not ffi.abi("le") then
+  error("treasure.packet: this module writes packets through a host-order FFI struct and needs a little-endian host", 0)
+end
+
+local M = {
+  SIZE = 128,
+  MAGIC = "TRSR",
+  VERSION = 1,
+  KIND = { FOUND = 1, EMPTY = 2, NOTHING = 3, REJECTED = 4 },
+  FLAG = { DIGGER = 1, PARTY = 2, LAST_CHARGE = 4 },
+}
+
+--- The packet as an FFI struct. Anonymous (no ffi.cdef) so that loading this
+-- module twice, or next to other code, can never clash on a type name.
+local packet_t = ffi.typeof([[
+struct {
+  uint8_t  magic[4];     /*   0 "TRSR"                                  */
+  uint16_t version;      /*   4 = 1                                     */
+  uint8_t  kind;         /*   6 1 FOUND 2 EMPTY 3 NOTHING 4 REJECTED    */
+  uint8_t  flags;        /*   7 bit0 digger, bit1 party, bit2 last charge */
+  uint64_t seq;          /*   8                                         */
+  uint64_t t_us;         /*  16                                         */
+  uint32_t site_id;      /*  24                                         */
+  uint32_t finder;       /*  28                                         */
+  uint32_t recipient;    /*  32                                         */
+  uint32_t party;        /*  36 finder's party at dig time              */
+  int32_t  x, y, z;      /*  40 44 48 the dug block                     */
+  uint32_t item;         /*  52                                         */
+  uint16_t quantity;     /*  56                                         */
+  uint8_t  rarity;       /*  58                                         */
+  uint8_t  pad0;         /*  59 always 0                                */
+  uint32_t charges_left; /*  60                                         */
+  uint64_t roll;         /*  64                                         */
+  uint32_t dist2;        /*  72 saturating at 2^32-1                    */
+  uint8_t  reserved[48]; /*  76 always 0                                */
+  uint32_t crc;          /* 124 CRC-32C of bytes 0..123                 */
+}]])
+local packet_ptr_t = ffi.typeof("$ *", packet_t)
+local const_packet_ptr_t = ffi.typeof("const $ *", packet_t)
+local u8p_t = ffi.typeof("const uint8_t *")
+local u32p_t = ffi.typeof("const uint32_t *")
+
+-- The layout is the contract: fail loudly at load time if the C compiler
+-- model ever disagrees with docs/PACKET.md.
+do
+  local want = { version = 4, kind = 6, flags = 7, seq = 8, t_us = 16, site_id = 24,
+    finder = 28, recipient = 32, party = 36, x = 40, y = 44, z = 48, item = 52,
+    quantity = 56, rarity = 58, pad0 = 59, charges_left = 60, roll = 64,
+    dist2 = 72, reserved = 76, crc = 124 }
+  for k, off in pairs(want) do
+    assert(offsetof(packet_t, k) == off, "treasure.packet: bad offset for " .. k)
+  end
+  assert(sizeof(packet_t) == 128, "treasure.packet: struct is not 128 bytes")
+end
+
+M.ctype = packet_t
+M.ptr_t = packet_ptr_t
+
+---------------------------------------------------------------------------
+-- CRC-32C (Castagnoli), reflected polynomial 0x82F63B78, slicing-by-4.
+---------------------------------------------------------------------------
+
+-- T[k*256 + i]: table k of the slicing-by-4 scheme (k = 0 is the classic
+-- byte-at-a-time table). Stored as int32 because `bit` works on int32.
+local T = ffi.new("int32_t[1024]")
+for i = 0, 255 do
+  local c = i
+  for _ = 1, 8 do
+    if band(c, 1) ~= 0 then c = bxor(rshift(c, 1), 0x82F63B78) else c = rshift(c, 1) end
+  end
+  T[i] = c
+end
+for i = 0, 255 do
+  for k = 1, 3 do
+    local prev = T[(k - 1) * 256 + i]
+    T[k * 256 + i] = bxor(rshift(prev, 8), T[band(prev, 255)])
+  end
+end
+
+--- Feed `len` bytes at `p` into a running (pre-inverted) CRC register.
+-- Four bytes per step: little-endian word xor register, then four lookups.
+local function crc_update(crc, p, len)
+  local words = rshift(len, 2)
+  local w = cast(u32p_t, p)
+  for k = 0, words - 1 do
+    crc = bxor(crc, w[k])
+    crc = bxor(T[768 + band(crc, 255)], T[512 + band(rshift(crc, 8), 255)],
+               T[256 + band(rshift(crc, 16), 255)], T[rshift(crc, 24)])
+  end
+  local b = cast(u8p_t, p)
+  for i = words * 4, len - 1 do
+    crc = bxor(rshift(crc, 8), T[band(bxor(crc, b[i]), 255)])
+  end
+  return crc
+end
+
+--- CRC-32C of `len` bytes at pointer `p`, as an int32 bit pattern.
+local function crc32c_ptr(p, len)
+  return bnot(crc_update(-1, p, len))
+end
+M.crc32c_ptr = crc32c_ptr
+
+--- crc32c(s [, i, j]) -> number in [0, 2^32): CRC-32C of s:sub(i, j).
+-- i and j follow string.sub's rules (negative counts from the end).
+function M.crc32c(s, i, j)
+  if type(s) ~= "string" then
+    error("treasure.packet: crc32c: s must be a string, got " .. type(s), 0)
+  end
+  local n = #s
+  i = i or 1
+  j = j or n
+  if type(i) ~= "number" or type(j) ~= "number" or i ~= floor(i) or j ~= floor(j) then
+    error("treasure.packet: crc32c: i and j must be integers", 0)
+  end
+  if i < 0 then i = n + i + 1 end
+  if j < 0 then j = n + j + 1 end
+  if i < 1 then i = 1 end
+  if j > n then j = n end
+  local len = j - i + 1
+  if len <= 0 then return 0 end
+  return crc32c_ptr(cast(u8p_t, s) + (i - 1), len) % 4294967296
+end
+
+---------------------------------------------------------------------------
+-- In-place helpers (used by treasure.legacy to build packets without strings)
+---------------------------------------------------------------------------
+
+--- Zero a packet in memory and stamp magic and version.
+function M.init(p)
+  fill(p, 128)
+  copy(p.magic, "TRSR", 4)
+  p.version = 1
+  return p
+end
+
+--- Compute the CRC of bytes 0..123 of the packet at `p` and store it at 124.
+function M.seal(p)
+  cast(packet_ptr_t, p).crc = crc32c_ptr(p, 124)
+end
+
+---------------------------------------------------------------------------
+-- decode / encode (strings)
+---------------------------------------------------------------------------
+
+local function u64_number(lo, hi) return hi * 4294967296 + lo end
+
+--- decode(s [, offset]) -> table of fields. `offset` is the 1-based index of
+-- the packet's first byte in `s`. Checks length, magic, version and CRC.
+function M.decode(s, offset)
+  if type(s) ~= "string" then
+    error("treasure.packet: decode: s must be a string, got " .. type(s), 0)
+  end
+  offset = offset or 1
+  if type(offset) ~= "number" or offset < 1 or offset ~= floor(offset) then
+    error("treasure.packet: decode: offset must be an integer >= 1, got " ..
+      (type(offset) == "number" and tostring(offset) or type(offset)), 0)
+  end
+  local avail = #s - offset + 1
+  if avail < 128 then
+    error(format("treasure.packet: decode: need 128 bytes at offset %d, got %d",
+      offset, avail < 0 and 0 or avail), 0)
+  end
+  local base = cast(u8p_t, s) + (offset - 1)
+  local p = cast(const_packet_ptr_t, base)
+  if s:sub(offset, offset + 3) ~= "TRSR" then
+    error(format("treasure.packet: decode: bad magic %s at offset %d (want 54525352 'TRSR')",
+      tohex(bit.bswap(cast(u32p_t, base)[0])), offset), 0)
+  end
+  if p.version ~= 1 then
+    error(format("treasure.packet: decode: unsupported version %d at offset %d (want 1)",
+      p.version, offset), 0)
+  end
+  local want = crc32c_ptr(base, 124) % 4294967296
+  if p.crc ~= want then
+    error(format("treasure.packet: decode: bad CRC at offset %d: stored 0x%s, computed 0x%s",
+      offset, tohex(p.crc), tohex(want)), 0)
+  end
+  local w = cast(u32p_t, base)
+  return {
+    magic = "TRSR", version = 1, kind = p.kind, flags = p.flags,
+    seq = u64_number(w[2], w[3]), t_us = u64_number(w[4], w[5]),
+    site_id = p.site_id, finder = p.finder, recipient = p.recipient, party = p.party,
+    x = p.x, y = p.y, z = p.z, item = p.item, quantity = p.quantity, rarity = p.rarity,
+    charges_left = p.charges_left,
+    roll = p.roll + 0ULL, roll_hex = tohex(p.roll),
+    dist2 = p.dist2, crc = p.crc,
+  }
+end
+
+-- encode's field list: name, low, high (inclusive).
+local FIELDS = {
+  { "kind", 0, 255 }, { "flags", 0, 255 },
+  { "seq", 0, 9007199254740991 }, { "t_us", 0, 9007199254740991 },
+  { "site_id", 0, 4294967295 }, { "finder", 0, 4294967295 },
+  { "recipient", 0, 4294967295 }, { "party", 0, 4294967295 },
+  { "x", -2147483648, 2147483647 }, { "y", -2147483648, 2147483647 },
+  { "z", -2147483648, 2147483647 },
+  { "item", 0, 4294967295 }, { "quantity", 0, 65535 }, { "rarity", 0, 255 },
+  { "charges_left", 0, 4294967295 }, { "dist2", 0, 4294967295 },
+}
+
+--- Parse a roll given as a number (< 2^53), a 64-bit cdata or roll_hex.
+local function to_u64(v, hex)
+  if v == nil and hex ~= nil then
+    if type(hex) ~= "string" or not hex:match("^%x+$") or #hex > 16 then
+      error("treasure.packet: encode: roll_hex must be up to 16 hex digits", 0)
+    end
+    hex = ("0"):rep(16 - #hex) .. hex
+    return ffi.cast("uint64_t", tonumber(hex:sub(1, 8), 16)) * 4294967296ULL
+      + tonumber(hex:sub(9, 16), 16)
+  end
+  if v == nil then return 0ULL end
+  if type(v) == "number" then
+    if v < 0 or v > 9007199254740991 or v ~= floor(v) then
+      error("treasure.packet: encode: roll as a number must be an integer in [0, 2^53-1], got " .. tostring(v), 0)
+    end
+    return ffi.cast("uint64_t", v)
+  end
+  if type(v) == "cdata" then return ffi.cast("uint64_t", v) end
+  error("treasure.packet: encode: roll must be a number, uint64 cdata or nil, got " .. type(v), 0)
+end
+
+--- encode(fields) -> 128-byte string. Missing fields are 0; magic, version
+-- and CRC are always written by the encoder.
+function M.encode(f)
+  if type(f) ~= "table" then
+    error("treasure.packet: encode: fields must be a table, got " .. type(f), 0)
+  end
+  local p = M.init(packet_t())
+  for i = 1, #FIELDS do
+    local name, lo, hi = FIELDS[i][1], FIELDS[i][2], FIELDS[i][3]
+    local v = f[name]
+    if v == nil then v = 0 end
+    if type(v) ~= "number" or v < lo or v > hi or v ~= floor(v) then
+      error(format("treasure.packet: encode: %s must be an integer in [%.0f, %.0f], got %s",
+        name, lo, hi, type(v) == "number" and tostring(v) or type(v)), 0)
+    end
+    p[name] = v
+  end
+  p.roll = to_u64(f.roll, f.roll_hex)
+  M.seal(p)
+  return ffi.string(p, 128)
+end
+
+return M
