@@ -1,0 +1,923 @@
+-- examples/harness.lua: a game-server loop driving the treasure resolver.
+--
+--   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' \
+--     luajit examples/harness.lua [flags]
+--
+-- N players walk around a W x W world (y in [0, 64)) between dig sites, in
+-- parties of four. Every tick (20 Hz in real time, or back to back with
+-- --fast) the loop does what a server does: one move_batch with the players
+-- whose block changed, one dig_batch with this tick's digs (a few random
+-- players, plus every --burst-every ticks a burst of --burst players digging
+-- the site they stand next to), then the send loop: poll_into one
+-- preallocated buffer until the next tick is due, reading each packet's
+-- recipient and seq through FFI casts and checking the stream order.
+--
+-- Latency of a dig = CLOCK_MONOTONIC time from just before the dig_batch that
+-- carried it (or the first attempt, if the batch was refused as busy) to the
+-- poll_into call that returned its last packet. The legacy backend resolves
+-- inside dig_batch, so its latency includes that; the native backend returns
+-- at once and resolves on worker threads. Same clock, same points, both.
+--
+-- The per-packet and per-dig work allocates nothing (FFI arrays, no tables);
+-- the only Lua garbage per tick is the two record strings the API takes.
+-- Run with --help for the flags.
+
+local ffi = require("ffi")
+local bit = require("bit")
+local band, bxor, lshift, rshift, rol, tobit = bit.band, bit.bxor, bit.lshift, bit.rshift, bit.rol, bit.tobit
+local floor, max, min, abs = math.floor, math.max, math.min, math.abs
+
+ffi.cdef[[
+typedef struct { uint32_t sec_lo, sec_hi, nsec_lo, nsec_hi; } harness_timespec;
+int harness_clock_gettime(int clk, harness_timespec *ts) __asm__("clock_gettime");
+int harness_nanosleep(const harness_timespec *req, harness_timespec *rem) __asm__("nanosleep");
+typedef struct { uint32_t player; int32_t x, y, z; } harness_move_rec;
+typedef struct { uint32_t player; int32_t x, y, z; uint64_t t_us; } harness_dig_rec;
+]]
+assert(ffi.sizeof("harness_move_rec") == 16 and ffi.sizeof("harness_dig_rec") == 24)
+
+---------------------------------------------------------------------------
+-- flags
+---------------------------------------------------------------------------
+local USAGE = [[
+usage: luajit examples/harness.lua [flags]
+  --backend lua|native   backend (default: require("treasure"), honours TREASURE_BACKEND)
+  --players N            players online (12000)
+  --sites N              dig sites (100000)
+  --world W              world is W x W blocks, y in [0,64) (4096)
+  --aoi R                aoi_radius (64)
+  --reach R              reach (8)
+  --seed S               world / loot seed (1)
+  --workers N            resolver workers, 0 = one per core (0)
+  --max-pending N        max_pending_packets (backend default)
+  --seconds S            simulated seconds, 20 ticks each (10)
+  --digs-per-tick N      random digs every tick (20)
+  --burst N              players digging at once on a burst tick (0 = no bursts)
+  --burst-every K        every K-th tick is a burst tick (20 = once a second)
+  --charges N            charges per site (20000)
+  --hotspots N           treasure fields sites cluster in (256)
+  --hotspot-share F      share of sites in treasure fields (0.5)
+  --fast                 run ticks back to back instead of at 20 Hz
+  --json                 print the summary as one JSON object on the last line
+  --verify               decode every packet with treasure.packet and check every
+                         dig's kind and recipient count against the harness's model
+  --sample N             decode 1 packet in N (1000; 0 = none) outside the timing
+  --latency-out FILE     write each dig's latency (ms), one per line
+  --quiet                no progress lines
+]]
+
+local opt = {
+  backend = nil, players = 12000, sites = 100000, world = 4096, aoi = 64, reach = 8,
+  seed = 1, workers = 0, max_pending = nil, seconds = 10, digs_per_tick = 20,
+  burst = 0, burst_every = 20, charges = 20000, hotspots = 256, hotspot_share = 0.5,
+  fast = false, json = false, verify = false, sample = 1000, latency_out = nil, quiet = false,
+}
+local numeric = {
+  players = true, sites = true, world = true, aoi = true, reach = true, seed = true,
+  workers = true, max_pending = true, seconds = true, digs_per_tick = true, burst = true,
+  burst_every = true, charges = true, hotspots = true, hotspot_share = true, sample = true,
+}
+local flags = { fast = true, json = true, verify = true, quiet = true }
+
+local function die(msg, code)
+  io.stderr:write("harness: ", msg, "\n")
+  os.exit(code or 2)
+end
+
+do
+  local i = 1
+  while i <= #arg do
+    local a = arg[i]
+    if a == "-h" or a == "--help" then io.stdout:write(USAGE) os.exit(0) end
+    local name, val = a:match("^%-%-([%w%-]+)=(.*)$")
+    if not name then name = a:match("^%-%-([%w%-]+)$") end
+    if not name then die("unexpected argument '" .. a .. "'\n" .. USAGE) end
+    local key = name:gsub("%-", "_")
+    if flags[key] then
+      if val then die("--" .. name .. " takes no value") end
+      opt[key] = true
+    elseif numeric[key] or key == "backend" or key == "latency_out" then
+      if not val then
+        i = i + 1
+        val = arg[i]
+        if val == nil then die("--" .. name .. " needs a value") end
+      end
+      if numeric[key] then
+        local v = tonumber(val)
+        if not v or v ~= v or v < 0 or (key ~= "hotspot_share" and v ~= floor(v)) then
+          die("--" .. name .. " must be a non-negative " ..
+              (key == "hotspot_share" and "number" or "integer") .. ", got " .. val)
+        end
+        opt[key] = v
+      else
+        opt[key] = val
+      end
+    else
+      die("unknown flag --" .. name .. "\n" .. USAGE)
+    end
+    i = i + 1
+  end
+end
+if opt.players < 1 then die("--players must be >= 1") end
+if opt.sites < 1 then die("--sites must be >= 1") end
+if opt.world < 64 or opt.world > 1048576 then die("--world must be in [64, 1048576]") end
+if opt.sites > opt.world * opt.world / 4 then die("--sites too many for the world") end
+if opt.burst_every < 1 then die("--burst-every must be >= 1") end
+if opt.hotspot_share > 1 then die("--hotspot-share must be in [0, 1]") end
+if opt.seconds <= 0 then die("--seconds must be > 0") end
+
+---------------------------------------------------------------------------
+-- backend
+---------------------------------------------------------------------------
+local T
+if opt.backend == nil then
+  local ok, m = pcall(require, "treasure")
+  if not ok then die("require('treasure') failed: " .. tostring(m)) end
+  T = m
+elseif opt.backend == "lua" or opt.backend == "legacy" then
+  local ok, m = pcall(require, "treasure.legacy")
+  if not ok then die("--backend lua: cannot load treasure.legacy: " .. tostring(m)) end
+  T = m
+elseif opt.backend == "native" then
+  local ok, m = pcall(require, "treasure.native")
+  if not ok then
+    die("--backend native: cannot load treasure.native (build it with `make build`; " ..
+        "LUA_CPATH must reach build/treasure/native.so): " .. tostring(m))
+  end
+  T = m
+else
+  die("--backend must be lua or native, got '" .. opt.backend .. "'")
+end
+local backend_name = T.backend or opt.backend or "?"
+
+-- the packet module: treasure.packet if it exists on its own, else T.packet
+local packet
+do
+  local ok, m = pcall(require, "treasure.packet")
+  if ok and type(m) == "table" then packet = m else packet = T.packet end
+  if (opt.verify or opt.sample > 0) and type(packet) ~= "table" then
+    io.stderr:write("harness: no treasure.packet module: decoding disabled\n")
+    opt.sample = 0
+    if opt.verify then die("--verify needs treasure.packet") end
+  end
+end
+
+---------------------------------------------------------------------------
+-- clock
+---------------------------------------------------------------------------
+local C = ffi.C
+local ts_now = ffi.new("harness_timespec")
+local ts_sleep = ffi.new("harness_timespec")
+local CLOCK_MONOTONIC = 1
+local function now()   -- seconds, CLOCK_MONOTONIC
+  C.harness_clock_gettime(CLOCK_MONOTONIC, ts_now)
+  return (ts_now.sec_hi * 4294967296 + ts_now.sec_lo) + ts_now.nsec_lo * 1e-9
+end
+local function sleep(sec)
+  if sec <= 0 then return end
+  local s = floor(sec)
+  ts_sleep.sec_lo = s
+  ts_sleep.sec_hi = 0
+  ts_sleep.nsec_lo = floor((sec - s) * 1e9)
+  ts_sleep.nsec_hi = 0
+  C.harness_nanosleep(ts_sleep, nil)
+end
+
+---------------------------------------------------------------------------
+-- PRNG: xoshiro128** on 32-bit bit ops, seeded by splitmix64(--seed)
+---------------------------------------------------------------------------
+local s0, s1, s2, s3
+do
+  local z = ffi.new("uint64_t", opt.seed)
+  local function sm()
+    z = z + 0x9E3779B97F4A7C15ULL
+    local x = z
+    x = bxor(x, rshift(x, 30)) * 0xBF58476D1CE4E5B9ULL
+    x = bxor(x, rshift(x, 27)) * 0x94D049BB133111EBULL
+    x = bxor(x, rshift(x, 31))
+    return tobit(tonumber(band(x, 0xFFFFFFFFULL)))
+  end
+  s0, s1, s2, s3 = sm(), sm(), sm(), sm()
+  if s0 == 0 and s1 == 0 and s2 == 0 and s3 == 0 then s0 = 1 end
+end
+local function rnd()  -- uniform integer in [0, 2^32) as a number
+  local r = tobit(rol(tobit(s1 * 5), 7) * 9)
+  local t = lshift(s1, 9)
+  s2 = bxor(s2, s0)
+  s3 = bxor(s3, s1)
+  s1 = bxor(s1, s2)
+  s0 = bxor(s0, s3)
+  s2 = bxor(s2, t)
+  s3 = rol(s3, 11)
+  return r % 4294967296
+end
+local function rndint(n) return rnd() % n end               -- [0, n)
+local function rnd01() return rnd() * (1 / 4294967296) end  -- [0, 1)
+
+---------------------------------------------------------------------------
+-- world
+---------------------------------------------------------------------------
+local P, S, W = opt.players, opt.sites, opt.world
+local TICKS = floor(opt.seconds * 20 + 0.5)
+local TICK = 0.05
+
+-- terrain: 32 x 32 plateaus of height 30..34; players stand on top
+local PL = 32
+local NPL = floor((W + PL - 1) / PL)
+local plateau = ffi.new("uint8_t[?]", NPL * NPL)
+for i = 0, NPL * NPL - 1 do plateau[i] = 30 + rndint(5) end
+local function height(x, z) return plateau[rshift(x, 5) * NPL + rshift(z, 5)] end
+
+-- sites: distinct (x, z) columns, a share of them in treasure fields
+local sx = ffi.new("int32_t[?]", S)
+local sy = ffi.new("int32_t[?]", S)
+local sz = ffi.new("int32_t[?]", S)
+local CELL = 64
+local NC = floor((W + CELL - 1) / CELL)
+local cell_start = ffi.new("int32_t[?]", NC * NC + 1)
+local cell_sites = ffi.new("int32_t[?]", S)
+local NLOOT = 16
+do
+  local HS = max(1, opt.hotspots)
+  local hx, hz = {}, {}
+  for h = 1, HS do hx[h] = rndint(W) hz[h] = rndint(W) end
+  local HR = 160
+  local used = {}
+  local i = 0
+  while i < S do
+    local x, z
+    if opt.hotspots > 0 and rnd01() < opt.hotspot_share then
+      local h = 1 + rndint(HS)
+      local ox, oz
+      repeat ox = rndint(2 * HR + 1) - HR oz = rndint(2 * HR + 1) - HR until ox * ox + oz * oz <= HR * HR
+      x, z = hx[h] + ox, hz[h] + oz
+    else
+      x, z = rndint(W), rndint(W)
+    end
+    -- keep a one-block margin so every site has stand spots inside the world
+    if x >= 1 and x < W - 1 and z >= 1 and z < W - 1 then
+      local key = x * W + z
+      if not used[key] then
+        used[key] = true
+        sx[i], sz[i] = x, z
+        sy[i] = height(x, z) - rndint(3)
+        i = i + 1
+      end
+    end
+  end
+  used = nil
+  -- cell index (CSR)
+  local counts = ffi.new("int32_t[?]", NC * NC)
+  for k = 0, S - 1 do
+    local c = floor(sx[k] / CELL) * NC + floor(sz[k] / CELL)
+    counts[c] = counts[c] + 1
+  end
+  cell_start[0] = 0
+  for c = 0, NC * NC - 1 do cell_start[c + 1] = cell_start[c] + counts[c] counts[c] = 0 end
+  for k = 0, S - 1 do
+    local c = floor(sx[k] / CELL) * NC + floor(sz[k] / CELL)
+    cell_sites[cell_start[c] + counts[c]] = k
+    counts[c] = counts[c] + 1
+  end
+end
+
+-- players
+local px = ffi.new("int32_t[?]", P)
+local py = ffi.new("int32_t[?]", P)
+local pz = ffi.new("int32_t[?]", P)
+local ptarget = ffi.new("int32_t[?]", P)   -- site index
+local pgx = ffi.new("int32_t[?]", P)       -- stand spot (x, z) next to the target
+local pgz = ffi.new("int32_t[?]", P)
+local pstate = ffi.new("uint8_t[?]", P)    -- 0 walking, 1 at the site
+local pdwell = ffi.new("int32_t[?]", P)    -- ticks left at the site
+local pparty = ffi.new("uint32_t[?]", P)
+
+-- a stand spot next to site k: one of the 8 neighbouring columns
+local function pick_spot(i, k)
+  local d = rndint(8)
+  if d >= 4 then d = d + 1 end            -- skip (0, 0)
+  pgx[i] = sx[k] + (d % 3) - 1
+  pgz[i] = sz[k] + floor(d / 3) - 1
+end
+
+-- a new target near (x, z): the nearest of 4 random sites of its cell
+local function pick_target(i, x, z, not_k)
+  local c = floor(x / CELL) * NC + floor(z / CELL)
+  local a, b = cell_start[c], cell_start[c + 1]
+  local best, bestd = -1, 1e300
+  if b > a then
+    for _ = 1, 4 do
+      local k = cell_sites[a + rndint(b - a)]
+      if k ~= not_k then
+        local dx, dz = sx[k] - x, sz[k] - z
+        local d = dx * dx + dz * dz
+        if d < bestd then best, bestd = k, d end
+      end
+    end
+  end
+  if best < 0 then best = rndint(S) end
+  ptarget[i] = best
+  pick_spot(i, best)
+end
+
+local function dwell_ticks() return 100 + rndint(500) end   -- 5 .. 30 s
+
+for i = 0, P - 1 do
+  pparty[i] = floor(i / 4) + 1
+  local k
+  if i % 4 == 0 then
+    k = rndint(S)                   -- the party leader picks any site
+    ptarget[i] = k
+    pick_spot(i, k)
+  else                              -- the others pick one near the leader
+    local l = i - i % 4
+    pick_target(i, sx[ptarget[l]], sz[ptarget[l]], -1)
+  end
+  px[i], pz[i] = pgx[i], pgz[i]
+  py[i] = height(px[i], pz[i])
+  pstate[i] = 1
+  pdwell[i] = rndint(600)
+end
+
+---------------------------------------------------------------------------
+-- resolver
+---------------------------------------------------------------------------
+local new_opts = { seed = opt.seed, aoi_radius = opt.aoi, reach = opt.reach, workers = opt.workers }
+if opt.max_pending then new_opts.max_pending_packets = opt.max_pending end
+local t_setup0 = now()
+local r = T.new(new_opts)
+for id = 1, NLOOT do
+  local entries = {}
+  for e = 1, 3 + rndint(6) do
+    local lo = rndint(4)
+    entries[e] = { item = 1000 * id + e, weight = 1 + rndint(100), min = lo, max = lo + rndint(8), rarity = rndint(5) }
+  end
+  r:add_loot_table(id, entries)
+end
+for k = 0, S - 1 do
+  r:add_site(k + 1, sx[k], sy[k], sz[k], 1 + k % NLOOT, opt.charges)
+end
+for i = 0, P - 1 do
+  r:join(i + 1, px[i], py[i], pz[i], pparty[i])
+end
+local setup_s = now() - t_setup0
+
+---------------------------------------------------------------------------
+-- measurement state (all preallocated)
+---------------------------------------------------------------------------
+local RING = 131072                                  -- in-flight digs tracked
+local RMASK = RING - 1
+local ring_t = ffi.new("double[?]", RING)            -- submit time by seq
+local ring_digger = ffi.new("uint32_t[?]", RING)     -- digger id by seq
+local ring_expect = ffi.new("int32_t[?]", RING)      -- expected packets (--verify), -1 rejected
+local ring_reach = ffi.new("uint8_t[?]", RING)       -- digger within reach at submit
+
+-- latency histogram in microseconds: 1 us buckets below 1024 us, then
+-- 256 log-linear buckets per octave (<= 0.4 % error); max is kept exactly.
+local HLIN, HSUB, HOCT = 1024, 256, 24
+local HN = HLIN + HSUB * HOCT
+local hist = ffi.new("uint32_t[?]", HN)
+local function hist_index(us)
+  if us < HLIN then return floor(us) end
+  local m, e = math.frexp(us)                        -- us = m * 2^e, m in [0.5, 1)
+  local idx = HLIN + (e - 11) * HSUB + floor((m * 2 - 1) * HSUB)
+  if idx >= HN then idx = HN - 1 end
+  return idx
+end
+local function hist_value(idx)                       -- bucket midpoint, us
+  if idx < HLIN then return idx + 0.5 end
+  local o = floor((idx - HLIN) / HSUB)
+  local sub = (idx - HLIN) % HSUB
+  return 2 ^ (o + 10) * (1 + (sub + 0.5) / HSUB)
+end
+local st  -- counters, below
+local function percentile(q, total)                  -- ms
+  if total == 0 then return 0 end
+  local rank = math.ceil(q * total)
+  if rank < 1 then rank = 1 end
+  local acc, idx = 0, HN - 1
+  for i = 0, HN - 1 do
+    acc = acc + hist[i]
+    if acc >= rank then idx = i break end
+  end
+  -- the bucket midpoint, clamped to the exact extremes
+  local v = hist_value(idx) / 1e6
+  if v > st.lat_max then v = st.lat_max end
+  if v < st.lat_min then v = st.lat_min end
+  return v * 1000
+end
+
+-- per-dig latencies for --latency-out
+local lat_cap = 0
+local lat_out
+if opt.latency_out then
+  local bursts = opt.burst > 0 and (floor((TICKS - 1) / opt.burst_every) + 1) or 0
+  lat_cap = TICKS * opt.digs_per_tick + bursts * opt.burst + 16
+  lat_out = ffi.new("float[?]", lat_cap)
+end
+
+-- bursts: seq range, submit time, end (time of its last packet), packets
+local NB = opt.burst > 0 and (floor((TICKS - 1) / opt.burst_every) + 1) or 1
+local b_first = ffi.new("double[?]", NB)
+local b_last = ffi.new("double[?]", NB)
+local b_t0 = ffi.new("double[?]", NB)
+local b_t1 = ffi.new("double[?]", NB)
+local b_pk = ffi.new("double[?]", NB)
+local b_found = ffi.new("double[?]", NB)
+local nbursts = 0
+local b_cur = 0       -- oldest burst not yet complete
+
+-- counters (numbers, kept as upvalues/locals)
+st = ffi.new([[struct {
+  double digs_sub, digs_done, packets, found, empty, nothing, rejected, found_packets;
+  double misses, lat_max, lat_min, lat_sum, order_err, gap_err, digger_err, kind_err, count_err;
+  double decoded, decode_err, busy, ring_full, ticks, overruns, tick_max, moves, lat_dropped;
+  double cur, cur_n, cur_last_rcp, cur_t, cur_kind, cur_digger_seen, sample_ctr, last_sub;
+}]])
+st.lat_min = 1e300
+st.cur_last_rcp = -1
+
+local MAXP = 4096
+local pbuf = ffi.new("uint8_t[?]", MAXP * 128)
+local u32p = ffi.typeof("const uint32_t *")
+
+local function decode_check(p, seq, rcp, kind)
+  local s = ffi.string(p, 128)
+  local ok, d = pcall(packet.decode, s, 1)
+  st.decoded = st.decoded + 1
+  if not ok or type(d) ~= "table" or tonumber(d.seq) ~= seq or d.recipient ~= rcp or d.kind ~= kind then
+    st.decode_err = st.decode_err + 1
+    if st.decode_err <= 5 then
+      io.stderr:write(string.format("harness: decode mismatch seq %d recipient %d kind %d: %s\n",
+        seq, rcp, kind, ok and (type(d) == "table" and ("decoded seq " .. tostring(d.seq) ..
+        " recipient " .. tostring(d.recipient) .. " kind " .. tostring(d.kind)) or tostring(d)) or tostring(d)))
+    end
+  end
+end
+
+-- a dig is complete: its last packet was polled at st.cur_t
+local function finalize()
+  local seq = st.cur
+  local slot = band(seq, RMASK)
+  local lat = st.cur_t - ring_t[slot]
+  local n = st.cur_n
+  local kind = st.cur_kind
+  st.digs_done = st.digs_done + 1
+  if lat > st.lat_max then st.lat_max = lat end
+  if lat < st.lat_min then st.lat_min = lat end
+  st.lat_sum = st.lat_sum + lat
+  if lat > 0.020 then st.misses = st.misses + 1 end
+  local idx = hist_index(lat * 1e6)
+  hist[idx] = hist[idx] + 1
+  if lat_out then
+    local j = st.digs_done - 1
+    if j < lat_cap then lat_out[j] = lat * 1000 else st.lat_dropped = st.lat_dropped + 1 end
+  end
+  if kind == 1 then
+    st.found = st.found + 1
+    st.found_packets = st.found_packets + n
+  elseif kind == 2 then st.empty = st.empty + 1
+  elseif kind == 3 then st.nothing = st.nothing + 1
+  elseif kind == 4 then st.rejected = st.rejected + 1
+  else st.kind_err = st.kind_err + 1 end
+  -- the digger gets a packet; REJECTED exactly when out of reach at submit
+  if st.cur_digger_seen == 0 then st.digger_err = st.digger_err + 1 end
+  if (kind == 4) ~= (ring_reach[slot] == 0) then st.kind_err = st.kind_err + 1 end
+  if opt.verify then
+    local e = ring_expect[slot]
+    if kind == 1 and e ~= n then
+      st.count_err = st.count_err + 1
+      if st.count_err <= 5 then
+        io.stderr:write(string.format("harness: seq %d: %d recipients, expected %d\n", seq, n, e))
+      end
+    elseif kind ~= 1 and n ~= 1 then
+      st.count_err = st.count_err + 1
+    end
+  end
+  -- burst bookkeeping (bursts are disjoint, ascending seq ranges)
+  local b = b_cur
+  if b < nbursts and seq >= b_first[b] then
+    b_pk[b] = b_pk[b] + n
+    if kind == 1 then b_found[b] = b_found[b] + 1 end
+    if seq == b_last[b] then
+      b_t1[b] = st.cur_t
+      b_cur = b + 1
+    end
+  end
+end
+
+-- handle n packets in pbuf, polled at time t
+local function process(n, t)
+  local verify, sample = opt.verify, opt.sample
+  for i = 0, n - 1 do
+    local p = pbuf + i * 128
+    local q = ffi.cast(u32p, p)
+    local seq = q[3] * 4294967296 + q[2]       -- u64 seq at 8, two u32 reads
+    local rcp = q[8]                             -- u32 recipient at 32
+    local kind = p[6]
+    local cur = st.cur
+    if seq ~= cur then
+      if seq < cur or seq > st.last_sub then
+        st.order_err = st.order_err + 1
+      else
+        if cur > 0 then finalize() end
+        if seq ~= cur + 1 then st.gap_err = st.gap_err + (seq - cur - 1) end
+        st.cur = seq
+        st.cur_n = 0
+        st.cur_last_rcp = -1
+        st.cur_kind = kind
+        st.cur_digger_seen = 0
+      end
+    end
+    if rcp <= st.cur_last_rcp then st.order_err = st.order_err + 1 end
+    if kind ~= st.cur_kind then st.kind_err = st.kind_err + 1 end
+    if rcp == ring_digger[band(seq, RMASK)] then st.cur_digger_seen = 1 end
+    st.cur_last_rcp = rcp
+    st.cur_n = st.cur_n + 1
+    st.cur_t = t
+    if verify then
+      decode_check(p, seq, rcp, kind)
+    elseif sample > 0 then
+      local c = st.sample_ctr + 1
+      if c >= sample then c = 0 decode_check(p, seq, rcp, kind) end
+      st.sample_ctr = c
+    end
+  end
+  st.packets = st.packets + n
+end
+
+-- expected recipients of a FOUND dig by player index i at site k (--verify)
+local aoi2 = opt.aoi * opt.aoi
+local function expected_recipients(i, bx, by, bz)
+  local party = pparty[i]
+  local n = 0
+  for j = 0, P - 1 do
+    local dx, dy, dz = px[j] - bx, py[j] - by, pz[j] - bz
+    if j == i or dx * dx + dy * dy + dz * dz <= aoi2 or (party ~= 0 and pparty[j] == party) then
+      n = n + 1
+    end
+  end
+  return n
+end
+
+---------------------------------------------------------------------------
+-- per-tick record building
+---------------------------------------------------------------------------
+local move_buf = ffi.new("harness_move_rec[?]", P)
+local DIGCAP = 2 * (opt.digs_per_tick + opt.burst) + 64
+local dig_buf = ffi.new("harness_dig_rec[?]", DIGCAP)
+local dig_t = ffi.new("double[?]", DIGCAP)       -- first-attempt time per record
+local dig_reach = ffi.new("uint8_t[?]", DIGCAP)  -- digger within reach at the call
+local dig_expect = ffi.new("int32_t[?]", DIGCAP) -- --verify: expected packets
+local dig_n = 0                                  -- records waiting (busy retries)
+local reach2 = opt.reach * opt.reach
+local burst_off = 0
+
+local function step_players()
+  local n = 0
+  for i = 0, P - 1 do
+    local moved = false
+    if pstate[i] == 0 then
+      local x, z = px[i], pz[i]
+      local gx, gz = pgx[i], pgz[i]
+      if x < gx then x = x + 1 elseif x > gx then x = x - 1 end
+      if z < gz then z = z + 1 elseif z > gz then z = z - 1 end
+      px[i], pz[i] = x, z
+      py[i] = height(x, z)
+      moved = true
+      if x == gx and z == gz then
+        pstate[i] = 1
+        pdwell[i] = dwell_ticks()
+      end
+    else
+      local d = pdwell[i] - 1
+      pdwell[i] = d
+      if d <= 0 then
+        pick_target(i, px[i], pz[i], ptarget[i])
+        pstate[i] = 0
+      elseif rndint(16) == 0 then               -- shuffle to another spot by the site
+        pick_spot(i, ptarget[i])
+        if pgx[i] ~= px[i] or pgz[i] ~= pz[i] then
+          px[i], pz[i] = pgx[i], pgz[i]
+          py[i] = height(px[i], pz[i])
+          moved = true
+        end
+      end
+    end
+    if moved then
+      local m = move_buf[n]
+      m.player, m.x, m.y, m.z = i + 1, px[i], py[i], pz[i]
+      n = n + 1
+    end
+  end
+  st.moves = st.moves + n
+  return n
+end
+
+local function add_dig(i, t)
+  if dig_n >= DIGCAP then st.ring_full = st.ring_full + 1 return end
+  local k = ptarget[i]
+  local d = dig_buf[dig_n]
+  d.player, d.x, d.y, d.z = i + 1, sx[k], sy[k], sz[k]
+  dig_t[dig_n] = 0                               -- set at the first dig_batch attempt
+  dig_n = dig_n + 1
+end
+
+-- submit the waiting records; returns true if accepted (or nothing to do)
+local function submit(t, burst_from)
+  if dig_n == 0 then return true end
+  -- never track more in-flight digs than the ring holds
+  if st.last_sub + dig_n - st.digs_done >= RING then
+    st.ring_full = st.ring_full + 1
+    return false
+  end
+  -- within reach now? (positions are current: this tick's move_batch is applied)
+  local verify = opt.verify
+  for j = 0, dig_n - 1 do
+    local d = dig_buf[j]
+    local i = d.player - 1
+    local dx, dy, dz = px[i] - d.x, py[i] - d.y, pz[i] - d.z
+    local inreach = dx * dx + dy * dy + dz * dz <= reach2
+    dig_reach[j] = inreach and 1 or 0
+    if verify then   -- the model's recipient count, computed outside the timing
+      dig_expect[j] = inreach and expected_recipients(i, d.x, d.y, d.z) or 1
+    end
+  end
+  local t_us = floor(now() * 1e6)
+  for j = 0, dig_n - 1 do dig_buf[j].t_us = t_us end
+  local records = ffi.string(dig_buf, dig_n * 24)
+  local t_call = now()
+  for j = 0, dig_n - 1 do
+    if dig_t[j] == 0 then dig_t[j] = t_call end     -- first attempt
+  end
+  local first, count = r:dig_batch(records)
+  if first == nil then
+    st.busy = st.busy + 1
+    return false
+  end
+  for j = 0, count - 1 do
+    local seq = first + j
+    local slot = band(seq, RMASK)
+    -- latency starts just before the first dig_batch that carried it
+    ring_t[slot] = dig_t[j]
+    local d = dig_buf[j]
+    ring_digger[slot] = d.player
+    ring_reach[slot] = dig_reach[j]
+    ring_expect[slot] = dig_expect[j]
+  end
+  st.digs_sub = st.digs_sub + count
+  st.last_sub = first + count - 1
+  if burst_from >= 0 and burst_from < count then
+    local b = nbursts
+    if b < NB then
+      b_first[b] = first + burst_from
+      b_last[b] = first + count - 1
+      b_t0[b] = ring_t[band(first + burst_from, RMASK)]
+      nbursts = b + 1
+    end
+  end
+  dig_n = 0
+  return true
+end
+
+---------------------------------------------------------------------------
+-- the loop
+---------------------------------------------------------------------------
+local function rss_kb(field)
+  local f = io.open("/proc/self/status")
+  if not f then return 0 end
+  local s = f:read("*a")
+  f:close()
+  return tonumber(s:match(field .. ":%s*(%d+)")) or 0
+end
+
+local function progress(t_el)
+  if opt.quiet then return end
+  io.stderr:write(string.format(
+    "[%s] t=%5.1fs tick=%d digs=%d packets=%d p99=%.3fms max=%.3fms misses=%d busy=%d heap=%.0fkB\n",
+    backend_name, t_el, st.ticks, st.digs_done, st.packets, percentile(0.99, st.digs_done),
+    st.lat_max * 1000, st.misses, st.busy, collectgarbage("count")))
+end
+
+collectgarbage("collect")
+collectgarbage("collect")
+local heap_start = collectgarbage("count")
+local heap_peak = heap_start
+
+local t0 = now()
+local next_tick = t0
+local next_progress = t0 + 1
+local fast = opt.fast
+local dpt, burst, bevery = opt.digs_per_tick, opt.burst, opt.burst_every
+
+for tick = 0, TICKS - 1 do
+  local tstart = now()
+  -- 1. movement
+  local nm = step_players()
+  if nm > 0 then r:move_batch(ffi.string(move_buf, nm * 16)) end
+  -- 2. digs: leftovers from a busy tick first, then this tick's
+  local tsub = now()
+  for _ = 1, dpt do add_dig(rndint(P), tsub) end
+  local burst_from = -1
+  if burst > 0 and tick % bevery == 0 then
+    burst_from = dig_n
+    for j = 0, burst - 1 do add_dig((burst_off + j) % P, tsub) end
+    burst_off = (burst_off + burst) % P
+  end
+  submit(tsub, burst_from)
+  -- 3. send loop
+  next_tick = next_tick + TICK
+  local polled = false
+  while true do
+    local n = r:poll_into(pbuf, MAXP)
+    local t = now()
+    if n > 0 then
+      process(n, t)
+    elseif fast then
+      break
+    end
+    if not fast and t >= next_tick then break end
+    if n == 0 then sleep(min(0.0002, next_tick - t)) end
+  end
+  local tend = now()
+  local dur = tend - tstart
+  if dur > st.tick_max then st.tick_max = dur end
+  if dur > TICK + 0.001 then st.overruns = st.overruns + 1 end
+  st.ticks = st.ticks + 1
+  if tend >= next_progress then
+    local h = collectgarbage("count")
+    if h > heap_peak then heap_peak = h end
+    progress(tend - t0)
+    next_progress = next_progress + 1
+    if next_progress < tend then next_progress = tend + 1 end
+  end
+end
+
+-- drain: digs refused as busy are retried until accepted, then flush and poll all
+local t_loop_end = now()
+while dig_n > 0 do
+  if not submit(now(), -1) then
+    local n = r:poll_into(pbuf, MAXP)
+    if n > 0 then process(n, now()) else sleep(0.0002) end
+  end
+end
+r:flush()
+while true do
+  local n = r:poll_into(pbuf, MAXP)
+  if n == 0 then break end
+  process(n, now())
+end
+if st.cur > 0 then finalize() st.cur = 0 end
+local t_end = now()
+do
+  local h = collectgarbage("count")
+  if h > heap_peak then heap_peak = h end
+end
+local heap_end_raw = collectgarbage("count")
+collectgarbage("collect")
+collectgarbage("collect")
+local heap_end = collectgarbage("count")
+local stats = r:stats()
+local peak_rss_kb = rss_kb("VmHWM")
+r:close()
+
+---------------------------------------------------------------------------
+-- summary
+---------------------------------------------------------------------------
+local wall = t_end - t0
+local digs = st.digs_done
+local bursts_done = math.min(nbursts, b_cur)
+local b_pk_sum, b_dur_sum, b_dur_max, b_found_sum, b_digs = 0, 0, 0, 0, 0
+for b = 0, bursts_done - 1 do
+  local d = b_t1[b] - b_t0[b]
+  b_pk_sum = b_pk_sum + b_pk[b]
+  b_dur_sum = b_dur_sum + d
+  if d > b_dur_max then b_dur_max = d end
+  b_found_sum = b_found_sum + b_found[b]
+  b_digs = b_digs + (b_last[b] - b_first[b] + 1)
+end
+
+-- cross-check with the resolver's own counters
+local mismatch = {}
+local function cmp(name, mine, theirs)
+  if theirs ~= nil and mine ~= theirs then
+    mismatch[#mismatch + 1] = string.format("%s: harness %d, stats() %s", name, mine, tostring(theirs))
+  end
+end
+cmp("digs", st.digs_sub, stats.digs)
+cmp("digs polled", digs, stats.digs)
+cmp("packets", st.packets, stats.packets)
+cmp("found", st.found, stats.found)
+cmp("empty", st.empty, stats.empty)
+cmp("nothing", st.nothing, stats.nothing)
+cmp("rejected", st.rejected, stats.rejected)
+cmp("busy", st.busy, stats.busy)
+cmp("pending_packets", 0, stats.pending_packets)
+
+local errors = st.order_err + st.gap_err + st.digger_err + st.kind_err + st.count_err + st.decode_err + #mismatch
+
+local function r3(x) return floor(x * 1000 + 0.5) / 1000 end
+local S_ = {
+  backend = backend_name,
+  version = T._VERSION or "?",
+  players = P, sites = S, world = W, aoi = opt.aoi, reach = opt.reach, seed = opt.seed,
+  workers = opt.workers, seconds = opt.seconds, ticks = st.ticks, fast = opt.fast,
+  digs_per_tick = dpt, burst = burst, burst_every = bevery, charges = opt.charges,
+  wall_s = r3(wall), setup_s = r3(setup_s),
+  digs = digs, packets = st.packets,
+  packets_per_s = floor(st.packets / wall + 0.5),
+  found = st.found, empty = st.empty, nothing = st.nothing, rejected = st.rejected,
+  recipients_per_found = st.found > 0 and r3(st.found_packets / st.found) or 0,
+  p50_ms = r3(percentile(0.50, digs)), p99_ms = r3(percentile(0.99, digs)),
+  p999_ms = r3(percentile(0.999, digs)), max_ms = r3(st.lat_max * 1000),
+  mean_ms = digs > 0 and r3(st.lat_sum / digs * 1000) or 0,
+  min_ms = digs > 0 and r3(st.lat_min * 1000) or 0,
+  misses_20ms = st.misses,
+  bursts = bursts_done,
+  burst_digs = b_digs,
+  burst_found = b_found_sum,
+  burst_packets = b_pk_sum,
+  burst_ms_mean = bursts_done > 0 and r3(b_dur_sum / bursts_done * 1000) or 0,
+  burst_ms_max = r3(b_dur_max * 1000),
+  burst_packets_per_s = b_dur_sum > 0 and floor(b_pk_sum / b_dur_sum + 0.5) or 0,
+  moves = st.moves,
+  busy = st.busy, held_back = st.ring_full,
+  peak_rss_mb = r3(peak_rss_kb / 1024),
+  lua_heap_kb_start = r3(heap_start), lua_heap_kb_end = r3(heap_end),
+  lua_heap_kb_end_raw = r3(heap_end_raw), lua_heap_kb_peak = r3(heap_peak),
+  tick_overruns = st.overruns, tick_max_ms = r3(st.tick_max * 1000),
+  order_errors = st.order_err, gap_errors = st.gap_err, digger_errors = st.digger_err,
+  kind_errors = st.kind_err, count_errors = st.count_err,
+  decoded = st.decoded, decode_errors = st.decode_err, stats_mismatches = #mismatch,
+  verify = opt.verify, errors = errors,
+}
+local ORDER = {
+  "backend", "version", "players", "sites", "world", "aoi", "reach", "seed", "workers", "seconds",
+  "ticks", "fast", "digs_per_tick", "burst", "burst_every", "charges", "wall_s", "setup_s",
+  "digs", "packets", "packets_per_s", "found", "empty", "nothing", "rejected",
+  "recipients_per_found", "p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "min_ms",
+  "misses_20ms", "bursts", "burst_digs", "burst_found", "burst_packets", "burst_ms_mean",
+  "burst_ms_max", "burst_packets_per_s", "moves", "busy", "held_back", "peak_rss_mb",
+  "lua_heap_kb_start", "lua_heap_kb_end", "lua_heap_kb_end_raw", "lua_heap_kb_peak",
+  "tick_overruns", "tick_max_ms", "order_errors", "gap_errors", "digger_errors",
+  "kind_errors", "count_errors", "decoded", "decode_errors", "stats_mismatches", "verify", "errors",
+}
+
+local function fmtnum(v)
+  if v == floor(v) and abs(v) < 2^53 then return string.format("%d", v) end
+  return string.format("%.6g", v)
+end
+
+local out = io.stdout
+out:write(string.format("== treasure harness: backend %s (%s), %s ==\n", backend_name, S_.version,
+  opt.fast and "fast" or "real time 20 Hz"))
+out:write(string.format("scenario   players %d, sites %d, world %d^2, aoi %d, reach %d, seed %d, %d ticks, %d digs/tick, burst %d every %d ticks\n",
+  P, S, W, opt.aoi, opt.reach, opt.seed, st.ticks, dpt, burst, bevery))
+out:write(string.format("run        %.2f s wall (setup %.2f s), %d digs (%d found, %d empty, %d nothing, %d rejected), %d packets, %.0f packets/s\n",
+  wall, setup_s, digs, st.found, st.empty, st.nothing, st.rejected, st.packets, st.packets / wall))
+out:write(string.format("fan-out    %.2f recipients per found dig\n", S_.recipients_per_found))
+out:write(string.format("latency    p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms, mean %.3f ms; %d over 20 ms\n",
+  S_.p50_ms, S_.p99_ms, S_.p999_ms, S_.max_ms, S_.mean_ms, st.misses))
+if bursts_done > 0 then
+  out:write(string.format("bursts     %d bursts of %d digs (%d found): %.3f ms mean, %.3f ms max to the last packet, %.0f packets/s\n",
+    bursts_done, burst, b_found_sum, S_.burst_ms_mean, S_.burst_ms_max, S_.burst_packets_per_s))
+end
+out:write(string.format("memory     peak RSS %.1f MB; Lua heap %.0f kB at start, %.0f kB at end (%.0f kB before the final GC, %.0f kB peak sampled)\n",
+  S_.peak_rss_mb, heap_start, heap_end, heap_end_raw, heap_peak))
+out:write(string.format("ticks      %d overruns (> 50 ms), longest %.1f ms; busy %d, held back %d\n",
+  st.overruns, S_.tick_max_ms, st.busy, st.ring_full))
+out:write(string.format("checks     order %d, gaps %d, digger %d, kind %d, recipients %d, decoded %d (%d bad), stats() mismatches %d%s\n",
+  st.order_err, st.gap_err, st.digger_err, st.kind_err, st.count_err, st.decoded, st.decode_err,
+  #mismatch, opt.verify and " [--verify: every packet decoded, every dig's recipients counted]" or ""))
+for _, m in ipairs(mismatch) do out:write("  stats() mismatch: ", m, "\n") end
+
+if lat_out then
+  local f, err = io.open(opt.latency_out, "w")
+  if not f then die("--latency-out: " .. tostring(err)) end
+  local n = math.min(digs, lat_cap)
+  local parts = {}
+  for j = 0, n - 1 do
+    parts[#parts + 1] = string.format("%.4f", lat_out[j])
+    if #parts == 4096 then f:write(table.concat(parts, "\n"), "\n") parts = {} end
+  end
+  if #parts > 0 then f:write(table.concat(parts, "\n"), "\n") end
+  f:close()
+end
+
+if opt.json then
+  local parts = {}
+  for _, k in ipairs(ORDER) do
+    local v = S_[k]
+    local s
+    if type(v) == "number" then s = fmtnum(v)
+    elseif type(v) == "boolean" then s = tostring(v)
+    else s = string.format("%q", tostring(v)) end
+    parts[#parts + 1] = string.format("%q:%s", k, s)
+  end
+  out:write("{", table.concat(parts, ","), "}\n")
+end
+out:flush()
+if errors > 0 then
+  io.stderr:write("harness: FAILED: ", errors, " check errors\n")
+  os.exit(1)
+end
