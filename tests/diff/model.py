@@ -1,0 +1,703 @@
+#!/usr/bin/env python3
+"""tests/diff/model.py: an independent, deliberately simple reading of
+docs/API.md (contract v1) and the packet layout, checked against a trace
+written by `luajit tests/diff/run.lua --trace FILE`.
+
+For every recorded call it computes its own outcome (success + results, or
+the exact error message) and compares it with every backend's recorded
+outcome: same success/failure, same error text, same seq / busy answers,
+byte-identical packets from poll/poll_into and the final drain, same stats.
+
+Stdlib only. Brute force everywhere (every dig scans every player).
+
+usage: python3 tests/diff/model.py TRACE.jsonl [--max-report N]
+prints `model: N passed, M failed` (N = sequences) and exits 0 iff all passed.
+"""
+import json
+import math
+import struct
+import sys
+
+U32 = 4294967295
+MAX53 = 9007199254740991
+CMIN, CMAX = -1048576, 1048575
+
+# ------------------------------------------------------------------ values
+
+
+class Table:
+    """a Lua table built from ordered (key, value) pairs"""
+
+    def __init__(self, pairs):
+        self.pairs = pairs
+
+    def get(self, key):
+        for k, v in self.pairs:
+            if k == key and type(k) is type(key):
+                return v
+        return None
+
+
+class Buf:
+    def __init__(self, kind, size):
+        self.kind, self.size = kind, size
+
+
+class Fn:
+    pass
+
+
+class I64:
+    def __init__(self, v):
+        self.v = v
+
+
+def dec(v):
+    """decode a trace value"""
+    if v is None:
+        return None
+    tag = v[0]
+    if tag == "n":
+        return float(v[1])
+    if tag == "s":
+        return bytes.fromhex(v[1])
+    if tag == "b":
+        return bool(v[1])
+    if tag == "t":
+        return Table([(dec(k), dec(x)) for k, x in v[1]])
+    if tag == "buf":
+        return Buf(v[1], v[2])
+    if tag == "fn":
+        return Fn()
+    if tag == "i64":
+        return I64(v[1])
+    raise ValueError("unknown trace value %r" % (v,))
+
+
+def typename(v):
+    if v is None:
+        return "nil"
+    if isinstance(v, bool):
+        return "boolean"
+    if isinstance(v, float):
+        return "number"
+    if isinstance(v, bytes):
+        return "string"
+    if isinstance(v, Table):
+        return "table"
+    if isinstance(v, (Buf, I64)):
+        return "cdata"
+    if isinstance(v, Fn):
+        return "function"
+    raise TypeError(v)
+
+
+def luanum(v):
+    """LuaJIT tostring() of a number"""
+    if v != v:
+        return "nan"
+    if v == math.inf:
+        return "inf"
+    if v == -math.inf:
+        return "-inf"
+    return "%.14g" % v
+
+
+def shown(v):
+    """<value> in an error message"""
+    if isinstance(v, float):
+        return luanum(v)
+    return typename(v)
+
+
+class LuaError(Exception):
+    pass
+
+
+def fail(fn, text):
+    raise LuaError("treasure: %s: %s" % (fn, text))
+
+
+def check_int(fn, name, v, lo, hi, allow_nil=False):
+    if v is None and allow_nil:
+        return None
+    if isinstance(v, float) and math.isfinite(v) and v == math.floor(v) and lo <= v <= hi:
+        return int(v)
+    fail(fn, "%s must be an integer in [%d, %d], got %s" % (name, lo, hi, shown(v)))
+
+
+# ------------------------------------------------------------------ packets
+
+
+def _crc_table():
+    tab = []
+    for b in range(256):
+        c = b
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+        tab.append(c)
+    return tab
+
+
+CRC_TAB = _crc_table()
+
+
+def crc32c(data):
+    c = 0xFFFFFFFF
+    for b in data:
+        c = CRC_TAB[(c ^ b) & 0xFF] ^ (c >> 8)
+    return c ^ 0xFFFFFFFF
+
+
+def crc32c_bitwise(data):  # used once at start-up to cross-check the table
+    c = 0xFFFFFFFF
+    for b in data:
+        c ^= b
+        for _ in range(8):
+            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
+    return c ^ 0xFFFFFFFF
+
+
+M64 = (1 << 64) - 1
+
+
+def splitmix64(z):
+    z = (z + 0x9E3779B97F4A7C15) & M64
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & M64
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & M64
+    return z ^ (z >> 31)
+
+
+PKT = struct.Struct("<4sHBBQQIIIIiiiIHBBIQI48s")
+assert PKT.size == 124
+
+
+def packet(kind, flags, seq, t_us, site, finder, recipient, party, x, y, z, item, qty, rarity, charges_left, roll, d2):
+    body = PKT.pack(b"TRSR", 1, kind, flags, seq, t_us, site, finder, recipient, party, x, y, z,
+                    item, qty, rarity, 0, charges_left, roll, min(d2, U32), bytes(48))
+    return body + struct.pack("<I", crc32c(body))
+
+
+def decode_packet(b):
+    if len(b) < 128:
+        return "<%d bytes>" % len(b)
+    f = PKT.unpack(b[:124])
+    names = ["magic", "ver", "kind", "flags", "seq", "t_us", "site", "finder", "recipient", "party", "x", "y", "z",
+             "item", "qty", "rarity", "pad", "charges_left", "roll", "dist2"]
+    d = dict(zip(names, f))
+    d["magic"] = d["magic"].decode("latin-1")
+    d["crc"] = "0x%08x" % struct.unpack("<I", b[124:128])[0]
+    return " ".join("%s=%s" % kv for kv in d.items())
+
+
+# ------------------------------------------------------------------ resolver
+
+OPT_KEYS = [("seed", 0, MAX53, 0), ("aoi_radius", 0, 1048576, 64), ("reach", 0, 1048576, 8),
+            ("workers", 0, 256, 0), ("max_pending_packets", 1, MAX53, 1048576)]
+ENTRY_FIELDS = [("item", 1, U32), ("weight", 1, U32), ("min", 0, 65535), ("max", 0, 65535), ("rarity", 0, 255)]
+
+
+def keyname(k):
+    if isinstance(k, bytes):
+        return k.decode("latin-1")
+    return shown(k)
+
+
+def check_opts(opts):
+    fn = "new"
+    if opts is None:
+        return {k: d for k, _, _, d in OPT_KEYS}
+    if not isinstance(opts, Table):
+        fail(fn, "opts must be a table, got %s" % shown(opts))
+    known = {k for k, _, _, _ in OPT_KEYS}
+    for k, _ in opts.pairs:
+        if not (isinstance(k, bytes) and k.decode("latin-1") in known):
+            fail(fn, "opts has unknown key '%s'" % keyname(k))
+    out = {}
+    for k, lo, hi, d in OPT_KEYS:
+        v = opts.get(k.encode())
+        out[k] = d if v is None else check_int(fn, "opts." + k, v, lo, hi)
+    return out
+
+
+def lua_len(t):
+    """the border of a table without holes: the largest n with 1..n all present"""
+    n = 0
+    while t.get(float(n + 1)) is not None:
+        n += 1
+    return n
+
+
+class Model:
+    def __init__(self, opts):
+        self.seed = opts["seed"]
+        self.aoi = opts["aoi_radius"]
+        self.reach = opts["reach"]
+        self.max_pending = opts["max_pending_packets"]
+        self.closed = False
+        self.tables = {}   # id -> (entries, total)
+        self.sites = {}    # id -> [x, y, z, table, charges]
+        self.blocks = {}   # (x, y, z) -> site id
+        self.players = {}  # id -> [x, y, z, party]
+        self.next_seq = 1
+        self.queue = []    # undelivered packets (bytes), head first
+        self.head = 0
+        self.c = dict(digs=0, packets=0, found=0, empty=0, nothing=0, rejected=0, busy=0)
+
+    # -- helpers
+    def pending(self):
+        return len(self.queue) - self.head
+
+    def take(self, n):
+        out = self.queue[self.head:self.head + n]
+        self.head += len(out)
+        if self.head > 4096 and self.head * 2 > len(self.queue):
+            self.queue = self.queue[self.head:]
+            self.head = 0
+        return len(out), b"".join(out)
+
+    def coords(self, fn, x, y, z, prefix=""):
+        return (check_int(fn, prefix + "x", x, CMIN, CMAX), check_int(fn, prefix + "y", y, CMIN, CMAX),
+                check_int(fn, prefix + "z", z, CMIN, CMAX))
+
+    def joined(self, fn, p, name="player"):
+        if p not in self.players:
+            fail(fn, "%s must have joined, got %d" % (name, p))
+
+    # -- dig resolution
+    def resolve(self, p, bx, by, bz, t):
+        seq = self.next_seq
+        self.next_seq += 1
+        px, py, pz, party = self.players[p]
+        d2 = (px - bx) ** 2 + (py - by) ** 2 + (pz - bz) ** 2
+        site = item = qty = rarity = left = roll = 0
+        recips = [p]
+        last = 0
+        if d2 > self.reach * self.reach:
+            kind = 4
+        elif (bx, by, bz) not in self.blocks:
+            kind = 3
+        else:
+            site = self.blocks[(bx, by, bz)]
+            s = self.sites[site]
+            if s[4] == 0:
+                kind = 2
+            else:
+                kind = 1
+                before = s[4]
+                roll = splitmix64(self.seed ^ (site << 32) ^ before)
+                entries, total = self.tables[s[3]]
+                pick = roll % total
+                acc = 0
+                for e in entries:
+                    acc += e[1]
+                    if acc > pick:
+                        break
+                item, rarity = e[0], e[4]
+                qty = e[2] + ((roll >> 40) % (e[3] - e[2] + 1))
+                s[4] = before - 1
+                left = s[4]
+                last = 4 if before == 1 else 0
+                r2 = self.aoi * self.aoi
+                rs = {p}
+                for q, (qx, qy, qz, qparty) in self.players.items():
+                    if (qx - bx) ** 2 + (qy - by) ** 2 + (qz - bz) ** 2 <= r2:
+                        rs.add(q)
+                    elif party != 0 and qparty == party:
+                        rs.add(q)
+                recips = sorted(rs)
+        self.c["digs"] += 1
+        self.c[{1: "found", 2: "empty", 3: "nothing", 4: "rejected"}[kind]] += 1
+        for q in recips:
+            qx, qy, qz, qparty = self.players[q]
+            flags = last
+            if q == p:
+                flags |= 1
+            elif party != 0 and qparty == party:
+                flags |= 2
+            qd2 = (qx - bx) ** 2 + (qy - by) ** 2 + (qz - bz) ** 2
+            self.queue.append(packet(kind, flags, seq, t, site, p, q, party, bx, by, bz, item, qty, rarity, left,
+                                     roll, qd2))
+        self.c["packets"] += len(recips)
+        return seq
+
+    # -- methods; each returns a tuple of results or raises LuaError
+    def add_loot_table(self, fn, id_=None, entries=None, *_):
+        tid = check_int(fn, "id", id_, 1, U32)
+        shape = "entries must be a non-empty array of tables, got %s"
+        if not isinstance(entries, Table):
+            fail(fn, shape % shown(entries))
+        n = lua_len(entries)
+        if n == 0:
+            fail(fn, shape % "table")
+        for k, _ in entries.pairs:
+            if not (isinstance(k, float) and k == math.floor(k) and 1 <= k <= n):
+                fail(fn, shape % "table")
+        out = []
+        total = 0
+        for i in range(1, n + 1):
+            e = entries.get(float(i))
+            if not isinstance(e, Table):
+                fail(fn, "entries[%d] must be a table, got %s" % (i, shown(e)))
+            names = {f for f, _, _ in ENTRY_FIELDS}
+            for k, _ in e.pairs:
+                if not (isinstance(k, bytes) and k.decode("latin-1") in names):
+                    fail(fn, "entries[%d] has unknown key '%s'" % (i, keyname(k)))
+            vals = []
+            for f, lo, hi in ENTRY_FIELDS:
+                vals.append(check_int(fn, "entries[%d].%s" % (i, f), e.get(f.encode()), lo, hi))
+            if vals[2] > vals[3]:
+                fail(fn, "entries[%d].min must be <= max, got %d > %d" % (i, vals[2], vals[3]))
+            out.append(vals)
+            total += vals[1]
+        if total > U32:
+            fail(fn, "entries total weight must be <= 4294967295, got %s" % luanum(float(total)))
+        if tid in self.tables:
+            fail(fn, "id must not be an existing loot table, got %d" % tid)
+        self.tables[tid] = (out, total)
+        return ()
+
+    def add_site(self, fn, id_=None, x=None, y=None, z=None, t=None, charges=None, *_):
+        sid = check_int(fn, "id", id_, 1, U32)
+        bx, by, bz = self.coords(fn, x, y, z)
+        tid = check_int(fn, "loot_table_id", t, 1, U32)
+        ch = check_int(fn, "charges", charges, 0, U32)
+        if sid in self.sites:
+            fail(fn, "id must not be an existing site, got %d" % sid)
+        if (bx, by, bz) in self.blocks:
+            fail(fn, "block must not hold a site already, got %s, %s, %s (site %d)" % (
+                luanum(x), luanum(y), luanum(z), self.blocks[(bx, by, bz)]))
+        if tid not in self.tables:
+            fail(fn, "loot_table_id must be an existing loot table, got %d" % tid)
+        self.sites[sid] = [bx, by, bz, tid, ch]
+        self.blocks[(bx, by, bz)] = sid
+        return ()
+
+    def remove_site(self, fn, id_=None, *_):
+        sid = check_int(fn, "id", id_, 1, U32)
+        if sid not in self.sites:
+            fail(fn, "id must be an existing site, got %d" % sid)
+        s = self.sites.pop(sid)
+        del self.blocks[(s[0], s[1], s[2])]
+        return ()
+
+    def join(self, fn, p=None, x=None, y=None, z=None, party=None, *_):
+        pid = check_int(fn, "player", p, 1, U32)
+        pos = self.coords(fn, x, y, z)
+        pa = check_int(fn, "party", party, 0, U32, allow_nil=True) or 0
+        if pid in self.players:
+            fail(fn, "player must not have joined already, got %d" % pid)
+        self.players[pid] = [pos[0], pos[1], pos[2], pa]
+        return ()
+
+    def move(self, fn, p=None, x=None, y=None, z=None, *_):
+        pid = check_int(fn, "player", p, 1, U32)
+        pos = self.coords(fn, x, y, z)
+        self.joined(fn, pid)
+        self.players[pid][0:3] = pos
+        return ()
+
+    def set_party(self, fn, p=None, party=None, *_):
+        pid = check_int(fn, "player", p, 1, U32)
+        pa = check_int(fn, "party", party, 0, U32)
+        self.joined(fn, pid)
+        self.players[pid][3] = pa
+        return ()
+
+    def leave(self, fn, p=None, *_):
+        pid = check_int(fn, "player", p, 1, U32)
+        self.joined(fn, pid)
+        del self.players[pid]
+        return ()
+
+    def busy(self):
+        if self.pending() > self.max_pending:
+            self.c["busy"] += 1
+            return True
+        return False
+
+    def dig(self, fn, p=None, x=None, y=None, z=None, t=None, *_):
+        pid = check_int(fn, "player", p, 1, U32)
+        pos = self.coords(fn, x, y, z)
+        tus = check_int(fn, "t_us", t, 0, MAX53)
+        self.joined(fn, pid)
+        if self.busy():
+            return (None, "busy")
+        return (self.resolve(pid, pos[0], pos[1], pos[2], tus),)
+
+    def records(self, fn, recs, size, with_t):
+        if not isinstance(recs, bytes):
+            fail(fn, "records must be a string, got %s" % shown(recs))
+        if len(recs) % size:
+            fail(fn, "records length must be a multiple of %d, got %d" % (size, len(recs)))
+        out = []
+        for i in range(len(recs) // size):
+            r = recs[i * size:(i + 1) * size]
+            p, x, y, z = struct.unpack_from("<Iiii", r)
+            pre = "records[%d]." % (i + 1)
+            if not 1 <= p <= U32:
+                fail(fn, "%splayer must be an integer in [1, 4294967295], got %d" % (pre, p))
+            for name, v in (("x", x), ("y", y), ("z", z)):
+                if not CMIN <= v <= CMAX:
+                    fail(fn, "%s%s must be an integer in [%d, %d], got %d" % (pre, name, CMIN, CMAX, v))
+            t = None
+            if with_t:
+                (t,) = struct.unpack_from("<Q", r, 16)
+                if t > MAX53:
+                    fail(fn, "%st_us must be an integer in [0, 9007199254740991], got %d" % (pre, t))
+            self.joined(fn, p, pre + "player")
+            out.append((p, x, y, z, t))
+        return out
+
+    def dig_batch(self, fn, recs=None, *_):
+        rs = self.records(fn, recs, 24, True)
+        if self.busy():
+            return (None, "busy")
+        first = self.next_seq
+        for p, x, y, z, t in rs:
+            self.resolve(p, x, y, z, t)
+        return (first, len(rs))
+
+    def move_batch(self, fn, recs=None, *_):
+        rs = self.records(fn, recs, 16, False)
+        for p, x, y, z, _ in rs:
+            self.players[p][0:3] = [x, y, z]
+        return ()
+
+    def poll(self, fn, *args):
+        mx = check_int(fn, "max", args[0] if args else None, 0, MAX53, allow_nil=True)
+        n, b = self.take(self.pending() if mx is None else mx)
+        return (n, b)
+
+    def poll_into(self, fn, buf=None, mx=None, *_):
+        if not (isinstance(buf, Buf) and buf.kind in ("vla", "fixed")):
+            fail(fn, "buf must be a uint8_t array cdata, got %s" % shown(buf))
+        m = check_int(fn, "max", mx, 0, MAX53)
+        cap = buf.size // 128
+        if m > cap:
+            fail(fn, "max must be at most %d (the packets buf holds), got %d" % (cap, m))
+        return self.take(m)
+
+    def flush(self, fn, *_):
+        return ()
+
+    def stats(self, fn, *_):
+        s = dict(self.c)
+        s["players"] = len(self.players)
+        s["sites"] = len(self.sites)
+        s["pending_packets"] = self.pending()
+        return (s,)
+
+    def close(self, fn, *_):
+        self.closed = True
+        return ()
+
+
+METHODS = {"add_loot_table", "add_site", "remove_site", "join", "move", "set_party", "leave", "dig", "dig_batch",
+           "move_batch", "poll", "poll_into", "flush", "stats", "close"}
+SELF_SHOWN = {"nil": "nil", "table": "table", "number": "1"}
+
+
+def model_call(model, m, self_marker, args):
+    """returns ('ok', results) or ('err', message)"""
+    try:
+        if m == "new_check":
+            check_opts(args[0] if args else None)
+            return ("ok", ())
+        if m not in METHODS:
+            raise ValueError("unknown method " + m)
+        if self_marker is not None:
+            fail(m, "self must be a resolver, got %s" % SELF_SHOWN[self_marker])
+        if m == "close":
+            return ("ok", model.close(m))
+        if model.closed:
+            fail(m, "resolver is closed")
+        return ("ok", getattr(model, m)(m, *args))
+    except LuaError as e:
+        return ("err", str(e))
+
+
+# ------------------------------------------------------------------ checking
+
+STATS_KEYS = ["digs", "packets", "found", "empty", "nothing", "rejected", "busy", "players", "sites",
+              "pending_packets"]
+
+
+def first_diff(a, b):
+    for i in range(min(len(a), len(b))):
+        if a[i] != b[i]:
+            return i
+    return min(len(a), len(b)) if len(a) != len(b) else None
+
+
+def res_num(v):
+    if v is None:
+        return None
+    x = dec(v)
+    return x
+
+
+def compare(m, want, got):
+    """want: model outcome; got: recorded outcome (dict). Returns None or a description."""
+    kind, val = want
+    if got.get("ok") != (kind == "ok"):
+        return "success/failure differs: model %s, backend %s" % (
+            "ok" if kind == "ok" else "error: " + val, "ok" if got.get("ok") else "error: " + got.get("err", "?"))
+    if kind == "err":
+        if got["err"] != val:
+            return "error message differs:\n      model:   %s\n      backend: %s" % (val, got["err"])
+        return None
+    if m in ("poll", "poll_into"):
+        n, b = val
+        gn = res_num(got.get("n"))
+        gb = bytes.fromhex(got.get("bytes", ""))
+        if gn != n:
+            return "packet count differs: model %d, backend %s" % (n, gn)
+        if gb != b:
+            off = first_diff(b, gb)
+            k = off // 128
+            return ("packet bytes differ at offset %d (packet %d, byte %d)\n      model:   %s\n      backend: %s" % (
+                off, k, off % 128, decode_packet(b[k * 128:k * 128 + 128]), decode_packet(gb[k * 128:k * 128 + 128])))
+        return None
+    if m == "stats":
+        gs = got.get("stats") or {}
+        for k in STATS_KEYS:
+            if gs.get(k) != val[0][k]:
+                return "stats.%s differs: model %s, backend %s" % (k, val[0][k], gs.get(k))
+        return None
+    if m in ("dig", "dig_batch"):
+        gr = [dec(v) for v in got.get("r", [])]
+        wr = [float(v) if isinstance(v, int) else (v.encode() if isinstance(v, str) else v) for v in val]
+        if gr != wr:
+            return "results differ: model %r, backend %r" % (wr, gr)
+    return None
+
+
+def check_trace(path, max_report):
+    passed = failed = 0
+    reported = 0
+    model = None
+    seq_seed = None
+    seq_ok = True
+    calls = 0
+    t0 = __import__("time").time()
+
+    def bad(msg):
+        nonlocal seq_ok, reported
+        if seq_ok:
+            seq_ok = False
+            if reported < max_report:
+                reported += 1
+                print(msg)
+
+    with open(path) as f:
+        for line in f:
+            rec = json.loads(line)
+            if "begin" in rec:
+                seq_seed = rec["begin"]
+                seq_ok = True
+                model = None
+                last_i = 0
+                continue
+            if "end" in rec:
+                if seq_ok and model is not None and not rec.get("closed"):
+                    want = model.poll("poll")
+                    for name, got in rec["drain"].items():
+                        d = compare("poll", ("ok", want), got)
+                        if d:
+                            bad("MODEL MISMATCH: seed %s, final drain, backend %s: %s" % (seq_seed, name, d))
+                    want = model.stats("stats")
+                    for name, got in rec["stats"].items():
+                        d = compare("stats", ("ok", want), got)
+                        if d:
+                            bad("MODEL MISMATCH: seed %s, final stats, backend %s: %s" % (seq_seed, name, d))
+                if seq_ok:
+                    passed += 1
+                else:
+                    failed += 1
+                continue
+            i, m = rec["i"], rec["m"]
+            last_i = i
+            calls += 1
+            if not seq_ok:
+                continue
+            args = [dec(a) for a in rec["args"]]
+            if m != "new" and model is None:
+                bad("MODEL: seed %s, call %d before new()" % (seq_seed, i))
+                continue
+            if m == "new":
+                try:
+                    model = Model(check_opts(args[0] if args else None))
+                    want = ("ok", ())
+                except LuaError as e:
+                    want = ("err", str(e))
+            else:
+                try:
+                    want = model_call(model, m, rec["self"], args)
+                except Exception as e:  # a model bug (or an impossible state): fail the sequence
+                    bad("MODEL INTERNAL ERROR: seed %s, call %d: %s(%s): %r" % (
+                        seq_seed, i, m, ", ".join(show_arg(a) for a in args), e))
+                    continue
+            for name, got in rec["out"].items():
+                d = compare(m, want, got)
+                if d:
+                    bad("MODEL MISMATCH: seed %s, call %d, backend %s\n  call: %s(%s)%s\n  %s\n  replay: luajit "
+                        "tests/diff/run.lua --backends %s --seed %s --sequences 1 --calls %d --trace /tmp/replay.jsonl"
+                        " && python3 tests/diff/model.py /tmp/replay.jsonl" % (
+                            seq_seed, i, name, m, ", ".join(show_arg(a) for a in args),
+                            "" if rec["self"] is None else " [self=%s]" % rec["self"], d, name, seq_seed, i))
+                    break
+    if seq_seed is not None and model is not None and passed + failed == 0:
+        # truncated trace (run.lua stopped at a backend mismatch): count what we have
+        if seq_ok:
+            passed += 1
+        else:
+            failed += 1
+    sys.stderr.write("  model: %d calls checked in %.1fs\n" % (calls, __import__("time").time() - t0))
+    return passed, failed
+
+
+def show_arg(a, depth=0):
+    if isinstance(a, float):
+        return luanum(a)
+    if isinstance(a, bytes):
+        if len(a) <= 40 and all(32 <= c < 127 for c in a):
+            return repr(a.decode())
+        return "<%d bytes %s%s>" % (len(a), a[:48].hex(), "..." if len(a) > 48 else "")
+    if isinstance(a, Table):
+        if depth > 3:
+            return "{...}"
+        return "{" + ", ".join("[%s]=%s" % (show_arg(k), show_arg(v, depth + 1)) for k, v in a.pairs) + "}"
+    if isinstance(a, Buf):
+        return "<%s buffer %d bytes>" % (a.kind, a.size)
+    if a is None:
+        return "nil"
+    if isinstance(a, bool):
+        return str(a).lower()
+    return "<%s>" % typename(a)
+
+
+def selftest():
+    assert crc32c(b"123456789") == 0xE3069283 == crc32c_bitwise(b"123456789")
+    assert luanum(1e15) == "1e+15" and luanum(-0.0) == "-0" and luanum(2.0 ** 53) == "9.007199254741e+15"
+    assert luanum(float("nan")) == "nan" and luanum(1.5) == "1.5" and luanum(4294967296.0) == "4294967296"
+
+
+def main():
+    argv = sys.argv[1:]
+    max_report = 5
+    if "--max-report" in argv:
+        k = argv.index("--max-report")
+        max_report = int(argv[k + 1])
+        del argv[k:k + 2]
+    if len(argv) != 1:
+        sys.stderr.write(__doc__)
+        sys.exit(2)
+    selftest()
+    passed, failed = check_trace(argv[0], max_report)
+    print("model: %d passed, %d failed" % (passed, failed))
+    sys.exit(0 if failed == 0 and passed > 0 else 1)
+
+
+if __name__ == "__main__":
+    main()

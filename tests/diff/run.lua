@@ -1,0 +1,556 @@
+-- tests/diff/run.lua: differential test driver (see tests/diff/README.md).
+--
+--   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' \
+--   luajit tests/diff/run.lua --backends lua,native --sequences 200 --calls 2000 \
+--     [--seed S] [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going]
+--
+-- Every generated call is applied to one resolver per backend (pcall) and the
+-- outcomes are compared: same success/failure, same error text, same results,
+-- byte-identical packets. --trace writes JSON lines for tests/diff/model.py.
+local ffi = require("ffi")
+
+-- find gen.lua next to this script
+local here = (arg and arg[0] or ""):match("^(.*)[/\\][^/\\]*$") or "."
+package.path = here .. "/?.lua;" .. package.path
+local gen = require("gen")
+
+---------------------------------------------------------------- options
+local O = { backends = "lua,native", sequences = 200, calls = 2000, seed = 1, workers = "1,2,4,8",
+  tiny = false, trace = nil, keep_going = false }
+do
+  local i = 1
+  while i <= #arg do
+    local a = arg[i]
+    local function val() i = i + 1; if arg[i] == nil then error("missing value for " .. a) end; return arg[i] end
+    if a == "--backends" then O.backends = val()
+    elseif a == "--sequences" then O.sequences = assert(tonumber(val()), "--sequences: number")
+    elseif a == "--calls" then O.calls = assert(tonumber(val()), "--calls: number")
+    elseif a == "--seed" then O.seed = assert(tonumber(val()), "--seed: number"); O.seed_given = true
+    elseif a == "--workers" then O.workers = val(); O.workers_given = true
+    elseif a == "--tiny" then O.tiny = true
+    elseif a == "--trace" then O.trace = val()
+    elseif a == "--keep-going" then O.keep_going = true
+    elseif a == "-h" or a == "--help" then
+      print("usage: luajit tests/diff/run.lua [--backends lua,native] [--sequences N] [--calls N] [--seed S]")
+      print("       [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going]")
+      os.exit(0)
+    else
+      io.stderr:write("run.lua: unknown option " .. tostring(a) .. "\n"); os.exit(2)
+    end
+    i = i + 1
+  end
+end
+
+local function split(s)
+  local t = {}
+  for w in s:gmatch("[^,%s]+") do t[#t + 1] = w end
+  return t
+end
+
+local BACKENDS = {}
+for _, name in ipairs(split(O.backends)) do
+  local modname = (name == "lua" or name == "legacy") and "treasure.legacy" or (name == "native" and "treasure.native") or name
+  local ok, mod = pcall(require, modname)
+  if not ok then
+    io.stderr:write("run.lua: cannot load backend '" .. name .. "' (" .. modname .. "): " .. tostring(mod) .. "\n")
+    print("differential: 0 passed, 1 failed")
+    os.exit(1)
+  end
+  local kind = name == "legacy" and "lua" or name
+  BACKENDS[#BACKENDS + 1] = { name = kind, mod = mod, native = (kind == "native") }
+  if kind == "native" and type(mod._new_with_tuning) ~= "function" then
+    io.stderr:write("run.lua: treasure.native has no _new_with_tuning(opts, tuning) test hook: cannot test tiny queues\n")
+    print("differential: 0 passed, 1 failed")
+    os.exit(1)
+  end
+end
+if #BACKENDS == 0 then io.stderr:write("run.lua: no backends\n"); os.exit(2) end
+local WORKERS = {}
+for _, w in ipairs(split(O.workers)) do WORKERS[#WORKERS + 1] = assert(tonumber(w), "--workers: numbers") end
+
+local STATS_KEYS = { "digs", "packets", "found", "empty", "nothing", "rejected", "busy", "players", "sites", "pending_packets" }
+
+---------------------------------------------------------------- formatting
+local function numstr(v)
+  if v ~= v then return "nan" end
+  if v == math.huge then return "inf" end
+  if v == -math.huge then return "-inf" end
+  return string.format("%.17g", v)
+end
+
+local function hex(s)
+  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+end
+
+-- human-readable rendering of a generated argument / result value
+local function show(v, depth)
+  depth = depth or 0
+  local t = type(v)
+  if t == "nil" then return "nil" end
+  if t == "number" then return numstr(v) end
+  if t == "string" then
+    if #v <= 40 and not v:find("[^%g ]") then return string.format("%q", v) end
+    return string.format("<%d bytes: %s%s>", #v, hex(v:sub(1, 48)), #v > 48 and "..." or "")
+  end
+  if t == "boolean" then return tostring(v) end
+  if t == "table" then
+    if v.__tbl then
+      if depth > 3 then return "{...}" end
+      local parts = {}
+      for _, kv in ipairs(v.__tbl) do parts[#parts + 1] = "[" .. show(kv[1]) .. "]=" .. show(kv[2], depth + 1) end
+      return "{" .. table.concat(parts, ", ") .. "}"
+    end
+    if v.__buf then return string.format("<%s buffer %d bytes>", v.__buf, v.size) end
+    if v.__fn then return "<function>" end
+    if v.__i64 then return "<int64_t cdata " .. v.__i64 .. "LL>" end
+    local parts = {}
+    for k, x in pairs(v) do parts[#parts + 1] = tostring(k) .. "=" .. show(x, depth + 1) end
+    table.sort(parts)
+    return "{" .. table.concat(parts, ", ") .. "}"
+  end
+  return "<" .. t .. ">"
+end
+
+local function show_call(c)
+  local parts = {}
+  for i = 1, c.n do parts[i] = show(c[i]) end
+  local s = c.m .. "(" .. table.concat(parts, ", ") .. ")"
+  if c.self then s = s .. "  [self = " .. c.self .. "]" end
+  return s
+end
+
+---------------------------------------------------------------- JSON (trace)
+local function jstr(s)
+  return '"' .. s:gsub('[%c"\\\128-\255]', function(c)
+    local b = c:byte()
+    if c == '"' then return '\\"' elseif c == "\\" then return "\\\\" end
+    return string.format("\\u%04x", b)
+  end) .. '"'
+end
+
+local function jval(v)
+  local t = type(v)
+  if t == "nil" then return "null" end
+  if t == "number" then return '["n","' .. numstr(v) .. '"]' end
+  if t == "string" then return '["s","' .. hex(v) .. '"]' end
+  if t == "boolean" then return '["b",' .. tostring(v) .. "]" end
+  if t == "table" then
+    if v.__tbl then
+      local parts = {}
+      for _, kv in ipairs(v.__tbl) do parts[#parts + 1] = "[" .. jval(kv[1]) .. "," .. jval(kv[2]) .. "]" end
+      return '["t",[' .. table.concat(parts, ",") .. "]]"
+    end
+    if v.__buf then return '["buf","' .. v.__buf .. '",' .. v.size .. "]" end
+    if v.__fn then return '["fn"]' end
+    if v.__i64 then return '["i64",' .. v.__i64 .. "]" end
+    return '["other","table"]'
+  end
+  return '["other","' .. t .. '"]'
+end
+
+local function jres(res, name)
+  if not res.ok then return "{" .. jstr("ok") .. ":false," .. jstr("err") .. ":" .. jstr(res.err) .. "}" end
+  local parts = {}
+  if res.kind == "stats" then
+    local sp = {}
+    if type(res[1]) == "table" then
+      for _, k in ipairs(STATS_KEYS) do
+        local v = res[1][k]
+        sp[#sp + 1] = jstr(k) .. ":" .. (type(v) == "number" and numstr(v) or "null")
+      end
+    end
+    return '{"ok":true,"stats":{' .. table.concat(sp, ",") .. "}}"
+  end
+  if res.kind == "packets" then
+    return '{"ok":true,"n":' .. jval(res[1]) .. ',"bytes":"' .. hex(res.bytes or "") .. '"' ..
+      (res.lag and (',"lag":' .. res.lag) or "") .. "}"
+  end
+  for i = 1, res.n do
+    local v = res[i]
+    if type(v) == "number" or type(v) == "string" or type(v) == "boolean" or v == nil then parts[i] = jval(v)
+    else parts[i] = '["other","' .. type(v) .. '"]' end
+  end
+  return '{"ok":true,"r":[' .. table.concat(parts, ",") .. "]}"
+end
+
+---------------------------------------------------------------- packets
+local function rd(s, off, n) -- little-endian unsigned, off 0-based
+  local v = 0
+  for i = n, 1, -1 do v = v * 256 + s:byte(off + i) end
+  return v
+end
+local function rdi32(s, off) local v = rd(s, off, 4); if v >= 2147483648 then v = v - 4294967296 end; return v end
+local function rd64(s, off) -- exact decimal string via two halves
+  local lo, hi = rd(s, off, 4), rd(s, off + 4, 4)
+  if hi < 2097152 then return string.format("%.0f", hi * 4294967296 + lo) end
+  return string.format("0x%08x%08x", hi, lo)
+end
+
+local function decode(s, off)
+  if #s < off + 128 then return "<truncated: " .. (#s - off) .. " bytes>" end
+  return string.format(
+    "magic=%q ver=%d kind=%d flags=%d seq=%s t_us=%s site=%d finder=%d recipient=%d party=%d xyz=(%d,%d,%d) " ..
+    "item=%d qty=%d rarity=%d pad59=%d charges_left=%d roll=%s dist2=%d tail_nonzero=%s crc=0x%08x",
+    s:sub(off + 1, off + 4), rd(s, off + 4, 2), rd(s, off + 6, 1), rd(s, off + 7, 1), rd64(s, off + 8), rd64(s, off + 16),
+    rd(s, off + 24, 4), rd(s, off + 28, 4), rd(s, off + 32, 4), rd(s, off + 36, 4),
+    rdi32(s, off + 40), rdi32(s, off + 44), rdi32(s, off + 48), rd(s, off + 52, 4), rd(s, off + 56, 2), rd(s, off + 58, 1),
+    rd(s, off + 59, 1), rd(s, off + 60, 4), rd64(s, off + 64), rd(s, off + 72, 4),
+    tostring(s:sub(off + 77, off + 124):find("[^%z]") ~= nil), rd(s, off + 124, 4))
+end
+
+local function first_diff(a, b)
+  local n = math.min(#a, #b)
+  -- coarse then fine
+  local i = 1
+  while i <= n do
+    local j = math.min(n, i + 127)
+    if a:sub(i, j) ~= b:sub(i, j) then
+      for k = i, j do if a:byte(k) ~= b:byte(k) then return k - 1 end end
+    end
+    i = j + 1
+  end
+  if #a ~= #b then return n end
+  return nil
+end
+
+---------------------------------------------------------------- materialize
+local function materialize(v, bufs)
+  if type(v) ~= "table" then return v end
+  if v.__tbl then
+    local t = {}
+    for _, kv in ipairs(v.__tbl) do t[materialize(kv[1], bufs)] = materialize(kv[2], bufs) end
+    return t
+  end
+  if v.__buf then
+    local b
+    if v.__buf == "vla" then b = ffi.new("uint8_t[?]", v.size)
+    elseif v.__buf == "fixed" then b = ffi.new("uint8_t[" .. v.size .. "]")
+    elseif v.__buf == "int32" then b = ffi.new("int32_t[?]", v.size / 4)
+    else b = ffi.cast("uint8_t *", ffi.new("uint8_t[?]", v.size)) end
+    if v.__buf == "vla" or v.__buf == "fixed" then
+      ffi.fill(b, v.size, 0xA5)
+      bufs[#bufs + 1] = { b = b, size = v.size }
+    else
+      bufs.keep = b -- keep the pointer's target alive? (ptr case: target may be collected; never written)
+    end
+    return b
+  end
+  if v.__fn then return function() end end
+  if v.__i64 then return ffi.new("int64_t", v.__i64) end
+  error("materialize: unknown descriptor")
+end
+
+---------------------------------------------------------------- apply
+local function pack_res(ok, ...)
+  if not ok then
+    local e = ...
+    if type(e) ~= "string" then e = "<non-string error: " .. type(e) .. " " .. tostring(e) .. ">" end
+    return { ok = false, err = e }
+  end
+  local r = { ok = true, n = select("#", ...), ... }
+  while r.n > 0 and r[r.n] == nil do r.n = r.n - 1 end
+  return r
+end
+
+local SELF_VALS = { ["nil"] = function() return nil end, table = function() return {} end, number = function() return 1 end }
+
+local function new_resolver(b, optsdesc, tuning)
+  local opts = materialize(optsdesc, {})
+  if b.native and tuning then
+    return pcall(b.mod._new_with_tuning, opts, tuning)
+  end
+  return pcall(b.mod.new, opts)
+end
+
+-- apply one call to one backend; returns a result record
+local function apply(b, c)
+  local m = c.m
+  if m == "new_check" then
+    local bufs = {}
+    local args = {}
+    for i = 1, c.n do args[i] = materialize(c[i], bufs) end
+    local res = pack_res(pcall(b.mod.new, unpack(args, 1, c.n)))
+    if res.ok then
+      local r = res[1]
+      if r ~= nil and (type(r) == "table" or type(r) == "userdata") and r.close then pcall(r.close, r) end
+      res.n = 0 -- only success/failure is compared
+    end
+    return res
+  end
+  local r = b.r
+  local f = r[m]
+  if f == nil then return { ok = false, err = "<backend has no method " .. m .. ">" } end
+  local self = r
+  if c.self then self = SELF_VALS[c.self]() end
+  local bufs = {}
+  local args = {}
+  for i = 1, c.n do args[i] = materialize(c[i], bufs) end
+  if m == "stats" and not c.self then pcall(r.flush, r) end
+  local res = pack_res(pcall(f, self, unpack(args, 1, c.n)))
+  if m == "stats" then res.kind = "stats"
+  elseif res.ok and m == "poll" then
+    res.kind = "packets"
+    res.bytes = type(res[2]) == "string" and res[2] or ""
+  elseif res.ok and m == "poll_into" then
+    res.kind = "packets"
+    local n = tonumber(res[1]) or 0
+    local bb = bufs[1]
+    if bb then
+      local whole = ffi.string(bb.b, bb.size)
+      local used = math.max(0, math.min(bb.size, n * 128))
+      res.bytes = whole:sub(1, used)
+      if whole:sub(used + 1) ~= string.rep("\165", bb.size - used) then
+        res.tail_dirty = true
+      end
+    else
+      res.bytes = ""
+    end
+  end
+  return res
+end
+
+-- a lagging native poll: flush it, then take the missing packets
+local function catch_up(b, res, want)
+  local have = tonumber(res[1]) or 0
+  if have >= want or not b.native then return end
+  pcall(b.r.flush, b.r)
+  local ok, n, s = pcall(b.r.poll, b.r, want - have)
+  if ok and type(n) == "number" and type(s) == "string" then
+    res.lag = want - have
+    res[1] = have + n
+    res.bytes = res.bytes .. s
+  end
+end
+
+---------------------------------------------------------------- compare
+local function eqv(a, b)
+  if type(a) ~= type(b) then return false end
+  if type(a) == "number" then return a == b or (a ~= a and b ~= b) end
+  if type(a) == "table" or type(a) == "userdata" or type(a) == "cdata" then return true end -- identity not comparable
+  return a == b
+end
+
+local function show_res(res)
+  if not res.ok then return "error: " .. res.err end
+  if res.kind == "stats" then
+    local s = res[1]
+    if type(s) ~= "table" then return "ok: stats returned " .. type(s) end
+    local parts = {}
+    for _, k in ipairs(STATS_KEYS) do parts[#parts + 1] = k .. "=" .. show(s[k]) end
+    return "ok: {" .. table.concat(parts, ", ") .. "}"
+  end
+  if res.kind == "packets" then
+    return string.format("ok: n=%s, %d bytes%s%s", show(res[1]), #res.bytes, res.lag and (" (lagged " .. res.lag .. ", caught up)") or "",
+      res.tail_dirty and " (WROTE PAST n PACKETS in buf)" or "")
+  end
+  local parts = {}
+  for i = 1, res.n do parts[i] = show(res[i]) end
+  return "ok: " .. (res.n == 0 and "(no values)" or table.concat(parts, ", "))
+end
+
+-- returns nil if equal, else a description
+local function compare(c, ra, rb)
+  if ra.ok ~= rb.ok then return "success/failure differs" end
+  if not ra.ok then
+    if ra.err ~= rb.err then return "error messages differ" end
+    return nil
+  end
+  if ra.kind == "stats" then
+    if type(ra[1]) ~= "table" or type(rb[1]) ~= "table" then return "stats not a table" end
+    for _, k in ipairs(STATS_KEYS) do
+      if not eqv(ra[1][k], rb[1][k]) then return "stats." .. k .. " differs" end
+    end
+    return nil
+  end
+  if ra.kind == "packets" then
+    if ra.tail_dirty or rb.tail_dirty then return "poll_into wrote past the packets it reported" end
+    if not eqv(ra[1], rb[1]) then return "packet counts differ" end
+    if ra.bytes ~= rb.bytes then return "packet bytes differ", first_diff(ra.bytes, rb.bytes) end
+    if c.m == "poll" and ra.n ~= rb.n then return "number of results differs" end
+    return nil
+  end
+  if ra.n ~= rb.n then return "number of results differs" end
+  for i = 1, ra.n do
+    if not eqv(ra[i], rb[i]) then return "result " .. i .. " differs" end
+  end
+  return nil
+end
+
+---------------------------------------------------------------- one sequence
+local trace_f
+if O.trace then trace_f = assert(io.open(O.trace, "w")) end
+
+local function replay_cmd(seed, ncalls, gopts)
+  local names = {}
+  for _, b in ipairs(BACKENDS) do names[#names + 1] = b.name end
+  local s = string.format("luajit tests/diff/run.lua --backends %s --seed %s --sequences 1 --calls %d",
+    table.concat(names, ","), string.format("%.0f", seed), ncalls)
+  if O.workers_given then s = s .. " --workers " .. O.workers end
+  if O.tiny then s = s .. " --tiny" end
+  return s
+end
+
+local function report(seed, idx, c, desc, off, results, gopts)
+  local out = {}
+  local function p(s) out[#out + 1] = s end
+  p("")
+  p(string.format("MISMATCH: seed %.0f, call %d: %s", seed, idx, desc))
+  p("  call: " .. (c and show_call(c) or "<final drain>"))
+  for i, b in ipairs(BACKENDS) do p(string.format("  %-7s %s", b.name .. ":", show_res(results[i]))) end
+  if off then
+    local pi = math.floor(off / 128)
+    p(string.format("  first differing byte: offset %d (packet %d, byte %d in packet)", off, pi, off % 128))
+    for i, b in ipairs(BACKENDS) do
+      p(string.format("  %-7s packet %d: %s", b.name .. ":", pi, decode(results[i].bytes, pi * 128)))
+    end
+  end
+  p("  replay: " .. replay_cmd(seed, idx or O.calls, gopts))
+  io.stdout:write(table.concat(out, "\n"), "\n")
+  io.stdout:flush()
+end
+
+local function run_sequence(seed)
+  local workers = WORKERS[(seed % #WORKERS) + 1]
+  local gopts = { workers = workers, tiny = O.tiny or nil }
+  local g = gen.new(seed, gopts)
+  -- tiny native queues (test hook): from the seed, not from the sequence index
+  local tuning
+  if g.tiny then
+    local tr = gen.rng(seed * 7 + 3)
+    tuning = { chunk_digs = tr:int(1, 4), max_inflight_chunks = tr:int(1, 3) }
+  end
+  if trace_f then
+    trace_f:write(string.format('{"begin":%.0f,"backends":[%s],"tiny":%s,"workers":%d}\n', seed,
+      (function() local t = {}; for i, b in ipairs(BACKENDS) do t[i] = jstr(b.name) end; return table.concat(t, ",") end)(),
+      tostring(g.tiny), workers))
+  end
+  local streams = {}
+  for i = 1, #BACKENDS do streams[i] = {} end
+  local closed = false
+  local npackets = 0
+  for idx = 1, O.calls do
+    local c = g:step()
+    local results = {}
+    if c.m == "new" then
+      for i, b in ipairs(BACKENDS) do
+        local ok, r = new_resolver(b, c[1], tuning)
+        if not ok then
+          report(seed, idx, c, "new() failed for the resolver under test", nil,
+            (function() local t = {}; for j = 1, #BACKENDS do t[j] = { ok = (j ~= i), err = tostring(r), n = 0 } end; return t end)(), gopts)
+          return false
+        end
+        b.r = r
+        results[i] = { ok = true, n = 0 }
+      end
+    else
+      for i, b in ipairs(BACKENDS) do results[i] = apply(b, c) end
+      -- poll/poll_into: a native backend may lag when not flushed; resync it
+      if c.m == "poll" or c.m == "poll_into" then
+        local want = 0
+        for i = 1, #BACKENDS do
+          local res = results[i]
+          if res.ok and type(res[1]) == "number" and res[1] > want then want = res[1] end
+        end
+        for i, b in ipairs(BACKENDS) do if results[i].ok then catch_up(b, results[i], want) end end
+      end
+      if c.m == "close" and not c.self then closed = true end
+    end
+    if trace_f then
+      local parts = {}
+      for i, b in ipairs(BACKENDS) do parts[i] = jstr(b.name) .. ":" .. jres(results[i], b.name) end
+      local args = {}
+      for i = 1, c.n do args[i] = jval(c[i]) end
+      trace_f:write(string.format('{"i":%d,"m":"%s","self":%s,"args":[%s],"out":{%s}}\n', idx, c.m,
+        c.self and jstr(c.self) or "null", table.concat(args, ","), table.concat(parts, ",")))
+    end
+    for i = 2, #BACKENDS do
+      local desc, off = compare(c, results[1], results[i])
+      if desc then
+        report(seed, idx, c, desc, off, results, gopts)
+        if trace_f then trace_f:flush() end
+        return false
+      end
+    end
+    if results[1].kind == "packets" and results[1].ok then
+      for i = 1, #BACKENDS do
+        local s = streams[i]
+        s[#s + 1] = results[i].bytes
+      end
+      npackets = npackets + #results[1].bytes / 128
+    end
+  end
+  -- final drain: flush + poll everything, compare the whole streams
+  local results = {}
+  local stats_res = {}
+  for i, b in ipairs(BACKENDS) do
+    if closed then
+      results[i] = { ok = true, n = 1, 0, bytes = "", kind = "packets" }
+    else
+      pcall(b.r.flush, b.r)
+      results[i] = pack_res(pcall(b.r.poll, b.r))
+      results[i].kind = "packets"
+      results[i].bytes = results[i].ok and type(results[i][2]) == "string" and results[i][2] or ""
+      stats_res[i] = pack_res(pcall(b.r.stats, b.r))
+      stats_res[i].kind = "stats"
+    end
+    streams[i][#streams[i] + 1] = results[i].bytes
+  end
+  if trace_f then
+    local parts, sparts = {}, {}
+    for i, b in ipairs(BACKENDS) do
+      parts[i] = jstr(b.name) .. ":" .. jres(results[i], b.name)
+      if stats_res[i] then sparts[#sparts + 1] = jstr(b.name) .. ":" .. jres(stats_res[i], b.name) end
+    end
+    trace_f:write(string.format('{"end":%.0f,"closed":%s,"drain":{%s},"stats":{%s}}\n', seed, tostring(closed),
+      table.concat(parts, ","), table.concat(sparts, ",")))
+  end
+  for i = 2, #BACKENDS do
+    local desc, off = compare({ m = "poll" }, results[1], results[i])
+    if desc then report(seed, nil, nil, "final drain: " .. desc, off, results, gopts); return false end
+    if stats_res[1] then
+      desc = compare({ m = "stats" }, stats_res[1], stats_res[i])
+      if desc then report(seed, nil, nil, "final stats: " .. desc, nil, stats_res, gopts); return false end
+    end
+    local a, bb = table.concat(streams[1]), table.concat(streams[i])
+    if a ~= bb then
+      local off = first_diff(a, bb)
+      report(seed, nil, nil, "full streams differ", off, { { ok = true, n = 0, bytes = a, kind = "packets" }, { ok = true, n = 0, bytes = bb, kind = "packets" } }, gopts)
+      return false
+    end
+  end
+  for _, b in ipairs(BACKENDS) do
+    if b.r and b.r.close then pcall(b.r.close, b.r) end
+    b.r = nil
+  end
+  return true, npackets + #results[1].bytes / 128
+end
+
+---------------------------------------------------------------- main
+local t0 = os.clock()
+local wall0 = os.time()
+local passed, failed = 0, 0
+local total_packets = 0
+local step = math.max(1, math.floor(O.sequences / 10))
+for s = 0, O.sequences - 1 do
+  local seed = O.seed + s
+  local ok, res, np = pcall(run_sequence, seed)
+  if not ok then
+    io.stdout:write(string.format("\nINTERNAL ERROR in seed %.0f: %s\n  replay: %s\n", seed, tostring(res), replay_cmd(seed, O.calls)))
+    res = false
+  end
+  if res then
+    passed = passed + 1
+    total_packets = total_packets + (np or 0)
+  else
+    failed = failed + 1
+    if not O.keep_going then break end
+  end
+  if (s + 1) % step == 0 and s + 1 < O.sequences then
+    io.stderr:write(string.format("  ... %d/%d sequences, %d packets, %.1fs cpu\n", s + 1, O.sequences, total_packets, os.clock() - t0))
+  end
+  collectgarbage()
+end
+if trace_f then trace_f:close() end
+io.stderr:write(string.format("  %d packets compared, %.1fs cpu, %ds wall\n", total_packets, os.clock() - t0, os.time() - wall0))
+print(string.format("differential: %d passed, %d failed", passed, failed))
+os.exit(failed == 0 and 0 or 1)
