@@ -231,14 +231,19 @@ end
 
 -- dig record: u32 player, i32 x, y, z, u64 t_us (split into halves so the
 -- hot path needs no boxed 64-bit value; little-endian: low word first).
-local dig_rec_t = typeof([[struct {
-  uint32_t player; int32_t x, y, z; uint32_t t_lo, t_hi; }]])
-local move_rec_t = typeof([[struct {
-  uint32_t player; int32_t x, y, z; }]])
-assert(sizeof(dig_rec_t) == 24 and sizeof(move_rec_t) == 16,
+-- Named (and declared once per process) rather than anonymous: LuaJIT
+-- 2.1.0-beta3 can resolve "$ *" of a re-created anonymous struct to an older
+-- struct of the same shape when a module is loaded twice.
+if not pcall(sizeof, "struct treasure_dig_record_v1") then
+  ffi.cdef([[
+struct treasure_dig_record_v1 { uint32_t player; int32_t x, y, z; uint32_t t_lo, t_hi; };
+struct treasure_move_record_v1 { uint32_t player; int32_t x, y, z; };
+]])
+end
+assert(sizeof("struct treasure_dig_record_v1") == 24 and sizeof("struct treasure_move_record_v1") == 16,
   "treasure.legacy: batch record structs must be 24 and 16 bytes")
-local dig_rec_ptr_t = typeof("const $ *", dig_rec_t)
-local move_rec_ptr_t = typeof("const $ *", move_rec_t)
+local dig_rec_ptr_t = typeof("const struct treasure_dig_record_v1 *")
+local move_rec_ptr_t = typeof("const struct treasure_move_record_v1 *")
 
 --- Exact decimal text of a 64-bit record value (tostring(u64) ends in "ULL").
 local function u64_text(lo, hi)

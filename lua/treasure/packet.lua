@@ -31,10 +31,15 @@ local M = {
   FLAG = { DIGGER = 1, PARTY = 2, LAST_CHARGE = 4 },
 }
 
---- The packet as an FFI struct. Anonymous (no ffi.cdef) so that loading this
--- module twice, or next to other code, can never clash on a type name.
-local packet_t = ffi.typeof([[
-struct {
+--- The packet as an FFI struct, under a versioned name. Declared only if no
+-- earlier load (busted re-requires modules per file) declared it already.
+-- Anonymous structs are avoided on purpose: LuaJIT 2.1.0-beta3 can resolve
+-- "$ *" of a re-created anonymous struct to an older struct of the same
+-- shape, and a named type has a single identity for the whole process.
+-- (ffi.sizeof raises for a tag never declared.)
+if not pcall(ffi.sizeof, "struct treasure_packet_v1") then
+  ffi.cdef([[
+struct treasure_packet_v1 {
   uint8_t  magic[4];     /*   0 "TRSR"                                  */
   uint16_t version;      /*   4 = 1                                     */
   uint8_t  kind;         /*   6 1 FOUND 2 EMPTY 3 NOTHING 4 REJECTED    */
@@ -55,9 +60,12 @@ struct {
   uint32_t dist2;        /*  72 saturating at 2^32-1                    */
   uint8_t  reserved[48]; /*  76 always 0                                */
   uint32_t crc;          /* 124 CRC-32C of bytes 0..123                 */
-}]])
-local packet_ptr_t = ffi.typeof("$ *", packet_t)
-local const_packet_ptr_t = ffi.typeof("const $ *", packet_t)
+};
+]])
+end
+local packet_t = ffi.typeof("struct treasure_packet_v1")
+local packet_ptr_t = ffi.typeof("struct treasure_packet_v1 *")
+local const_packet_ptr_t = ffi.typeof("const struct treasure_packet_v1 *")
 local u8p_t = ffi.typeof("const uint8_t *")
 local u32p_t = ffi.typeof("const uint32_t *")
 

@@ -1,0 +1,81 @@
+--- Shared helpers for the specs: packet streams, batch records, snapshots.
+-- Uses only the public resolver API so every backend is tested the same way.
+
+local ffi = require("ffi")
+local packet = require("treasure.packet")
+
+local S = {}
+
+--- Decode every packet of a poll()'s bytes into a list of tables.
+function S.decode_all(bytes)
+  local out = {}
+  for off = 1, #bytes, 128 do out[#out + 1] = packet.decode(bytes, off) end
+  return out
+end
+
+--- flush + poll everything; returns the list of decoded packets and bytes.
+function S.drain(r)
+  r:flush()
+  local n, bytes = r:poll()
+  assert(#bytes == n * 128, "poll returned n that does not match the bytes")
+  return S.decode_all(bytes), bytes
+end
+
+local dig_rec = ffi.typeof("struct { uint32_t player; int32_t x, y, z; uint64_t t_us; }")
+local move_rec = ffi.typeof("struct { uint32_t player; int32_t x, y, z; }")
+
+--- 24-byte little-endian dig record; t_us may be a number or uint64 cdata.
+function S.dig_record(player, x, y, z, t_us)
+  local r = dig_rec()
+  r.player, r.x, r.y, r.z, r.t_us = player, x, y, z, t_us
+  return ffi.string(r, 24)
+end
+
+--- 16-byte little-endian move record.
+function S.move_record(player, x, y, z)
+  local r = move_rec()
+  r.player, r.x, r.y, r.z = player, x, y, z
+  return ffi.string(r, 16)
+end
+
+function S.dig_records(list)
+  local t = {}
+  for i, d in ipairs(list) do t[i] = S.dig_record(d[1], d[2], d[3], d[4], d[5]) end
+  return table.concat(t)
+end
+
+function S.move_records(list)
+  local t = {}
+  for i, m in ipairs(list) do t[i] = S.move_record(m[1], m[2], m[3], m[4]) end
+  return table.concat(t)
+end
+
+--- Stats without the latency keys (they are timing-dependent on native).
+function S.counters(r)
+  local s = r:stats()
+  local c = {}
+  for _, k in ipairs({ "digs", "packets", "found", "empty", "nothing", "rejected",
+                       "busy", "players", "sites", "pending_packets" }) do
+    c[k] = s[k]
+  end
+  return c
+end
+
+--- Field list of a decoded packet, for readable comparisons.
+function S.fields(p)
+  return {
+    kind = p.kind, flags = p.flags, seq = p.seq, t_us = p.t_us, site_id = p.site_id,
+    finder = p.finder, recipient = p.recipient, party = p.party, x = p.x, y = p.y,
+    z = p.z, item = p.item, quantity = p.quantity, rarity = p.rarity,
+    charges_left = p.charges_left, roll_hex = p.roll_hex, dist2 = p.dist2,
+  }
+end
+
+--- Recipients of a list of decoded packets, in stream order.
+function S.recipients(pkts)
+  local t = {}
+  for i, p in ipairs(pkts) do t[i] = p.recipient end
+  return t
+end
+
+return S
