@@ -1,0 +1,55 @@
+//! # treasure-core
+//!
+//! The engine behind `treasure.native`: it resolves treasure digs into
+//! 128-byte packets that are byte-identical to the pure-Lua reference
+//! (`lua/treasure/legacy.lua`). The contract is `docs/API.md`; this crate has
+//! no Lua dependency and is tested alone.
+//!
+//! ## Architecture
+//!
+//! * [`wire`] owns the packet layout (zerocopy struct, offsets, checked
+//!   decoding, encoding with CRC-32C). [`records`] gives zero-copy views of
+//!   batch inputs. [`roll`] is splitmix64 and the weighted loot pick.
+//! * [`world`] holds players (in the AOI [`grid`], with party lists) and
+//!   sites/loot tables. [`error`] renders the contract's exact messages.
+//! * [`Resolver`] is the state machine. A dig is split in two. On the
+//!   caller's thread, cheaply and in call order: validate, busy check, assign
+//!   the seq, find the site, decide the kind, take a charge, roll the item.
+//!   This keeps "first dig wins" and every counter deterministic. On a rayon
+//!   pool of `workers` threads: for FOUND digs the AOI query, the party
+//!   members, sorting the recipients, and encoding a packet per recipient.
+//! * Consecutive digs are grouped into chunks (`chunk_digs`); each chunk
+//!   carries an `Arc` of the player snapshot as of its digs. A player
+//!   mutation while a snapshot is shared with in-flight chunks clones it
+//!   first (`Arc::make_mut`, copy-on-write), so workers read a frozen world
+//!   and a dig sees every call before it and none after.
+//! * Workers publish `(chunk index, packets)` on a crossbeam channel; the
+//!   caller reorders them in a ring by chunk index, and `poll` copies from
+//!   the oldest chunk on, stopping at the first unfinished one: the stream is
+//!   ordered by (seq, recipient) whatever the worker count. Buffers and job
+//!   vectors are recycled, so steady state allocates nothing per dig.
+//! * The busy rule is the reference's exactly, without waiting in normal
+//!   operation: the caller keeps exact counts for finished chunks and
+//!   lower/upper bounds for in-flight ones, and waits only when the bounds
+//!   straddle `max_pending_packets` (see [`resolver`]).
+//! * A worker panic is caught and reported as an error by the next call
+//!   (`treasure: <method>: worker panicked: <msg>`); it never aborts.
+//!   [`histogram`] records per-dig resolve latency lock-free.
+#![forbid(unsafe_code)]
+#![warn(missing_debug_implementations)]
+
+pub mod error;
+pub mod grid;
+pub mod histogram;
+mod pipeline;
+pub mod records;
+pub mod resolver;
+pub mod roll;
+pub mod wire;
+pub mod world;
+
+pub use error::{Arg, Error, ErrorKind, Method};
+pub use records::{DigRecord, MoveRecord, DIG_RECORD_SIZE, MOVE_RECORD_SIZE};
+pub use resolver::{Options, Resolver, Stats};
+pub use roll::{splitmix64, LootEntry, LootTable};
+pub use wire::{Fields, Kind, Packet, WireError, SIZE as PACKET_SIZE};

@@ -1,0 +1,213 @@
+//! The parallel half of the resolver: what a worker does with a chunk.
+//!
+//! The caller's thread (see `resolver.rs`) decides everything that must be
+//! sequential (seq, kind, charges, roll, item) and hands workers a [`Chunk`]:
+//! up to `chunk_digs` consecutive [`DigJob`]s plus an `Arc` of the player
+//! snapshot as of those digs. A worker, per FOUND dig, runs the AOI query,
+//! adds the digger and the digger's party, sorts and dedups the recipients by
+//! id, encodes a per-dig template packet once and patches recipient, flags,
+//! dist2 and CRC per recipient. Non-FOUND digs produce their single packet in
+//! the same pass, so a chunk's buffer is already in stream order.
+//!
+//! The worker then drops its snapshot reference *before* publishing the
+//! result, so once the caller has received every in-flight chunk the snapshot
+//! is unshared again and the next mutation does not need to clone it.
+//!
+//! Buffers are recycled through a bounded lock-free [`ArrayQueue`] (the
+//! caller returns a buffer once it has been polled; a worker pops one), and
+//! per-worker scratch vectors live in a `thread_local`, so in steady state a
+//! chunk allocates nothing but rayon's job box.
+//!
+//! A panic inside a chunk is caught (`catch_unwind`) and published as
+//! `Err(message)`; the caller turns it into `worker panicked: <msg>`.
+
+use crate::grid::Hit;
+use crate::histogram::Histogram;
+use crate::wire::{self, Fields, Kind, FLAG_DIGGER, FLAG_LAST_CHARGE, FLAG_PARTY, SIZE};
+use crate::world::Players;
+use crossbeam::channel::Sender;
+use crossbeam::queue::ArrayQueue;
+use std::cell::RefCell;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Everything about one accepted dig that the caller's thread decided.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct DigJob {
+    pub seq: u64,
+    pub t_us: u64,
+    pub roll: u64,
+    pub finder: u32,
+    /// The finder's party at the time of the dig.
+    pub party: u32,
+    pub x: i32,
+    pub y: i32,
+    pub z: i32,
+    pub site_id: u32,
+    pub item: u32,
+    pub charges_left: u32,
+    /// dist2(finder, block), saturated to u32.
+    pub dist2: u32,
+    pub quantity: u16,
+    pub rarity: u8,
+    pub kind: Kind,
+    pub last_charge: bool,
+}
+
+/// A unit of work for one worker.
+pub(crate) struct Chunk {
+    pub index: u64,
+    pub world: Arc<Players>,
+    pub jobs: Vec<DigJob>,
+    pub accepted: Instant,
+}
+
+/// What a worker publishes for a chunk.
+pub(crate) struct ChunkDone {
+    pub index: u64,
+    /// Emptied, returned for reuse by the caller.
+    pub jobs: Vec<DigJob>,
+    /// The packets, concatenated in stream order, or the panic message.
+    pub result: Result<Vec<u8>, String>,
+}
+
+/// State shared by the caller and all workers.
+pub(crate) struct Shared {
+    pub aoi_radius: u32,
+    pub free_bufs: ArrayQueue<Vec<u8>>,
+    pub histogram: Histogram,
+    /// 0: off. Otherwise the worker that decrements it from 1 to 0 panics
+    /// (test hook, see `Resolver::inject_worker_panic_after`).
+    pub panic_countdown: AtomicU64,
+    pub tx: Sender<ChunkDone>,
+}
+
+thread_local! {
+    /// Per-worker recipient scratch: grows to the largest recipient set seen,
+    /// then is reused for every dig this thread resolves.
+    static SCRATCH: RefCell<Vec<Hit>> = const { RefCell::new(Vec::new()) };
+}
+
+#[inline]
+fn saturate(d2: u64) -> u32 {
+    u32::try_from(d2).unwrap_or(u32::MAX)
+}
+
+fn template(job: &DigJob) -> [u8; SIZE] {
+    wire::encode_to_array(&Fields {
+        kind: job.kind as u8,
+        flags: if job.last_charge { FLAG_LAST_CHARGE } else { 0 },
+        seq: job.seq,
+        t_us: job.t_us,
+        site_id: job.site_id,
+        finder: job.finder,
+        recipient: job.finder,
+        party: job.party,
+        x: job.x,
+        y: job.y,
+        z: job.z,
+        item: job.item,
+        quantity: job.quantity,
+        rarity: job.rarity,
+        charges_left: job.charges_left,
+        roll: job.roll,
+        dist2: job.dist2,
+    })
+}
+
+/// Appends the packets of one dig to `out`, in recipient order.
+pub(crate) fn resolve_dig(
+    job: &DigJob,
+    world: &Players,
+    aoi_radius: u32,
+    hits: &mut Vec<Hit>,
+    out: &mut Vec<u8>,
+) {
+    let mut pkt = template(job);
+    let last = if job.last_charge { FLAG_LAST_CHARGE } else { 0 };
+    if job.kind != Kind::Found {
+        wire::patch_recipient(&mut pkt, job.finder, FLAG_DIGGER | last, job.dist2);
+        out.extend_from_slice(&pkt);
+        return;
+    }
+    hits.clear();
+    world.query(job.x, job.y, job.z, aoi_radius, hits);
+    world.party_members(job.party, job.x, job.y, job.z, hits);
+    hits.push(Hit {
+        id: job.finder,
+        party: job.party,
+        dist2: job.dist2 as u64,
+    });
+    hits.sort_unstable_by_key(|h| h.id);
+    hits.dedup_by_key(|h| h.id);
+    out.reserve(hits.len() * SIZE);
+    for h in hits.iter() {
+        let flags = if h.id == job.finder {
+            FLAG_DIGGER
+        } else if job.party != 0 && h.party == job.party {
+            FLAG_PARTY
+        } else {
+            0
+        } | last;
+        // The digger's own dist2 was computed (exactly) by the caller; the
+        // query and party lists computed the same value for it.
+        wire::patch_recipient(&mut pkt, h.id, flags, saturate(h.dist2));
+        out.extend_from_slice(&pkt);
+    }
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    if let Some(s) = p.downcast_ref::<&str>() {
+        (*s).to_string()
+    } else if let Some(s) = p.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "unknown panic payload".to_string()
+    }
+}
+
+/// Runs on a worker thread: resolves every dig of the chunk and publishes
+/// the result (never panics out: a panic becomes `Err`).
+pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) {
+    let Chunk {
+        index,
+        world,
+        mut jobs,
+        accepted,
+    } = chunk;
+    let result = catch_unwind(AssertUnwindSafe(|| {
+        let mut buf = shared.free_bufs.pop().unwrap_or_default();
+        buf.clear();
+        SCRATCH.with(|s| {
+            let mut hits = s.borrow_mut();
+            for job in &jobs {
+                if shared.panic_countdown.load(Relaxed) != 0
+                    && shared
+                        .panic_countdown
+                        .fetch_update(Relaxed, Relaxed, |c| c.checked_sub(1))
+                        == Ok(1)
+                {
+                    panic!("injected worker panic at seq {}", job.seq);
+                }
+                resolve_dig(job, &world, shared.aoi_radius, &mut hits, &mut buf);
+            }
+        });
+        buf
+    }))
+    .map_err(|p| panic_message(&*p));
+    drop(world);
+    let digs = jobs.len() as u64;
+    jobs.clear();
+    let ns = u64::try_from(accepted.elapsed().as_nanos()).unwrap_or(u64::MAX);
+    shared.histogram.record_n(ns, digs);
+    // The receiver lives as long as the resolver, and the resolver waits for
+    // every in-flight chunk before dropping it, so this cannot fail; if it
+    // somehow did, there is nobody left to tell.
+    let _ = shared.tx.send(ChunkDone {
+        index,
+        jobs,
+        result,
+    });
+}

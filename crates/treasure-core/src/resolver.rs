@@ -1,0 +1,913 @@
+//! The resolver: validation, the sequential state machine, and the caller's
+//! side of the pipeline (chunking, reordering, back-pressure, busy rule).
+//!
+//! Every method runs on the caller's thread and takes `&mut self`. Checks run
+//! in the contract's order (closed, arguments left to right, ids against the
+//! state, busy) and a failing call changes nothing.
+//!
+//! # Busy rule without waiting
+//!
+//! The contract refuses a dig when `pending_packets > max_pending_packets`,
+//! where `pending_packets` counts the packets of *every* accepted dig,
+//! resolved or not. The number of packets of a FOUND dig is only known once a
+//! worker ran its AOI query, so the caller keeps
+//!
+//! * `known_pending`: packets of received chunks not yet polled (exact), and
+//! * for in-flight chunks, a lower and an upper bound of their packets: a
+//!   non-FOUND dig is exactly 1; a FOUND dig is at least 1 (the digger) and
+//!   at most the number of players online at that dig (every recipient is a
+//!   player, the digger included).
+//!
+//! If `known + lower > max` the dig is busy for sure; if `known + upper <=
+//! max` it is accepted for sure; only in between does the caller wait for
+//! in-flight chunks (one at a time, re-deciding after each) until the answer
+//! is exact. With a sensible `max_pending_packets` the wait never happens in
+//! normal operation, and the decision is always the reference's decision.
+//!
+//! # Ordering
+//!
+//! Chunks get consecutive indexes; results arrive in any order and are
+//! placed in a ring (`VecDeque`, front = oldest unpolled chunk). `poll`
+//! copies from the front onward and stops at the first chunk not done, so
+//! the stream is ordered by (seq, recipient) whatever the worker count.
+
+use crate::error::limits::{COORD_MAX, COORD_MIN, MAX_SAFE, RADIUS_MAX, WORKERS_MAX};
+use crate::error::{Arg, Error, ErrorKind, Method};
+use crate::grid::dist2;
+use crate::histogram::Histogram;
+use crate::pipeline::{run_chunk, Chunk, ChunkDone, DigJob, Shared};
+use crate::records::{dig_records, move_records};
+use crate::roll::{self, LootEntry, LootTable};
+use crate::wire::{Kind, SIZE};
+use crate::world::{block_key, PlayerView, Players, Site, Sites};
+use crossbeam::channel::{unbounded, Receiver};
+use crossbeam::queue::ArrayQueue;
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::sync::Arc;
+use std::time::Instant;
+
+/// Construction options. `Default` gives the contract's defaults.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Options {
+    /// Loot roll seed, [0, 2^53-1]. Default 0.
+    pub seed: u64,
+    /// AOI radius in blocks, [0, 1048576]. Default 64.
+    pub aoi_radius: u32,
+    /// Max digger-to-block distance, [0, 1048576]. Default 8.
+    pub reach: u32,
+    /// Worker threads, [0, 256]; 0 = `available_parallelism`. Default 0.
+    pub workers: u32,
+    /// Busy threshold, [1, 2^53-1]. Default 1048576.
+    pub max_pending_packets: u64,
+    /// Digs per worker task (not part of the Lua contract). Values below 1
+    /// are treated as 1. Default 128.
+    pub chunk_digs: usize,
+    /// Back-pressure: chunks submitted but not yet finished by a worker
+    /// before the caller waits (not part of the Lua contract). Values below
+    /// 1 are treated as 1. Default 1024.
+    pub max_inflight_chunks: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            seed: 0,
+            aoi_radius: 64,
+            reach: 8,
+            workers: 0,
+            max_pending_packets: 1_048_576,
+            chunk_digs: 128,
+            max_inflight_chunks: 1024,
+        }
+    }
+}
+
+/// Counters and gauges (`r:stats()` plus pipeline metrics).
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Stats {
+    /// Accepted digs (= found + empty + nothing + rejected).
+    pub digs: u64,
+    /// Packets produced so far (exact: counts in-flight digs too).
+    pub packets: u64,
+    pub found: u64,
+    pub empty: u64,
+    pub nothing: u64,
+    pub rejected: u64,
+    /// `dig`/`dig_batch` calls refused as busy.
+    pub busy: u64,
+    pub players: u64,
+    pub sites: u64,
+    /// Packets of accepted digs not yet polled (exact).
+    pub pending_packets: u64,
+    /// Latency from acceptance to a worker publishing the dig's chunk.
+    pub resolve_p50_us: f64,
+    pub resolve_p99_us: f64,
+    pub resolve_p999_us: f64,
+    pub resolve_max_us: f64,
+    /// Chunks submitted and not yet finished by a worker (0 after `stats`
+    /// had to wait, see `pending_packets`).
+    pub inflight_chunks: u64,
+    /// Chunks finished and not yet fully polled.
+    pub ready_chunks: u64,
+    /// Worker threads.
+    pub workers: u64,
+}
+
+enum Slot {
+    InFlight { lower: u64, upper: u64 },
+    Ready { buf: Vec<u8>, pos: usize },
+    Failed,
+}
+
+/// The caller-side state of an open resolver.
+struct Inner {
+    seed: u64,
+    reach2: u64,
+    max_pending: u64,
+    chunk_digs: usize,
+    max_inflight: usize,
+    workers: usize,
+
+    players: Arc<Players>,
+    sites: Sites,
+    next_seq: u64,
+
+    digs: u64,
+    found: u64,
+    empty: u64,
+    nothing: u64,
+    rejected: u64,
+    busy: u64,
+    /// Packets of received chunks (polled or not).
+    produced: u64,
+
+    // Pipeline, caller side.
+    pool: rayon::ThreadPool,
+    shared: Arc<Shared>,
+    rx: Receiver<ChunkDone>,
+    /// `ring[i]` is chunk `head + i`.
+    ring: VecDeque<Slot>,
+    head: u64,
+    /// First chunk index (>= head) that is not `Ready`.
+    contiguous: u64,
+    /// Packets pollable now (in ready chunks before `contiguous`).
+    available: u64,
+    /// Packets of received, unpolled chunks (ready or not contiguous).
+    known_pending: u64,
+    inflight: usize,
+    inflight_lower: u64,
+    inflight_upper: u64,
+    ready_chunks: usize,
+    /// The chunk being filled by the current call (always empty between calls).
+    open: Vec<DigJob>,
+    open_lower: u64,
+    open_upper: u64,
+    open_accepted: Instant,
+    spare_jobs: Vec<Vec<DigJob>>,
+    /// Player views checked by `dig_batch` validation, reused when accepting.
+    scratch_views: Vec<PlayerView>,
+    failed: Option<String>,
+}
+
+/// The treasure resolver. See the crate docs for the architecture.
+pub struct Resolver {
+    inner: Option<Box<Inner>>,
+}
+
+fn check(method: Method, arg: Arg, v: i128, lo: i128, hi: i128) -> Result<(), Error> {
+    if v < lo || v > hi {
+        Err(Error::range(method, arg, lo, hi, v))
+    } else {
+        Ok(())
+    }
+}
+
+#[inline]
+fn check_id(method: Method, arg: Arg, v: u32) -> Result<(), Error> {
+    check(method, arg, v as i128, 1, u32::MAX as i128)
+}
+
+#[inline]
+fn check_coords(method: Method, args: [Arg; 3], xyz: [i32; 3]) -> Result<(), Error> {
+    for (arg, v) in args.into_iter().zip(xyz) {
+        check(method, arg, v as i128, COORD_MIN as i128, COORD_MAX as i128)?;
+    }
+    Ok(())
+}
+
+const XYZ: [Arg; 3] = [Arg::Plain("x"), Arg::Plain("y"), Arg::Plain("z")];
+
+fn not_joined(method: Method, arg: Arg, player: u32) -> Error {
+    Error::new(method, ErrorKind::NotJoined { arg, player })
+}
+
+impl Resolver {
+    /// Validates the options (in contract order) and starts the worker pool.
+    pub fn new(opts: Options) -> Result<Resolver, Error> {
+        let m = Method::New;
+        check(m, Arg::Opt("seed"), opts.seed as i128, 0, MAX_SAFE as i128)?;
+        let radius = RADIUS_MAX as i128;
+        check(
+            m,
+            Arg::Opt("aoi_radius"),
+            opts.aoi_radius as i128,
+            0,
+            radius,
+        )?;
+        check(m, Arg::Opt("reach"), opts.reach as i128, 0, radius)?;
+        check(
+            m,
+            Arg::Opt("workers"),
+            opts.workers as i128,
+            0,
+            WORKERS_MAX as i128,
+        )?;
+        check(
+            m,
+            Arg::Opt("max_pending_packets"),
+            opts.max_pending_packets as i128,
+            1,
+            MAX_SAFE as i128,
+        )?;
+        let workers = match opts.workers {
+            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            n => n as usize,
+        };
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(workers)
+            .thread_name(|i| format!("treasure-worker-{i}"))
+            .build()
+            .map_err(|e| {
+                Error::new(
+                    m,
+                    ErrorKind::Internal(format!("cannot start worker threads: {e}")),
+                )
+            })?;
+        let max_inflight = opts.max_inflight_chunks.max(1);
+        let chunk_digs = opts.chunk_digs.max(1);
+        let (tx, rx) = unbounded();
+        let shared = Arc::new(Shared {
+            aoi_radius: opts.aoi_radius,
+            free_bufs: ArrayQueue::new(max_inflight.min(4096) + workers),
+            histogram: Histogram::new(),
+            panic_countdown: AtomicU64::new(0),
+            tx,
+        });
+        Ok(Resolver {
+            inner: Some(Box::new(Inner {
+                seed: opts.seed,
+                reach2: opts.reach as u64 * opts.reach as u64,
+                max_pending: opts.max_pending_packets,
+                chunk_digs,
+                max_inflight,
+                workers,
+                players: Arc::new(Players::new(opts.aoi_radius)),
+                sites: Sites::default(),
+                next_seq: 1,
+                digs: 0,
+                found: 0,
+                empty: 0,
+                nothing: 0,
+                rejected: 0,
+                busy: 0,
+                produced: 0,
+                pool,
+                shared,
+                rx,
+                ring: VecDeque::new(),
+                head: 0,
+                contiguous: 0,
+                available: 0,
+                known_pending: 0,
+                inflight: 0,
+                inflight_lower: 0,
+                inflight_upper: 0,
+                ready_chunks: 0,
+                open: Vec::with_capacity(chunk_digs),
+                open_lower: 0,
+                open_upper: 0,
+                open_accepted: Instant::now(),
+                spare_jobs: Vec::new(),
+                scratch_views: Vec::new(),
+                failed: None,
+            })),
+        })
+    }
+
+    /// The open resolver, or `resolver is closed`; then a pending worker
+    /// panic, if any, as `worker panicked`.
+    fn inner(&mut self, method: Method) -> Result<&mut Inner, Error> {
+        let inner = self.inner.as_deref_mut().ok_or(Error::closed(method))?;
+        inner.drain();
+        if let Some(msg) = &inner.failed {
+            return Err(Error::new(method, ErrorKind::WorkerPanicked(msg.clone())));
+        }
+        Ok(inner)
+    }
+
+    /// True once `close` was called.
+    pub fn is_closed(&self) -> bool {
+        self.inner.is_none()
+    }
+
+    /// `r:add_loot_table(id, entries)`.
+    pub fn add_loot_table(&mut self, id: u32, entries: &[LootEntry]) -> Result<(), Error> {
+        let m = Method::AddLootTable;
+        let inner = self.inner(m)?;
+        check_id(m, Arg::Plain("id"), id)?;
+        if entries.is_empty() {
+            return Err(Error::new(m, ErrorKind::EmptyEntries));
+        }
+        let mut total = 0u64;
+        for (i, e) in entries.iter().enumerate() {
+            let n = i + 1;
+            check_id(m, Arg::Entry(n, "item"), e.item)?;
+            check_id(m, Arg::Entry(n, "weight"), e.weight)?;
+            if e.min > e.max {
+                return Err(Error::new(
+                    m,
+                    ErrorKind::MinGreaterThanMax {
+                        entry: n,
+                        min: e.min,
+                        max: e.max,
+                    },
+                ));
+            }
+            total += e.weight as u64;
+        }
+        if total > u32::MAX as u64 {
+            return Err(Error::new(m, ErrorKind::TotalWeight { total }));
+        }
+        if inner.sites.tables.contains_key(&id) {
+            return Err(Error::new(m, ErrorKind::DuplicateLootTable(id)));
+        }
+        inner.sites.tables.insert(id, LootTable::new(entries));
+        Ok(())
+    }
+
+    /// `r:add_site(id, x, y, z, loot_table_id, charges)`.
+    pub fn add_site(
+        &mut self,
+        id: u32,
+        x: i32,
+        y: i32,
+        z: i32,
+        loot_table_id: u32,
+        charges: u32,
+    ) -> Result<(), Error> {
+        let m = Method::AddSite;
+        let inner = self.inner(m)?;
+        check_id(m, Arg::Plain("id"), id)?;
+        check_coords(m, XYZ, [x, y, z])?;
+        check_id(m, Arg::Plain("loot_table_id"), loot_table_id)?;
+        let s = &mut inner.sites;
+        if s.sites.contains_key(&id) {
+            return Err(Error::new(m, ErrorKind::DuplicateSite(id)));
+        }
+        if let Some(site) = s.at(x, y, z) {
+            return Err(Error::new(m, ErrorKind::OccupiedBlock { x, y, z, site }));
+        }
+        if !s.tables.contains_key(&loot_table_id) {
+            return Err(Error::new(m, ErrorKind::UnknownLootTable(loot_table_id)));
+        }
+        s.sites.insert(
+            id,
+            Site {
+                x,
+                y,
+                z,
+                loot_table: loot_table_id,
+                charges,
+            },
+        );
+        s.by_block.insert(block_key(x, y, z), id);
+        Ok(())
+    }
+
+    /// `r:remove_site(id)`.
+    pub fn remove_site(&mut self, id: u32) -> Result<(), Error> {
+        let m = Method::RemoveSite;
+        let inner = self.inner(m)?;
+        check_id(m, Arg::Plain("id"), id)?;
+        let s = &mut inner.sites;
+        let site = s
+            .sites
+            .remove(&id)
+            .ok_or(Error::new(m, ErrorKind::UnknownSite(id)))?;
+        s.by_block.remove(&block_key(site.x, site.y, site.z));
+        Ok(())
+    }
+
+    /// `r:join(player, x, y, z, party)` (the binding passes 0 for no party).
+    pub fn join(&mut self, player: u32, x: i32, y: i32, z: i32, party: u32) -> Result<(), Error> {
+        let m = Method::Join;
+        let inner = self.inner(m)?;
+        check_id(m, Arg::Plain("player"), player)?;
+        check_coords(m, XYZ, [x, y, z])?;
+        if inner.players.contains(player) {
+            return Err(Error::new(m, ErrorKind::AlreadyJoined(player)));
+        }
+        Arc::make_mut(&mut inner.players).join(player, x, y, z, party);
+        Ok(())
+    }
+
+    /// `r:move(player, x, y, z)`.
+    pub fn move_player(&mut self, player: u32, x: i32, y: i32, z: i32) -> Result<(), Error> {
+        let m = Method::Move;
+        let inner = self.inner(m)?;
+        check_id(m, Arg::Plain("player"), player)?;
+        check_coords(m, XYZ, [x, y, z])?;
+        if !inner.players.contains(player) {
+            return Err(not_joined(m, Arg::Plain("player"), player));
+        }
+        Arc::make_mut(&mut inner.players).move_to(player, x, y, z);
+        Ok(())
+    }
+
+    /// `r:set_party(player, party)`.
+    pub fn set_party(&mut self, player: u32, party: u32) -> Result<(), Error> {
+        let m = Method::SetParty;
+        let inner = self.inner(m)?;
+        check_id(m, Arg::Plain("player"), player)?;
+        match inner.players.get(player) {
+            None => Err(not_joined(m, Arg::Plain("player"), player)),
+            Some(p) if p.party == party => Ok(()),
+            Some(_) => {
+                Arc::make_mut(&mut inner.players).set_party(player, party);
+                Ok(())
+            }
+        }
+    }
+
+    /// `r:leave(player)`.
+    pub fn leave(&mut self, player: u32) -> Result<(), Error> {
+        let m = Method::Leave;
+        let inner = self.inner(m)?;
+        check_id(m, Arg::Plain("player"), player)?;
+        if !inner.players.contains(player) {
+            return Err(not_joined(m, Arg::Plain("player"), player));
+        }
+        Arc::make_mut(&mut inner.players).leave(player);
+        Ok(())
+    }
+
+    /// `r:move_batch(records)`: 16-byte records, all-or-nothing.
+    pub fn move_batch(&mut self, records: &[u8]) -> Result<(), Error> {
+        let m = Method::MoveBatch;
+        let inner = self.inner(m)?;
+        let recs = move_records(records)?;
+        for (i, r) in recs.iter().enumerate() {
+            let n = i + 1;
+            let player = r.player.get();
+            check_id(m, Arg::Record(n, "player"), player)?;
+            check_coords(
+                m,
+                [
+                    Arg::Record(n, "x"),
+                    Arg::Record(n, "y"),
+                    Arg::Record(n, "z"),
+                ],
+                [r.x.get(), r.y.get(), r.z.get()],
+            )?;
+            if !inner.players.contains(player) {
+                return Err(not_joined(m, Arg::Record(n, "player"), player));
+            }
+        }
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let players = Arc::make_mut(&mut inner.players);
+        for r in recs {
+            players.move_to(r.player.get(), r.x.get(), r.y.get(), r.z.get());
+        }
+        Ok(())
+    }
+
+    /// `r:dig(player, x, y, z, t_us)`: `Ok(Some(seq))`, or `Ok(None)` when busy.
+    pub fn dig(
+        &mut self,
+        player: u32,
+        x: i32,
+        y: i32,
+        z: i32,
+        t_us: u64,
+    ) -> Result<Option<u64>, Error> {
+        let m = Method::Dig;
+        let inner = self.inner(m)?;
+        check_id(m, Arg::Plain("player"), player)?;
+        check_coords(m, XYZ, [x, y, z])?;
+        check(m, Arg::Plain("t_us"), t_us as i128, 0, MAX_SAFE as i128)?;
+        let view = inner
+            .players
+            .get(player)
+            .ok_or_else(|| not_joined(m, Arg::Plain("player"), player))?;
+        if inner.is_busy(m)? {
+            inner.busy += 1;
+            return Ok(None);
+        }
+        let seq = inner.next_seq;
+        inner.open_accepted = Instant::now();
+        inner.accept(view, x, y, z, t_us);
+        inner.submit();
+        Ok(Some(seq))
+    }
+
+    /// `r:dig_batch(records)`: 24-byte records, all-or-nothing. Returns
+    /// `Ok(Some((first_seq, count)))`, or `Ok(None)` when busy (checked once,
+    /// before the first record, also for an empty batch).
+    pub fn dig_batch(&mut self, records: &[u8]) -> Result<Option<(u64, u64)>, Error> {
+        let m = Method::DigBatch;
+        let inner = self.inner(m)?;
+        let recs = dig_records(records)?;
+        let mut views = std::mem::take(&mut inner.scratch_views);
+        views.clear();
+        let validated = (|| {
+            for (i, r) in recs.iter().enumerate() {
+                let n = i + 1;
+                let player = r.player.get();
+                check_id(m, Arg::Record(n, "player"), player)?;
+                check_coords(
+                    m,
+                    [
+                        Arg::Record(n, "x"),
+                        Arg::Record(n, "y"),
+                        Arg::Record(n, "z"),
+                    ],
+                    [r.x.get(), r.y.get(), r.z.get()],
+                )?;
+                check(
+                    m,
+                    Arg::Record(n, "t_us"),
+                    r.t_us.get() as i128,
+                    0,
+                    MAX_SAFE as i128,
+                )?;
+                let v = inner
+                    .players
+                    .get(player)
+                    .ok_or_else(|| not_joined(m, Arg::Record(n, "player"), player))?;
+                views.push(v);
+            }
+            Ok(())
+        })();
+        let result = validated.and_then(|()| inner.is_busy(m)).map(|busy| {
+            let first = inner.next_seq;
+            if busy {
+                inner.busy += 1;
+                return None;
+            }
+            inner.open_accepted = Instant::now();
+            for (r, &v) in recs.iter().zip(&views) {
+                inner.accept(v, r.x.get(), r.y.get(), r.z.get(), r.t_us.get());
+            }
+            inner.submit();
+            Some((first, recs.len() as u64))
+        });
+        inner.scratch_views = views;
+        result
+    }
+
+    /// Packets pollable now without blocking (0 when closed). Never blocks.
+    pub fn available_packets(&mut self) -> usize {
+        match self.inner.as_deref_mut() {
+            Some(inner) => {
+                inner.drain();
+                inner.available as usize
+            }
+            None => 0,
+        }
+    }
+
+    /// `r:poll_into(buf, max)`: copies up to `max` packets (`n * 128` bytes)
+    /// to the start of `out`, returns `n`. `max * 128` must fit in `out`
+    /// (checked before anything is copied). Never blocks.
+    pub fn poll_into(&mut self, out: &mut [u8], max: usize) -> Result<usize, Error> {
+        let m = Method::PollInto;
+        let inner = self.inner(m)?;
+        let capacity = out.len() / SIZE;
+        if max > capacity {
+            return Err(Error::new(
+                m,
+                ErrorKind::BufferTooSmall {
+                    capacity: capacity as u64,
+                    max: max as u64,
+                },
+            ));
+        }
+        let n = (max as u64).min(inner.available) as usize;
+        inner.take(n, |dst_off, src| {
+            out[dst_off..dst_off + src.len()].copy_from_slice(src)
+        });
+        Ok(n)
+    }
+
+    /// `r:poll(max)`: appends up to `max` packets to `out` (use `usize::MAX`
+    /// for "all available"); returns how many. Never blocks.
+    pub fn poll(&mut self, max: usize, out: &mut Vec<u8>) -> Result<usize, Error> {
+        let m = Method::Poll;
+        let inner = self.inner(m)?;
+        let n = (max as u64).min(inner.available) as usize;
+        out.reserve(n * SIZE);
+        inner.take(n, |_, src| out.extend_from_slice(src));
+        Ok(n)
+    }
+
+    /// `r:flush()`: waits until every accepted dig's packets are pollable.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        let m = Method::Flush;
+        let inner = self.inner(m)?;
+        inner.wait_all();
+        inner.check_failed(m)
+    }
+
+    /// `r:stats()`. May wait for in-flight FOUND digs to make
+    /// `pending_packets` and `packets` exact.
+    pub fn stats(&mut self) -> Result<Stats, Error> {
+        let m = Method::Stats;
+        let inner = self.inner(m)?;
+        if inner.inflight_lower != inner.inflight_upper {
+            inner.wait_all();
+            inner.check_failed(m)?;
+        }
+        debug_assert_eq!(inner.inflight_lower, inner.inflight_upper);
+        let q = inner.shared.histogram.quantiles();
+        Ok(Stats {
+            digs: inner.digs,
+            packets: inner.produced + inner.inflight_lower,
+            found: inner.found,
+            empty: inner.empty,
+            nothing: inner.nothing,
+            rejected: inner.rejected,
+            busy: inner.busy,
+            players: inner.players.len() as u64,
+            sites: inner.sites.sites.len() as u64,
+            pending_packets: inner.known_pending + inner.inflight_lower,
+            resolve_p50_us: q.p50_us,
+            resolve_p99_us: q.p99_us,
+            resolve_p999_us: q.p999_us,
+            resolve_max_us: q.max_us,
+            inflight_chunks: inner.inflight as u64,
+            ready_chunks: inner.ready_chunks as u64,
+            workers: inner.workers as u64,
+        })
+    }
+
+    /// `r:close()`: waits for in-flight work, stops the workers and frees
+    /// everything. Idempotent; every other method then fails with
+    /// `resolver is closed`.
+    pub fn close(&mut self) {
+        // Inner's Drop waits for in-flight chunks.
+        self.inner = None;
+    }
+
+    /// Test hook: the worker resolving the `(n+1)`-th dig from now panics.
+    #[doc(hidden)]
+    pub fn inject_worker_panic_after(&mut self, n: u64) {
+        if let Some(inner) = self.inner.as_deref_mut() {
+            inner.shared.panic_countdown.store(n + 1, Relaxed);
+        }
+    }
+
+    /// Read access to the player snapshot (tests and tools).
+    #[doc(hidden)]
+    pub fn players(&self) -> Option<&Players> {
+        self.inner.as_deref().map(|i| &*i.players)
+    }
+}
+
+impl Inner {
+    /// Processes every result already published (non-blocking).
+    fn drain(&mut self) {
+        while let Ok(done) = self.rx.try_recv() {
+            self.receive(done);
+        }
+    }
+
+    /// Blocks for one result. Only called while `inflight > 0`.
+    fn wait_one(&mut self) {
+        debug_assert!(self.inflight > 0);
+        match self.rx.recv() {
+            Ok(done) => self.receive(done),
+            Err(_) => unreachable!("the resolver holds a sender"),
+        }
+    }
+
+    fn wait_all(&mut self) {
+        while self.inflight > 0 {
+            self.wait_one();
+        }
+    }
+
+    fn check_failed(&self, m: Method) -> Result<(), Error> {
+        match &self.failed {
+            Some(msg) => Err(Error::new(m, ErrorKind::WorkerPanicked(msg.clone()))),
+            None => Ok(()),
+        }
+    }
+
+    fn receive(&mut self, done: ChunkDone) {
+        let i = (done.index - self.head) as usize;
+        let Slot::InFlight { lower, upper } = self.ring[i] else {
+            unreachable!("chunk {} received twice", done.index)
+        };
+        self.inflight -= 1;
+        self.inflight_lower -= lower;
+        self.inflight_upper -= upper;
+        self.spare_jobs.push(done.jobs);
+        match done.result {
+            Ok(buf) => {
+                let packets = (buf.len() / SIZE) as u64;
+                debug_assert!(lower <= packets && packets <= upper);
+                self.produced += packets;
+                self.known_pending += packets;
+                self.ready_chunks += 1;
+                self.ring[i] = Slot::Ready { buf, pos: 0 };
+                while self.contiguous < self.head + self.ring.len() as u64 {
+                    match &self.ring[(self.contiguous - self.head) as usize] {
+                        Slot::Ready { buf, pos } => {
+                            self.available += ((buf.len() - pos) / SIZE) as u64;
+                            self.contiguous += 1;
+                        }
+                        _ => break,
+                    }
+                }
+            }
+            Err(msg) => {
+                self.ring[i] = Slot::Failed;
+                self.failed.get_or_insert(msg);
+            }
+        }
+    }
+
+    /// The busy decision of the contract, waiting only when the bounds
+    /// cannot decide it (see the module docs).
+    fn is_busy(&mut self, m: Method) -> Result<bool, Error> {
+        loop {
+            if self.known_pending + self.inflight_lower > self.max_pending {
+                return Ok(true);
+            }
+            if self.known_pending + self.inflight_upper <= self.max_pending {
+                return Ok(false);
+            }
+            self.wait_one();
+            self.check_failed(m)?;
+        }
+    }
+
+    /// The sequential part of a dig: kind, charges, roll, item. Appends the
+    /// job to the open chunk, submitting it when full.
+    fn accept(&mut self, p: PlayerView, x: i32, y: i32, z: i32, t_us: u64) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.digs += 1;
+        let d2 = dist2(p.x, p.y, p.z, x, y, z);
+        let mut job = DigJob {
+            seq,
+            t_us,
+            roll: 0,
+            finder: p.id,
+            party: p.party,
+            x,
+            y,
+            z,
+            site_id: 0,
+            item: 0,
+            charges_left: 0,
+            dist2: u32::try_from(d2).unwrap_or(u32::MAX),
+            quantity: 0,
+            rarity: 0,
+            kind: Kind::Rejected,
+            last_charge: false,
+        };
+        let mut upper = 1;
+        if d2 > self.reach2 {
+            self.rejected += 1;
+        } else if let Some(site_id) = self.sites.at(x, y, z) {
+            job.site_id = site_id;
+            let site = self.sites.sites.get_mut(&site_id).expect("indexed site");
+            if site.charges == 0 {
+                job.kind = Kind::Empty;
+                self.empty += 1;
+            } else {
+                let before = site.charges;
+                site.charges -= 1;
+                let roll = roll::roll(self.seed, site_id, before);
+                let table = &self.sites.tables[&site.loot_table];
+                let (e, q) = table.resolve(roll);
+                job.kind = Kind::Found;
+                job.roll = roll;
+                job.item = e.item;
+                job.quantity = q;
+                job.rarity = e.rarity;
+                job.charges_left = before - 1;
+                job.last_charge = before == 1;
+                self.found += 1;
+                upper = self.players.len() as u64;
+            }
+        } else {
+            job.kind = Kind::Nothing;
+            self.nothing += 1;
+        }
+        self.open.push(job);
+        self.open_lower += 1;
+        self.open_upper += upper;
+        if self.open.len() >= self.chunk_digs {
+            self.submit();
+        }
+    }
+
+    /// Sends the open chunk to the pool (no-op when empty), first waiting
+    /// for a worker to finish if `max_inflight` chunks are already out.
+    fn submit(&mut self) {
+        if self.open.is_empty() {
+            return;
+        }
+        while self.inflight >= self.max_inflight {
+            // A failure seen here is reported by the next call: this call
+            // has already accepted digs and must not fail half-way.
+            self.wait_one();
+        }
+        let spare = self
+            .spare_jobs
+            .pop()
+            .unwrap_or_else(|| Vec::with_capacity(self.chunk_digs));
+        let jobs = std::mem::replace(&mut self.open, spare);
+        let index = self.head + self.ring.len() as u64;
+        self.ring.push_back(Slot::InFlight {
+            lower: self.open_lower,
+            upper: self.open_upper,
+        });
+        self.inflight += 1;
+        self.inflight_lower += self.open_lower;
+        self.inflight_upper += self.open_upper;
+        self.open_lower = 0;
+        self.open_upper = 0;
+        let chunk = Chunk {
+            index,
+            world: Arc::clone(&self.players),
+            jobs,
+            accepted: self.open_accepted,
+        };
+        let shared = Arc::clone(&self.shared);
+        self.pool.spawn(move || run_chunk(chunk, &shared));
+    }
+
+    /// Hands `n <= available` packets, in stream order, to `sink(offset,
+    /// bytes)` and releases fully polled chunks.
+    fn take(&mut self, n: usize, mut sink: impl FnMut(usize, &[u8])) {
+        debug_assert!(n as u64 <= self.available);
+        let mut done = 0usize;
+        while done < n {
+            let Some(Slot::Ready { buf, pos }) = self.ring.front_mut() else {
+                unreachable!("available packets are in ready chunks")
+            };
+            let want = (n - done) * SIZE;
+            let k = want.min(buf.len() - *pos);
+            sink(done * SIZE, &buf[*pos..*pos + k]);
+            *pos += k;
+            done += k / SIZE;
+            if *pos == buf.len() {
+                if let Some(Slot::Ready { buf, .. }) = self.ring.pop_front() {
+                    // Full queue: just drop the buffer (bounded memory).
+                    let _ = self.shared.free_bufs.push(buf);
+                }
+                self.head += 1;
+                self.ready_chunks -= 1;
+            }
+        }
+        self.available -= n as u64;
+        self.known_pending -= n as u64;
+    }
+}
+
+impl Drop for Inner {
+    /// Waits for in-flight chunks so no worker outlives the resolver's
+    /// state (workers hold `Arc`s, so this is about promptness and freeing
+    /// memory deterministically, not about safety).
+    fn drop(&mut self) {
+        self.wait_all();
+    }
+}
+
+impl std::fmt::Debug for Resolver {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self.inner.as_deref() {
+            None => f.write_str("Resolver { closed }"),
+            Some(i) => f
+                .debug_struct("Resolver")
+                .field("next_seq", &i.next_seq)
+                .field("players", &i.players.len())
+                .field("sites", &i.sites.sites.len())
+                .field("inflight", &i.inflight)
+                .field("available", &i.available)
+                .finish_non_exhaustive(),
+        }
+    }
+}
+
+impl Drop for Resolver {
+    fn drop(&mut self) {
+        self.close();
+    }
+}

@@ -1,0 +1,321 @@
+//! The resolver's state: players (the part workers read) and sites and loot
+//! tables (only read and written on the caller's thread).
+//!
+//! [`Players`] is what a chunk of digs snapshots: the pipeline keeps it in an
+//! `Arc` and mutates it with `Arc::make_mut`, so a mutation while chunks are
+//! in flight clones it first (copy-on-write) and workers always read a frozen
+//! world. A clone costs one allocation per occupied grid cell and party; it
+//! only happens when a player mutation arrives while a chunk still holds the
+//! previous snapshot (typically once per tick: `move_batch` after a
+//! `dig_batch`), never per dig.
+//!
+//! Players are stored in dense *slots* (reused through a free list), so the
+//! grid and the party lists index plain vectors instead of hashing ids.
+//! Parties map to their members' slots so a dig finds far-away party members
+//! without scanning every player.
+
+use crate::grid::{dist2, Grid, Hit};
+use crate::roll::LootTable;
+use rustc_hash::FxHashMap;
+
+#[derive(Clone, Copy, Debug)]
+struct Slot {
+    /// 0 when free (player ids are >= 1).
+    id: u32,
+    party: u32,
+    /// Index in `parties[party]` (meaningless when `party == 0`).
+    party_idx: u32,
+}
+
+/// Players, their positions (in the grid) and parties.
+#[derive(Clone, Debug)]
+pub struct Players {
+    by_id: FxHashMap<u32, u32>,
+    slots: Vec<Slot>,
+    free: Vec<u32>,
+    /// Non-zero party -> slots of its members.
+    parties: FxHashMap<u32, Vec<u32>>,
+    grid: Grid,
+}
+
+/// A player as seen by a query.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PlayerView {
+    pub id: u32,
+    pub party: u32,
+    pub x: i32,
+    pub y: i32,
+    pub z: i32,
+}
+
+impl Players {
+    pub fn new(aoi_radius: u32) -> Players {
+        Players {
+            by_id: FxHashMap::default(),
+            slots: Vec::new(),
+            free: Vec::new(),
+            parties: FxHashMap::default(),
+            grid: Grid::new(aoi_radius),
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    pub fn get(&self, id: u32) -> Option<PlayerView> {
+        let &slot = self.by_id.get(&id)?;
+        let e = self.grid.get(slot);
+        Some(PlayerView {
+            id,
+            party: e.party,
+            x: e.x,
+            y: e.y,
+            z: e.z,
+        })
+    }
+
+    /// Adds a player; `false` (and no change) if `id` is already present.
+    pub fn join(&mut self, id: u32, x: i32, y: i32, z: i32, party: u32) -> bool {
+        if self.by_id.contains_key(&id) {
+            return false;
+        }
+        let slot = match self.free.pop() {
+            Some(s) => s,
+            None => {
+                self.slots.push(Slot {
+                    id: 0,
+                    party: 0,
+                    party_idx: 0,
+                });
+                (self.slots.len() - 1) as u32
+            }
+        };
+        self.slots[slot as usize] = Slot {
+            id,
+            party: 0,
+            party_idx: 0,
+        };
+        self.by_id.insert(id, slot);
+        self.grid.insert(slot, id, party, x, y, z);
+        self.enter_party(slot, party);
+        true
+    }
+
+    fn enter_party(&mut self, slot: u32, party: u32) {
+        let s = &mut self.slots[slot as usize];
+        s.party = party;
+        if party != 0 {
+            let members = self.parties.entry(party).or_default();
+            s.party_idx = members.len() as u32;
+            members.push(slot);
+        }
+    }
+
+    fn leave_party(&mut self, slot: u32) {
+        let s = self.slots[slot as usize];
+        if s.party == 0 {
+            return;
+        }
+        let members = self.parties.get_mut(&s.party).expect("party of a member");
+        members.swap_remove(s.party_idx as usize);
+        if let Some(&moved) = members.get(s.party_idx as usize) {
+            self.slots[moved as usize].party_idx = s.party_idx;
+        }
+        if members.is_empty() {
+            self.parties.remove(&s.party);
+        }
+        self.slots[slot as usize].party = 0;
+    }
+
+    /// Moves a player; `false` if unknown.
+    pub fn move_to(&mut self, id: u32, x: i32, y: i32, z: i32) -> bool {
+        match self.by_id.get(&id) {
+            Some(&slot) => {
+                self.grid.move_to(slot, x, y, z);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Changes a player's party; `false` if unknown.
+    pub fn set_party(&mut self, id: u32, party: u32) -> bool {
+        let Some(&slot) = self.by_id.get(&id) else {
+            return false;
+        };
+        if self.slots[slot as usize].party != party {
+            self.leave_party(slot);
+            self.enter_party(slot, party);
+            self.grid.set_party(slot, party);
+        }
+        true
+    }
+
+    /// Removes a player; `false` if unknown.
+    pub fn leave(&mut self, id: u32) -> bool {
+        let Some(slot) = self.by_id.remove(&id) else {
+            return false;
+        };
+        self.leave_party(slot);
+        self.grid.remove(slot);
+        self.slots[slot as usize].id = 0;
+        self.free.push(slot);
+        true
+    }
+
+    /// Pushes every player within `r` of the block into `out`.
+    #[inline]
+    pub fn query(&self, x: i32, y: i32, z: i32, r: u32, out: &mut Vec<Hit>) {
+        self.grid.query(x, y, z, r, out)
+    }
+
+    /// Pushes every member of non-zero `party` into `out`, with its squared
+    /// distance to the block.
+    pub fn party_members(&self, party: u32, x: i32, y: i32, z: i32, out: &mut Vec<Hit>) {
+        if party == 0 {
+            return;
+        }
+        if let Some(members) = self.parties.get(&party) {
+            for &slot in members {
+                let e = self.grid.get(slot);
+                out.push(Hit {
+                    id: e.id,
+                    party,
+                    dist2: dist2(e.x, e.y, e.z, x, y, z),
+                });
+            }
+        }
+    }
+
+    /// All players (order unspecified).
+    pub fn iter(&self) -> impl Iterator<Item = PlayerView> + '_ {
+        self.grid.iter().map(|e| PlayerView {
+            id: e.id,
+            party: e.party,
+            x: e.x,
+            y: e.y,
+            z: e.z,
+        })
+    }
+
+    /// Checks internal invariants (tests).
+    #[doc(hidden)]
+    pub fn check_invariants(&self) {
+        self.grid.check_invariants();
+        assert_eq!(self.grid.len(), self.by_id.len());
+        for (&id, &slot) in &self.by_id {
+            let s = self.slots[slot as usize];
+            assert_eq!(s.id, id);
+            assert_eq!(self.grid.get(slot).id, id);
+            assert_eq!(self.grid.get(slot).party, s.party);
+            if s.party != 0 {
+                assert_eq!(self.parties[&s.party][s.party_idx as usize], slot);
+            }
+        }
+        let members: usize = self.parties.values().map(Vec::len).sum();
+        assert_eq!(
+            members,
+            self.slots
+                .iter()
+                .filter(|s| s.id != 0 && s.party != 0)
+                .count()
+        );
+    }
+}
+
+/// A dig site.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Site {
+    pub x: i32,
+    pub y: i32,
+    pub z: i32,
+    pub loot_table: u32,
+    pub charges: u32,
+}
+
+/// Packs a block position into a map key (coordinates fit in 21 bits).
+#[inline]
+pub fn block_key(x: i32, y: i32, z: i32) -> u64 {
+    let f = |v: i32| ((v as i64 + (1 << 20)) as u64) & ((1 << 21) - 1);
+    f(x) | (f(y) << 21) | (f(z) << 42)
+}
+
+/// Sites, the block index, and loot tables. Caller-thread only.
+#[derive(Clone, Debug, Default)]
+pub struct Sites {
+    pub sites: FxHashMap<u32, Site>,
+    pub by_block: FxHashMap<u64, u32>,
+    pub tables: FxHashMap<u32, LootTable>,
+}
+
+impl Sites {
+    /// The site id on a block.
+    #[inline]
+    pub fn at(&self, x: i32, y: i32, z: i32) -> Option<u32> {
+        self.by_block.get(&block_key(x, y, z)).copied()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parties_follow_joins_moves_leaves() {
+        let mut p = Players::new(16);
+        assert!(p.join(1, 0, 0, 0, 5));
+        assert!(p.join(2, 1000, 0, 0, 5));
+        assert!(p.join(3, 2000, 0, 0, 0));
+        assert!(!p.join(1, 9, 9, 9, 0));
+        let mut out = Vec::new();
+        p.party_members(5, 0, 0, 0, &mut out);
+        out.sort_by_key(|h| h.id);
+        assert_eq!(out.iter().map(|h| h.id).collect::<Vec<_>>(), [1, 2]);
+        assert_eq!(out[1].dist2, 1_000_000);
+        assert!(p.set_party(1, 6));
+        assert!(p.set_party(3, 5));
+        assert!(p.leave(2));
+        assert!(!p.leave(2));
+        assert!(p.join(4, -5, -5, -5, 5));
+        out.clear();
+        p.party_members(5, 0, 0, 0, &mut out);
+        out.sort_by_key(|h| h.id);
+        assert_eq!(out.iter().map(|h| h.id).collect::<Vec<_>>(), [3, 4]);
+        assert!(p.move_to(4, 7, 7, 7));
+        assert_eq!(
+            p.get(4),
+            Some(PlayerView {
+                id: 4,
+                party: 5,
+                x: 7,
+                y: 7,
+                z: 7
+            })
+        );
+        p.check_invariants();
+        assert_eq!(p.len(), 3);
+    }
+
+    #[test]
+    fn block_keys_are_distinct_at_limits() {
+        use crate::error::limits::{COORD_MAX, COORD_MIN};
+        let vals = [COORD_MIN, -1, 0, 1, COORD_MAX];
+        let mut keys = std::collections::HashSet::new();
+        for &x in &vals {
+            for &y in &vals {
+                for &z in &vals {
+                    assert!(keys.insert(block_key(x, y, z)));
+                }
+            }
+        }
+    }
+}
