@@ -275,7 +275,7 @@ function Gen:gen_add_loot_table()
   for i = 1, n do entry_vals[i] = self:entry_tbl(entries[i]) end
   local etbl, etbl_set
   if bad then
-    local k = r:below(14)
+    local k = r:below(15)
     local i = r:int(1, n)
     local e = entries[i]
     if k == 0 then
@@ -308,6 +308,18 @@ function Gen:gen_add_loot_table()
       if n == 1 then
         local e2 = self:entry_fields(); e2.weight = 1
         entry_vals[2] = self:entry_tbl(e2); n = 2
+      end
+    elseif k == 14 then
+      -- entry i has a bad field, a later entry an unknown key or a non-table (per-entry check order)
+      local f = r:pick(FIELDS)
+      e[f] = bad_num(r, RANGES[f][1], RANGES[f][2]); entry_vals[i] = self:entry_tbl(e)
+      if i < n then
+        local j = r:int(i + 1, n)
+        entry_vals[j] = r:chance(0.5) and self:entry_tbl(entries[j], { "wieght", 2 }) or 42
+      else
+        entries[n + 1] = self:entry_fields()
+        entry_vals[n + 1] = r:chance(0.5) and self:entry_tbl(entries[n + 1], { "wieght", 2 }) or 42
+        n = n + 1
       end
     else
       -- two problems: a later entry bad and an earlier one bad
@@ -342,7 +354,7 @@ function Gen:gen_add_site()
   local id
   if #self.slist > 0 and r:chance(0.08) then id = self.slist[r:below(#self.slist) + 1]
   elseif r:chance(0.04) then id = r:pick(SITE_IDS_RARE)
-  else id = r:int(1, self.nsites) end
+  else id = r:int(1, self.nsites + 8) end
   local x, y, z
   if #self.slist > 0 and r:chance(0.08) then
     local s = self.sites[self.slist[r:below(#self.slist) + 1]]
@@ -350,6 +362,8 @@ function Gen:gen_add_site()
   else
     x, y, z = self:spot()
   end
+  if x == 0 and r:chance(0.3) then x = -0.0 end
+  if z == 0 and r:chance(0.3) then z = -0.0 end
   local t
   if #self.tlist > 0 and not r:chance(0.06) then t = self.tlist[r:below(#self.tlist) + 1]
   else t = r:chance(0.5) and 99 or r:int(1, 8) end
@@ -463,15 +477,27 @@ end
 
 ---------------------------------------------------------------- digs
 -- returns player, x, y, z for a (valid-looking) dig
-function Gen:dig_target()
+function Gen:dig_target(joined_only)
   local r = self.r
-  local p = r:chance(0.93) and self:joined_player() or nil
+  local p = (joined_only or r:chance(0.97)) and self:joined_player() or nil
   if not p then p = self:unjoined_player() end
   local q = self.players[p]
   local k = r:below(100)
   local x, y, z
-  if q and k < 55 and #self.slist > 0 then
-    -- the nearest of a few random sites
+  if q and k < 40 and #self.slist > 0 then
+    -- a site within reach, if any (else the nearest of a few)
+    local reach2 = self.reach * self.reach
+    local cands = {}
+    for _, id in ipairs(self.slist) do
+      local s = self.sites[id]
+      if (s[1] - q[1]) ^ 2 + (s[2] - q[2]) ^ 2 + (s[3] - q[3]) ^ 2 <= reach2 then cands[#cands + 1] = s end
+    end
+    if #cands > 0 then
+      local s = cands[r:below(#cands) + 1]
+      x, y, z = s[1], s[2], s[3]
+    end
+  end
+  if x == nil and q and k < 65 and #self.slist > 0 then
     local best, bd
     for _ = 1, 3 do
       local s = self.sites[self.slist[r:below(#self.slist) + 1]]
@@ -479,9 +505,11 @@ function Gen:dig_target()
       if not bd or d < bd then best, bd = s, d end
     end
     x, y, z = best[1], best[2], best[3]
-  elseif q and k < 80 then
+  end
+  if x ~= nil then
+  elseif q and k < 85 then
     x, y, z = self:near(q[1], q[2], q[3], r:pick({ 0, 1, 2, 4, 8, 12 }))
-  elseif k < 90 and #self.slist > 0 then
+  elseif k < 93 and #self.slist > 0 then
     local s = self.sites[self.slist[r:below(#self.slist) + 1]]
     x, y, z = s[1], s[2], s[3]
   else
@@ -521,7 +549,7 @@ function Gen:gen_dig_batch()
   local bad_at = (n > 0 and r:chance(0.12)) and r:int(1, n) or nil
   local bad2 = (bad_at and r:chance(0.25)) and r:int(1, n) or nil
   for i = 1, n do
-    local p, x, y, z = self:dig_target()
+    local p, x, y, z = self:dig_target(true)
     local hi, lo = u64parts(self:tus())
     if i == bad_at or i == bad2 then
       local k = r:below(9)
@@ -553,8 +581,7 @@ function Gen:gen_move_batch()
   local bad_at = (n > 0 and r:chance(0.15)) and r:int(1, n) or nil
   local moves = {}
   for i = 1, n do
-    local p = r:chance(0.95) and self:joined_player() or self:unjoined_player()
-    p = p or self:unjoined_player()
+    local p = self:joined_player() or self:unjoined_player()
     local x, y, z = self:move_target(p)
     if i == bad_at then
       local k = r:below(5)
@@ -632,6 +659,7 @@ end
 function Gen:opts_main()
   local r = self.r
   local prs = {}
+  self.reach = 8
   local k = r:below(10)
   if k < 8 then
     prs[#prs + 1] = { "seed", r:weighted({ { 3, 0 }, { 3, MAX53 }, { 6, r:u32() }, { 6, r:u53() }, { 1, 1 } }) }
@@ -641,6 +669,7 @@ function Gen:opts_main()
   end
   if not r:chance(0.15) then
     prs[#prs + 1] = { "reach", r:weighted({ { 6, 0 }, { 6, 1 }, { 10, 2 }, { 10, 4 }, { 10, 8 }, { 2, 1048576 } }) }
+    self.reach = prs[#prs][2]
   end
   if self.workers then prs[#prs + 1] = { "workers", self.workers } end
   if self.tiny then
@@ -710,7 +739,7 @@ function Gen:step()
   if i <= 1 + self.ntables then return self:gen_add_loot_table() end
   if i <= 1 + self.ntables + self.nsites then return self:gen_add_site() end
   if i <= 1 + self.ntables + self.nsites + self.nplayers then return self:gen_join() end
-  if self.closeable and not self.closed and i > 300 and r:chance(1 / 600) then
+  if self.closeable and not self.closed and i > 800 and r:chance(1 / 800) then
     self.closed = true
     return { m = "close", n = 0 }
   end

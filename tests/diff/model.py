@@ -653,7 +653,7 @@ def check_trace(path, max_report):
             passed += 1
         else:
             failed += 1
-    sys.stderr.write("  model: %d calls checked in %.1fs\n" % (calls, __import__("time").time() - t0))
+    sys.stderr.write("model.py: %d calls checked in %.1fs\n" % (calls, __import__("time").time() - t0))
     return passed, failed
 
 
