@@ -1,0 +1,44 @@
+//! `treasure.native`: the mlua binding of treasure-core for LuaJIT.
+//!
+//! This crate only validates Lua arguments, converts types and maps errors;
+//! everything the resolver *does* lives in `crates/treasure-core`, which has
+//! no Lua dependency. Built with `--features luajit,module` it is the cdylib
+//! LuaJIT loads with `require("treasure.native")` (entry point
+//! `luaopen_treasure_native`); built with the default `vendored` feature it
+//! links its own LuaJIT so `cargo test` runs on a machine without Lua.
+//!
+//! Layout:
+//! * `args.rs`      numbers, ranges and the `got <value>` of error messages
+//! * `tables.rs`    `opts` and loot `entries` (checked, then via serde)
+//! * `resolver.rs`  the userdata and its raw methods
+//! * `ffi_buffer.rs` the caller's FFI buffer for `poll_into` (the only unsafe)
+//! * `native.lua`   the Lua half: raises errors as strings, measures buffers
+
+mod args;
+mod ffi_buffer;
+mod resolver;
+mod tables;
+
+use mlua::{Function, Lua, Table};
+
+/// Builds the module table: what `require("treasure.native")` returns.
+pub fn open(lua: &Lua) -> mlua::Result<Table> {
+    let tostring: Function = lua.globals().get("tostring")?;
+    lua.set_app_data(args::LuaHelpers { tostring });
+    let err = lua.create_table()?;
+    lua.set_app_data(resolver::ErrSentinel(err.clone()));
+    let raw = resolver::raw_functions(lua)?;
+    let (module, methods): (Table, Table) = lua
+        .load(include_str!("native.lua"))
+        .set_name("=treasure.native")
+        .call((raw, err))?;
+    lua.set_named_registry_value(resolver::METHODS_KEY, methods)?;
+    Ok(module)
+}
+
+/// The C entry point LuaJIT's `require` looks for.
+#[cfg(feature = "module")]
+#[mlua::lua_module(name = "treasure_native")]
+fn treasure_native(lua: &Lua) -> mlua::Result<Table> {
+    open(lua)
+}

@@ -1,0 +1,91 @@
+-- The Lua half of the binding, compiled into native.so (include_str!) and run
+-- once by luaopen_treasure_native. It exists for two reasons only:
+--
+-- 1. mlua raises Rust errors as userdata objects, but the contract says a bad
+--    call raises a plain string at level 0 (exactly as treasure.legacy does).
+--    Each raw Rust function therefore *returns* (ERR, message) on failure and
+--    the wrapper below turns that into error(message, 0). A call still costs
+--    one Lua->C call; the wrapper is plain Lua that LuaJIT compiles.
+-- 2. Only Lua can ask LuaJIT's FFI what a cdata is and how big it is, which
+--    poll_into must know before Rust writes into the caller's buffer.
+--
+-- Arguments: raw (table of Rust functions), ERR (unique sentinel table).
+local raw, ERR = ...
+
+local ffi = require("ffi")
+local select, error = select, error
+
+local function check(...)
+  if (...) == ERR then
+    error((select(2, ...)), 0)
+  end
+  return ...
+end
+
+local methods = {}
+for name, fn in pairs(raw.methods) do
+  methods[name] = function(...)
+    return check(fn(...))
+  end
+end
+
+-- poll_into: measure the buffer here, let Rust check everything in the
+-- contract's order (self, closed, buf, max) and do the copy.
+local u8_vla = ffi.typeof("uint8_t[?]")
+local fixed_cache = setmetatable({}, { __mode = "k" })
+
+-- Returns the byte size of buf if it is a uint8_t array cdata (VLA or fixed
+-- size), else -1. Pointers are rejected: their size says nothing about the
+-- memory behind them.
+local function byte_capacity(buf)
+  if type(buf) ~= "cdata" then
+    return -1
+  end
+  if ffi.istype(u8_vla, buf) then
+    return ffi.sizeof(buf)
+  end
+  local ct = ffi.typeof(buf)
+  local ok = fixed_cache[ct]
+  if ok == nil then
+    ok = tostring(ct):match("^ctype<unsigned char %[%d+%]>$") ~= nil
+    fixed_cache[ct] = ok
+  end
+  return ok and ffi.sizeof(buf) or -1
+end
+
+local raw_poll_into = raw.poll_into
+methods.poll_into = function(self, buf, max)
+  return check(raw_poll_into(self, buf, max, byte_capacity(buf), type(buf)))
+end
+
+-- Calibrate how lua_topointer reports a cdata: some LuaJIT builds return the
+-- payload address, older ones the GC header. Rust learns the difference once
+-- from two probes whose payload addresses the FFI tells us exactly.
+local probe_vla = ffi.new("uint8_t[?]", 8)
+local probe_fixed = ffi.new("uint8_t[8]")
+raw.calibrate(
+  probe_vla, tonumber(ffi.cast("uintptr_t", probe_vla)),
+  probe_fixed, tonumber(ffi.cast("uintptr_t", probe_fixed))
+)
+
+local M = {
+  _VERSION = raw._VERSION,
+  backend = "native",
+}
+
+function M.new(opts)
+  return check(raw.new(opts))
+end
+
+-- Test-only: new() with internal queue sizes overridden, so tests can force
+-- tiny chunks and a tiny in-flight window (wrap-around and backpressure).
+function M._new_with_tuning(opts, tuning)
+  return check(raw.new(opts, tuning))
+end
+
+-- Test-only: make the next worker task panic after n more chunks.
+function M._inject_worker_panic(r, n)
+  return check(raw.inject_worker_panic(r, n))
+end
+
+return M, methods
