@@ -55,8 +55,10 @@ local FLAG_DIGGER, FLAG_PARTY, FLAG_LAST = 1, 2, 4
 -- Validation helpers
 ---------------------------------------------------------------------------
 
---- How a bad value is shown in a message: numbers as LuaJIT prints them,
--- everything else by type name (never an address, so backends agree).
+--- How a bad value is shown by the integer rules: numbers as LuaJIT prints
+-- them, everything else by type name (never an address, so backends agree).
+-- The rules that demand a type ("must be a table", "a string", "a resolver",
+-- "a uint8_t array cdata") always show type(v) instead (docs/API.md, Errors).
 local function show(v)
   if type(v) == "number" then return tostring(v) end
   return type(v)
@@ -90,7 +92,7 @@ local states = setmetatable({}, { __mode = "k" })
 --- Step 1 of the check order: self is ours, then not closed.
 local function state_of(fn, self)
   local st = states[self]
-  if st == nil then fail(fn, "self must be a resolver, got " .. show(self)) end
+  if st == nil then fail(fn, "self must be a resolver, got " .. type(self)) end
   if st.closed then fail(fn, "resolver is closed") end
   return st
 end
@@ -308,7 +310,7 @@ end
 local function new(opts)
   local o = {}
   if opts ~= nil then
-    if type(opts) ~= "table" then fail("new", "opts must be a table, got " .. show(opts)) end
+    if type(opts) ~= "table" then fail("new", "opts must be a table, got " .. type(opts)) end
     for k in next, opts do
       if not OPT_KNOWN[k] then fail("new", "opts has unknown key '" .. key_text(k) .. "'") end
     end
@@ -351,7 +353,7 @@ function Resolver:add_loot_table(id, entries)
   local st = state_of(fn, self)
   check_int(fn, "id", id, 1, U32_MAX, R_ID)
   local bad_shape = "entries must be a non-empty array of tables, got "
-  if type(entries) ~= "table" then fail(fn, bad_shape .. show(entries)) end
+  if type(entries) ~= "table" then fail(fn, bad_shape .. type(entries)) end
   -- Array shape: keys are exactly 1..n (no holes, no other keys, n >= 1).
   local count = 0
   for _ in next, entries do count = count + 1 end
@@ -364,7 +366,7 @@ function Resolver:add_loot_table(id, entries)
   for i = 1, count do
     local e = entries[i]
     local path = "entries[" .. i .. "]"
-    if type(e) ~= "table" then fail(fn, path .. " must be a table, got " .. show(e)) end
+    if type(e) ~= "table" then fail(fn, path .. " must be a table, got " .. type(e)) end
     for k in next, e do
       if k ~= "item" and k ~= "weight" and k ~= "min" and k ~= "max" and k ~= "rarity" then
         fail(fn, path .. " has unknown key '" .. key_text(k) .. "'")
@@ -691,7 +693,7 @@ end
 function Resolver:dig_batch(records)
   local fn = "dig_batch"
   local st = state_of(fn, self)
-  if type(records) ~= "string" then fail(fn, "records must be a string, got " .. show(records)) end
+  if type(records) ~= "string" then fail(fn, "records must be a string, got " .. type(records)) end
   local len = #records
   if len % 24 ~= 0 then fail(fn, "records length must be a multiple of 24, got " .. len) end
   local n = len / 24
@@ -710,7 +712,7 @@ end
 function Resolver:move_batch(records)
   local fn = "move_batch"
   local st = state_of(fn, self)
-  if type(records) ~= "string" then fail(fn, "records must be a string, got " .. show(records)) end
+  if type(records) ~= "string" then fail(fn, "records must be a string, got " .. type(records)) end
   local len = #records
   if len % 16 ~= 0 then fail(fn, "records length must be a multiple of 16, got " .. len) end
   local n = len / 16
@@ -762,7 +764,7 @@ end
 function Resolver:poll_into(buf, max)
   local fn = "poll_into"
   local st = state_of(fn, self)
-  if not is_u8_array(buf) then fail(fn, "buf must be a uint8_t array cdata, got " .. show(buf)) end
+  if not is_u8_array(buf) then fail(fn, "buf must be a uint8_t array cdata, got " .. type(buf)) end
   check_int(fn, "max", max, 0, T_MAX, R_T)
   local holds = floor(sizeof(buf) / 128)
   if max > holds then
@@ -791,7 +793,7 @@ end
 
 function Resolver:close()
   local st = states[self]
-  if st == nil then fail("close", "self must be a resolver, got " .. show(self)) end
+  if st == nil then fail("close", "self must be a resolver, got " .. type(self)) end
   if st.closed then return end
   -- Drop everything; keep only the closed flag so later calls can say so.
   for k in pairs(st) do st[k] = nil end
