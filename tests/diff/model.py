@@ -208,7 +208,7 @@ def check_opts(opts):
     if opts is None:
         return {k: d for k, _, _, d in OPT_KEYS}
     if not isinstance(opts, Table):
-        fail(fn, "opts must be a table, got %s" % shown(opts))
+        fail(fn, "opts must be a table, got %s" % typename(opts))
     known = {k for k, _, _, _ in OPT_KEYS}
     for k, _ in opts.pairs:
         if not (isinstance(k, bytes) and k.decode("latin-1") in known):
@@ -326,7 +326,7 @@ class Model:
         tid = check_int(fn, "id", id_, 1, U32)
         shape = "entries must be a non-empty array of tables, got %s"
         if not isinstance(entries, Table):
-            fail(fn, shape % shown(entries))
+            fail(fn, shape % typename(entries))
         n = lua_len(entries)
         if n == 0:
             fail(fn, shape % "table")
@@ -338,7 +338,7 @@ class Model:
         for i in range(1, n + 1):
             e = entries.get(float(i))
             if not isinstance(e, Table):
-                fail(fn, "entries[%d] must be a table, got %s" % (i, shown(e)))
+                fail(fn, "entries[%d] must be a table, got %s" % (i, typename(e)))
             names = {f for f, _, _ in ENTRY_FIELDS}
             for k, _ in e.pairs:
                 if not (isinstance(k, bytes) and k.decode("latin-1") in names):
@@ -427,7 +427,7 @@ class Model:
 
     def records(self, fn, recs, size, with_t):
         if not isinstance(recs, bytes):
-            fail(fn, "records must be a string, got %s" % shown(recs))
+            fail(fn, "records must be a string, got %s" % typename(recs))
         if len(recs) % size:
             fail(fn, "records length must be a multiple of %d, got %d" % (size, len(recs)))
         out = []
@@ -471,7 +471,7 @@ class Model:
 
     def poll_into(self, fn, buf=None, mx=None, *_):
         if not (isinstance(buf, Buf) and buf.kind in ("vla", "fixed")):
-            fail(fn, "buf must be a uint8_t array cdata, got %s" % shown(buf))
+            fail(fn, "buf must be a uint8_t array cdata, got %s" % typename(buf))
         m = check_int(fn, "max", mx, 0, MAX53)
         cap = buf.size // 128
         if m > cap:
@@ -495,7 +495,9 @@ class Model:
 
 METHODS = {"add_loot_table", "add_site", "remove_site", "join", "move", "set_party", "leave", "dig", "dig_batch",
            "move_batch", "poll", "poll_into", "flush", "stats", "close"}
-SELF_SHOWN = {"nil": "nil", "table": "table", "number": "1"}
+# type rules ("must be a table/string/resolver/...") name the type even for a
+# number: API.md's own example is `entries[2] must be a table, got number`
+SELF_SHOWN = {"nil": "nil", "table": "table", "number": "number"}
 
 
 def model_call(model, m, self_marker, args):

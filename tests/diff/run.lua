@@ -48,8 +48,14 @@ local function split(s)
 end
 
 local BACKENDS = {}
-for _, name in ipairs(split(O.backends)) do
-  local modname = (name == "lua" or name == "legacy") and "treasure.legacy" or (name == "native" and "treasure.native") or name
+-- a backend is `lua`, `native`, or `KIND=MODULE` (e.g. `native=fake_native` to
+-- exercise the driver's native paths with a stand-in module)
+for _, spec in ipairs(split(O.backends)) do
+  local name, modname = spec:match("^([^=]+)=(.+)$")
+  if not name then
+    name = spec
+    modname = (name == "lua" or name == "legacy") and "treasure.legacy" or (name == "native" and "treasure.native") or name
+  end
   local ok, mod = pcall(require, modname)
   if not ok then
     io.stderr:write("run.lua: cannot load backend '" .. name .. "' (" .. modname .. "): " .. tostring(mod) .. "\n")
@@ -57,9 +63,9 @@ for _, name in ipairs(split(O.backends)) do
     os.exit(1)
   end
   local kind = name == "legacy" and "lua" or name
-  BACKENDS[#BACKENDS + 1] = { name = kind, mod = mod, native = (kind == "native") }
+  BACKENDS[#BACKENDS + 1] = { name = kind, spec = spec, mod = mod, native = (kind == "native") }
   if kind == "native" and type(mod._new_with_tuning) ~= "function" then
-    io.stderr:write("run.lua: treasure.native has no _new_with_tuning(opts, tuning) test hook: cannot test tiny queues\n")
+    io.stderr:write("run.lua: " .. modname .. " has no _new_with_tuning(opts, tuning) test hook: cannot test tiny queues\n")
     print("differential: 0 passed, 1 failed")
     os.exit(1)
   end
@@ -382,7 +388,7 @@ if O.trace then trace_f = assert(io.open(O.trace, "w")) end
 
 local function replay_cmd(seed, ncalls, gopts)
   local names = {}
-  for _, b in ipairs(BACKENDS) do names[#names + 1] = b.name end
+  for _, b in ipairs(BACKENDS) do names[#names + 1] = b.spec end
   local s = string.format("luajit tests/diff/run.lua --backends %s --seed %s --sequences 1 --calls %d",
     table.concat(names, ","), string.format("%.0f", seed), ncalls)
   if O.workers_given then s = s .. " --workers " .. O.workers end
@@ -411,18 +417,20 @@ end
 
 local function run_sequence(seed)
   local workers = WORKERS[(seed % #WORKERS) + 1]
-  local gopts = { workers = workers, tiny = O.tiny or nil }
+  local gopts = { workers = workers }
   local g = gen.new(seed, gopts)
-  -- tiny native queues (test hook): from the seed, not from the sequence index
+  -- tiny native queues (test hook): with --tiny always, else in about a third
+  -- of the sequences; decided from the seed, never from the sequence index
   local tuning
-  if g.tiny then
-    local tr = gen.rng(seed * 7 + 3)
+  local tr = gen.rng(seed * 7 + 3)
+  if O.tiny or tr:chance(0.35) then
     tuning = { chunk_digs = tr:int(1, 4), max_inflight_chunks = tr:int(1, 3) }
   end
   if trace_f then
-    trace_f:write(string.format('{"begin":%.0f,"backends":[%s],"tiny":%s,"workers":%d}\n', seed,
+    trace_f:write(string.format('{"begin":%.0f,"backends":[%s],"tiny_pending":%s,"tiny_queues":%s,"workers":%d}\n', seed,
       (function() local t = {}; for i, b in ipairs(BACKENDS) do t[i] = jstr(b.name) end; return table.concat(t, ",") end)(),
-      tostring(g.tiny), workers))
+      tostring(g.tiny), tuning and string.format('{"chunk_digs":%d,"max_inflight_chunks":%d}', tuning.chunk_digs,
+      tuning.max_inflight_chunks) or "null", workers))
   end
   local streams = {}
   for i = 1, #BACKENDS do streams[i] = {} end
