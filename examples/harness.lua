@@ -44,7 +44,7 @@ usage: luajit examples/harness.lua [flags]
   --backend lua|native   backend (default: require("treasure"), honours TREASURE_BACKEND)
   --players N            players online (12000)
   --sites N              dig sites (100000)
-  --world W              world is W x W blocks, y in [0,64) (4096)
+  --world W              world is W x W blocks (64..65536), y in [0,64) (4096)
   --aoi R                aoi_radius (64)
   --reach R              reach (8)
   --seed S               world / loot seed (1)
@@ -63,6 +63,9 @@ usage: luajit examples/harness.lua [flags]
                          dig's kind and recipient count against the harness's model
   --sample N             decode 1 packet in N (1000; 0 = none) outside the timing
   --latency-out FILE     write each dig's latency (ms), one per line
+  --heap-checkpoint S    full GC + Lua heap reading after simulated second S (warm
+                         state, e.g. grown queues); the end is compared to it
+  --label NAME           scenario name copied into the JSON (for bench/run.sh)
   --quiet                no progress lines
 ]]
 
@@ -71,11 +74,13 @@ local opt = {
   seed = 1, workers = 0, max_pending = nil, seconds = 10, digs_per_tick = 20,
   burst = 0, burst_every = 20, charges = 20000, hotspots = 256, hotspot_share = 0.5,
   fast = false, json = false, verify = false, sample = 1000, latency_out = nil, quiet = false,
+  heap_checkpoint = 0,
 }
 local numeric = {
   players = true, sites = true, world = true, aoi = true, reach = true, seed = true,
   workers = true, max_pending = true, seconds = true, digs_per_tick = true, burst = true,
   burst_every = true, charges = true, hotspots = true, hotspot_share = true, sample = true,
+  heap_checkpoint = true,
 }
 local flags = { fast = true, json = true, verify = true, quiet = true }
 
@@ -96,7 +101,7 @@ do
     if flags[key] then
       if val then die("--" .. name .. " takes no value") end
       opt[key] = true
-    elseif numeric[key] or key == "backend" or key == "latency_out" then
+    elseif numeric[key] or key == "backend" or key == "latency_out" or key == "label" then
       if not val then
         i = i + 1
         val = arg[i]
@@ -120,7 +125,7 @@ do
 end
 if opt.players < 1 then die("--players must be >= 1") end
 if opt.sites < 1 then die("--sites must be >= 1") end
-if opt.world < 64 or opt.world > 1048576 then die("--world must be in [64, 1048576]") end
+if opt.world < 64 or opt.world > 65536 then die("--world must be in [64, 65536]") end
 if opt.sites > opt.world * opt.world / 4 then die("--sites too many for the world") end
 if opt.burst_every < 1 then die("--burst-every must be >= 1") end
 if opt.hotspot_share > 1 then die("--hotspot-share must be in [0, 1]") end
@@ -242,7 +247,23 @@ do
   local hx, hz = {}, {}
   for h = 1, HS do hx[h] = rndint(W) hz[h] = rndint(W) end
   local HR = 160
-  local used = {}
+  -- taken columns: an open-addressing FFI set (a Lua table of 100,000 keys
+  -- would cost more peak RSS than the whole set)
+  local HSZ = 1
+  while HSZ < 2 * S do HSZ = HSZ * 2 end
+  local used = ffi.new("double[?]", HSZ)        -- 0 = empty, else x * W + z + 1
+  local function take(key)                      -- true if key was not taken yet
+    local a, b = key % 65536, floor(key / 65536)
+    local h = tobit(a * 40503 + (b % 65536) * 30011 + floor(b / 65536) * 7919)
+    h = bxor(h, rshift(h, 13), lshift(h, 7))
+    h = band(h, HSZ - 1)
+    while true do
+      local v = used[h]
+      if v == 0 then used[h] = key return true end
+      if v == key then return false end
+      h = band(h + 1, HSZ - 1)
+    end
+  end
   local i = 0
   while i < S do
     local x, z
@@ -256,9 +277,7 @@ do
     end
     -- keep a one-block margin so every site has stand spots inside the world
     if x >= 1 and x < W - 1 and z >= 1 and z < W - 1 then
-      local key = x * W + z
-      if not used[key] then
-        used[key] = true
+      if take(x * W + z + 1) then
         sx[i], sz[i] = x, z
         sy[i] = height(x, z) - rndint(3)
         i = i + 1
@@ -703,6 +722,8 @@ collectgarbage("collect")
 collectgarbage("collect")
 local heap_start = collectgarbage("count")
 local heap_peak = heap_start
+local heap_ck_tick = floor(opt.heap_checkpoint * 20 + 0.5)
+local heap_ck = -1
 
 local t0 = now()
 local next_tick = t0
@@ -744,6 +765,13 @@ for tick = 0, TICKS - 1 do
   if dur > st.tick_max then st.tick_max = dur end
   if dur > TICK + 0.001 then st.overruns = st.overruns + 1 end
   st.ticks = st.ticks + 1
+  if tick + 1 == heap_ck_tick then
+    collectgarbage("collect")
+    heap_ck = collectgarbage("count")
+    -- the full GC is the harness's doing: restart the schedule after it
+    local t = now()
+    if t > next_tick then next_tick = t end
+  end
   if tend >= next_progress then
     local h = collectgarbage("count")
     if h > heap_peak then heap_peak = h end
@@ -818,6 +846,7 @@ local errors = st.order_err + st.gap_err + st.digger_err + st.kind_err + st.coun
 
 local function r3(x) return floor(x * 1000 + 0.5) / 1000 end
 local S_ = {
+  label = opt.label or "",
   backend = backend_name,
   version = T._VERSION or "?",
   players = P, sites = S, world = W, aoi = opt.aoi, reach = opt.reach, seed = opt.seed,
@@ -845,6 +874,7 @@ local S_ = {
   peak_rss_mb = r3(peak_rss_kb / 1024),
   lua_heap_kb_start = r3(heap_start), lua_heap_kb_end = r3(heap_end),
   lua_heap_kb_end_raw = r3(heap_end_raw), lua_heap_kb_peak = r3(heap_peak),
+  lua_heap_kb_checkpoint = r3(heap_ck), heap_checkpoint_s = opt.heap_checkpoint,
   tick_overruns = st.overruns, tick_max_ms = r3(st.tick_max * 1000),
   order_errors = st.order_err, gap_errors = st.gap_err, digger_errors = st.digger_err,
   kind_errors = st.kind_err, count_errors = st.count_err,
@@ -852,16 +882,23 @@ local S_ = {
   verify = opt.verify, errors = errors,
 }
 local ORDER = {
-  "backend", "version", "players", "sites", "world", "aoi", "reach", "seed", "workers", "seconds",
+  "label", "backend", "version", "players", "sites", "world", "aoi", "reach", "seed", "workers", "seconds",
   "ticks", "fast", "digs_per_tick", "burst", "burst_every", "charges", "wall_s", "setup_s",
   "digs", "packets", "packets_per_s", "found", "empty", "nothing", "rejected",
   "recipients_per_found", "p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "min_ms",
   "misses_20ms", "bursts", "burst_digs", "burst_found", "burst_packets", "burst_ms_mean",
   "burst_ms_max", "burst_packets_per_s", "moves", "busy", "held_back", "peak_rss_mb",
   "lua_heap_kb_start", "lua_heap_kb_end", "lua_heap_kb_end_raw", "lua_heap_kb_peak",
+  "heap_checkpoint_s", "lua_heap_kb_checkpoint",
   "tick_overruns", "tick_max_ms", "order_errors", "gap_errors", "digger_errors",
   "kind_errors", "count_errors", "decoded", "decode_errors", "stats_mismatches", "verify", "errors",
 }
+
+local function json_string(v)
+  return '"' .. v:gsub('[%c"\\]', function(c)
+    return string.format("\\u%04x", c:byte())
+  end) .. '"'
+end
 
 local function fmtnum(v)
   if v == floor(v) and abs(v) < 2^53 then return string.format("%d", v) end
@@ -884,6 +921,10 @@ if bursts_done > 0 then
 end
 out:write(string.format("memory     peak RSS %.1f MB; Lua heap %.0f kB at start, %.0f kB at end (%.0f kB before the final GC, %.0f kB peak sampled)\n",
   S_.peak_rss_mb, heap_start, heap_end, heap_end_raw, heap_peak))
+if heap_ck >= 0 then
+  out:write(string.format("           Lua heap %.0f kB after %g s (full GC): %+.0f kB from there to the end\n",
+    heap_ck, opt.heap_checkpoint, heap_end - heap_ck))
+end
 out:write(string.format("ticks      %d overruns (> 50 ms), longest %.1f ms; busy %d, held back %d\n",
   st.overruns, S_.tick_max_ms, st.busy, st.ring_full))
 out:write(string.format("checks     order %d, gaps %d, digger %d, kind %d, recipients %d, decoded %d (%d bad), stats() mismatches %d%s\n",
@@ -911,8 +952,8 @@ if opt.json then
     local s
     if type(v) == "number" then s = fmtnum(v)
     elseif type(v) == "boolean" then s = tostring(v)
-    else s = string.format("%q", tostring(v)) end
-    parts[#parts + 1] = string.format("%q:%s", k, s)
+    else s = json_string(tostring(v)) end
+    parts[#parts + 1] = json_string(k) .. ":" .. s
   end
   out:write("{", table.concat(parts, ","), "}\n")
 end

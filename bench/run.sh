@@ -1,0 +1,109 @@
+#!/usr/bin/env bash
+# bench/run.sh: the harness benchmark, legacy vs native, back to back.
+#
+#   bench/run.sh            full run (~4 min with both backends)
+#   bench/run.sh --quick    short runs, same scenarios (a smoke test of the pipeline)
+#
+# Runs examples/harness.lua on every backend that loads, on the same scenarios:
+#   steady   default flags at 20 Hz (12,000 players, 100,000 sites, 20 digs/tick),
+#            60 s, with a full-GC heap checkpoint at 5 s (the "heap flat" target)
+#   burst    12,000 players digging at once, once a second (--digs-per-tick 0 --burst 12000)
+#   aoi-N    fan-out sweep: the burst scenario plus 20 digs/tick at --aoi 16, 32, 64, 128
+# collects the JSON summaries in bench/results.jsonl, then regenerates the
+# harness section of docs/BENCHMARKS.md (bench/report.py; the rest of the file
+# is kept) and docs/latency.svg (bench/plot.py).
+#
+# Environment: LUAJIT (default luajit), BENCH_BACKENDS (default "lua native"),
+# BENCH_SEED (default 1), BENCH_WORKERS (default 0 = one per core).
+set -uo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
+export LUA_CPATH="$ROOT/build/?.so;;"
+unset TREASURE_BACKEND
+LUAJIT=${LUAJIT:-luajit}
+BACKENDS=${BENCH_BACKENDS:-lua native}
+SEED=${BENCH_SEED:-1}
+WORKERS=${BENCH_WORKERS:-0}
+
+QUICK=0
+for a in "$@"; do
+  case "$a" in
+    --quick) QUICK=1 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    *) echo "bench/run.sh: unknown argument $a" >&2; exit 2 ;;
+  esac
+done
+if [ "$QUICK" = 1 ]; then
+  STEADY_S=6; HEAP_CK=2; BURST_S=2; SWEEP_S=1
+else
+  STEADY_S=60; HEAP_CK=5; BURST_S=5; SWEEP_S=3
+fi
+AOIS="16 32 64 128"
+
+RESULTS=bench/results.jsonl
+TMP=$(mktemp -d "${TMPDIR:-/tmp}/treasure-bench.XXXXXX")
+trap 'rm -rf "$TMP"' EXIT
+OUT=$TMP/results.jsonl
+
+python3 bench/report.py meta --quick "$QUICK" --command "bench/run.sh${1:+ $*}" >"$OUT" || exit 1
+
+failures=0
+run() {  # run BACKEND LABEL [harness flags...]
+  local b=$1 label=$2; shift 2
+  local log=$TMP/$b-$label.log
+  echo "bench: $b $label: $LUAJIT examples/harness.lua --backend $b $*" >&2
+  "$LUAJIT" examples/harness.lua --backend "$b" --seed "$SEED" --workers "$WORKERS" \
+    --label "$label" --json --quiet "$@" >"$log" 2>"$TMP/$b-$label.err"
+  local rc=$?
+  grep -v '^{' "$log" | sed 's/^/    /' >&2
+  if [ $rc -ne 0 ]; then
+    failures=$((failures + 1))
+    echo "bench: $b $label FAILED (exit $rc)" >&2
+    sed 's/^/    /' "$TMP/$b-$label.err" >&2
+  fi
+  local last
+  last=$(tail -n1 "$log")
+  if [ "${last:0:1}" = "{" ]; then
+    echo "$last" >>"$OUT"
+  else
+    python3 -c 'import json,sys; print(json.dumps({"label": sys.argv[1], "backend": sys.argv[2], "failed": True, "error": open(sys.argv[3]).read()[-2000:]}))' \
+      "$label" "$b" "$TMP/$b-$label.err" >>"$OUT"
+  fi
+}
+
+for b in $BACKENDS; do
+  case "$b" in
+    lua) mod=treasure.legacy ;;
+    native) mod=treasure.native ;;
+    *) echo "bench/run.sh: unknown backend $b" >&2; exit 2 ;;
+  esac
+  if ! "$LUAJIT" -e "require('$mod')" 2>"$TMP/load-$b.err"; then
+    echo "bench: backend $b does not load; skipped:" >&2
+    sed 's/^/    /' "$TMP/load-$b.err" >&2
+    python3 -c 'import json,sys; print(json.dumps({"missing": sys.argv[1], "error": open(sys.argv[2]).read().strip()[:600]}))' \
+      "$b" "$TMP/load-$b.err" >>"$OUT"
+    continue
+  fi
+  run "$b" steady --seconds "$STEADY_S" --heap-checkpoint "$HEAP_CK" --latency-out "$TMP/lat-$b-steady.txt"
+  run "$b" burst --digs-per-tick 0 --burst 12000 --seconds "$BURST_S" --latency-out "$TMP/lat-$b-burst.txt"
+  for aoi in $AOIS; do
+    run "$b" "aoi-$aoi" --aoi "$aoi" --burst 12000 --seconds "$SWEEP_S"
+  done
+done
+
+cp "$OUT" "$RESULTS"
+python3 bench/report.py render "$RESULTS" docs/BENCHMARKS.md || exit 1
+
+# the plot needs matplotlib: install it only if missing
+if ! python3 -c 'import matplotlib' 2>/dev/null; then
+  python3 -m pip install --quiet matplotlib 2>/dev/null || python3 -m pip install --quiet --user matplotlib
+fi
+python3 bench/plot.py --out docs/latency.svg \
+  $(for f in "$TMP"/lat-*.txt; do [ -e "$f" ] && echo "$f"; done) || exit 1
+
+echo "bench: wrote $RESULTS, docs/BENCHMARKS.md, docs/latency.svg" >&2
+if [ "$failures" -gt 0 ]; then
+  echo "bench: $failures harness run(s) failed their checks (see above)" >&2
+  exit 1
+fi
