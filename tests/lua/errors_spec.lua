@@ -359,7 +359,7 @@ for _, B in ipairs(backends) do
         function(r) r:set_party(8, 0) end,
         function(r) r:leave(8) end,
         function(r) r:dig(6, 9, 9, 9, 0) end,
-        function(r) r:poll(1) end,
+        function(r) r:flush(); assert(r:poll(1) == 1) end,
       }
       local base = probe(world(T))
       for i, change in ipairs(changes) do
