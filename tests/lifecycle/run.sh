@@ -1,0 +1,29 @@
+#!/usr/bin/env bash
+# Lifecycle and fault scripts (issues 4 and 7), each in its own LuaJIT
+# process so a crash or hang shows up as a failure, never takes the runner
+# down. Run from the repo root after `make build`. Prints "lifecycle: N passed, M failed".
+set -u
+cd "$(dirname "$0")/../.."
+export LUA_PATH="$PWD/lua/?.lua;$PWD/lua/?/init.lua;$PWD/tests/lifecycle/?.lua;;"
+export LUA_CPATH="$PWD/build/?.so;;"
+pass=0; fail=0
+check() { # name, timeout, command...
+  local name=$1 t=$2; shift 2
+  local out rc
+  out=$(timeout "$t" "$@" 2>&1); rc=$?
+  if [ $rc -eq 0 ]; then pass=$((pass+1)); echo "ok   $name: ${out##*$'\n'}"
+  else fail=$((fail+1)); echo "FAIL $name (exit $rc):"; echo "$out" | sed 's/^/     /'; fi
+}
+L=tests/lifecycle
+for b in native lua; do
+  check "heap_flat[$b]" 300 luajit $L/heap_flat.lua $b
+  check "close_inflight[$b]" 120 luajit $L/close_inflight.lua $b
+done
+check "many_resolvers[native]" 300 luajit $L/many_resolvers.lua native
+check "worker_panic[native]" 60 luajit $L/worker_panic.lua
+for how in end exit exit-close; do
+  for i in 1 2 3; do check "exit_inflight[$how#$i]" 60 luajit $L/exit_inflight.lua native $how; done
+done
+check "exit_inflight[-e]" 60 luajit -e 'package.path="tests/lifecycle/?.lua;"..package.path; arg={[1]="native",[2]="end"}; dofile("tests/lifecycle/exit_inflight.lua")'
+echo "lifecycle: $pass passed, $fail failed"
+[ $fail -eq 0 ]
