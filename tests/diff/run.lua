@@ -293,6 +293,13 @@ local function apply(b, c)
   for i = 1, c.n do args[i] = materialize(c[i], bufs) end
   if m == "stats" and not c.self then pcall(r.flush, r) end
   local res = pack_res(pcall(f, self, unpack(args, 1, c.n)))
+  if m == "add_loot_table" and type(args[2]) == "table" then
+    -- "the entries are copied": scribble over the caller's tables afterwards
+    for _, e in pairs(args[2]) do
+      if type(e) == "table" then e.item, e.weight, e.min, e.max, e.rarity, e.extra = 7, 0, 9, 1, -1, true end
+    end
+    args[2][1], args[2].n = nil, 1
+  end
   if m == "stats" then res.kind = "stats"
   elseif res.ok and m == "poll" then
     res.kind = "packets"
