@@ -6,7 +6,10 @@ use treasure_core::roll::{quantity, roll, splitmix64};
 use treasure_core::wire::{encode_to_array, Fields, Packet};
 use treasure_core::{LootEntry, LootTable};
 
-const PACKETS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/packets.txt");
+const PACKETS: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../tests/vectors/packets.txt"
+);
 const ROLLS: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/vectors/rolls.txt");
 
 /// Blocks of `key=value` lines separated by blank lines; `#` comments.
@@ -30,7 +33,8 @@ fn blocks(path: &str) -> Vec<HashMap<String, String>> {
             .split_once('=')
             .unwrap_or_else(|| panic!("{path}:{}: not key=value: {line}", n + 1));
         assert!(
-            cur.insert(k.trim().to_string(), v.trim().to_string()).is_none(),
+            cur.insert(k.trim().to_string(), v.trim().to_string())
+                .is_none(),
             "{path}:{}: duplicate key {k}",
             n + 1
         );
@@ -54,8 +58,15 @@ where
 }
 
 fn unhex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0 && s.bytes().all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c)));
-    (0..s.len()).step_by(2).map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap()).collect()
+    assert!(
+        s.len() % 2 == 0
+            && s.bytes()
+                .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
+    );
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap())
+        .collect()
 }
 
 #[test]
@@ -88,7 +99,11 @@ fn packet_vectors_decode_and_reencode() {
             dist2: get(b, "dist2"),
         };
         assert_eq!(p.fields(), want, "{name}: decoded fields");
-        assert_eq!(&encode_to_array(&want)[..], &bytes[..], "{name}: re-encoded bytes");
+        assert_eq!(
+            &encode_to_array(&want)[..],
+            &bytes[..],
+            "{name}: re-encoded bytes"
+        );
     }
     eprintln!("{} packet vectors ok", vs.len());
 }
@@ -111,7 +126,10 @@ fn roll_vectors() {
             .enumerate()
             .map(|(i, w)| LootEntry {
                 item: i as u32 + 1,
-                weight: w.trim().parse().unwrap_or_else(|e| panic!("{name}: weight {w}: {e}")),
+                weight: w
+                    .trim()
+                    .parse()
+                    .unwrap_or_else(|e| panic!("{name}: weight {w}: {e}")),
                 min,
                 max,
                 rarity: 0,

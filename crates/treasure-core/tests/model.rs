@@ -1,0 +1,954 @@
+//! Model-based test: a brute-force, sequential reference resolver written
+//! here from docs/API.md (scans every player, builds packets byte by byte,
+//! formats its own error messages) is driven by random operation sequences
+//! side by side with `Resolver` at several worker counts and tiny chunk and
+//! in-flight limits. Every outcome (Ok value or exact error text) and the
+//! whole packet byte stream must be identical.
+
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use treasure_core::{LootEntry, Options, Resolver};
+
+const CMIN: i32 = -1_048_576;
+const CMAX: i32 = 1_048_575;
+const SAFE: u64 = 9_007_199_254_740_991;
+const U32M: u64 = 4_294_967_295;
+
+// ---------------------------------------------------------------- model ---
+
+fn sm64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E3779B97F4A7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
+    z ^ (z >> 31)
+}
+
+#[derive(Default, Clone, Copy)]
+struct Pf {
+    kind: u8,
+    flags: u8,
+    seq: u64,
+    t_us: u64,
+    site: u32,
+    finder: u32,
+    recipient: u32,
+    party: u32,
+    x: i32,
+    y: i32,
+    z: i32,
+    item: u32,
+    qty: u16,
+    rarity: u8,
+    left: u32,
+    roll: u64,
+    dist2: u32,
+}
+
+fn bytes(p: &Pf) -> [u8; 128] {
+    let mut b = [0u8; 128];
+    b[0..4].copy_from_slice(b"TRSR");
+    b[4] = 1;
+    b[6] = p.kind;
+    b[7] = p.flags;
+    b[8..16].copy_from_slice(&p.seq.to_le_bytes());
+    b[16..24].copy_from_slice(&p.t_us.to_le_bytes());
+    b[24..28].copy_from_slice(&p.site.to_le_bytes());
+    b[28..32].copy_from_slice(&p.finder.to_le_bytes());
+    b[32..36].copy_from_slice(&p.recipient.to_le_bytes());
+    b[36..40].copy_from_slice(&p.party.to_le_bytes());
+    b[40..44].copy_from_slice(&p.x.to_le_bytes());
+    b[44..48].copy_from_slice(&p.y.to_le_bytes());
+    b[48..52].copy_from_slice(&p.z.to_le_bytes());
+    b[52..56].copy_from_slice(&p.item.to_le_bytes());
+    b[56..58].copy_from_slice(&p.qty.to_le_bytes());
+    b[58] = p.rarity;
+    b[60..64].copy_from_slice(&p.left.to_le_bytes());
+    b[64..72].copy_from_slice(&p.roll.to_le_bytes());
+    b[72..76].copy_from_slice(&p.dist2.to_le_bytes());
+    let c = crc32c::crc32c(&b[..124]);
+    b[124..].copy_from_slice(&c.to_le_bytes());
+    b
+}
+
+#[derive(Clone, Copy)]
+struct Pl {
+    x: i32,
+    y: i32,
+    z: i32,
+    party: u32,
+}
+
+struct Model {
+    seed: u64,
+    aoi: u64,
+    reach: u64,
+    max_pending: u64,
+    players: BTreeMap<u32, Pl>,
+    sites: BTreeMap<u32, (i32, i32, i32, u32, u32)>,
+    tables: BTreeMap<u32, Vec<LootEntry>>,
+    seq: u64,
+    c: [u64; 7], // digs packets found empty nothing rejected busy
+    queue: VecDeque<[u8; 128]>,
+}
+
+type R<T> = Result<T, String>;
+
+fn range(m: &str, arg: &str, got: i128, lo: i128, hi: i128) -> R<()> {
+    if got < lo || got > hi {
+        Err(format!(
+            "treasure: {m}: {arg} must be an integer in [{lo}, {hi}], got {got}"
+        ))
+    } else {
+        Ok(())
+    }
+}
+fn id(m: &str, arg: &str, v: u32) -> R<()> {
+    range(m, arg, v as i128, 1, U32M as i128)
+}
+fn coords(m: &str, pre: &str, x: i32, y: i32, z: i32) -> R<()> {
+    for (n, v) in [("x", x), ("y", y), ("z", z)] {
+        range(
+            m,
+            &format!("{pre}{n}"),
+            v as i128,
+            CMIN as i128,
+            CMAX as i128,
+        )?;
+    }
+    Ok(())
+}
+fn d2(a: (i32, i32, i32), b: (i32, i32, i32)) -> u64 {
+    let f = |p: i32, q: i32| (p as i64 - q as i64).pow(2) as u64;
+    f(a.0, b.0) + f(a.1, b.1) + f(a.2, b.2)
+}
+
+impl Model {
+    fn new(o: &Options) -> Model {
+        Model {
+            seed: o.seed,
+            aoi: o.aoi_radius as u64,
+            reach: o.reach as u64,
+            max_pending: o.max_pending_packets,
+            players: BTreeMap::new(),
+            sites: BTreeMap::new(),
+            tables: BTreeMap::new(),
+            seq: 0,
+            c: [0; 7],
+            queue: VecDeque::new(),
+        }
+    }
+
+    fn add_loot_table(&mut self, tid: u32, es: &[LootEntry]) -> R<()> {
+        let m = "add_loot_table";
+        id(m, "id", tid)?;
+        if es.is_empty() {
+            return Err(format!(
+                "treasure: {m}: entries must be a non-empty array of tables, got table"
+            ));
+        }
+        let mut total = 0u64;
+        for (i, e) in es.iter().enumerate() {
+            id(m, &format!("entries[{}].item", i + 1), e.item)?;
+            id(m, &format!("entries[{}].weight", i + 1), e.weight)?;
+            if e.min > e.max {
+                return Err(format!(
+                    "treasure: {m}: entries[{}].min must be <= max, got {} > {}",
+                    i + 1,
+                    e.min,
+                    e.max
+                ));
+            }
+            total += e.weight as u64;
+        }
+        if total > U32M {
+            return Err(format!(
+                "treasure: {m}: entries total weight must be <= 4294967295, got {total}"
+            ));
+        }
+        if self.tables.contains_key(&tid) {
+            return Err(format!(
+                "treasure: {m}: id must not be an existing loot table, got {tid}"
+            ));
+        }
+        self.tables.insert(tid, es.to_vec());
+        Ok(())
+    }
+
+    fn add_site(&mut self, sid: u32, x: i32, y: i32, z: i32, t: u32, ch: u32) -> R<()> {
+        let m = "add_site";
+        id(m, "id", sid)?;
+        coords(m, "", x, y, z)?;
+        id(m, "loot_table_id", t)?;
+        if self.sites.contains_key(&sid) {
+            return Err(format!(
+                "treasure: {m}: id must not be an existing site, got {sid}"
+            ));
+        }
+        if let Some((&other, _)) = self
+            .sites
+            .iter()
+            .find(|(_, s)| (s.0, s.1, s.2) == (x, y, z))
+        {
+            return Err(format!(
+                "treasure: {m}: block must not hold a site already, got {x}, {y}, {z} (site {other})"
+            ));
+        }
+        if !self.tables.contains_key(&t) {
+            return Err(format!(
+                "treasure: {m}: loot_table_id must be an existing loot table, got {t}"
+            ));
+        }
+        self.sites.insert(sid, (x, y, z, t, ch));
+        Ok(())
+    }
+
+    fn remove_site(&mut self, sid: u32) -> R<()> {
+        id("remove_site", "id", sid)?;
+        self.sites.remove(&sid).map(|_| ()).ok_or(format!(
+            "treasure: remove_site: id must be an existing site, got {sid}"
+        ))
+    }
+
+    fn known(&self, m: &str, p: u32) -> R<Pl> {
+        self.players
+            .get(&p)
+            .copied()
+            .ok_or(format!("treasure: {m}: player must have joined, got {p}"))
+    }
+
+    fn join(&mut self, p: u32, x: i32, y: i32, z: i32, party: u32) -> R<()> {
+        id("join", "player", p)?;
+        coords("join", "", x, y, z)?;
+        if self.players.contains_key(&p) {
+            return Err(format!(
+                "treasure: join: player must not have joined already, got {p}"
+            ));
+        }
+        self.players.insert(p, Pl { x, y, z, party });
+        Ok(())
+    }
+
+    fn move_player(&mut self, p: u32, x: i32, y: i32, z: i32) -> R<()> {
+        id("move", "player", p)?;
+        coords("move", "", x, y, z)?;
+        let pl = self.known("move", p)?;
+        self.players.insert(p, Pl { x, y, z, ..pl });
+        Ok(())
+    }
+
+    fn set_party(&mut self, p: u32, party: u32) -> R<()> {
+        id("set_party", "player", p)?;
+        self.known("set_party", p)?;
+        self.players.get_mut(&p).unwrap().party = party;
+        Ok(())
+    }
+
+    fn leave(&mut self, p: u32) -> R<()> {
+        id("leave", "player", p)?;
+        self.known("leave", p)?;
+        self.players.remove(&p);
+        Ok(())
+    }
+
+    fn busy(&mut self) -> bool {
+        if self.queue.len() as u64 > self.max_pending {
+            self.c[6] += 1;
+            true
+        } else {
+            false
+        }
+    }
+
+    fn dig(&mut self, p: u32, x: i32, y: i32, z: i32, t: u64) -> R<Option<u64>> {
+        let m = "dig";
+        id(m, "player", p)?;
+        coords(m, "", x, y, z)?;
+        range(m, "t_us", t as i128, 0, SAFE as i128)?;
+        self.known(m, p)?;
+        if self.busy() {
+            return Ok(None);
+        }
+        Ok(Some(self.resolve(p, x, y, z, t)))
+    }
+
+    fn resolve(&mut self, p: u32, x: i32, y: i32, z: i32, t: u64) -> u64 {
+        self.seq += 1;
+        self.c[0] += 1;
+        let pl = self.players[&p];
+        let dd = d2((pl.x, pl.y, pl.z), (x, y, z));
+        let sat = |v: u64| v.min(U32M) as u32;
+        let mut f = Pf {
+            seq: self.seq,
+            t_us: t,
+            finder: p,
+            recipient: p,
+            party: pl.party,
+            x,
+            y,
+            z,
+            dist2: sat(dd),
+            flags: 1,
+            ..Pf::default()
+        };
+        let site = self
+            .sites
+            .iter()
+            .find(|(_, s)| (s.0, s.1, s.2) == (x, y, z))
+            .map(|(&k, _)| k);
+        if dd > self.reach * self.reach {
+            f.kind = 4;
+            self.c[5] += 1;
+        } else if site.is_none() {
+            f.kind = 3;
+            self.c[4] += 1;
+        } else if self.sites[&site.unwrap()].4 == 0 {
+            f.kind = 2;
+            f.site = site.unwrap();
+            self.c[3] += 1;
+        } else {
+            let sid = site.unwrap();
+            let s = self.sites.get_mut(&sid).unwrap();
+            let before = s.4;
+            s.4 -= 1;
+            let roll = sm64(self.seed ^ ((sid as u64) << 32) ^ before as u64);
+            let es = &self.tables[&s.3];
+            let total: u64 = es.iter().map(|e| e.weight as u64).sum();
+            let pick = roll % total;
+            let mut run = 0;
+            let e = es
+                .iter()
+                .find(|e| {
+                    run += e.weight as u64;
+                    run > pick
+                })
+                .unwrap();
+            f.kind = 1;
+            f.site = sid;
+            f.item = e.item;
+            f.qty = (e.min as u64 + (roll >> 40) % (e.max as u64 - e.min as u64 + 1)) as u16;
+            f.rarity = e.rarity;
+            f.left = before - 1;
+            f.roll = roll;
+            self.c[2] += 1;
+            let last = if before == 1 { 4 } else { 0 };
+            let mut rcpt = BTreeSet::new();
+            rcpt.insert(p);
+            for (&q, ql) in &self.players {
+                if d2((ql.x, ql.y, ql.z), (x, y, z)) <= self.aoi * self.aoi
+                    || (pl.party != 0 && ql.party == pl.party)
+                {
+                    rcpt.insert(q);
+                }
+            }
+            for q in rcpt {
+                let ql = self.players[&q];
+                f.recipient = q;
+                f.flags = last
+                    | if q == p {
+                        1
+                    } else if pl.party != 0 && ql.party == pl.party {
+                        2
+                    } else {
+                        0
+                    };
+                f.dist2 = sat(d2((ql.x, ql.y, ql.z), (x, y, z)));
+                self.queue.push_back(bytes(&f));
+                self.c[1] += 1;
+            }
+            return self.seq;
+        }
+        self.queue.push_back(bytes(&f));
+        self.c[1] += 1;
+        self.seq
+    }
+
+    fn rd<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
+        b[at..at + N].try_into().unwrap()
+    }
+
+    fn dig_batch(&mut self, b: &[u8]) -> R<Option<(u64, u64)>> {
+        let m = "dig_batch";
+        if b.len() % 24 != 0 {
+            return Err(format!(
+                "treasure: {m}: records length must be a multiple of 24, got {}",
+                b.len()
+            ));
+        }
+        let mut recs = Vec::new();
+        for i in 0..b.len() / 24 {
+            let o = i * 24;
+            let p = u32::from_le_bytes(Self::rd(b, o));
+            let (x, y, z) = (
+                i32::from_le_bytes(Self::rd(b, o + 4)),
+                i32::from_le_bytes(Self::rd(b, o + 8)),
+                i32::from_le_bytes(Self::rd(b, o + 12)),
+            );
+            let t = u64::from_le_bytes(Self::rd(b, o + 16));
+            let pre = format!("records[{}].", i + 1);
+            id(m, &format!("{pre}player"), p)?;
+            coords(m, &pre, x, y, z)?;
+            range(m, &format!("{pre}t_us"), t as i128, 0, SAFE as i128)?;
+            if !self.players.contains_key(&p) {
+                return Err(format!(
+                    "treasure: {m}: {pre}player must have joined, got {p}"
+                ));
+            }
+            recs.push((p, x, y, z, t));
+        }
+        if self.busy() {
+            return Ok(None);
+        }
+        let first = self.seq + 1;
+        for &(p, x, y, z, t) in &recs {
+            self.resolve(p, x, y, z, t);
+        }
+        Ok(Some((first, recs.len() as u64)))
+    }
+
+    fn move_batch(&mut self, b: &[u8]) -> R<()> {
+        let m = "move_batch";
+        if b.len() % 16 != 0 {
+            return Err(format!(
+                "treasure: {m}: records length must be a multiple of 16, got {}",
+                b.len()
+            ));
+        }
+        let mut recs = Vec::new();
+        for i in 0..b.len() / 16 {
+            let o = i * 16;
+            let p = u32::from_le_bytes(Self::rd(b, o));
+            let (x, y, z) = (
+                i32::from_le_bytes(Self::rd(b, o + 4)),
+                i32::from_le_bytes(Self::rd(b, o + 8)),
+                i32::from_le_bytes(Self::rd(b, o + 12)),
+            );
+            let pre = format!("records[{}].", i + 1);
+            id(m, &format!("{pre}player"), p)?;
+            coords(m, &pre, x, y, z)?;
+            if !self.players.contains_key(&p) {
+                return Err(format!(
+                    "treasure: {m}: {pre}player must have joined, got {p}"
+                ));
+            }
+            recs.push((p, x, y, z));
+        }
+        for (p, x, y, z) in recs {
+            let pl = self.players.get_mut(&p).unwrap();
+            (pl.x, pl.y, pl.z) = (x, y, z);
+        }
+        Ok(())
+    }
+}
+
+// ----------------------------------------------------------- generator ---
+
+struct Rng(u64);
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E3779B97F4A7C15);
+        sm64(self.0)
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<T: Copy>(&mut self, xs: &[T]) -> T {
+        xs[self.below(xs.len() as u64) as usize]
+    }
+    fn small(&mut self, lo: i32, hi: i32) -> i32 {
+        lo + self.below((hi - lo + 1) as u64) as i32
+    }
+    fn coord(&mut self, span: i32) -> i32 {
+        match self.below(120) {
+            0 => self.pick(&[2_000_000, -1_048_577, 1_048_576, i32::MIN, i32::MAX]),
+            1 | 2 => self.pick(&[CMIN, CMAX]),
+            3..=6 => self.small(-600, 600),
+            _ => self.small(-span, span),
+        }
+    }
+    /// A dig/site block: mostly on the 9 blocks around the origin at y = 0.
+    fn block(&mut self) -> (i32, i32, i32) {
+        let y = if self.below(4) == 0 { self.coord(1) } else { 0 };
+        (self.coord(1), y, self.coord(1))
+    }
+    fn player(&mut self) -> u32 {
+        if self.below(40) == 0 {
+            0
+        } else {
+            self.small(1, 12) as u32
+        }
+    }
+    fn t_us(&mut self) -> u64 {
+        match self.below(40) {
+            0 => self.pick(&[SAFE, SAFE + 1, u64::MAX]),
+            _ => self.below(1 << 40),
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+enum Op {
+    Join(u32, i32, i32, i32, u32),
+    Move(u32, i32, i32, i32),
+    SetParty(u32, u32),
+    Leave(u32),
+    AddTable(u32, Vec<LootEntry>),
+    AddSite(u32, i32, i32, i32, u32, u32),
+    RemoveSite(u32),
+    Dig(u32, i32, i32, i32, u64),
+    DigBatch(Vec<u8>),
+    MoveBatch(Vec<u8>),
+    Poll(usize),
+    PollInto(usize, usize),
+    Available,
+    Flush,
+    Stats,
+}
+
+fn gen_op(r: &mut Rng) -> Op {
+    match r.below(100) {
+        0..=9 => Op::Join(
+            r.player(),
+            r.coord(2),
+            r.coord(2),
+            r.coord(2),
+            r.below(4) as u32,
+        ),
+        10..=17 => Op::Move(r.player(), r.coord(2), r.coord(2), r.coord(2)),
+        18..=21 => Op::SetParty(r.player(), r.below(4) as u32),
+        22..=24 => Op::Leave(r.player()),
+        25..=28 => {
+            let tid = if r.below(30) == 0 {
+                0
+            } else {
+                r.small(1, 5) as u32
+            };
+            let n = if r.below(25) == 0 {
+                0
+            } else {
+                r.small(1, 4) as usize
+            };
+            let es = (0..n)
+                .map(|_| {
+                    let min = r.below(4) as u16;
+                    LootEntry {
+                        item: if r.below(30) == 0 {
+                            0
+                        } else {
+                            r.small(1, 1000) as u32
+                        },
+                        weight: match r.below(30) {
+                            0 => 0,
+                            1 => 3_000_000_000,
+                            _ => r.small(1, 10) as u32,
+                        },
+                        min,
+                        max: if r.below(20) == 0 {
+                            min.wrapping_sub(1)
+                        } else {
+                            min + r.below(5) as u16
+                        },
+                        rarity: r.below(256) as u8,
+                    }
+                })
+                .collect();
+            Op::AddTable(tid, es)
+        }
+        29..=33 => {
+            let (x, y, z) = r.block();
+            Op::AddSite(
+                if r.below(30) == 0 {
+                    0
+                } else {
+                    r.small(1, 10) as u32
+                },
+                x,
+                y,
+                z,
+                if r.below(30) == 0 {
+                    0
+                } else {
+                    r.small(1, 6) as u32
+                },
+                match r.below(10) {
+                    0 => u32::MAX,
+                    1..=4 => r.below(3) as u32,
+                    _ => r.small(1, 40) as u32,
+                },
+            )
+        }
+        34..=35 => Op::RemoveSite(if r.below(30) == 0 {
+            0
+        } else {
+            r.small(1, 10) as u32
+        }),
+        36..=60 => {
+            let (x, y, z) = r.block();
+            Op::Dig(r.player(), x, y, z, r.t_us())
+        }
+        61..=68 => {
+            let n = r.below(13);
+            let mut b = Vec::new();
+            for _ in 0..n {
+                let p = if r.below(10) == 0 {
+                    r.player()
+                } else {
+                    r.small(1, 12) as u32
+                };
+                b.extend_from_slice(&p.to_le_bytes());
+                let (x, y, z) = if r.below(15) == 0 {
+                    r.block()
+                } else {
+                    (r.small(-1, 1), 0, r.small(-1, 1))
+                };
+                for c in [x, y, z] {
+                    b.extend_from_slice(&c.to_le_bytes());
+                }
+                let t = if r.below(15) == 0 {
+                    r.t_us()
+                } else {
+                    r.below(1000)
+                };
+                b.extend_from_slice(&t.to_le_bytes());
+            }
+            if r.below(20) == 0 {
+                b.extend(std::iter::repeat_n(7u8, r.small(1, 23) as usize));
+            }
+            Op::DigBatch(b)
+        }
+        69..=71 => {
+            let n = r.below(6);
+            let mut b = Vec::new();
+            for _ in 0..n {
+                let p = if r.below(10) == 0 {
+                    r.player()
+                } else {
+                    r.small(1, 12) as u32
+                };
+                b.extend_from_slice(&p.to_le_bytes());
+                for _ in 0..3 {
+                    b.extend_from_slice(&r.coord(2).to_le_bytes());
+                }
+            }
+            if r.below(20) == 0 {
+                b.extend(std::iter::repeat_n(1u8, r.small(1, 15) as usize));
+            }
+            Op::MoveBatch(b)
+        }
+        72..=86 => Op::Poll(match r.below(4) {
+            0 => usize::MAX,
+            _ => r.below(8) as usize,
+        }),
+        87..=91 => Op::PollInto(r.below(6) as usize, r.below(7) as usize),
+        92..=93 => Op::Available,
+        94..=96 => Op::Flush,
+        _ => Op::Stats,
+    }
+}
+
+// -------------------------------------------------------------- driver ---
+
+fn stats_of(r: &mut Resolver) -> [u64; 10] {
+    let s = r.stats().unwrap();
+    [
+        s.digs,
+        s.packets,
+        s.found,
+        s.empty,
+        s.nothing,
+        s.rejected,
+        s.busy,
+        s.players,
+        s.sites,
+        s.pending_packets,
+    ]
+}
+
+fn model_stats(m: &Model) -> [u64; 10] {
+    [
+        m.c[0],
+        m.c[1],
+        m.c[2],
+        m.c[3],
+        m.c[4],
+        m.c[5],
+        m.c[6],
+        m.players.len() as u64,
+        m.sites.len() as u64,
+        m.queue.len() as u64,
+    ]
+}
+
+/// Checks that `got` (what the resolver returned) is the head of the model's
+/// queue and removes it from the model.
+fn take_from_model(m: &mut Model, got: &[u8], ctx: &str) {
+    assert_eq!(got.len() % 128, 0);
+    let n = got.len() / 128;
+    assert!(
+        n <= m.queue.len(),
+        "{ctx}: resolver returned more than pending"
+    );
+    for (i, chunk) in got.chunks(128).enumerate() {
+        let want = m.queue.pop_front().unwrap();
+        if chunk != want {
+            panic!(
+                "{ctx}: packet {i} differs\n got {:?}\nwant {:?}",
+                treasure_core::Packet::new_checked(chunk).map(|p| p.fields()),
+                treasure_core::Packet::new_checked(&want).map(|p| p.fields())
+            );
+        }
+    }
+}
+
+/// Returns the model's counters (digs packets found empty nothing rejected busy)
+/// and the number of error outcomes, so the tests can check coverage.
+fn run(seed: u64, ops: usize, opts: Options) -> ([u64; 7], u64) {
+    let mut errors = 0u64;
+    let mut rng = Rng(seed);
+    // A prelude so that most random digs hit joined players and real sites.
+    let mut all: Vec<Op> = (1..=12)
+        .map(|p| {
+            Op::Join(
+                p,
+                rng.small(-2, 2),
+                rng.small(-2, 2),
+                rng.small(-2, 2),
+                rng.below(4) as u32,
+            )
+        })
+        .collect();
+    for t in 1..=3 {
+        let es = (0..rng.small(1, 4))
+            .map(|_| LootEntry {
+                item: rng.small(1, 1000) as u32,
+                weight: rng.small(1, 10) as u32,
+                min: 0,
+                max: rng.below(5) as u16,
+                rarity: rng.below(256) as u8,
+            })
+            .collect();
+        all.push(Op::AddTable(t, es));
+    }
+    for sid in 1..=8 {
+        all.push(Op::AddSite(
+            sid,
+            rng.small(-1, 1),
+            0,
+            rng.small(-1, 1),
+            rng.small(1, 3) as u32,
+            rng.below(20) as u32,
+        ));
+    }
+    all.extend((0..ops).map(|_| gen_op(&mut rng)));
+    let ops = all;
+    let mut m = Model::new(&opts);
+    let mut r = Resolver::new(opts.clone()).unwrap();
+    let s = |e: treasure_core::Error| e.to_string();
+    macro_rules! same {
+        ($r:expr, $m:expr, $ctx:expr) => {{
+            let want = $m;
+            errors += want.is_err() as u64;
+            if let Err(e) = &want {
+                if std::env::var("MODEL_DEBUG").is_ok() {
+                    eprintln!("ERR {e}");
+                }
+            }
+            assert_eq!($r.map_err(s), want, "{}", $ctx);
+        }};
+    }
+    for (k, op) in ops.iter().enumerate() {
+        let ctx = format!("seed {seed} op {k} {op:?} opts {opts:?}");
+        match op.clone() {
+            Op::Join(p, x, y, z, party) => {
+                same!(r.join(p, x, y, z, party), m.join(p, x, y, z, party), ctx)
+            }
+            Op::Move(p, x, y, z) => {
+                same!(r.move_player(p, x, y, z), m.move_player(p, x, y, z), ctx)
+            }
+            Op::SetParty(p, party) => {
+                same!(r.set_party(p, party), m.set_party(p, party), ctx)
+            }
+            Op::Leave(p) => same!(r.leave(p), m.leave(p), ctx),
+            Op::AddTable(t, es) => {
+                same!(r.add_loot_table(t, &es), m.add_loot_table(t, &es), ctx)
+            }
+            Op::AddSite(i, x, y, z, t, c) => {
+                same!(
+                    r.add_site(i, x, y, z, t, c),
+                    m.add_site(i, x, y, z, t, c),
+                    ctx
+                )
+            }
+            Op::RemoveSite(i) => same!(r.remove_site(i), m.remove_site(i), ctx),
+            Op::Dig(p, x, y, z, t) => {
+                same!(r.dig(p, x, y, z, t), m.dig(p, x, y, z, t), ctx)
+            }
+            Op::DigBatch(b) => same!(r.dig_batch(&b), m.dig_batch(&b), ctx),
+            Op::MoveBatch(b) => same!(r.move_batch(&b), m.move_batch(&b), ctx),
+            Op::Poll(max) => {
+                let mut out = Vec::new();
+                let n = r.poll(max, &mut out).unwrap();
+                assert_eq!(out.len(), n * 128);
+                assert!(n <= max);
+                take_from_model(&mut m, &out, &ctx);
+            }
+            Op::PollInto(cap, max) => {
+                let mut buf = vec![0xAAu8; cap * 128 + (k % 3) * 50];
+                let res = r.poll_into(&mut buf, max);
+                if max > cap {
+                    assert_eq!(
+                        res.map_err(s),
+                        Err(format!(
+                            "treasure: poll_into: max must be at most {cap} (the packets buf holds), got {max}"
+                        )),
+                        "{ctx}"
+                    );
+                    assert!(buf.iter().all(|&b| b == 0xAA), "{ctx}: nothing copied");
+                } else {
+                    let n = res.unwrap();
+                    assert!(n <= max);
+                    take_from_model(&mut m, &buf[..n * 128], &ctx);
+                    assert!(
+                        buf[n * 128..].iter().all(|&b| b == 0xAA),
+                        "{ctx}: wrote past n"
+                    );
+                }
+            }
+            Op::Available => {
+                let a = r.available_packets();
+                assert!(a <= m.queue.len(), "{ctx}");
+            }
+            Op::Flush => {
+                r.flush().unwrap();
+                assert_eq!(r.available_packets(), m.queue.len(), "{ctx}");
+            }
+            Op::Stats => assert_eq!(stats_of(&mut r), model_stats(&m), "{ctx}"),
+        }
+    }
+    r.flush().unwrap();
+    assert_eq!(stats_of(&mut r), model_stats(&m), "seed {seed} final stats");
+    let mut out = Vec::new();
+    r.poll(usize::MAX, &mut out).unwrap();
+    assert_eq!(out.len(), m.queue.len() * 128, "seed {seed} final length");
+    take_from_model(&mut m, &out, &format!("seed {seed} final"));
+    assert_eq!(r.available_packets(), 0);
+    r.players().unwrap().check_invariants();
+    r.close();
+    r.close();
+    assert_eq!(
+        r.dig(1, 0, 0, 0, 0).map_err(s),
+        Err("treasure: dig: resolver is closed".into())
+    );
+    assert_eq!(
+        r.stats().map_err(s),
+        Err("treasure: stats: resolver is closed".into())
+    );
+    (m.c, errors)
+}
+
+fn options(rng: &mut Rng, workers: u32) -> Options {
+    Options {
+        seed: rng.pick(&[0, 7, SAFE, 123_456_789]),
+        aoi_radius: rng.pick(&[0, 2, 5, 16, 1_048_576]),
+        reach: rng.pick(&[0, 3, 5, 8, 1_048_576]),
+        workers,
+        max_pending_packets: rng.pick(&[1, 3, 10, 100, 1_048_576]),
+        chunk_digs: rng.pick(&[1, 2, 3, 128]),
+        max_inflight_chunks: rng.pick(&[1, 2, 1024]),
+    }
+}
+
+#[test]
+fn model_workers_1_2_4_8() {
+    let mut total = [0u64; 7];
+    let mut errors = 0;
+    for seed in 0..40u64 {
+        for workers in [1, 2, 4, 8] {
+            let mut orng = Rng(seed * 1000 + workers as u64);
+            let opts = options(&mut orng, workers);
+            let (c, e) = run(seed, 400, opts);
+            for i in 0..7 {
+                total[i] += c[i];
+            }
+            errors += e;
+        }
+    }
+    eprintln!("digs packets found empty nothing rejected busy = {total:?}, errors = {errors}");
+    // The random sequences must actually exercise every outcome.
+    assert!(total.iter().all(|&c| c > 50), "{total:?}");
+    assert!(
+        total[1] > total[2] * 2,
+        "FOUND digs must reach several recipients"
+    );
+    assert!(errors > 500);
+}
+
+#[test]
+fn model_long_sequences() {
+    for (seed, workers, max_pending, chunk_digs, inflight) in [
+        (100, 3, 10, 2, 2),
+        (101, 2, 1, 1, 1),
+        (102, 4, 100, 3, 1024),
+        (103, 1, 1_048_576, 128, 4),
+    ] {
+        let opts = Options {
+            seed: seed * 77,
+            aoi_radius: 2,
+            reach: 5,
+            workers,
+            max_pending_packets: max_pending,
+            chunk_digs,
+            max_inflight_chunks: inflight,
+        };
+        let (c, _) = run(seed, 5000, opts);
+        assert!(c[2] > 100, "{c:?}");
+    }
+}
+
+#[test]
+fn worked_example_matches_golden_bytes() {
+    let mut r = Resolver::new(Options {
+        seed: 7,
+        aoi_radius: 16,
+        reach: 4,
+        ..Options::default()
+    })
+    .unwrap();
+    r.add_loot_table(
+        1,
+        &[
+            LootEntry {
+                item: 100,
+                weight: 3,
+                min: 1,
+                max: 5,
+                rarity: 0,
+            },
+            LootEntry {
+                item: 200,
+                weight: 1,
+                min: 1,
+                max: 1,
+                rarity: 3,
+            },
+        ],
+    )
+    .unwrap();
+    r.add_site(10, 0, 0, 0, 1, 2).unwrap();
+    r.join(1, 1, 0, 0, 5).unwrap();
+    r.join(2, 3, 0, 0, 0).unwrap();
+    r.join(3, 900, 0, 900, 5).unwrap();
+    assert_eq!(r.dig(1, 0, 0, 0, 123456).unwrap(), Some(1));
+    r.flush().unwrap();
+    let mut out = Vec::new();
+    assert_eq!(r.poll(usize::MAX, &mut out).unwrap(), 3);
+    let hex: String = out[..128].iter().map(|b| format!("{b:02x}")).collect();
+    // tests/vectors/packets.txt: found_digger_worked_example
+    assert_eq!(
+        hex,
+        "5452535201000101010000000000000040e20100000000000a000000010000000100000005000000000000000000000000000000640000000200000001000000eef9e8049b945b250100000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000000045b16d4e"
+    );
+    let recipients: Vec<u32> = out
+        .chunks(128)
+        .map(|c| treasure_core::Packet::new_checked(c).unwrap().recipient())
+        .collect();
+    assert_eq!(recipients, [1, 2, 3]);
+}
