@@ -15,6 +15,9 @@ check() { # name, timeout, command...
   else fail=$((fail+1)); echo "FAIL $name (exit $rc):"; echo "$out" | sed 's/^/     /'; fi
 }
 L=tests/lifecycle
+# The module must never be unmapped under live worker threads (dlclose at
+# lua_close): it is linked with -z nodelete (build.rs).
+check "nodelete-flag" 10 bash -c 'readelf -d build/treasure/native.so | grep -q NODELETE && echo "native.so has DF_1_NODELETE"'
 for b in native lua; do
   check "heap_flat[$b]" 300 luajit $L/heap_flat.lua $b
   check "close_inflight[$b]" 120 luajit $L/close_inflight.lua $b
