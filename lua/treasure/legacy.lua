@@ -23,8 +23,8 @@ local cast, copy, sizeof, istype, typeof = ffi.cast, ffi.copy, ffi.sizeof, ffi.i
 local floor = math.floor
 local format = string.format
 local sort = table.sort
-local type, tostring, tonumber, error, next, pairs, setmetatable =
-      type, tostring, tonumber, error, next, pairs, setmetatable
+local type, tostring, tonumber, error, next, pairs, rawget, setmetatable =
+      type, tostring, tonumber, error, next, pairs, rawget, setmetatable
 
 if not ffi.abi("le") then
   error("treasure.legacy: batch records are read through host-order FFI structs; a little-endian host is required", 0)
@@ -317,7 +317,7 @@ local function new(opts)
   end
   for i = 1, #OPTS do
     local name, lo, hi, range, default = OPTS[i][1], OPTS[i][2], OPTS[i][3], OPTS[i][4], OPTS[i][5]
-    local v = opts and opts[name]
+    local v = opts and rawget(opts, name) -- raw: a metatable cannot supply options
     if v == nil then v = default end
     check_int("new", "opts." .. name, v, lo, hi, range)
     o[name] = v
@@ -364,7 +364,7 @@ function Resolver:add_loot_table(id, entries)
   local lt = { n = count, item = {}, cum = {}, min = {}, max = {}, rarity = {}, total = 0 }
   local total = 0
   for i = 1, count do
-    local e = entries[i]
+    local e = rawget(entries, i)
     local path = "entries[" .. i .. "]"
     if type(e) ~= "table" then fail(fn, path .. " must be a table, got " .. type(e)) end
     for k in next, e do
@@ -372,7 +372,8 @@ function Resolver:add_loot_table(id, entries)
         fail(fn, path .. " has unknown key '" .. key_text(k) .. "'")
       end
     end
-    local item, weight, mn, mx, rarity = e.item, e.weight, e.min, e.max, e.rarity
+    local item, weight, mn, mx, rarity =
+      rawget(e, "item"), rawget(e, "weight"), rawget(e, "min"), rawget(e, "max"), rawget(e, "rarity")
     check_int(fn, path .. ".item", item, 1, U32_MAX, R_ID)
     check_int(fn, path .. ".weight", weight, 1, U32_MAX, R_ID)
     check_int(fn, path .. ".min", mn, 0, 65535, R_QTY)
