@@ -210,6 +210,7 @@ local function bkey(x, y, z) return x .. "," .. y .. "," .. z end
 -- pick an arg: with probability p a bad value for [lo, hi], else `good`
 function Gen:arg(good, lo, hi, p)
   if self.r:chance(p or 0) then return bad_num(self.r, lo, hi), true end
+  if good == 0 and self.r:chance(0.05) then return -0.0, false end -- -0 is the integer 0
   return good, false
 end
 

@@ -592,14 +592,30 @@ def check_trace(path, max_report):
                 reported += 1
                 print(msg)
 
+    in_seq = False
+    backends = "lua"
+
+    def finish():
+        # a sequence ends at its "end" line, or truncated (run.lua stopped it at a
+        # backend mismatch) at the next "begin" or at the end of the file
+        nonlocal passed, failed, in_seq
+        if in_seq:
+            if seq_ok:
+                passed += 1
+            else:
+                failed += 1
+        in_seq = False
+
     with open(path) as f:
         for line in f:
             rec = json.loads(line)
             if "begin" in rec:
+                finish()
+                in_seq = True
                 seq_seed = rec["begin"]
+                backends = ",".join(rec.get("backends", ["lua"]))
                 seq_ok = True
                 model = None
-                last_i = 0
                 continue
             if "end" in rec:
                 if seq_ok and model is not None and not rec.get("closed"):
@@ -613,13 +629,9 @@ def check_trace(path, max_report):
                         d = compare("stats", ("ok", want), got)
                         if d:
                             bad("MODEL MISMATCH: seed %s, final stats, backend %s: %s" % (seq_seed, name, d))
-                if seq_ok:
-                    passed += 1
-                else:
-                    failed += 1
+                finish()
                 continue
             i, m = rec["i"], rec["m"]
-            last_i = i
             calls += 1
             if not seq_ok:
                 continue
@@ -647,14 +659,9 @@ def check_trace(path, max_report):
                         "tests/diff/run.lua --backends %s --seed %s --sequences 1 --calls %d --trace /tmp/replay.jsonl"
                         " && python3 tests/diff/model.py /tmp/replay.jsonl" % (
                             seq_seed, i, name, m, ", ".join(show_arg(a) for a in args),
-                            "" if rec["self"] is None else " [self=%s]" % rec["self"], d, name, seq_seed, i))
+                            "" if rec["self"] is None else " [self=%s]" % rec["self"], d, backends, seq_seed, i))
                     break
-    if seq_seed is not None and model is not None and passed + failed == 0:
-        # truncated trace (run.lua stopped at a backend mismatch): count what we have
-        if seq_ok:
-            passed += 1
-        else:
-            failed += 1
+    finish()
     sys.stderr.write("model.py: %d calls checked in %.1fs\n" % (calls, __import__("time").time() - t0))
     return passed, failed
 
