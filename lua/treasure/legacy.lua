@@ -18,8 +18,8 @@ local ffi = require("ffi")
 local bit = require("bit")
 local packet = require("treasure.packet")
 
-local band, bxor, lshift, rshift = bit.band, bit.bxor, bit.lshift, bit.rshift
-local cast, copy, sizeof, istype, typeof = ffi.cast, ffi.copy, ffi.sizeof, ffi.istype, ffi.typeof
+local bxor, lshift, rshift = bit.bxor, bit.lshift, bit.rshift
+local cast, copy, sizeof, typeof = ffi.cast, ffi.copy, ffi.sizeof, ffi.typeof
 local floor = math.floor
 local format = string.format
 local sort = table.sort
