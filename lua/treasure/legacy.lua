@@ -754,9 +754,10 @@ local function is_u8_array(buf)
   local name = tostring(typeof(buf))
   local ok = u8_array_names[name]
   if ok == nil then
-    ok = name:match("^ctype<unsigned char %[%d+%]>$") ~= nil
-      or name == "ctype<unsigned char [?]>"
-      or (name:match("^ctype<unsigned char %(&%)%[%d+%]>$") ~= nil)
+    -- uint8_t[N] or uint8_t[?]; not const/volatile, not a reference
+    -- (a struct field), not int8_t/char, which ffi.istype would let through.
+    ok = name == "ctype<unsigned char [?]>"
+      or name:match("^ctype<unsigned char %[%d+%]>$") ~= nil
     u8_array_names[name] = ok
   end
   return ok
