@@ -227,6 +227,18 @@ for _, B in ipairs(backends) do
         assert.equals(3, S.counters(r).packets)
       end)
 
+      it("party 0 is no party: a party-0 bystander next to a party-0 digger gets flags 0", function()
+        local r = simple(T, { aoi_radius = 3, reach = 1 })
+        r:add_site(1, 0, 0, 0, 1, 2)
+        r:join(1, 0, 0, 0)
+        r:join(2, 1, 0, 0)
+        r:join(3, 0, 1, 0, 4)
+        r:dig(1, 0, 0, 0, 0)
+        local pkts = S.drain(r)
+        assert.same({ 1, 2, 3 }, S.recipients(pkts))
+        assert.same({ 1, 0, 0 }, { pkts[1].flags, pkts[2].flags, pkts[3].flags })
+      end)
+
       it("party 0 is no party: other party-0 players far away get nothing", function()
         local r = simple(T, { aoi_radius = 3, reach = 1 })
         r:add_site(1, 0, 0, 0, 1, 2)
