@@ -367,7 +367,7 @@ impl Model {
 
     fn dig_batch(&mut self, b: &[u8]) -> R<Option<(u64, u64)>> {
         let m = "dig_batch";
-        if b.len() % 24 != 0 {
+        if !b.len().is_multiple_of(24) {
             return Err(format!(
                 "treasure: {m}: records length must be a multiple of 24, got {}",
                 b.len()
@@ -406,7 +406,7 @@ impl Model {
 
     fn move_batch(&mut self, b: &[u8]) -> R<()> {
         let m = "move_batch";
-        if b.len() % 16 != 0 {
+        if !b.len().is_multiple_of(16) {
             return Err(format!(
                 "treasure: {m}: records length must be a multiple of 16, got {}",
                 b.len()
@@ -951,4 +951,130 @@ fn worked_example_matches_golden_bytes() {
         .map(|c| treasure_core::Packet::new_checked(c).unwrap().recipient())
         .collect();
     assert_eq!(recipients, [1, 2, 3]);
+}
+
+/// Thousands of digs in flight with many recipients, player moves between
+/// batches (copy-on-write snapshots), random poll sizes: the stream must be
+/// the model's, every packet exactly once, in (seq, recipient) order.
+#[test]
+fn stress_many_digs_in_flight() {
+    for (workers, chunk_digs, inflight) in [(4, 16, 8), (2, 1, 3), (8, 128, 1024)] {
+        let opts = Options {
+            seed: 99,
+            aoi_radius: 6,
+            reach: 40,
+            workers,
+            max_pending_packets: 1_048_576,
+            chunk_digs,
+            max_inflight_chunks: inflight,
+        };
+        let mut m = Model::new(&opts);
+        let mut r = Resolver::new(opts).unwrap();
+        let mut rng = Rng(workers as u64);
+        let es = [
+            LootEntry {
+                item: 1,
+                weight: 5,
+                min: 1,
+                max: 9,
+                rarity: 1,
+            },
+            LootEntry {
+                item: 2,
+                weight: 1,
+                min: 0,
+                max: 0,
+                rarity: 9,
+            },
+        ];
+        r.add_loot_table(1, &es).unwrap();
+        m.add_loot_table(1, &es).unwrap();
+        let mut sid = 0;
+        for x in -2..=2 {
+            for z in -2..=2 {
+                sid += 1;
+                r.add_site(sid, x * 3, 0, z * 3, 1, 400).unwrap();
+                m.add_site(sid, x * 3, 0, z * 3, 1, 400).unwrap();
+            }
+        }
+        for p in 1..=300u32 {
+            let (x, y, z, party) = (
+                rng.small(-20, 20),
+                rng.small(-4, 4),
+                rng.small(-20, 20),
+                rng.below(6) as u32,
+            );
+            r.join(p, x, y, z, party).unwrap();
+            m.join(p, x, y, z, party).unwrap();
+        }
+        let mut buf = vec![0u8; 3000 * 128];
+        let mut stream_last = (0u64, 0u32);
+        let mut polled = 0u64;
+        let mut check_order = |bytes: &[u8]| {
+            for c in bytes.chunks(128) {
+                let p = treasure_core::Packet::new_checked(c).unwrap();
+                let key = (p.seq(), p.recipient());
+                assert!(key > stream_last, "{key:?} after {stream_last:?}");
+                stream_last = key;
+                polled += 1;
+            }
+        };
+        for round in 0..30 {
+            let mut b = Vec::new();
+            for _ in 0..500 {
+                let p = rng.small(1, 300) as u32;
+                let (x, z) = if rng.below(4) == 0 {
+                    (rng.small(-7, 7), rng.small(-7, 7))
+                } else {
+                    (rng.small(-2, 2) * 3, rng.small(-2, 2) * 3)
+                };
+                b.extend_from_slice(&treasure_core::records::encode_digs(&[
+                    treasure_core::DigRecord::new(p, x, 0, z, round),
+                ]));
+            }
+            assert_eq!(r.dig_batch(&b).unwrap(), m.dig_batch(&b).unwrap());
+            let mut mv = Vec::new();
+            for _ in 0..100 {
+                let rec = treasure_core::MoveRecord::new(
+                    rng.small(1, 300) as u32,
+                    rng.small(-20, 20),
+                    rng.small(-4, 4),
+                    rng.small(-20, 20),
+                );
+                mv.extend_from_slice(&treasure_core::records::encode_moves(&[rec]));
+            }
+            r.move_batch(&mv).unwrap();
+            m.move_batch(&mv).unwrap();
+            if round % 5 == 0 {
+                let (p, party) = (rng.small(1, 300) as u32, rng.below(6) as u32);
+                r.set_party(p, party).unwrap();
+                m.set_party(p, party).unwrap();
+            }
+            for _ in 0..rng.below(4) {
+                let max = rng.below(3001) as usize;
+                let n = r.poll_into(&mut buf, max).unwrap();
+                take_from_model(&mut m, &buf[..n * 128], "stress");
+                check_order(&buf[..n * 128]);
+            }
+        }
+        r.flush().unwrap();
+        assert_eq!(stats_of(&mut r), model_stats(&m));
+        loop {
+            let n = r.poll_into(&mut buf, 3000).unwrap();
+            if n == 0 {
+                break;
+            }
+            take_from_model(&mut m, &buf[..n * 128], "stress drain");
+            check_order(&buf[..n * 128]);
+        }
+        assert!(m.queue.is_empty());
+        assert_eq!(polled, m.c[1]);
+        assert!(m.c[1] > 100_000, "{:?}", m.c);
+        let st = r.stats().unwrap();
+        assert_eq!(
+            (st.pending_packets, st.inflight_chunks, st.ready_chunks),
+            (0, 0, 0)
+        );
+        assert!(st.resolve_max_us > 0.0 && st.resolve_p50_us <= st.resolve_p99_us);
+    }
 }

@@ -1,0 +1,229 @@
+//! Pipeline behaviour that the model test cannot see: worker panics,
+//! close/drop with work in flight, back-pressure.
+
+use treasure_core::records::encode_digs;
+use treasure_core::{DigRecord, LootEntry, Options, Resolver};
+
+fn world(workers: u32, chunk_digs: usize) -> Resolver {
+    let mut r = Resolver::new(Options {
+        seed: 1,
+        aoi_radius: 32,
+        reach: 64,
+        workers,
+        chunk_digs,
+        max_inflight_chunks: 4,
+        ..Options::default()
+    })
+    .unwrap();
+    r.add_loot_table(
+        1,
+        &[LootEntry {
+            item: 1,
+            weight: 1,
+            min: 1,
+            max: 3,
+            rarity: 0,
+        }],
+    )
+    .unwrap();
+    r.add_site(1, 0, 0, 0, 1, u32::MAX).unwrap();
+    for p in 1..=200 {
+        r.join(p, (p % 40) as i32 - 20, 0, (p / 40) as i32, p % 3)
+            .unwrap();
+    }
+    r
+}
+
+fn batch(n: usize) -> Vec<u8> {
+    let recs: Vec<DigRecord> = (0..n)
+        .map(|i| DigRecord::new(1 + (i % 200) as u32, 0, 0, 0, i as u64))
+        .collect();
+    encode_digs(&recs)
+}
+
+#[test]
+fn worker_panic_becomes_an_error_not_an_abort() {
+    let mut r = world(1, 1);
+    r.inject_worker_panic_after(5);
+    for _ in 0..20 {
+        match r.dig(1, 0, 0, 0, 0) {
+            Ok(Some(_)) => {}
+            Ok(None) => panic!("not busy"),
+            Err(e) => {
+                assert!(
+                    e.to_string()
+                        .starts_with("treasure: dig: worker panicked: "),
+                    "{e}"
+                );
+                break;
+            }
+        }
+    }
+    let e = r.flush().unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "treasure: flush: worker panicked: injected worker panic at seq 6"
+    );
+    // Sticky: every later call reports it (naming its own method) ...
+    let e = r.join(9999, 0, 0, 0, 0).unwrap_err().to_string();
+    assert_eq!(
+        e,
+        "treasure: join: worker panicked: injected worker panic at seq 6"
+    );
+    let mut buf = vec![0u8; 128 * 10];
+    assert!(r
+        .poll_into(&mut buf, 10)
+        .unwrap_err()
+        .to_string()
+        .contains("poll_into: worker panicked"));
+    assert!(r.stats().is_err());
+    // ... the packets before the hole are counted, but the stream is poisoned.
+    assert!(r.available_packets() > 0);
+    r.close();
+    assert_eq!(
+        r.flush().unwrap_err().to_string(),
+        "treasure: flush: resolver is closed"
+    );
+}
+
+#[test]
+fn worker_panic_in_a_batch_with_many_workers() {
+    let mut r = world(4, 8);
+    r.inject_worker_panic_after(1000);
+    let first = r.dig_batch(&batch(5000)).unwrap();
+    assert_eq!(first, Some((1, 5000)));
+    let e = r.flush().unwrap_err().to_string();
+    assert!(
+        e.starts_with("treasure: flush: worker panicked: injected worker panic at seq "),
+        "{e}"
+    );
+    // drop with the failed chunk and others in the ring must not hang or abort
+}
+
+#[test]
+fn close_with_digs_in_flight() {
+    let mut r = world(2, 4);
+    assert_eq!(r.dig_batch(&batch(5_000)).unwrap(), Some((1, 5_000)));
+    r.close();
+    assert!(r.is_closed());
+    r.close();
+    assert_eq!(r.available_packets(), 0);
+    for (e, want) in [
+        (
+            r.dig(1, 0, 0, 0, 0).unwrap_err(),
+            "treasure: dig: resolver is closed",
+        ),
+        (
+            r.dig_batch(&[]).unwrap_err(),
+            "treasure: dig_batch: resolver is closed",
+        ),
+        (
+            r.move_batch(&[]).unwrap_err(),
+            "treasure: move_batch: resolver is closed",
+        ),
+        (
+            r.join(1, 0, 0, 0, 0).unwrap_err(),
+            "treasure: join: resolver is closed",
+        ),
+        (
+            r.move_player(1, 0, 0, 0).unwrap_err(),
+            "treasure: move: resolver is closed",
+        ),
+        (
+            r.set_party(1, 0).unwrap_err(),
+            "treasure: set_party: resolver is closed",
+        ),
+        (
+            r.leave(1).unwrap_err(),
+            "treasure: leave: resolver is closed",
+        ),
+        (
+            r.add_site(1, 0, 0, 0, 1, 1).unwrap_err(),
+            "treasure: add_site: resolver is closed",
+        ),
+        (
+            r.remove_site(1).unwrap_err(),
+            "treasure: remove_site: resolver is closed",
+        ),
+        (
+            r.add_loot_table(1, &[]).unwrap_err(),
+            "treasure: add_loot_table: resolver is closed",
+        ),
+        (
+            r.poll(1, &mut Vec::new()).unwrap_err(),
+            "treasure: poll: resolver is closed",
+        ),
+        (
+            r.poll_into(&mut [], 0).unwrap_err(),
+            "treasure: poll_into: resolver is closed",
+        ),
+        (
+            r.flush().unwrap_err(),
+            "treasure: flush: resolver is closed",
+        ),
+        (
+            r.stats().unwrap_err(),
+            "treasure: stats: resolver is closed",
+        ),
+    ] {
+        assert_eq!(e.to_string(), want);
+    }
+}
+
+#[test]
+fn drop_with_undelivered_packets() {
+    for workers in [1, 3] {
+        let mut r = world(workers, 16);
+        r.dig_batch(&batch(3_000)).unwrap();
+        r.flush().unwrap();
+        r.dig_batch(&batch(3_000)).unwrap();
+        let mut out = Vec::new();
+        r.poll(1000, &mut out).unwrap();
+        drop(r); // in-flight and ready chunks, partially polled
+    }
+}
+
+#[test]
+fn busy_is_exact_with_found_digs_in_flight() {
+    // 200 players all within the AOI: each FOUND dig has 200 recipients.
+    let mut r = Resolver::new(Options {
+        aoi_radius: 1000,
+        reach: 1000,
+        workers: 2,
+        max_pending_packets: 1000,
+        chunk_digs: 1,
+        ..Options::default()
+    })
+    .unwrap();
+    r.add_loot_table(
+        1,
+        &[LootEntry {
+            item: 1,
+            weight: 1,
+            min: 0,
+            max: 0,
+            rarity: 0,
+        }],
+    )
+    .unwrap();
+    r.add_site(1, 0, 0, 0, 1, 100).unwrap();
+    for p in 1..=200 {
+        r.join(p, p as i32, 0, 0, 0).unwrap();
+    }
+    // pending after k digs = 200k; refused once 200k > 1000, i.e. k = 6.
+    let mut accepted = 0;
+    for _ in 0..10 {
+        if r.dig(1, 0, 0, 0, 0).unwrap().is_some() {
+            accepted += 1;
+        }
+    }
+    assert_eq!(accepted, 6);
+    let s = r.stats().unwrap();
+    assert_eq!((s.busy, s.pending_packets, s.packets), (4, 1200, 1200));
+    // Batches: one check before the first record.
+    assert_eq!(r.dig_batch(&[]).unwrap(), None);
+    let mut out = Vec::new();
+    assert_eq!(r.poll(250, &mut out).unwrap(), 250);
+    assert_eq!(r.dig_batch(&batch(3)).unwrap(), Some((7, 3)));
+    assert_eq!(r.stats().unwrap().pending_packets, 1200 - 250 + 600);
+}
