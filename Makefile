@@ -10,7 +10,7 @@ export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/
 export LUA_CPATH := $(CURDIR)/build/?.so;;
 NATIVE_SO := build/treasure/native.so
 
-.PHONY: deps build test test-rust test-lua test-diff test-vectors demo bench clean
+.PHONY: deps build test test-rust test-lua test-diff test-model test-vectors test-lifecycle demo bench clean
 
 # Install Debian packages only when one is missing (idempotent, no apt-get otherwise).
 deps:
@@ -26,7 +26,7 @@ build: deps
 	@mkdir -p build/treasure
 	cp target/release/libtreasure_native.so $(NATIVE_SO)
 
-test: build test-rust test-lua test-diff test-vectors
+test: build test-rust test-lua test-diff test-model test-vectors test-lifecycle
 
 test-rust:
 	$(CARGO) test --workspace
@@ -34,8 +34,18 @@ test-rust:
 test-lua: deps build
 	TREASURE_TEST_BACKENDS=lua,native $(LUAJIT) /usr/bin/busted --lpath='$(CURDIR)/tests/lua/?.lua' tests/lua
 
+# Differential: legacy vs native, worker counts cycling 1,2,4,8; then again
+# with tiny internal queues (chunks of 1-3 digs, 1-4 chunks in flight).
 test-diff: build
-	$(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 200 --calls 2000
+	$(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 200 --calls 2000 --workers 1,2,4,8
+	$(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 100 --calls 2000 --workers 1,2,4,8 --tiny --seed 100001
+
+# The legacy backend against an independent Python reading of the contract.
+test-model: deps
+	bash tests/diff/model_check.sh 40 2000
+
+test-lifecycle: build
+	bash tests/lifecycle/run.sh
 
 test-vectors:
 	python3 tests/vectors/check.py

@@ -34,6 +34,7 @@ build = {
          ["treasure"] = "lua/treasure/init.lua",
          ["treasure.legacy"] = "lua/treasure/legacy.lua",
          ["treasure.packet"] = "lua/treasure/packet.lua",
+         ["treasure.ffi_buffer"] = "lua/treasure/ffi_buffer.lua",
       },
       lib = {
          ["treasure.native"] = "build/treasure/native.so",

@@ -21,18 +21,31 @@ mod tables;
 
 use mlua::{Function, Lua, Table};
 
+const MODULE_KEY: &str = "treasure.native.module";
+
 /// Builds the module table: what `require("treasure.native")` returns.
 pub fn open(lua: &Lua) -> mlua::Result<Table> {
+    // Loading twice into one state (e.g. after package.loaded is cleared)
+    // returns the first module: the resolver metatable, the error sentinel
+    // and the calibration belong to the state, not to one require.
+    if let Ok(module) = lua.named_registry_value::<Table>(MODULE_KEY) {
+        return Ok(module);
+    }
     let tostring: Function = lua.globals().get("tostring")?;
     lua.set_app_data(args::LuaHelpers { tostring });
     let err = lua.create_table()?;
     lua.set_app_data(resolver::ErrSentinel(err.clone()));
     let raw = resolver::raw_functions(lua)?;
+    let packets_held: Function = lua
+        .load(include_str!("../lua/treasure/ffi_buffer.lua"))
+        .set_name("=treasure.ffi_buffer")
+        .call(())?;
     let (module, methods): (Table, Table) = lua
         .load(include_str!("native.lua"))
         .set_name("=treasure.native")
-        .call((raw, err))?;
+        .call((raw, err, packets_held))?;
     lua.set_named_registry_value(resolver::METHODS_KEY, methods)?;
+    lua.set_named_registry_value(MODULE_KEY, &module)?;
     Ok(module)
 }
 

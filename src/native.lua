@@ -9,8 +9,9 @@
 -- 2. Only Lua can ask LuaJIT's FFI what a cdata is and how big it is, which
 --    poll_into must know before Rust writes into the caller's buffer.
 --
--- Arguments: raw (table of Rust functions), ERR (unique sentinel table).
-local raw, ERR = ...
+-- Arguments: raw (table of Rust functions), ERR (unique sentinel table),
+-- packets_held (lua/treasure/ffi_buffer.lua).
+local raw, ERR, packets_held = ...
 
 local ffi = require("ffi")
 local select, error = select, error
@@ -29,33 +30,12 @@ for name, fn in pairs(raw.methods) do
   end
 end
 
--- poll_into: measure the buffer here, let Rust check everything in the
--- contract's order (self, closed, buf, max) and do the copy.
-local u8_vla = ffi.typeof("uint8_t[?]")
-local fixed_cache = setmetatable({}, { __mode = "k" })
-
--- Returns the byte size of buf if it is a uint8_t array cdata (VLA or fixed
--- size), else -1. Pointers are rejected: their size says nothing about the
--- memory behind them.
-local function byte_capacity(buf)
-  if type(buf) ~= "cdata" then
-    return -1
-  end
-  if ffi.istype(u8_vla, buf) then
-    return ffi.sizeof(buf)
-  end
-  local ct = ffi.typeof(buf)
-  local ok = fixed_cache[ct]
-  if ok == nil then
-    ok = tostring(ct):match("^ctype<unsigned char %[%d+%]>$") ~= nil
-    fixed_cache[ct] = ok
-  end
-  return ok and ffi.sizeof(buf) or -1
-end
-
+-- poll_into: measure the buffer here (treasure/ffi_buffer.lua, the same
+-- file treasure.legacy uses), let Rust check everything in the contract's
+-- order (self, closed, buf, max) and do the copy.
 local raw_poll_into = raw.poll_into
 methods.poll_into = function(self, buf, max)
-  return check(raw_poll_into(self, buf, max, byte_capacity(buf), type(buf)))
+  return check(raw_poll_into(self, buf, max, packets_held(buf) or -1, type(buf)))
 end
 
 -- Calibrate how lua_topointer reports a cdata: some LuaJIT builds return the

@@ -427,22 +427,24 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
 
     raw.set(
         "poll_into",
-        lua.create_function(|lua, (s, buf, max, cap, buf_type): (Value, Value, Value, i64, String)| {
+        lua.create_function(|lua, (s, buf, max, holds, buf_type): (Value, Value, Value, i64, String)| {
             guarded(lua, "poll_into", || {
                 let f = "poll_into";
                 let mut r = this(f, &s)?;
-                if cap < 0 {
+                // `holds` is what treasure/ffi_buffer.lua measured: -1 when
+                // buf is not a uint8_t array, else floor(ffi.sizeof(buf) / 128).
+                if holds < 0 {
                     return Err(format!("treasure: {f}: buf must be a uint8_t array cdata, got {buf_type}"));
                 }
                 let max = args::int(lua, f, "max", &max, COUNT)? as u64;
-                let holds = cap as u64 / SIZE as u64;
+                let holds = holds as u64;
                 if max > holds {
                     return Err(format!("treasure: {f}: max must be at most {holds} (the packets buf holds), got {max}"));
                 }
                 let offset = *lua
                     .app_data_ref::<PointerOffset>()
                     .ok_or_else(|| format!("treasure: {f}: FFI buffers are unsupported by this LuaJIT build"))?;
-                let out = ffi_buffer::as_mut_slice(&buf, offset, max as usize * SIZE, cap as usize);
+                let out = ffi_buffer::as_mut_slice(&buf, offset, max as usize * SIZE, holds as usize * SIZE);
                 let n = core(&mut r).poll_into(out, max as usize).map_err(|e| e.to_string())?;
                 Ok(n as f64)
             })

@@ -17,6 +17,7 @@
 local ffi = require("ffi")
 local bit = require("bit")
 local packet = require("treasure.packet")
+local packets_held = require("treasure.ffi_buffer")
 
 local bxor, lshift, rshift = bit.bxor, bit.lshift, bit.rshift
 local cast, copy, sizeof, typeof = ffi.cast, ffi.copy, ffi.sizeof, ffi.typeof
@@ -404,8 +405,9 @@ function Resolver:add_site(id, x, y, z, loot_table_id, charges)
   if st.sites[id] ~= nil then fail(fn, "id must not be an existing site, got " .. tostring(id)) end
   local other = site_at(st, x, y, z)
   if other ~= nil then
-    fail(fn, format("block must not hold a site already, got %s, %s, %s (site %s)",
-      tostring(x), tostring(y), tostring(z), tostring(other.id)))
+    -- the block as the integers it is (-0 is block 0, as in the packet)
+    fail(fn, format("block must not hold a site already, got %d, %d, %d (site %d)",
+      x, y, z, other.id))
   end
   local lt = st.loot[loot_table_id]
   if lt == nil then
@@ -745,30 +747,12 @@ function Resolver:poll(max)
   return n, ffi.string(st.buf + head * 128, n * 128)
 end
 
--- poll_into's buffer test. ffi.istype alone would also accept int8_t/char
--- arrays, so the exact element type is checked by the ctype's name, cached
--- per name (the name string is interned, so no garbage after the first call).
-local u8_array_names = {}
-local function is_u8_array(buf)
-  if type(buf) ~= "cdata" then return false end
-  local name = tostring(typeof(buf))
-  local ok = u8_array_names[name]
-  if ok == nil then
-    -- uint8_t[N] or uint8_t[?]; not const/volatile, not a reference
-    -- (a struct field), not int8_t/char, which ffi.istype would let through.
-    ok = name == "ctype<unsigned char [?]>"
-      or name:match("^ctype<unsigned char %[%d+%]>$") ~= nil
-    u8_array_names[name] = ok
-  end
-  return ok
-end
-
 function Resolver:poll_into(buf, max)
   local fn = "poll_into"
   local st = state_of(fn, self)
-  if not is_u8_array(buf) then fail(fn, "buf must be a uint8_t array cdata, got " .. type(buf)) end
+  local holds = packets_held(buf)
+  if holds == nil then fail(fn, "buf must be a uint8_t array cdata, got " .. type(buf)) end
   check_int(fn, "max", max, 0, T_MAX, R_T)
-  local holds = floor(sizeof(buf) / 128)
   if max > holds then
     fail(fn, "max must be at most " .. holds .. " (the packets buf holds), got " .. tostring(max))
   end
