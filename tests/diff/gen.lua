@@ -7,7 +7,8 @@
 -- A call is a table { m = method, n = argc, [1..n] = args, self = marker|nil }.
 -- Argument values are plain Lua numbers/strings/booleans/nil, or descriptors
 -- the driver materializes afresh for every backend:
---   { __tbl = { {k, v}, ... } }          a table built from ordered pairs
+--   { __tbl = { {k, v}, ... }, __meta = pairs|nil }   a table built from ordered
+--                                         pairs (with an __index metatable)
 --   { __buf = "vla"|"fixed"|"int32"|"ptr", size = bytes }   an FFI buffer
 --   { __fn = true }                       a function
 --   { __i64 = v }                         a boxed int64_t cdata
@@ -130,6 +131,7 @@ function M.new(seed, gopts)
   g.tiny = gopts.tiny
   if g.tiny == nil then g.tiny = r:chance(0.2) end
   g.workers = gopts.workers
+  g.negzero = gopts.negzero ~= false -- false: valid -0 arguments are generated as 0 (same sequence otherwise)
   g.closeable = r:chance(0.08)
   g.closed = false
   -- world shape
@@ -210,7 +212,7 @@ local function bkey(x, y, z) return x .. "," .. y .. "," .. z end
 -- pick an arg: with probability p a bad value for [lo, hi], else `good`
 function Gen:arg(good, lo, hi, p)
   if self.r:chance(p or 0) then return bad_num(self.r, lo, hi), true end
-  if good == 0 and self.r:chance(0.05) then return -0.0, false end -- -0 is the integer 0
+  if good == 0 and self.r:chance(0.05) then return self.negzero and -0.0 or 0, false end -- -0 is the integer 0
   return good, false
 end
 
@@ -293,9 +295,12 @@ function Gen:gen_add_loot_table()
     elseif k == 3 then
       entry_vals[i] = r:pick({ 7, "e", true, { __fn = true } }) -- entry not a table
     elseif k == 4 then
-      entry_vals[i] = self:entry_tbl(e, { r:pick({ "wieght", "Item", "chance", "name" }), 1 })
+      local key = r:pick({ "wieght", "Item", "chance", "name", 1, 2.5, true, "wieght" })
+      if key == 1 and r:chance(0.3) then key = { __tbl = {} } end
+      entry_vals[i] = self:entry_tbl(e, { key, 1 })
     elseif k == 5 then
       local f = r:pick(FIELDS); e[f] = nil; entry_vals[i] = self:entry_tbl(e) -- missing field
+      if r:chance(0.5) then entry_vals[i].__meta = { { f, 1 } } end -- fields are read raw
     elseif k <= 8 then
       local f = r:pick(FIELDS)
       e[f] = bad_num(r, RANGES[f][1], RANGES[f][2]); entry_vals[i] = self:entry_tbl(e)
@@ -363,8 +368,8 @@ function Gen:gen_add_site()
   else
     x, y, z = self:spot()
   end
-  if x == 0 and r:chance(0.3) then x = -0.0 end
-  if z == 0 and r:chance(0.3) then z = -0.0 end
+  if x == 0 and r:chance(0.3) and self.negzero then x = -0.0 end
+  if z == 0 and r:chance(0.3) and self.negzero then z = -0.0 end
   local t
   if #self.tlist > 0 and not r:chance(0.06) then t = self.tlist[r:below(#self.tlist) + 1]
   else t = r:chance(0.5) and 99 or r:int(1, 8) end
@@ -539,7 +544,8 @@ function Gen:batch_count()
   if k < 6 then return 0 end
   if k < 50 then return r:int(1, 4) end
   if k < 90 then return r:int(5, 16) end
-  return r:int(17, 48)
+  if k < 98 then return r:int(17, 48) end
+  return r:int(100, 600) -- many native chunks in flight
 end
 
 -- bad-record helpers: returns the packed record
@@ -615,7 +621,7 @@ function Gen:poll_max()
   local k = r:below(100)
   if k < 30 then return nil, 0 end -- no max
   if k < 33 then return nil, 1 end -- explicit nil
-  if k < 38 then return 0, 1 end
+  if k < 38 then return (self.negzero and k == 37) and -0.0 or 0, 1 end
   if k < 85 then return r:int(1, 60), 1 end
   if k < 90 then return MAX53, 1 end
   return bad_num(r, 0, MAX53), 1
@@ -649,7 +655,7 @@ function Gen:gen_poll_into()
   end
   cap = cap or 4
   local j = r:below(100)
-  if j < 70 then mx = r:int(0, cap)
+  if j < 70 then mx = r:int(0, cap); if mx == 0 and self.negzero and r:chance(0.2) then mx = -0.0 end
   elseif j < 80 then mx = cap + r:int(1, 3)
   elseif j < 85 then return { m = "poll_into", n = 1, buf }
   else mx = bad_num(r, 0, MAX53) end
@@ -680,7 +686,10 @@ function Gen:opts_main()
   end
   -- shuffle
   for i = #prs, 2, -1 do local j = r:int(1, i); prs[i], prs[j] = prs[j], prs[i] end
-  return { __tbl = prs }
+  local t = { __tbl = prs }
+  -- options are read raw: a metatable's seed must not count
+  if r:chance(0.1) then t.__meta = { { "seed", 12345 }, { "aoi_radius", 1048576 } } end
+  return t
 end
 
 local OPT_KEYS = { "seed", "aoi_radius", "reach", "workers", "max_pending_packets" }
@@ -701,8 +710,10 @@ function Gen:gen_new_check()
       prs[#prs + 1] = { key, v }
     end
   end
-  if r:chance(0.2) then prs[#prs + 1] = { r:pick({ "sede", "aoi", "Seed", "max_pending" }), 1 } end
-  return { m = "new_check", n = 1, { __tbl = prs } }
+  if r:chance(0.2) then prs[#prs + 1] = { r:pick({ "sede", "aoi", "Seed", "max_pending", 1, -0.5, false }), 1 } end
+  local t = { __tbl = prs }
+  if r:chance(0.1) then t.__meta = { { "sede", 1 }, { "seed", -1 } } end -- read raw: no effect
+  return { m = "new_check", n = 1, t }
 end
 
 ---------------------------------------------------------------- misc

@@ -365,8 +365,9 @@ class Model:
         if sid in self.sites:
             fail(fn, "id must not be an existing site, got %d" % sid)
         if (bx, by, bz) in self.blocks:
-            fail(fn, "block must not hold a site already, got %s, %s, %s (site %d)" % (
-                luanum(x), luanum(y), luanum(z), self.blocks[(bx, by, bz)]))
+            # the block as integers (-0 is block 0): the reading legacy and native took
+            fail(fn, "block must not hold a site already, got %d, %d, %d (site %d)" % (
+                bx, by, bz, self.blocks[(bx, by, bz)]))
         if tid not in self.tables:
             fail(fn, "loot_table_id must be an existing loot table, got %d" % tid)
         self.sites[sid] = [bx, by, bz, tid, ch]

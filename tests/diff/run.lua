@@ -30,9 +30,10 @@ do
     elseif a == "--tiny" then O.tiny = true
     elseif a == "--trace" then O.trace = val()
     elseif a == "--keep-going" then O.keep_going = true
+    elseif a == "--no-negzero" then O.no_negzero = true
     elseif a == "-h" or a == "--help" then
       print("usage: luajit tests/diff/run.lua [--backends lua,native] [--sequences N] [--calls N] [--seed S]")
-      print("       [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going]")
+      print("       [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--no-negzero]")
       os.exit(0)
     else
       io.stderr:write("run.lua: unknown option " .. tostring(a) .. "\n"); os.exit(2)
@@ -104,7 +105,7 @@ local function show(v, depth)
       if depth > 3 then return "{...}" end
       local parts = {}
       for _, kv in ipairs(v.__tbl) do parts[#parts + 1] = "[" .. show(kv[1]) .. "]=" .. show(kv[2], depth + 1) end
-      return "{" .. table.concat(parts, ", ") .. "}"
+      return "{" .. table.concat(parts, ", ") .. "}" .. (v.__meta and (" with __index " .. show({ __tbl = v.__meta }, depth + 1)) or "")
     end
     if v.__buf then return string.format("<%s buffer %d bytes>", v.__buf, v.size) end
     if v.__fn then return "<function>" end
@@ -144,7 +145,8 @@ local function jval(v)
     if v.__tbl then
       local parts = {}
       for _, kv in ipairs(v.__tbl) do parts[#parts + 1] = "[" .. jval(kv[1]) .. "," .. jval(kv[2]) .. "]" end
-      return '["t",[' .. table.concat(parts, ",") .. "]]"
+      local meta = v.__meta and ("," .. jval({ __tbl = v.__meta })) or ""
+      return '["t",[' .. table.concat(parts, ",") .. "]" .. meta .. "]"
     end
     if v.__buf then return '["buf","' .. v.__buf .. '",' .. v.size .. "]" end
     if v.__fn then return '["fn"]' end
@@ -225,6 +227,7 @@ local function materialize(v, bufs)
   if v.__tbl then
     local t = {}
     for _, kv in ipairs(v.__tbl) do t[materialize(kv[1], bufs)] = materialize(kv[2], bufs) end
+    if v.__meta then setmetatable(t, { __index = materialize({ __tbl = v.__meta }, bufs) }) end
     return t
   end
   if v.__buf then
@@ -400,6 +403,7 @@ local function replay_cmd(seed, ncalls, gopts)
     table.concat(names, ","), string.format("%.0f", seed), ncalls)
   if O.workers_given then s = s .. " --workers " .. O.workers end
   if O.tiny then s = s .. " --tiny" end
+  if O.no_negzero then s = s .. " --no-negzero" end
   return s
 end
 
@@ -424,7 +428,7 @@ end
 
 local function run_sequence(seed)
   local workers = WORKERS[(seed % #WORKERS) + 1]
-  local gopts = { workers = workers }
+  local gopts = { workers = workers, negzero = not O.no_negzero }
   local g = gen.new(seed, gopts)
   -- tiny native queues (test hook): with --tiny always, else in about a third
   -- of the sequences; decided from the seed, never from the sequence index
