@@ -101,6 +101,7 @@ def meta(argv):
         "luajit": lj.split(" -- ")[0] if lj else "",
         "python": platform.python_version(),
         "commit": commit + ("+dirty" if dirty else ""),
+        "loadavg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "quick": quick == "1",
         "command": command,
     }))
@@ -118,7 +119,7 @@ def fnum(v, nd=None):
     if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) >= 1000):
         return f"{int(v):,}"
     if nd is not None:
-        return f"{v:.{nd}f}"
+        return f"{v:,.{nd}f}"
     a = abs(v)
     if a >= 100:
         return f"{v:,.0f}"
@@ -161,6 +162,8 @@ ROWS = [
     ("burst_ms_mean", "burst: submit → last packet, mean (ms)", None),
     ("burst_ms_max", "burst: submit → last packet, max (ms)", None),
     ("busy", "dig_batch busy refusals", None),
+    ("poll_ns_per_packet", "poll_into CPU per packet (ns)", 1),
+    ("harness_ns_per_packet", "harness send-loop checks, CPU per packet (ns)", 1),
     ("tick_overruns", "tick overruns (> 50 ms)", None),
     ("tick_max_ms", "longest tick (ms)", None),
     ("peak_rss_mb", "peak RSS (MB)", 1),
@@ -169,6 +172,8 @@ ROWS = [
     ("lua_heap_kb_end", "Lua heap at end, full GC (kB)", 0),
     ("lua_heap_kb_peak", "Lua heap peak sampled (kB)", 0),
     ("wall_s", "wall time (s)", 2),
+    ("cpu_s", "CPU time, all threads (s)", 2),
+    ("loadavg_1m", "machine load average (1 min) at the end", 2),
     ("errors", "harness check errors", None),
 ]
 
@@ -336,8 +341,9 @@ def render(results_path, doc_path):
                    f"targets that need it are missing. Loader message: `{first}`")
         out.append("")
     for d in failed:
-        out.append(f"> **{d['backend']} {d['label']} crashed** (no summary): "
-                   f"`{d.get('error', '').strip().splitlines()[-1] if d.get('error', '').strip() else '?'}`")
+        err = d.get("error", "").strip()
+        out.append(f"> **{d['backend']} {d['label']} crashed** (exit status {d.get('exit', '?')}, no summary)"
+                   + (f": `{err.splitlines()[-1]}`" if err else "."))
         out.append("")
     for (label, b), r in runs.items():
         if r.get("errors", 0) > 0:
@@ -345,6 +351,17 @@ def render(results_path, doc_path):
                        f"gaps {r['gap_errors']}, kind {r['kind_errors']}, decode {r['decode_errors']}, "
                        f"stats() mismatches {r['stats_mismatches']}).")
             out.append("")
+
+    nproc = meta_.get("nproc") or 1
+    loads = [(r.get("loadavg_1m", -1), label, b) for (label, b), r in runs.items()]
+    busy = [x for x in loads if x[0] > 1.5 * nproc]
+    if busy:
+        worst = max(busy)
+        out.append(f"> **The machine was busy during {len(busy)} of {len(runs)} runs** (1-minute load average "
+                   f"up to {worst[0]:.1f} on {nproc} CPUs, in {worst[2]} {worst[1]}): other work competed for "
+                   "the CPUs, so latencies and tick overruns there are pessimistic. Rerun `make bench` on an "
+                   "idle machine for figures to compare against the targets.")
+        out.append("")
 
     out.append("### Machine and how to reproduce")
     out.append("")
@@ -359,6 +376,8 @@ def render(results_path, doc_path):
     versions = sorted({r.get("version", "?") + " (" + r["backend"] + ")" for r in runs.values()})
     out.append(f"| backends | {', '.join(versions) if versions else 'none'} |")
     out.append(f"| commit | {meta_.get('commit', '?')} |")
+    if meta_.get("loadavg") is not None:
+        out.append(f"| load average (1 min) when the bench started | {meta_['loadavg']:.2f} |")
     out.append("")
     out.append(f"Reproduce: `make bench` (or `{meta_.get('command', 'bench/run.sh')}` after `make build`). "
                "Raw results: [`bench/results.jsonl`](../bench/results.jsonl), one JSON summary per run. "

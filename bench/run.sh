@@ -18,8 +18,6 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
-export LUA_PATH="$ROOT/lua/?.lua;$ROOT/lua/?/init.lua;;"
-export LUA_CPATH="$ROOT/build/?.so;;"
 unset TREASURE_BACKEND
 LUAJIT=${LUAJIT:-luajit}
 BACKENDS=${BENCH_BACKENDS:-lua native}
@@ -46,6 +44,15 @@ TMP=$(mktemp -d "${TMPDIR:-/tmp}/treasure-bench.XXXXXX")
 trap 'rm -rf "$TMP"' EXIT
 OUT=$TMP/results.jsonl
 
+# Snapshot the Lua sources and the native module: every run of this bench
+# uses the same code, and a rebuild during the bench (`cp` over a mapped
+# native.so kills the process with SIGBUS) cannot touch it.
+mkdir -p "$TMP/lua" "$TMP/cpath/treasure"
+cp -R lua/. "$TMP/lua/"
+if [ -e build/treasure/native.so ]; then cp build/treasure/native.so "$TMP/cpath/treasure/native.so"; fi
+export LUA_PATH="$TMP/lua/?.lua;$TMP/lua/?/init.lua;;"
+export LUA_CPATH="$TMP/cpath/?.so;;"
+
 python3 bench/report.py meta --quick "$QUICK" --command "bench/run.sh${1:+ $*}" >"$OUT" || exit 1
 
 failures=0
@@ -67,8 +74,8 @@ run() {  # run BACKEND LABEL [harness flags...]
   if [ "${last:0:1}" = "{" ]; then
     echo "$last" >>"$OUT"
   else
-    python3 -c 'import json,sys; print(json.dumps({"label": sys.argv[1], "backend": sys.argv[2], "failed": True, "error": open(sys.argv[3]).read()[-2000:]}))' \
-      "$label" "$b" "$TMP/$b-$label.err" >>"$OUT"
+    python3 -c 'import json,sys; print(json.dumps({"label": sys.argv[1], "backend": sys.argv[2], "failed": True, "exit": int(sys.argv[4]), "error": open(sys.argv[3]).read()[-2000:]}))' \
+      "$label" "$b" "$TMP/$b-$label.err" "$rc" >>"$OUT"
   fi
 }
 

@@ -178,6 +178,11 @@ local function now()   -- seconds, CLOCK_MONOTONIC
   C.harness_clock_gettime(CLOCK_MONOTONIC, ts_now)
   return (ts_now.sec_hi * 4294967296 + ts_now.sec_lo) + ts_now.nsec_lo * 1e-9
 end
+local ts_cpu = ffi.new("harness_timespec")
+local function cpu_now()   -- seconds of this thread's CPU time (immune to preemption)
+  C.harness_clock_gettime(3, ts_cpu)   -- CLOCK_THREAD_CPUTIME_ID
+  return (ts_cpu.sec_hi * 4294967296 + ts_cpu.sec_lo) + ts_cpu.nsec_lo * 1e-9
+end
 local function sleep(sec)
   if sec <= 0 then return end
   local s = floor(sec)
@@ -396,10 +401,13 @@ local ring_reach = ffi.new("uint8_t[?]", RING)       -- digger within reach at s
 local HLIN, HSUB, HOCT = 1024, 256, 24
 local HN = HLIN + HSUB * HOCT
 local hist = ffi.new("uint32_t[?]", HN)
-local function hist_index(us)
+local LN2 = math.log(2)
+local function hist_index(us)                        -- (math.frexp is not compiled)
   if us < HLIN then return floor(us) end
-  local m, e = math.frexp(us)                        -- us = m * 2^e, m in [0.5, 1)
-  local idx = HLIN + (e - 11) * HSUB + floor((m * 2 - 1) * HSUB)
+  local e = floor(math.log(us) / LN2)                -- 2^e <= us < 2^(e+1)
+  local p2 = 2 ^ e
+  if p2 > us then e = e - 1 p2 = p2 / 2 elseif p2 * 2 <= us then e = e + 1 p2 = p2 * 2 end
+  local idx = HLIN + (e - 10) * HSUB + floor((us / p2 - 1) * HSUB)
   if idx >= HN then idx = HN - 1 end
   return idx
 end
@@ -452,10 +460,13 @@ st = ffi.new([[struct {
   double misses, lat_max, lat_min, lat_sum, order_err, gap_err, digger_err, kind_err, count_err;
   double decoded, decode_err, busy, ring_full, ticks, overruns, tick_max, moves, lat_dropped;
   double cur, cur_n, cur_last_rcp, cur_t, cur_kind, cur_digger_seen, sample_ctr, last_sub;
+  double poll_time, proc_time, samples;
 }]])
 st.lat_min = 1e300
 st.cur_last_rcp = -1
 
+local SAMPLES = 4096                                -- sampled packets kept for decoding
+local sample_buf = ffi.new("uint8_t[?]", opt.sample > 0 and not opt.verify and SAMPLES * 128 or 1)
 local MAXP = 4096
 local pbuf = ffi.new("uint8_t[?]", MAXP * 128)
 local u32p = ffi.typeof("const uint32_t *")
@@ -474,13 +485,11 @@ local function decode_check(p, seq, rcp, kind)
   end
 end
 
--- a dig is complete: its last packet was polled at st.cur_t
-local function finalize()
-  local seq = st.cur
+-- a dig is complete: its last packet (of n, the first of kind `kind`) was
+-- polled at time t; digger_seen says whether the digger got one
+local function finalize(seq, n, kind, digger_seen, t)
   local slot = band(seq, RMASK)
-  local lat = st.cur_t - ring_t[slot]
-  local n = st.cur_n
-  local kind = st.cur_kind
+  local lat = t - ring_t[slot]
   st.digs_done = st.digs_done + 1
   if lat > st.lat_max then st.lat_max = lat end
   if lat < st.lat_min then st.lat_min = lat end
@@ -500,7 +509,7 @@ local function finalize()
   elseif kind == 4 then st.rejected = st.rejected + 1
   else st.kind_err = st.kind_err + 1 end
   -- the digger gets a packet; REJECTED exactly when out of reach at submit
-  if st.cur_digger_seen == 0 then st.digger_err = st.digger_err + 1 end
+  if digger_seen == 0 then st.digger_err = st.digger_err + 1 end
   if (kind == 4) ~= (ring_reach[slot] == 0) then st.kind_err = st.kind_err + 1 end
   if opt.verify then
     local e = ring_expect[slot]
@@ -519,49 +528,59 @@ local function finalize()
     b_pk[b] = b_pk[b] + n
     if kind == 1 then b_found[b] = b_found[b] + 1 end
     if seq == b_last[b] then
-      b_t1[b] = st.cur_t
+      b_t1[b] = t
       b_cur = b + 1
     end
   end
 end
 
--- handle n packets in pbuf, polled at time t
+-- handle n packets in pbuf, polled at time t. The current dig's state lives
+-- in locals here and in st between calls.
 local function process(n, t)
   local verify, sample = opt.verify, opt.sample
+  local cur, cur_n, last_rcp, cur_kind, seen = st.cur, st.cur_n, st.cur_last_rcp, st.cur_kind, st.cur_digger_seen
+  local cur_t = st.cur_t
+  local last_sub = st.last_sub
+  local digger = cur > 0 and ring_digger[band(cur, RMASK)] or -1
   for i = 0, n - 1 do
     local p = pbuf + i * 128
     local q = ffi.cast(u32p, p)
     local seq = q[3] * 4294967296 + q[2]       -- u64 seq at 8, two u32 reads
     local rcp = q[8]                             -- u32 recipient at 32
     local kind = p[6]
-    local cur = st.cur
     if seq ~= cur then
-      if seq < cur or seq > st.last_sub then
+      if seq < cur or seq > last_sub then
         st.order_err = st.order_err + 1
       else
-        if cur > 0 then finalize() end
+        if cur > 0 then finalize(cur, cur_n, cur_kind, seen, cur_t) end
         if seq ~= cur + 1 then st.gap_err = st.gap_err + (seq - cur - 1) end
-        st.cur = seq
-        st.cur_n = 0
-        st.cur_last_rcp = -1
-        st.cur_kind = kind
-        st.cur_digger_seen = 0
+        cur, cur_n, last_rcp, cur_kind, seen = seq, 0, -1, kind, 0
+        digger = ring_digger[band(seq, RMASK)]
       end
     end
-    if rcp <= st.cur_last_rcp then st.order_err = st.order_err + 1 end
-    if kind ~= st.cur_kind then st.kind_err = st.kind_err + 1 end
-    if rcp == ring_digger[band(seq, RMASK)] then st.cur_digger_seen = 1 end
-    st.cur_last_rcp = rcp
-    st.cur_n = st.cur_n + 1
-    st.cur_t = t
+    if rcp <= last_rcp then st.order_err = st.order_err + 1 end
+    if kind ~= cur_kind then st.kind_err = st.kind_err + 1 end
+    if rcp == digger then seen = 1 end
+    last_rcp = rcp
+    cur_n = cur_n + 1
+    cur_t = t
     if verify then
       decode_check(p, seq, rcp, kind)
     elseif sample > 0 then
       local c = st.sample_ctr + 1
-      if c >= sample then c = 0 decode_check(p, seq, rcp, kind) end
+      if c >= sample then            -- keep a copy; decoded after the run, outside the timing
+        c = 0
+        local k = st.samples
+        if k < SAMPLES then
+          ffi.copy(sample_buf + k * 128, p, 128)
+          st.samples = k + 1
+        end
+      end
       st.sample_ctr = c
     end
   end
+  st.cur, st.cur_n, st.cur_last_rcp, st.cur_kind, st.cur_digger_seen = cur, cur_n, last_rcp, cur_kind, seen
+  st.cur_t = cur_t
   st.packets = st.packets + n
 end
 
@@ -750,10 +769,14 @@ for tick = 0, TICKS - 1 do
   next_tick = next_tick + TICK
   local polled = false
   while true do
+    local c0 = cpu_now()
     local n = r:poll_into(pbuf, MAXP)
     local t = now()
     if n > 0 then
+      local c1 = cpu_now()
       process(n, t)
+      st.poll_time = st.poll_time + (c1 - c0)
+      st.proc_time = st.proc_time + (cpu_now() - c1)
     elseif fast then
       break
     end
@@ -795,8 +818,17 @@ while true do
   if n == 0 then break end
   process(n, now())
 end
-if st.cur > 0 then finalize() st.cur = 0 end
+if st.cur > 0 then
+  finalize(st.cur, st.cur_n, st.cur_kind, st.cur_digger_seen, st.cur_t)
+  st.cur = 0
+end
 local t_end = now()
+-- decode the sampled packets (the client's job: CRC and fields), outside the timing
+for k = 0, st.samples - 1 do
+  local p = sample_buf + k * 128
+  local q = ffi.cast(u32p, p)
+  decode_check(p, q[3] * 4294967296 + q[2], q[8], p[6])
+end
 do
   local h = collectgarbage("count")
   if h > heap_peak then heap_peak = h end
@@ -807,6 +839,23 @@ collectgarbage("collect")
 local heap_end = collectgarbage("count")
 local stats = r:stats()
 local peak_rss_kb = rss_kb("VmHWM")
+-- CPU time of the whole process (main thread + any backend threads) and the
+-- machine's load: a busy machine makes every figure here worse
+local cpu_s, loadavg = 0, -1
+do
+  local f = io.open("/proc/self/stat")
+  if f then
+    local s = f:read("*a")
+    f:close()
+    local rest = s:match("%)%s+(.*)$") or ""
+    local fields = {}
+    for w in rest:gmatch("%S+") do fields[#fields + 1] = w end
+    -- after "pid (comm)": field 3 is state; utime and stime are fields 14 and 15
+    cpu_s = ((tonumber(fields[12]) or 0) + (tonumber(fields[13]) or 0)) / 100
+  end
+  f = io.open("/proc/loadavg")
+  if f then loadavg = tonumber((f:read("*l") or ""):match("^(%S+)")) or -1 f:close() end
+end
 r:close()
 
 ---------------------------------------------------------------------------
@@ -852,7 +901,7 @@ local S_ = {
   players = P, sites = S, world = W, aoi = opt.aoi, reach = opt.reach, seed = opt.seed,
   workers = opt.workers, seconds = opt.seconds, ticks = st.ticks, fast = opt.fast,
   digs_per_tick = dpt, burst = burst, burst_every = bevery, charges = opt.charges,
-  wall_s = r3(wall), setup_s = r3(setup_s),
+  wall_s = r3(wall), setup_s = r3(setup_s), cpu_s = r3(cpu_s), loadavg_1m = loadavg,
   digs = digs, packets = st.packets,
   packets_per_s = floor(st.packets / wall + 0.5),
   found = st.found, empty = st.empty, nothing = st.nothing, rejected = st.rejected,
@@ -870,6 +919,8 @@ local S_ = {
   burst_ms_max = r3(b_dur_max * 1000),
   burst_packets_per_s = b_dur_sum > 0 and floor(b_pk_sum / b_dur_sum + 0.5) or 0,
   moves = st.moves,
+  poll_ns_per_packet = st.packets > 0 and r3(st.poll_time / st.packets * 1e9) or 0,
+  harness_ns_per_packet = st.packets > 0 and r3(st.proc_time / st.packets * 1e9) or 0,
   busy = st.busy, held_back = st.ring_full,
   peak_rss_mb = r3(peak_rss_kb / 1024),
   lua_heap_kb_start = r3(heap_start), lua_heap_kb_end = r3(heap_end),
@@ -884,10 +935,11 @@ local S_ = {
 local ORDER = {
   "label", "backend", "version", "players", "sites", "world", "aoi", "reach", "seed", "workers", "seconds",
   "ticks", "fast", "digs_per_tick", "burst", "burst_every", "charges", "wall_s", "setup_s",
+  "cpu_s", "loadavg_1m",
   "digs", "packets", "packets_per_s", "found", "empty", "nothing", "rejected",
   "recipients_per_found", "p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "min_ms",
   "misses_20ms", "bursts", "burst_digs", "burst_found", "burst_packets", "burst_ms_mean",
-  "burst_ms_max", "burst_packets_per_s", "moves", "busy", "held_back", "peak_rss_mb",
+  "burst_ms_max", "burst_packets_per_s", "moves", "poll_ns_per_packet", "harness_ns_per_packet", "busy", "held_back", "peak_rss_mb",
   "lua_heap_kb_start", "lua_heap_kb_end", "lua_heap_kb_end_raw", "lua_heap_kb_peak",
   "heap_checkpoint_s", "lua_heap_kb_checkpoint",
   "tick_overruns", "tick_max_ms", "order_errors", "gap_errors", "digger_errors",
@@ -919,14 +971,16 @@ if bursts_done > 0 then
   out:write(string.format("bursts     %d bursts of %d digs (%d found): %.3f ms mean, %.3f ms max to the last packet, %.0f packets/s\n",
     bursts_done, burst, b_found_sum, S_.burst_ms_mean, S_.burst_ms_max, S_.burst_packets_per_s))
 end
+out:write(string.format("send loop  CPU per packet: poll_into %.1f ns (backend), harness checks %.1f ns (counted in the latency)\n",
+  S_.poll_ns_per_packet, S_.harness_ns_per_packet))
 out:write(string.format("memory     peak RSS %.1f MB; Lua heap %.0f kB at start, %.0f kB at end (%.0f kB before the final GC, %.0f kB peak sampled)\n",
   S_.peak_rss_mb, heap_start, heap_end, heap_end_raw, heap_peak))
 if heap_ck >= 0 then
   out:write(string.format("           Lua heap %.0f kB after %g s (full GC): %+.0f kB from there to the end\n",
     heap_ck, opt.heap_checkpoint, heap_end - heap_ck))
 end
-out:write(string.format("ticks      %d overruns (> 50 ms), longest %.1f ms; busy %d, held back %d\n",
-  st.overruns, S_.tick_max_ms, st.busy, st.ring_full))
+out:write(string.format("ticks      %d overruns (> 50 ms), longest %.1f ms; busy %d, held back %d; CPU %.2f s (all threads); load average %.2f\n",
+  st.overruns, S_.tick_max_ms, st.busy, st.ring_full, cpu_s, loadavg))
 out:write(string.format("checks     order %d, gaps %d, digger %d, kind %d, recipients %d, decoded %d (%d bad), stats() mismatches %d%s\n",
   st.order_err, st.gap_err, st.digger_err, st.kind_err, st.count_err, st.decoded, st.decode_err,
   #mismatch, opt.verify and " [--verify: every packet decoded, every dig's recipients counted]" or ""))
