@@ -652,7 +652,7 @@ local function step_players()
   return n
 end
 
-local function add_dig(i, t)
+local function add_dig(i)
   if dig_n >= DIGCAP then st.ring_full = st.ring_full + 1 return end
   local k = ptarget[i]
   local d = dig_buf[dig_n]
@@ -662,7 +662,8 @@ local function add_dig(i, t)
 end
 
 -- submit the waiting records; returns true if accepted (or nothing to do)
-local function submit(t, burst_from)
+local burst_lo, burst_hi = -1, -1   -- record indexes [lo, hi) of a burst not yet accepted
+local function submit()
   if dig_n == 0 then return true end
   -- never track more in-flight digs than the ring holds
   if st.last_sub + dig_n - st.digs_done >= RING then
@@ -705,15 +706,16 @@ local function submit(t, burst_from)
   end
   st.digs_sub = st.digs_sub + count
   st.last_sub = first + count - 1
-  if burst_from >= 0 and burst_from < count then
+  if burst_lo >= 0 and burst_hi > burst_lo then
     local b = nbursts
     if b < NB then
-      b_first[b] = first + burst_from
-      b_last[b] = first + count - 1
-      b_t0[b] = ring_t[band(first + burst_from, RMASK)]
+      b_first[b] = first + burst_lo
+      b_last[b] = first + burst_hi - 1
+      b_t0[b] = ring_t[band(first + burst_lo, RMASK)]
       nbursts = b + 1
     end
   end
+  burst_lo, burst_hi = -1, -1
   dig_n = 0
   return true
 end
@@ -756,15 +758,15 @@ for tick = 0, TICKS - 1 do
   local nm = step_players()
   if nm > 0 then r:move_batch(ffi.string(move_buf, nm * 16)) end
   -- 2. digs: leftovers from a busy tick first, then this tick's
-  local tsub = now()
-  for _ = 1, dpt do add_dig(rndint(P), tsub) end
-  local burst_from = -1
+  for _ = 1, dpt do add_dig(rndint(P)) end
   if burst > 0 and tick % bevery == 0 then
-    burst_from = dig_n
-    for j = 0, burst - 1 do add_dig((burst_off + j) % P, tsub) end
+    -- (a burst still waiting after a busy refusal merges with this one)
+    if burst_lo < 0 then burst_lo = dig_n end
+    for j = 0, burst - 1 do add_dig((burst_off + j) % P) end
+    burst_hi = dig_n
     burst_off = (burst_off + burst) % P
   end
-  submit(tsub, burst_from)
+  submit()
   -- 3. send loop
   next_tick = next_tick + TICK
   local polled = false
@@ -807,7 +809,7 @@ end
 -- drain: digs refused as busy are retried until accepted, then flush and poll all
 local t_loop_end = now()
 while dig_n > 0 do
-  if not submit(now(), -1) then
+  if not submit() then
     local n = r:poll_into(pbuf, MAXP)
     if n > 0 then process(n, now()) else sleep(0.0002) end
   end
