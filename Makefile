@@ -31,14 +31,18 @@ test: build test-rust test-lua test-diff test-model test-vectors test-lifecycle
 test-rust:
 	$(CARGO) test --workspace
 
+# Every spec runs against both backends; the second run takes native's
+# mlua path only (the FFI fast path off), so both call paths are covered.
 test-lua: deps build
 	TREASURE_TEST_BACKENDS=lua,native $(LUAJIT) /usr/bin/busted --lpath='$(CURDIR)/tests/lua/?.lua' tests/lua
+	TREASURE_NATIVE_FFI=0 TREASURE_TEST_BACKENDS=native $(LUAJIT) /usr/bin/busted --lpath='$(CURDIR)/tests/lua/?.lua' tests/lua
 
 # Differential: legacy vs native, worker counts cycling 1,2,4,8; then again
 # with tiny internal queues (chunks of 1-3 digs, 1-4 chunks in flight).
 test-diff: build
 	$(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 200 --calls 2000 --workers 1,2,4,8
 	$(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 100 --calls 2000 --workers 1,2,4,8 --tiny --seed 100001
+	TREASURE_NATIVE_FFI=0 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 50 --calls 2000 --seed 200001
 
 # The legacy backend against an independent Python reading of the contract.
 test-model: deps

@@ -11,10 +11,12 @@
 //! * `args.rs`      numbers, ranges and the `got <value>` of error messages
 //! * `tables.rs`    `opts` and loot `entries` (checked, then via serde)
 //! * `resolver.rs`  the userdata and its raw methods
-//! * `ffi_buffer.rs` the caller's FFI buffer for `poll_into` (the only unsafe)
+//! * `fast.rs`     C functions LuaJIT's FFI calls for the hot calls (success only)
+//! * `ffi_buffer.rs` the caller's FFI buffer for the mlua `poll_into`
 //! * `native.lua`   the Lua half: raises errors as strings, measures buffers
 
 mod args;
+mod fast;
 mod ffi_buffer;
 mod resolver;
 mod tables;

@@ -48,19 +48,122 @@ raw.calibrate(
   probe_fixed, tonumber(ffi.cast("uintptr_t", probe_fixed))
 )
 
+-- The FFI fast path (src/fast.rs) for the calls a game loop makes every
+-- tick. LuaJIT compiles these FFI calls into its traces; the classic C API
+-- calls above it cannot be. The fast functions only ever *succeed* or say
+-- "take the slow path" (-1) having changed nothing; the slow path then
+-- validates again and raises the contract's exact message. Only numbers and
+-- strings are handed to the FFI (it would raise its own errors on others).
+-- TREASURE_NATIVE_FFI=0 turns the fast path off (for comparisons).
+local C
+do
+  local path = package.searchpath and package.searchpath("treasure.native", package.cpath)
+  local ok, lib = false, nil
+  if path and os.getenv("TREASURE_NATIVE_FFI") ~= "0" then
+    ok, lib = pcall(ffi.load, path)
+  end
+  if ok then
+    ok = pcall(ffi.cdef, [[
+      double treasure_native_move(void *h, double p, double x, double y, double z);
+      double treasure_native_dig(void *h, double p, double x, double y, double z, double t);
+      double treasure_native_dig_batch(void *h, const char *records, size_t len);
+      double treasure_native_move_batch(void *h, const char *records, size_t len);
+      double treasure_native_poll_into(void *h, uint8_t *buf, double holds, double max);
+      const uint8_t *treasure_native_identity(void);
+    ]])
+    -- Use it only if ffi.load found the very library require loaded.
+    if ok and tonumber(ffi.cast("uintptr_t", lib.treasure_native_identity())) == raw.identity() then
+      C = lib
+    end
+  end
+end
+
+-- resolver userdata -> handle (void *), only while the resolver is open.
+local handles = setmetatable({}, { __mode = "k" })
+
+if C then
+  local slow = {}
+  for k, f in pairs(methods) do slow[k] = f end
+  local fmove, fdig, fdigb, fmoveb, fpoll =
+    C.treasure_native_move, C.treasure_native_dig, C.treasure_native_dig_batch,
+    C.treasure_native_move_batch, C.treasure_native_poll_into
+
+  function methods.move(self, p, x, y, z)
+    local h = handles[self]
+    if h and type(p) == "number" and type(x) == "number" and type(y) == "number"
+        and type(z) == "number" and fmove(h, p, x, y, z) == 0 then
+      return
+    end
+    return slow.move(self, p, x, y, z)
+  end
+
+  function methods.dig(self, p, x, y, z, t)
+    local h = handles[self]
+    if h and type(p) == "number" and type(x) == "number" and type(y) == "number"
+        and type(z) == "number" and type(t) == "number" then
+      local seq = fdig(h, p, x, y, z, t)
+      if seq > 0 then return seq end
+      if seq == 0 then return nil, "busy" end
+    end
+    return slow.dig(self, p, x, y, z, t)
+  end
+
+  function methods.dig_batch(self, records)
+    local h = handles[self]
+    if h and type(records) == "string" then
+      local first = fdigb(h, records, #records)
+      if first > 0 then return first, #records / 24 end
+      if first == 0 then return nil, "busy" end
+    end
+    return slow.dig_batch(self, records)
+  end
+
+  function methods.move_batch(self, records)
+    local h = handles[self]
+    if h and type(records) == "string" and fmoveb(h, records, #records) == 0 then
+      return
+    end
+    return slow.move_batch(self, records)
+  end
+
+  function methods.poll_into(self, buf, max)
+    local h = handles[self]
+    if h and type(max) == "number" then
+      local holds = packets_held(buf)
+      if holds then
+        local n = fpoll(h, buf, holds, max)
+        if n >= 0 then return n end
+      end
+    end
+    return slow.poll_into(self, buf, max)
+  end
+
+  function methods.close(self)
+    if handles[self] then handles[self] = nil end -- before the resolver is freed
+    return slow.close(self)
+  end
+end
+
+local function register(r)
+  if C then handles[r] = ffi.cast("void *", raw.handle(r)) end
+  return r
+end
+
 local M = {
   _VERSION = raw._VERSION,
   backend = "native",
+  -- true when the FFI fast path is in use (see above)
+  _ffi = C ~= nil,
 }
 
 function M.new(opts)
-  return check(raw.new(opts))
+  return register(check(raw.new(opts)))
 end
 
 -- Test-only: new() with internal queue sizes overridden, so tests can force
 -- tiny chunks and a tiny in-flight window (wrap-around and backpressure).
 function M._new_with_tuning(opts, tuning)
-  return check(raw.new(opts, tuning))
+  return register(check(raw.new(opts, tuning)))
 end
 
 -- Test-only: make the next worker task panic after n more chunks.

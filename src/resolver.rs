@@ -27,7 +27,8 @@ pub struct ErrSentinel(pub Table);
 /// A resolver as Lua sees it. `None` once closed: close drops the core
 /// resolver, which waits for its in-flight work and frees all its memory.
 pub struct NativeResolver {
-    core: Option<Resolver>,
+    /// Boxed so its address, the FFI fast path's handle, never moves.
+    core: Option<Box<Resolver>>,
     /// Reused by `poll` to gather packets before the one `create_string`.
     scratch: Vec<u8>,
 }
@@ -149,7 +150,7 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
                 tables::tuning(lua, &tuning, &mut o)?;
                 let core = Resolver::new(o).map_err(|e| e.to_string())?;
                 lua.create_userdata(NativeResolver {
-                    core: Some(core),
+                    core: Some(Box::new(core)),
                     scratch: Vec::new(),
                 })
                 .map_err(|e| format!("treasure: new: {e}"))
@@ -449,6 +450,21 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
                 Ok(n as f64)
             })
         })?,
+    )?;
+
+    raw.set(
+        "handle",
+        lua.create_function(|lua, s: Value| {
+            guarded(lua, "handle", || {
+                let mut r = this("handle", &s)?;
+                Ok(crate::fast::handle_of(core(&mut r)))
+            })
+        })?,
+    )?;
+
+    raw.set(
+        "identity",
+        lua.create_function(|_, ()| Ok(crate::fast::treasure_native_identity() as usize as f64))?,
     )?;
 
     raw.set(
