@@ -76,6 +76,11 @@ pub struct Grid {
     cells: FxHashMap<u64, Vec<Entry>>,
     loc: Vec<Loc>,
     len: usize,
+    /// Grow-only bounding box of every cell ever occupied (min, max cell
+    /// coordinate per axis). Queries clamp their cell box to it, so e.g. a
+    /// world whose players all live in one layer of cells in y visits one
+    /// layer, not three. Never shrinks (a superset is still correct).
+    bounds: [(i64, i64); 3],
 }
 
 impl Grid {
@@ -93,6 +98,7 @@ impl Grid {
             cells: FxHashMap::default(),
             loc: Vec::new(),
             len: 0,
+            bounds: [(i64::MAX, i64::MIN); 3],
         }
     }
 
@@ -175,7 +181,16 @@ impl Grid {
         self.len += 1;
     }
 
+    fn grow_bounds(&mut self, x: i32, y: i32, z: i32) {
+        for (b, v) in self.bounds.iter_mut().zip([x, y, z]) {
+            let c = (v >> self.shift) as i64;
+            b.0 = b.0.min(c);
+            b.1 = b.1.max(c);
+        }
+    }
+
     fn push(&mut self, key: u64, e: Entry) {
+        self.grow_bounds(e.x, e.y, e.z);
         let cell = self.cells.entry(key).or_default();
         self.loc[e.slot as usize] = Loc {
             key,
@@ -240,9 +255,15 @@ impl Grid {
         let r2 = (r as u64) * (r as u64);
         let (x64, y64, z64) = (x as i64, y as i64, z as i64);
         let r64 = r as i64;
-        let lo = |v: i64| (v - r64).max(COORD_MIN as i64) >> self.shift;
-        let hi = |v: i64| (v + r64).min(COORD_MAX as i64) >> self.shift;
-        let (x0, x1, y0, y1, z0, z1) = (lo(x64), hi(x64), lo(y64), hi(y64), lo(z64), hi(z64));
+        let b = &self.bounds;
+        let lo = |v: i64, a: usize| ((v - r64).max(COORD_MIN as i64) >> self.shift).max(b[a].0);
+        let hi = |v: i64, a: usize| ((v + r64).min(COORD_MAX as i64) >> self.shift).min(b[a].1);
+        let (x0, x1) = (lo(x64, 0), hi(x64, 0));
+        let (y0, y1) = (lo(y64, 1), hi(y64, 1));
+        let (z0, z1) = (lo(z64, 2), hi(z64, 2));
+        if x0 > x1 || y0 > y1 || z0 > z1 {
+            return;
+        }
         let boxed = ((x1 - x0 + 1) as u64) * ((y1 - y0 + 1) as u64) * ((z1 - z0 + 1) as u64);
         let scan = |cell: &Vec<Entry>, out: &mut Vec<Hit>| {
             for e in cell {

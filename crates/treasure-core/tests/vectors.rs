@@ -59,7 +59,7 @@ where
 
 fn unhex(s: &str) -> Vec<u8> {
     assert!(
-        s.len() % 2 == 0
+        s.len().is_multiple_of(2)
             && s.bytes()
                 .all(|c| c.is_ascii_digit() || (b'a'..=b'f').contains(&c))
     );
