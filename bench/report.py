@@ -394,6 +394,14 @@ def render(results_path, doc_path):
     out.append("")
     out.append(targets(runs, missing, meta_))
     out.append("")
+    out.append("How each verdict is computed: the burst rows use the `burst` run (bursts of 12,000 digs, "
+               "one per second, every dig counted); the steady row uses the `steady` run; throughput is "
+               "`burst packets/s` (a burst's packets over the time from its `dig_batch` to its last packet "
+               "polled, summed over the bursts) of native over legacy; RSS is the larger `VmHWM` of the two "
+               "native runs (whole process: LuaJIT, harness, backend); the heap row compares "
+               "`collectgarbage('count')` after full GCs at the 5 s checkpoint and at the end of the 60 s "
+               "steady run. \"How far\" is measured / limit.")
+    out.append("")
 
     titles = {
         "steady": "Steady load at 20 Hz",
