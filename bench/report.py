@@ -221,6 +221,10 @@ def harness_flags(r):
         if r["burst_every"] != 20:
             f += f" --burst-every {r['burst_every']}"
     f += f" --seconds {r['seconds']:g}"
+    if r.get("fast"):
+        f += " --fast"
+    if r.get("digest"):
+        f += " --digest"
     if r.get("heap_checkpoint_s", 0) > 0:
         f += f" --heap-checkpoint {r['heap_checkpoint_s']:g}"
     return f
@@ -406,6 +410,7 @@ def render(results_path, doc_path):
     titles = {
         "steady": "Steady load at 20 Hz",
         "burst": "12,000-dig burst",
+        "fast": "As fast as it goes (`--fast`)",
     }
     for label in order:
         if label.startswith("aoi-"):
@@ -417,6 +422,23 @@ def render(results_path, doc_path):
         out.append(f"`{label}`: {scenario_flags(r0)}. Harness flags: `{harness_flags(r0).split(' ', 2)[2]}`.")
         out.append("")
         out.append(scenario_table(label, runs, backends))
+        out.append("")
+
+    fr = {b: runs[("fast", b)] for b in backends if ("fast", b) in runs}
+    if fr:
+        out.append("### Same packets from both backends")
+        out.append("")
+        digs = {b: r.get("digest", "") for b, r in fr.items()}
+        counts = {b: r.get("packets") for b, r in fr.items()}
+        if len(fr) == 2:
+            same = digs["lua"] == digs["native"] and counts["lua"] == counts["native"] and digs["lua"]
+            out.append(("**Equal.** " if same else "**DIFFERENT.** ")
+                       + f"The `fast` runs hash every byte of every packet except `t_us` and `crc` (which carry "
+                       f"the wall clock): legacy `{digs['lua']}` over {counts['lua']:,} packets, native "
+                       f"`{digs['native']}` over {counts['native']:,} packets.")
+        else:
+            b = next(iter(fr))
+            out.append(f"Only {b} ran: stream digest `{digs[b]}` over {counts[b]:,} packets.")
         out.append("")
 
     sweep = sorted({runs[k]["aoi"] for k in runs if k[0].startswith("aoi-")})

@@ -9,6 +9,8 @@
 #            60 s, with a full-GC heap checkpoint at 5 s (the "heap flat" target)
 #   burst    12,000 players digging at once, once a second (--digs-per-tick 0 --burst 12000)
 #   aoi-N    fan-out sweep: the burst scenario plus 20 digs/tick at --aoi 16, 32, 64, 128
+#   fast     --fast (ticks back to back) with bursts: sustained throughput, and a
+#            --digest of the packet stream that must match across backends
 # collects the JSON summaries in bench/results.jsonl, then regenerates the
 # harness section of docs/BENCHMARKS.md (bench/report.py; the rest of the file
 # is kept) and docs/latency.svg (bench/plot.py).
@@ -33,9 +35,9 @@ for a in "$@"; do
   esac
 done
 if [ "$QUICK" = 1 ]; then
-  STEADY_S=6; HEAP_CK=2; BURST_S=2; SWEEP_S=1
+  STEADY_S=6; HEAP_CK=2; BURST_S=2; SWEEP_S=1; FAST_S=3
 else
-  STEADY_S=60; HEAP_CK=5; BURST_S=5; SWEEP_S=3
+  STEADY_S=60; HEAP_CK=5; BURST_S=5; SWEEP_S=3; FAST_S=20
 fi
 AOIS="16 32 64 128"
 
@@ -97,6 +99,9 @@ for b in $BACKENDS; do
   for aoi in $AOIS; do
     run "$b" "aoi-$aoi" --aoi "$aoi" --burst 12000 --seconds "$SWEEP_S"
   done
+  # as fast as it goes (no 20 Hz pacing): sustained throughput, and a digest
+  # of the whole packet stream that must be equal across backends
+  run "$b" fast --fast --digest --burst 12000 --seconds "$FAST_S"
 done
 
 cp "$OUT" "$RESULTS"

@@ -85,6 +85,9 @@ usage: luajit examples/harness.lua [flags]
                          dig's kind and recipient count against the harness's model
   --sample N             decode 1 packet in N (1000; 0 = none) outside the timing
   --poll-us N            sleep N us when poll_into returns nothing (200; 0 = spin)
+  --digest               hash the whole packet stream (every byte but t_us and crc,
+                         which carry the wall clock) to compare backends; use with
+                         --fast so that timing cannot change what is dug
   --latency-out FILE     write each dig's latency (ms), one per line
   --heap-checkpoint S    full GC + Lua heap reading after simulated second S (warm
                          state, e.g. grown queues); the end is compared to it
@@ -96,7 +99,7 @@ local opt = {
   backend = nil, players = 12000, sites = 100000, world = 4096, aoi = 64, reach = 8,
   seed = 1, workers = 0, max_pending = nil, seconds = 10, digs_per_tick = 20,
   burst = 0, burst_every = 20, charges = 20000, hotspots = 256, hotspot_share = 0.5,
-  fast = false, json = false, verify = false, sample = 1000, latency_out = nil, quiet = false,
+  fast = false, json = false, verify = false, digest = false, sample = 1000, latency_out = nil, quiet = false,
   heap_checkpoint = 0, poll_us = 200,
 }
 local numeric = {
@@ -105,7 +108,7 @@ local numeric = {
   burst_every = true, charges = true, hotspots = true, hotspot_share = true, sample = true,
   heap_checkpoint = true, poll_us = true,
 }
-local flags = { fast = true, json = true, verify = true, quiet = true }
+local flags = { fast = true, json = true, verify = true, quiet = true, digest = true }
 
 local function die(msg, code)
   io.stderr:write("harness: ", msg, "\n")
@@ -483,7 +486,7 @@ st = ffi.new([[struct {
   double misses, lat_max, lat_min, lat_sum, order_err, gap_err, digger_err, kind_err, count_err;
   double decoded, decode_err, busy, ring_full, ticks, overruns, tick_max, moves, lat_dropped;
   double cur, cur_n, cur_last_rcp, cur_t, cur_kind, cur_digger_seen, sample_ctr, last_sub;
-  double poll_time, proc_time, samples;
+  double poll_time, proc_time, samples, digest;
 }]])
 st.lat_min = 1e300
 st.cur_last_rcp = -1
@@ -557,10 +560,26 @@ local function finalize(seq, n, kind, digger_seen, t)
   end
 end
 
+-- --digest: fold one packet's u32 words into h, skipping t_us (words 4, 5)
+-- and crc (31); unrolled (generated once) so that it compiles to straight code
+local digest_packet
+do
+  -- two independent lanes per packet (a rotate-xor chain and a sum), mixed
+  -- into h once per packet: short dependency chains, one multiply
+  local src = { "local tobit, rol, bxor = ...\nreturn function(h, q)\n  local a, b = 0, 0\n" }
+  for w = 0, 30 do
+    if w ~= 4 and w ~= 5 then
+      src[#src + 1] = ("  a = bxor(rol(a, 5), q[%d]) b = b + q[%d]\n"):format(w, w)
+    end
+  end
+  src[#src + 1] = "  return tobit(rol(bxor(h, a), 13) * 5 + tobit(b))\nend\n"
+  digest_packet = assert(loadstring(table.concat(src), "=digest"))(tobit, rol, bxor)
+end
+
 -- handle n packets in pbuf, polled at time t. The current dig's state lives
 -- in locals here and in st between calls.
 local function process(n, t)
-  local verify, sample = opt.verify, opt.sample
+  local verify, sample, digest = opt.verify, opt.sample, opt.digest
   local cur, cur_n, last_rcp, cur_kind, seen = st.cur, st.cur_n, st.cur_last_rcp, st.cur_kind, st.cur_digger_seen
   local cur_t = st.cur_t
   local last_sub = st.last_sub
@@ -587,6 +606,7 @@ local function process(n, t)
     last_rcp = rcp
     cur_n = cur_n + 1
     cur_t = t
+    if digest then st.digest = digest_packet(st.digest, q) end
     if verify then
       decode_check(p, seq, rcp, kind)
     elseif sample > 0 then
@@ -957,6 +977,7 @@ local S_ = {
   kind_errors = st.kind_err, count_errors = st.count_err,
   decoded = st.decoded, decode_errors = st.decode_err, stats_mismatches = #mismatch,
   verify = opt.verify, errors = errors,
+  digest = opt.digest and bit.tohex(st.digest) or "",
 }
 local ORDER = {
   "label", "backend", "version", "players", "sites", "world", "aoi", "reach", "seed", "workers", "seconds", "poll_us",
@@ -970,6 +991,7 @@ local ORDER = {
   "heap_checkpoint_s", "lua_heap_kb_checkpoint",
   "tick_overruns", "tick_max_ms", "order_errors", "gap_errors", "digger_errors",
   "kind_errors", "count_errors", "decoded", "decode_errors", "stats_mismatches", "verify", "errors",
+  "digest",
 }
 
 local function json_string(v)
@@ -1010,6 +1032,9 @@ out:write(string.format("ticks      %d overruns (> 50 ms), longest %.1f ms; busy
 out:write(string.format("checks     order %d, gaps %d, digger %d, kind %d, recipients %d, decoded %d (%d bad), stats() mismatches %d%s\n",
   st.order_err, st.gap_err, st.digger_err, st.kind_err, st.count_err, st.decoded, st.decode_err,
   #mismatch, opt.verify and " [--verify: every packet decoded, every dig's recipients counted]" or ""))
+if opt.digest then
+  out:write(string.format("digest     %s over %d packets (all bytes but t_us and crc)\n", bit.tohex(st.digest), st.packets))
+end
 for _, m in ipairs(mismatch) do out:write("  stats() mismatch: ", m, "\n") end
 
 if lat_out then
