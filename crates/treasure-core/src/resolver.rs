@@ -339,10 +339,10 @@ impl Resolver {
         if total > u32::MAX as u64 {
             return Err(Error::new(m, ErrorKind::TotalWeight { total }));
         }
-        if inner.sites.tables.contains_key(&id) {
+        if inner.sites.has_table(id) {
             return Err(Error::new(m, ErrorKind::DuplicateLootTable(id)));
         }
-        inner.sites.tables.insert(id, LootTable::new(entries));
+        inner.sites.insert_table(id, LootTable::new(entries));
         Ok(())
     }
 
@@ -362,26 +362,24 @@ impl Resolver {
         check_coords(m, XYZ, [x, y, z])?;
         check_id(m, Arg::Plain("loot_table_id"), loot_table_id)?;
         let s = &mut inner.sites;
-        if s.sites.contains_key(&id) {
+        if s.contains(id) {
             return Err(Error::new(m, ErrorKind::DuplicateSite(id)));
         }
         if let Some(site) = s.at(x, y, z) {
+            let site = site.id;
             return Err(Error::new(m, ErrorKind::OccupiedBlock { x, y, z, site }));
         }
-        if !s.tables.contains_key(&loot_table_id) {
+        if !s.has_table(loot_table_id) {
             return Err(Error::new(m, ErrorKind::UnknownLootTable(loot_table_id)));
         }
-        s.sites.insert(
+        s.insert(Site {
             id,
-            Site {
-                x,
-                y,
-                z,
-                loot_table: loot_table_id,
-                charges,
-            },
-        );
-        s.by_block.insert(block_key(x, y, z), id);
+            x,
+            y,
+            z,
+            loot_table: loot_table_id,
+            charges,
+        });
         Ok(())
     }
 
@@ -390,13 +388,10 @@ impl Resolver {
         let m = Method::RemoveSite;
         let inner = self.inner(m)?;
         check_id(m, Arg::Plain("id"), id)?;
-        let s = &mut inner.sites;
-        let site = s
-            .sites
-            .remove(&id)
-            .ok_or(Error::new(m, ErrorKind::UnknownSite(id)))?;
-        s.by_block.remove(&block_key(site.x, site.y, site.z));
-        Ok(())
+        match inner.sites.remove(id) {
+            Some(_) => Ok(()),
+            None => Err(Error::new(m, ErrorKind::UnknownSite(id))),
+        }
     }
 
     /// `r:join(player, x, y, z, party)` (the binding passes 0 for no party).
@@ -641,7 +636,7 @@ impl Resolver {
             rejected: inner.rejected,
             busy: inner.busy,
             players: inner.players.len() as u64,
-            sites: inner.sites.sites.len() as u64,
+            sites: inner.sites.len() as u64,
             pending_packets: inner.known_pending + inner.inflight_lower,
             resolve_p50_us: q.p50_us,
             resolve_p99_us: q.p99_us,
@@ -783,9 +778,9 @@ impl Inner {
         let mut upper = 1;
         if d2 > self.reach2 {
             self.rejected += 1;
-        } else if let Some(site_id) = self.sites.at(x, y, z) {
+        } else if let Some(site) = self.sites.by_block.get_mut(&block_key(x, y, z)) {
+            let site_id = site.id;
             job.site_id = site_id;
-            let site = self.sites.sites.get_mut(&site_id).expect("indexed site");
             if site.charges == 0 {
                 job.kind = Kind::Empty;
                 self.empty += 1;
@@ -898,7 +893,7 @@ impl std::fmt::Debug for Resolver {
                 .debug_struct("Resolver")
                 .field("next_seq", &i.next_seq)
                 .field("players", &i.players.len())
-                .field("sites", &i.sites.sites.len())
+                .field("sites", &i.sites.len())
                 .field("inflight", &i.inflight)
                 .field("available", &i.available)
                 .finish_non_exhaustive(),

@@ -25,6 +25,11 @@ struct Slot {
     party: u32,
     /// Index in `parties[party]` (meaningless when `party == 0`).
     party_idx: u32,
+    /// Position, duplicated from the grid so lookups by id and party scans
+    /// read one dense array instead of probing the grid's cell map.
+    x: i32,
+    y: i32,
+    z: i32,
 }
 
 /// Players, their positions (in the grid) and parties.
@@ -73,13 +78,13 @@ impl Players {
 
     pub fn get(&self, id: u32) -> Option<PlayerView> {
         let &slot = self.by_id.get(&id)?;
-        let e = self.grid.get(slot);
+        let s = &self.slots[slot as usize];
         Some(PlayerView {
             id,
-            party: e.party,
-            x: e.x,
-            y: e.y,
-            z: e.z,
+            party: s.party,
+            x: s.x,
+            y: s.y,
+            z: s.z,
         })
     }
 
@@ -95,6 +100,9 @@ impl Players {
                     id: 0,
                     party: 0,
                     party_idx: 0,
+                    x: 0,
+                    y: 0,
+                    z: 0,
                 });
                 (self.slots.len() - 1) as u32
             }
@@ -103,6 +111,9 @@ impl Players {
             id,
             party: 0,
             party_idx: 0,
+            x,
+            y,
+            z,
         };
         self.by_id.insert(id, slot);
         self.grid.insert(slot, id, party, x, y, z);
@@ -141,6 +152,8 @@ impl Players {
         match self.by_id.get(&id) {
             Some(&slot) => {
                 self.grid.move_to(slot, x, y, z);
+                let s = &mut self.slots[slot as usize];
+                (s.x, s.y, s.z) = (x, y, z);
                 true
             }
             None => false,
@@ -186,11 +199,11 @@ impl Players {
         }
         if let Some(members) = self.parties.get(&party) {
             for &slot in members {
-                let e = self.grid.get(slot);
+                let s = &self.slots[slot as usize];
                 out.push(Hit {
-                    id: e.id,
+                    id: s.id,
                     party,
-                    dist2: dist2(e.x, e.y, e.z, x, y, z),
+                    dist2: dist2(s.x, s.y, s.z, x, y, z),
                 });
             }
         }
@@ -216,7 +229,8 @@ impl Players {
             let s = self.slots[slot as usize];
             assert_eq!(s.id, id);
             assert_eq!(self.grid.get(slot).id, id);
-            assert_eq!(self.grid.get(slot).party, s.party);
+            let e = self.grid.get(slot);
+            assert_eq!((e.party, e.x, e.y, e.z), (s.party, s.x, s.y, s.z));
             if s.party != 0 {
                 assert_eq!(self.parties[&s.party][s.party_idx as usize], slot);
             }
@@ -235,6 +249,7 @@ impl Players {
 /// A dig site.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Site {
+    pub id: u32,
     pub x: i32,
     pub y: i32,
     pub z: i32,
@@ -249,19 +264,56 @@ pub fn block_key(x: i32, y: i32, z: i32) -> u64 {
     f(x) | (f(y) << 21) | (f(z) << 42)
 }
 
-/// Sites, the block index, and loot tables. Caller-thread only.
+/// Sites (keyed by block, the lookup every dig makes: one hash probe finds
+/// the site and its charges), the id index, and loot tables. Caller-thread
+/// only, never snapshotted.
 #[derive(Clone, Debug, Default)]
 pub struct Sites {
-    pub sites: FxHashMap<u32, Site>,
-    pub by_block: FxHashMap<u64, u32>,
-    pub tables: FxHashMap<u32, LootTable>,
+    pub(crate) by_block: FxHashMap<u64, Site>,
+    pub(crate) by_id: FxHashMap<u32, u64>,
+    pub(crate) tables: FxHashMap<u32, LootTable>,
 }
 
 impl Sites {
-    /// The site id on a block.
+    /// Sites present.
+    pub fn len(&self) -> usize {
+        self.by_id.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.by_id.is_empty()
+    }
+
+    pub fn contains(&self, id: u32) -> bool {
+        self.by_id.contains_key(&id)
+    }
+
+    pub fn has_table(&self, id: u32) -> bool {
+        self.tables.contains_key(&id)
+    }
+
+    /// The site on a block.
     #[inline]
-    pub fn at(&self, x: i32, y: i32, z: i32) -> Option<u32> {
-        self.by_block.get(&block_key(x, y, z)).copied()
+    pub fn at(&self, x: i32, y: i32, z: i32) -> Option<&Site> {
+        self.by_block.get(&block_key(x, y, z))
+    }
+
+    /// Adds a site; the caller checked the id, the block and the table.
+    pub fn insert(&mut self, site: Site) {
+        let key = block_key(site.x, site.y, site.z);
+        self.by_id.insert(site.id, key);
+        self.by_block.insert(key, site);
+    }
+
+    /// Removes a site by id.
+    pub fn remove(&mut self, id: u32) -> Option<Site> {
+        let key = self.by_id.remove(&id)?;
+        self.by_block.remove(&key)
+    }
+
+    /// Adds a loot table; the caller checked the id.
+    pub fn insert_table(&mut self, id: u32, table: LootTable) {
+        self.tables.insert(id, table);
     }
 }
 
