@@ -761,9 +761,30 @@ function Gen:step()
     { 22 + (#self.plist < 4 and 40 or 0), "join" }, { 16, "leave" }, { 25, "set_party" },
     { 16 + (#self.slist < 4 and 40 or 0), "add_site" }, { 12, "remove_site" }, { 8, "add_loot_table" },
     { self.poll_rate * 8, "poll" }, { self.poll_rate * 4, "poll_into" }, { 25, "flush" },
-    { 12, "stats" }, { 4, "new_check" }, { 4, "bad_self" },
+    { 12, "stats" }, { 4, "new_check" }, { 4, "bad_self" }, { 3, "burst" },
   })
   return self["gen_" .. kind](self)
+end
+
+-- a tight loop of valid-looking digs and moves, run by the driver without a
+-- pcall per call so it gets JIT-compiled (FFI fast paths run from traces)
+function Gen:gen_burst()
+  local r = self.r
+  local ops = {}
+  for j = 1, r:int(50, 250) do
+    if r:chance(0.7) or #self.plist == 0 then
+      local p, x, y, z = self:dig_target(true)
+      local t = self:tus()
+      ops[j] = { 1, p, x, y, z, t }
+    else
+      local p = self:joined_player()
+      local x, y, z = self:move_target(p)
+      local q = self.players[p]
+      if q then q[1], q[2], q[3] = x, y, z end
+      ops[j] = { 2, p, x, y, z }
+    end
+  end
+  return { m = "burst", n = 0, ops = ops }
 end
 
 function Gen:gen_flush() return { m = "flush", n = 0 } end

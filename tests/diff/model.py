@@ -520,6 +520,23 @@ def model_call(model, m, self_marker, args):
         return ("err", str(e))
 
 
+def model_burst(model, ops):
+    """a loop of dig/move calls; stops at the first error. Results: seq, -1 busy, 0 move"""
+    out = []
+    for op in ops:
+        if op[0] == 1:
+            kind, val = model_call(model, "dig", None, [float(v) for v in op[1:]])
+        else:
+            kind, val = model_call(model, "move", None, [float(v) for v in op[1:]])
+        if kind == "err":
+            return out, val
+        if op[0] == 1:
+            out.append(-1 if val[0] is None else val[0])
+        else:
+            out.append(0)
+    return out, None
+
+
 # ------------------------------------------------------------------ checking
 
 STATS_KEYS = ["digs", "packets", "found", "empty", "nothing", "rejected", "busy", "players", "sites",
@@ -609,7 +626,11 @@ def check_trace(path, max_report):
 
     with open(path) as f:
         for line in f:
-            rec = json.loads(line)
+            try:
+                rec = json.loads(line)
+            except ValueError:
+                bad("MODEL: seed %s: truncated trace line (did run.lua crash?)" % seq_seed)
+                break
             if "begin" in rec:
                 finish()
                 in_seq = True
@@ -635,6 +656,14 @@ def check_trace(path, max_report):
             i, m = rec["i"], rec["m"]
             calls += 1
             if not seq_ok:
+                continue
+            if m == "burst":
+                want = model_burst(model, rec["args"][0])
+                for name, got in rec["out"].items():
+                    if got.get("burst") != want[0] or got.get("err") != want[1]:
+                        bad("MODEL MISMATCH: seed %s, call %d (burst), backend %s: model %r / %r, backend %r / %r" % (
+                            seq_seed, i, name, want[0][-5:], want[1], (got.get("burst") or [])[-5:], got.get("err")))
+                        break
                 continue
             args = [dec(a) for a in rec["args"]]
             if m != "new" and model is None:

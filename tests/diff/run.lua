@@ -121,6 +121,13 @@ end
 local function show_call(c)
   local parts = {}
   for i = 1, c.n do parts[i] = show(c[i]) end
+  if c.ops then
+    for j = math.max(1, #c.ops - 3), #c.ops do
+      local o = c.ops[j]
+      parts[#parts + 1] = (o[1] == 1 and "dig(" or "move(") .. table.concat(o, ", ", 2) .. ")"
+    end
+    return string.format("burst of %d dig/move calls in one loop (..., %s)", #c.ops, table.concat(parts, ", "))
+  end
   local s = c.m .. "(" .. table.concat(parts, ", ") .. ")"
   if c.self then s = s .. "  [self = " .. c.self .. "]" end
   return s
@@ -168,6 +175,11 @@ local function jres(res, name)
       end
     end
     return '{"ok":true,"stats":{' .. table.concat(sp, ",") .. "}}"
+  end
+  if res.kind == "burst" then
+    local o = {}
+    for j = 1, #res.out do o[j] = numstr(res.out[j]) end
+    return '{"ok":true,"burst":[' .. table.concat(o, ",") .. '],"err":' .. (res.err and jstr(res.err) or "null") .. "}"
   end
   if res.kind == "packets" then
     return '{"ok":true,"n":' .. jval(res[1]) .. ',"bytes":"' .. hex(res.bytes or "") .. '"' ..
@@ -287,6 +299,24 @@ local function apply(b, c)
     return res
   end
   local r = b.r
+  if m == "burst" then
+    local ops, out = c.ops, {}
+    local ok, err = pcall(function()
+      for j = 1, #ops do
+        local o = ops[j]
+        if o[1] == 1 then
+          local s = r:dig(o[2], o[3], o[4], o[5], o[6])
+          out[j] = s or -1
+        else
+          r:move(o[2], o[3], o[4], o[5])
+          out[j] = 0
+        end
+      end
+    end)
+    local res = { ok = true, n = 0, kind = "burst", out = out }
+    if not ok then res.err = type(err) == "string" and err or ("<non-string error: " .. tostring(err) .. ">") end
+    return res
+  end
   local f = r[m]
   if f == nil then return { ok = false, err = "<backend has no method " .. m .. ">" } end
   local self = r
@@ -295,7 +325,16 @@ local function apply(b, c)
   local args = {}
   for i = 1, c.n do args[i] = materialize(c[i], bufs) end
   if m == "stats" and not c.self then pcall(r.flush, r) end
-  local res = pack_res(pcall(f, self, unpack(args, 1, c.n)))
+  -- explicit arity instead of unpack(): keeps the call JIT-compilable, so a
+  -- backend's FFI fast path also runs from traces
+  local n = c.n
+  local res
+  if n == 0 then res = pack_res(pcall(f, self))
+  elseif n == 1 then res = pack_res(pcall(f, self, args[1]))
+  elseif n == 2 then res = pack_res(pcall(f, self, args[1], args[2]))
+  elseif n == 4 then res = pack_res(pcall(f, self, args[1], args[2], args[3], args[4]))
+  elseif n == 5 then res = pack_res(pcall(f, self, args[1], args[2], args[3], args[4], args[5]))
+  else res = pack_res(pcall(f, self, unpack(args, 1, n))) end
   if m == "add_loot_table" and type(args[2]) == "table" then
     -- "the entries are copied": scribble over the caller's tables afterwards
     for _, e in pairs(args[2]) do
@@ -355,6 +394,12 @@ local function show_res(res)
     for _, k in ipairs(STATS_KEYS) do parts[#parts + 1] = k .. "=" .. show(s[k]) end
     return "ok: {" .. table.concat(parts, ", ") .. "}"
   end
+  if res.kind == "burst" then
+    local o = res.out
+    local parts = {}
+    for j = math.max(1, #o - 5), #o do parts[#parts + 1] = j .. ":" .. show(o[j]) end
+    return string.format("burst: %d ops done (last: %s)%s", #o, table.concat(parts, " "), res.err and (", then error: " .. res.err) or "")
+  end
   if res.kind == "packets" then
     return string.format("ok: n=%s, %d bytes%s%s", show(res[1]), #res.bytes, res.lag and (" (lagged " .. res.lag .. ", caught up)") or "",
       res.tail_dirty and " (WROTE PAST n PACKETS in buf)" or "")
@@ -369,6 +414,14 @@ local function compare(c, ra, rb)
   if ra.ok ~= rb.ok then return "success/failure differs" end
   if not ra.ok then
     if ra.err ~= rb.err then return "error messages differ" end
+    return nil
+  end
+  if ra.kind == "burst" then
+    if ra.err ~= rb.err then return "burst: error differs" end
+    if #ra.out ~= #rb.out then return "burst: stopped at a different op" end
+    for j = 1, #ra.out do
+      if ra.out[j] ~= rb.out[j] then return "burst: op " .. j .. " result differs (" .. show(ra.out[j]) .. " vs " .. show(rb.out[j]) .. ")" end
+    end
     return nil
   end
   if ra.kind == "stats" then
@@ -479,6 +532,15 @@ local function run_sequence(seed)
       for i, b in ipairs(BACKENDS) do parts[i] = jstr(b.name) .. ":" .. jres(results[i], b.name) end
       local args = {}
       for i = 1, c.n do args[i] = jval(c[i]) end
+      if c.ops then
+        local o = {}
+        for j, op in ipairs(c.ops) do
+          local f = {}
+          for k = 1, #op do f[k] = numstr(op[k]) end
+          o[j] = "[" .. table.concat(f, ",") .. "]"
+        end
+        args[1] = "[" .. table.concat(o, ",") .. "]"
+      end
       trace_f:write(string.format('{"i":%d,"m":"%s","self":%s,"args":[%s],"out":{%s}}\n', idx, c.m,
         c.self and jstr(c.self) or "null", table.concat(args, ","), table.concat(parts, ",")))
     end
