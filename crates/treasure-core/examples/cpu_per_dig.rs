@@ -94,9 +94,43 @@ fn main() {
     let (cpu, wall) = (cpu_seconds() - c0, t0.elapsed().as_secs_f64());
     let digs = (rounds * recs.len()) as f64;
     println!(
-        "workers={workers} digs={digs} packets/dig={:.2} cpu/dig={:.0} ns wall/dig={:.0} ns",
+        "batch: workers={workers} digs={digs} packets/dig={:.2} cpu/dig={:.0} ns wall/dig={:.0} ns",
         packets as f64 / digs,
         cpu / digs * 1e9,
         wall / digs * 1e9
+    );
+
+    // Snapshot clone cost (what copy-on-write pays when it must clone).
+    let t = Instant::now();
+    let snap = r.players().unwrap().clone();
+    println!(
+        "clone of {} players: {:.0} us",
+        snap.len(),
+        t.elapsed().as_secs_f64() * 1e6
+    );
+    drop(snap);
+
+    // Single digs interleaved with single moves (the per-event call pattern).
+    let n = 20_000usize;
+    let (c0, t0) = (cpu_seconds(), Instant::now());
+    for k in 0..n {
+        let rec = &recs[k % recs.len()];
+        let id = rec.player.get();
+        r.dig(id, rec.x.get(), rec.y.get(), rec.z.get(), 0)
+            .unwrap()
+            .unwrap();
+        r.move_player(id, rec.x.get() - 1, rec.y.get(), rec.z.get())
+            .unwrap();
+        if k % 64 == 0 {
+            while r.poll_into(&mut buf, 4096).unwrap() > 0 {}
+        }
+    }
+    r.flush().unwrap();
+    while r.poll_into(&mut buf, 4096).unwrap() > 0 {}
+    let (cpu, wall) = (cpu_seconds() - c0, t0.elapsed().as_secs_f64());
+    println!(
+        "dig+move pairs: cpu/pair={:.0} ns wall/pair={:.0} ns",
+        cpu / n as f64 * 1e9,
+        wall / n as f64 * 1e9
     );
 }

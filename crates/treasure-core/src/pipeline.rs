@@ -168,9 +168,9 @@ fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     }
 }
 
-/// Runs on a worker thread: resolves every dig of the chunk and publishes
-/// the result (never panics out: a panic becomes `Err`).
-pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) {
+/// Resolves every dig of the chunk (on a worker, or inline on the caller's
+/// thread for tiny chunks); never panics out: a panic becomes `Err`.
+pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
     let Chunk {
         index,
         world,
@@ -202,12 +202,18 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) {
     jobs.clear();
     let ns = u64::try_from(accepted.elapsed().as_nanos()).unwrap_or(u64::MAX);
     shared.histogram.record_n(ns, digs);
-    // The receiver lives as long as the resolver, and the resolver waits for
-    // every in-flight chunk before dropping it, so this cannot fail; if it
-    // somehow did, there is nobody left to tell.
-    let _ = shared.tx.send(ChunkDone {
+    ChunkDone {
         index,
         jobs,
         result,
-    });
+    }
+}
+
+/// Worker entry point: resolve, then publish.
+pub(crate) fn run_and_publish(chunk: Chunk, shared: &Shared) {
+    let done = run_chunk(chunk, shared);
+    // The receiver lives as long as the resolver, and the resolver waits for
+    // every in-flight chunk before dropping it, so this cannot fail; if it
+    // somehow did, there is nobody left to tell.
+    let _ = shared.tx.send(done);
 }

@@ -853,6 +853,7 @@ fn options(rng: &mut Rng, workers: u32) -> Options {
         max_pending_packets: rng.pick(&[1, 3, 10, 100, 1_048_576]),
         chunk_digs: rng.pick(&[1, 2, 3, 128]),
         max_inflight_chunks: rng.pick(&[1, 2, 1024]),
+        inline_max_digs: rng.pick(&[0, 0, 1, 4]),
     }
 }
 
@@ -897,6 +898,7 @@ fn model_long_sequences() {
             max_pending_packets: max_pending,
             chunk_digs,
             max_inflight_chunks: inflight,
+            inline_max_digs: (seed % 3) as usize,
         };
         let (c, _) = run(seed, 5000, opts);
         assert!(c[2] > 100, "{c:?}");
@@ -967,6 +969,7 @@ fn stress_many_digs_in_flight() {
             max_pending_packets: 1_048_576,
             chunk_digs,
             max_inflight_chunks: inflight,
+            inline_max_digs: if workers == 8 { 4 } else { 0 },
         };
         let mut m = Model::new(&opts);
         let mut r = Resolver::new(opts).unwrap();

@@ -5,6 +5,10 @@ use treasure_core::records::encode_digs;
 use treasure_core::{DigRecord, LootEntry, Options, Resolver};
 
 fn world(workers: u32, chunk_digs: usize) -> Resolver {
+    world_inline(workers, chunk_digs, 0)
+}
+
+fn world_inline(workers: u32, chunk_digs: usize, inline_max_digs: usize) -> Resolver {
     let mut r = Resolver::new(Options {
         seed: 1,
         aoi_radius: 32,
@@ -12,6 +16,7 @@ fn world(workers: u32, chunk_digs: usize) -> Resolver {
         workers,
         chunk_digs,
         max_inflight_chunks: 4,
+        inline_max_digs,
         ..Options::default()
     })
     .unwrap();
@@ -84,6 +89,32 @@ fn worker_panic_becomes_an_error_not_an_abort() {
         r.flush().unwrap_err().to_string(),
         "treasure: flush: resolver is closed"
     );
+}
+
+#[test]
+fn panic_in_an_inline_chunk_is_caught_too() {
+    let mut r = world_inline(2, 128, 4);
+    r.inject_worker_panic_after(2);
+    assert_eq!(r.dig(1, 0, 0, 0, 0).unwrap(), Some(1));
+    assert_eq!(r.dig(1, 0, 0, 0, 0).unwrap(), Some(2));
+    // The third dig is accepted (the panic happens while resolving it) ...
+    assert_eq!(r.dig(1, 0, 0, 0, 0).unwrap(), Some(3));
+    // ... and the next call reports it.
+    assert_eq!(
+        r.dig(1, 0, 0, 0, 0).unwrap_err().to_string(),
+        "treasure: dig: worker panicked: injected worker panic at seq 3"
+    );
+}
+
+#[test]
+fn inline_digs_leave_no_snapshot_shared() {
+    let mut r = world_inline(2, 128, 4);
+    r.dig(1, 0, 0, 0, 0).unwrap();
+    // Resolved inline: packets are available at once, nothing in flight.
+    assert!(r.available_packets() > 0);
+    let s = r.stats().unwrap();
+    assert_eq!(s.inflight_chunks, 0);
+    r.move_player(1, 5, 0, 0).unwrap();
 }
 
 #[test]
@@ -192,6 +223,7 @@ fn busy_is_exact_with_found_digs_in_flight() {
         workers: 2,
         max_pending_packets: 1000,
         chunk_digs: 1,
+        inline_max_digs: 0,
         ..Options::default()
     })
     .unwrap();
