@@ -48,15 +48,18 @@ fn positions() -> Vec<(i32, i32, i32, u32)> {
 
 /// A resolver with every player joined and a site next to each player.
 fn resolver(workers: u32) -> (Resolver, Vec<(i32, i32, i32, u32)>) {
-    let pos = positions();
-    let mut r = Resolver::new(Options {
+    resolver_with(Options {
         seed: 7,
         aoi_radius: 64,
         reach: 8,
         workers,
         ..Options::default()
     })
-    .unwrap();
+}
+
+fn resolver_with(opts: Options) -> (Resolver, Vec<(i32, i32, i32, u32)>) {
+    let pos = positions();
+    let mut r = Resolver::new(opts).unwrap();
     r.add_loot_table(
         1,
         &[
@@ -158,23 +161,37 @@ fn bench_aoi(c: &mut Criterion) {
 }
 
 fn bench_dig(c: &mut Criterion) {
-    let (mut r, pos) = resolver(2);
-    let mut buf = vec![0u8; 4096 * 128];
     let mut g = c.benchmark_group("dig");
     g.sample_size(20)
         .measurement_time(Duration::from_secs(3))
         .warm_up_time(Duration::from_millis(500));
-    let mut i = 0usize;
-    g.bench_function("one_dig_end_to_end", |b| {
-        b.iter(|| {
-            i = (i + 7919) % pos.len();
-            let (x, y, z, _) = pos[i];
-            r.dig(i as u32 + 1, x + 1, y, z, 1).unwrap().unwrap();
-            r.flush().unwrap();
-            let n = r.poll_into(&mut buf, 4096).unwrap();
-            black_box(n);
-        })
-    });
+    // Default: a single dig is resolved inline; inline_max_digs = 0 forces
+    // the hop to a worker thread (and back), to show what that costs.
+    for (name, inline_max_digs) in [
+        ("one_dig_end_to_end", 4),
+        ("one_dig_end_to_end_via_worker", 0),
+    ] {
+        let (mut r, pos) = resolver_with(Options {
+            seed: 7,
+            aoi_radius: 64,
+            reach: 8,
+            workers: 2,
+            inline_max_digs,
+            ..Options::default()
+        });
+        let mut buf = vec![0u8; 4096 * 128];
+        let mut i = 0usize;
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                i = (i + 7919) % pos.len();
+                let (x, y, z, _) = pos[i];
+                r.dig(i as u32 + 1, x + 1, y, z, 1).unwrap().unwrap();
+                r.flush().unwrap();
+                let n = r.poll_into(&mut buf, 4096).unwrap();
+                black_box(n);
+            })
+        });
+    }
     g.finish();
 }
 
