@@ -485,7 +485,10 @@ def render(results_path, doc_path):
         "(the first attempt, if a batch was refused as busy) to the `poll_into` call that returned its "
         "last packet. The same two points for both backends: legacy resolves inside `dig_batch`, so its "
         "latency includes the resolve; native returns at once and resolves on worker threads. The send "
-        "loop sleeps 200 µs when `poll_into` returns nothing, which bounds the polling delay. "
+        "loop sleeps 200 µs (`--poll-us`) when `poll_into` returns nothing, which bounds the polling delay on an "
+        "idle machine; on a busy one the wake-ups come late, which costs native (whose packets appear after "
+        "`dig_batch` returns, so the loop sleeps while waiting) more than legacy (whose packets are all there "
+        "when `dig_batch` returns). "
         "Percentiles come from a histogram of every dig (1 µs buckets below 1 ms, 0.4 % above); max is exact.")
     out.append(
         "* **Load**: players walk between dig sites (half the sites lie in 256 treasure fields), stand "
