@@ -813,7 +813,6 @@ for tick = 0, TICKS - 1 do
   submit()
   -- 3. send loop
   next_tick = next_tick + TICK
-  local polled = false
   while true do
     local c0 = cpu_now()
     local n = r:poll_into(pbuf, MAXP)
@@ -851,7 +850,6 @@ for tick = 0, TICKS - 1 do
 end
 
 -- drain: digs refused as busy are retried until accepted, then flush and poll all
-local t_loop_end = now()
 while dig_n > 0 do
   if not submit() then
     local n = r:poll_into(pbuf, MAXP)
