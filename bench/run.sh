@@ -111,8 +111,11 @@ python3 bench/report.py render "$RESULTS" docs/BENCHMARKS.md || exit 1
 if ! python3 -c 'import matplotlib' 2>/dev/null; then
   python3 -m pip install --quiet matplotlib 2>/dev/null || python3 -m pip install --quiet --user matplotlib
 fi
-python3 bench/plot.py --out docs/latency.svg \
-  $(for f in "$TMP"/lat-*.txt; do [ -e "$f" ] && echo "$f"; done) || exit 1
+if ! python3 bench/plot.py --out docs/latency.svg \
+  $(for f in "$TMP"/lat-*.txt; do [ -e "$f" ] && echo "$f"; done); then
+  echo "bench: the plot failed (no matplotlib? try: apt-get install python3-matplotlib); docs/latency.svg not updated" >&2
+  failures=$((failures + 1))
+fi
 
 echo "bench: wrote $RESULTS, docs/BENCHMARKS.md, docs/latency.svg" >&2
 if [ "$failures" -gt 0 ]; then
