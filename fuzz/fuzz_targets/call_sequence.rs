@@ -1,0 +1,885 @@
+//! Random call sequences against `treasure_core::Resolver`, checked against a
+//! brute-force model kept here (docs/API.md read independently: players and
+//! parties in a map scanned in full for every FOUND dig, sites and charges,
+//! loot tables, the pending packet queue, the counters).
+//!
+//! The input decodes into resolver options (1-3 workers; sometimes chunks of
+//! 1-3 digs, 1-3 chunks in flight, a `max_pending_packets` of 1-16) and up to
+//! 300 operations: join, move, leave, set_party, add_loot_table, add_site,
+//! remove_site, dig, dig_batch, move_batch, poll, poll_into, flush, stats,
+//! close. Values are mostly small (a few blocks around the origin, 10 player
+//! ids, 6 site ids) so digs hit sites, share AOIs and parties, and run
+//! charges out; now and then out of range, to take the error paths.
+//!
+//! Checked after every call, and after the final flush + poll:
+//! * no panic (a panic aborts the fuzzer and saves the input);
+//! * every result equals the model's: the seq of an accepted dig, busy
+//!   exactly when the model's pending packets exceed `max_pending_packets`,
+//!   the exact error text (so a failing call also changes nothing: the
+//!   model is not touched and later results would differ);
+//! * every polled packet passes `Packet::new_checked` (CRC), has zero
+//!   reserved bytes and equals, field by field, the head of the model's queue:
+//!   so every accepted dig's packets arrive exactly once, in (seq, recipient)
+//!   order, with recipients = digger ∪ brute-force AOI ∪ party, kind, item,
+//!   quantity, roll and charges_left (never below 0: the model's charges are
+//!   unsigned and checked) as the contract says;
+//! * `poll` never returns more than the model has pending, and after `flush`
+//!   everything pending is available;
+//! * `stats()` equals the model's counters (digs, packets, kinds, busy,
+//!   players, sites, and the exact `pending_packets`).
+#![no_main]
+
+use libfuzzer_sys::arbitrary::{Result as AResult, Unstructured};
+use libfuzzer_sys::fuzz_target;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use treasure_core::wire::Fields;
+use treasure_core::{Error, LootEntry, Options, Packet, Resolver, Stats};
+
+const CMIN: i32 = -1_048_576;
+const CMAX: i32 = 1_048_575;
+const SAFE: u64 = (1 << 53) - 1;
+const U32M: u64 = u32::MAX as u64;
+const MAX_OPS: usize = 300;
+
+// ------------------------------------------------------------------ model --
+
+fn splitmix64(x: u64) -> u64 {
+    let mut z = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+fn dist2(a: (i32, i32, i32), b: (i32, i32, i32)) -> u64 {
+    let d = |p: i32, q: i32| (p as i64 - q as i64).unsigned_abs().pow(2);
+    d(a.0, b.0) + d(a.1, b.1) + d(a.2, b.2)
+}
+
+type R<T> = Result<T, String>;
+
+fn range(m: &str, arg: &str, got: i128, lo: i128, hi: i128) -> R<()> {
+    if got < lo || got > hi {
+        Err(format!(
+            "treasure: {m}: {arg} must be an integer in [{lo}, {hi}], got {got}"
+        ))
+    } else {
+        Ok(())
+    }
+}
+fn id(m: &str, arg: &str, v: u32) -> R<()> {
+    range(m, arg, v as i128, 1, U32M as i128)
+}
+fn coords(m: &str, pre: &str, x: i32, y: i32, z: i32) -> R<()> {
+    for (n, v) in [("x", x), ("y", y), ("z", z)] {
+        range(
+            m,
+            &format!("{pre}{n}"),
+            v as i128,
+            CMIN as i128,
+            CMAX as i128,
+        )?;
+    }
+    Ok(())
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Player {
+    pos: (i32, i32, i32),
+    party: u32,
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Site {
+    pos: (i32, i32, i32),
+    table: u32,
+    charges: u32,
+}
+
+#[derive(Default, Debug, PartialEq)]
+struct Counters {
+    digs: u64,
+    packets: u64,
+    found: u64,
+    empty: u64,
+    nothing: u64,
+    rejected: u64,
+    busy: u64,
+}
+
+struct Model {
+    seed: u64,
+    aoi: u64,
+    reach: u64,
+    max_pending: u64,
+    players: BTreeMap<u32, Player>,
+    sites: BTreeMap<u32, Site>,
+    tables: BTreeMap<u32, Vec<LootEntry>>,
+    next_seq: u64,
+    c: Counters,
+    /// Packets of accepted digs not yet polled, in stream order.
+    queue: VecDeque<Fields>,
+    closed: bool,
+}
+
+impl Model {
+    fn new(o: &Options) -> R<Model> {
+        let m = "new";
+        range(m, "opts.seed", o.seed as i128, 0, SAFE as i128)?;
+        range(m, "opts.aoi_radius", o.aoi_radius as i128, 0, 1_048_576)?;
+        range(m, "opts.reach", o.reach as i128, 0, 1_048_576)?;
+        range(m, "opts.workers", o.workers as i128, 0, 256)?;
+        range(
+            m,
+            "opts.max_pending_packets",
+            o.max_pending_packets as i128,
+            1,
+            SAFE as i128,
+        )?;
+        Ok(Model {
+            seed: o.seed,
+            aoi: o.aoi_radius as u64,
+            reach: o.reach as u64,
+            max_pending: o.max_pending_packets,
+            players: BTreeMap::new(),
+            sites: BTreeMap::new(),
+            tables: BTreeMap::new(),
+            next_seq: 1,
+            c: Counters::default(),
+            queue: VecDeque::new(),
+            closed: false,
+        })
+    }
+
+    fn open(&self, m: &str) -> R<()> {
+        if self.closed {
+            Err(format!("treasure: {m}: resolver is closed"))
+        } else {
+            Ok(())
+        }
+    }
+
+    fn joined(&self, m: &str, arg: &str, p: u32) -> R<Player> {
+        self.players
+            .get(&p)
+            .copied()
+            .ok_or_else(|| format!("treasure: {m}: {arg} must have joined, got {p}"))
+    }
+
+    fn add_loot_table(&mut self, tid: u32, es: &[LootEntry]) -> R<()> {
+        let m = "add_loot_table";
+        self.open(m)?;
+        id(m, "id", tid)?;
+        if es.is_empty() {
+            return Err(format!(
+                "treasure: {m}: entries must be a non-empty array of tables, got table"
+            ));
+        }
+        let mut total = 0u64;
+        for (i, e) in es.iter().enumerate() {
+            let n = i + 1;
+            id(m, &format!("entries[{n}].item"), e.item)?;
+            id(m, &format!("entries[{n}].weight"), e.weight)?;
+            if e.min > e.max {
+                return Err(format!(
+                    "treasure: {m}: entries[{n}].min must be <= max, got {} > {}",
+                    e.min, e.max
+                ));
+            }
+            total += e.weight as u64;
+        }
+        if total > U32M {
+            return Err(format!(
+                "treasure: {m}: entries total weight must be <= 4294967295, got {total}"
+            ));
+        }
+        if self.tables.contains_key(&tid) {
+            return Err(format!(
+                "treasure: {m}: id must not be an existing loot table, got {tid}"
+            ));
+        }
+        self.tables.insert(tid, es.to_vec());
+        Ok(())
+    }
+
+    fn add_site(&mut self, sid: u32, x: i32, y: i32, z: i32, table: u32, charges: u32) -> R<()> {
+        let m = "add_site";
+        self.open(m)?;
+        id(m, "id", sid)?;
+        coords(m, "", x, y, z)?;
+        id(m, "loot_table_id", table)?;
+        if self.sites.contains_key(&sid) {
+            return Err(format!(
+                "treasure: {m}: id must not be an existing site, got {sid}"
+            ));
+        }
+        if let Some((other, _)) = self.sites.iter().find(|(_, s)| s.pos == (x, y, z)) {
+            return Err(format!(
+                "treasure: {m}: block must not hold a site already, got {x}, {y}, {z} (site {other})"
+            ));
+        }
+        if !self.tables.contains_key(&table) {
+            return Err(format!(
+                "treasure: {m}: loot_table_id must be an existing loot table, got {table}"
+            ));
+        }
+        self.sites.insert(
+            sid,
+            Site {
+                pos: (x, y, z),
+                table,
+                charges,
+            },
+        );
+        Ok(())
+    }
+
+    fn remove_site(&mut self, sid: u32) -> R<()> {
+        let m = "remove_site";
+        self.open(m)?;
+        id(m, "id", sid)?;
+        match self.sites.remove(&sid) {
+            Some(_) => Ok(()),
+            None => Err(format!(
+                "treasure: {m}: id must be an existing site, got {sid}"
+            )),
+        }
+    }
+
+    fn join(&mut self, p: u32, x: i32, y: i32, z: i32, party: u32) -> R<()> {
+        let m = "join";
+        self.open(m)?;
+        id(m, "player", p)?;
+        coords(m, "", x, y, z)?;
+        if self.players.contains_key(&p) {
+            return Err(format!(
+                "treasure: {m}: player must not have joined already, got {p}"
+            ));
+        }
+        self.players.insert(
+            p,
+            Player {
+                pos: (x, y, z),
+                party,
+            },
+        );
+        Ok(())
+    }
+
+    fn move_player(&mut self, p: u32, x: i32, y: i32, z: i32) -> R<()> {
+        let m = "move";
+        self.open(m)?;
+        id(m, "player", p)?;
+        coords(m, "", x, y, z)?;
+        self.joined(m, "player", p)?;
+        self.players.get_mut(&p).unwrap().pos = (x, y, z);
+        Ok(())
+    }
+
+    fn set_party(&mut self, p: u32, party: u32) -> R<()> {
+        let m = "set_party";
+        self.open(m)?;
+        id(m, "player", p)?;
+        self.joined(m, "player", p)?;
+        self.players.get_mut(&p).unwrap().party = party;
+        Ok(())
+    }
+
+    fn leave(&mut self, p: u32) -> R<()> {
+        let m = "leave";
+        self.open(m)?;
+        id(m, "player", p)?;
+        self.joined(m, "player", p)?;
+        self.players.remove(&p);
+        Ok(())
+    }
+
+    fn pending(&self) -> u64 {
+        self.queue.len() as u64
+    }
+
+    /// The contract's busy rule; counts the refusal.
+    fn busy(&mut self) -> bool {
+        let b = self.pending() > self.max_pending;
+        if b {
+            self.c.busy += 1;
+        }
+        b
+    }
+
+    fn dig(&mut self, p: u32, x: i32, y: i32, z: i32, t: u64) -> R<Option<u64>> {
+        let m = "dig";
+        self.open(m)?;
+        id(m, "player", p)?;
+        coords(m, "", x, y, z)?;
+        range(m, "t_us", t as i128, 0, SAFE as i128)?;
+        self.joined(m, "player", p)?;
+        if self.busy() {
+            return Ok(None);
+        }
+        Ok(Some(self.resolve(p, (x, y, z), t)))
+    }
+
+    /// One accepted dig: kind, charges, roll, and its packets (recipients by
+    /// a scan of every player).
+    fn resolve(&mut self, p: u32, b: (i32, i32, i32), t_us: u64) -> u64 {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        self.c.digs += 1;
+        let me = self.players[&p];
+        let d = dist2(me.pos, b);
+        let sat = |v: u64| v.min(U32M) as u32;
+        let mut f = Fields {
+            seq,
+            t_us,
+            finder: p,
+            recipient: p,
+            party: me.party,
+            x: b.0,
+            y: b.1,
+            z: b.2,
+            flags: 1,
+            dist2: sat(d),
+            ..Fields::default()
+        };
+        let site = self.sites.iter().find(|(_, s)| s.pos == b).map(|(&k, _)| k);
+        if d > self.reach * self.reach {
+            f.kind = 4;
+            self.c.rejected += 1;
+        } else if let Some(sid) = site.filter(|s| self.sites[s].charges == 0) {
+            f.kind = 2;
+            f.site_id = sid;
+            self.c.empty += 1;
+        } else if let Some(sid) = site {
+            let s = self.sites.get_mut(&sid).unwrap();
+            let before = s.charges;
+            s.charges = before.checked_sub(1).expect("charges never negative");
+            let roll = splitmix64(self.seed ^ ((sid as u64) << 32) ^ before as u64);
+            let es = &self.tables[&s.table];
+            let total: u64 = es.iter().map(|e| e.weight as u64).sum();
+            let pick = roll % total;
+            let mut run = 0u64;
+            let e = es
+                .iter()
+                .find(|e| {
+                    run += e.weight as u64;
+                    run > pick
+                })
+                .expect("pick < total");
+            f.kind = 1;
+            f.site_id = sid;
+            f.item = e.item;
+            f.quantity = (e.min as u64 + (roll >> 40) % (e.max as u64 - e.min as u64 + 1)) as u16;
+            f.rarity = e.rarity;
+            f.charges_left = before - 1;
+            f.roll = roll;
+            self.c.found += 1;
+            let last = if before == 1 { 4 } else { 0 };
+            let aoi2 = self.aoi * self.aoi;
+            let mut rcpt = BTreeSet::new();
+            rcpt.insert(p);
+            for (&q, ql) in &self.players {
+                if dist2(ql.pos, b) <= aoi2 || (me.party != 0 && ql.party == me.party) {
+                    rcpt.insert(q);
+                }
+            }
+            for q in rcpt {
+                let ql = self.players[&q];
+                f.recipient = q;
+                f.flags = last
+                    | if q == p {
+                        1
+                    } else if me.party != 0 && ql.party == me.party {
+                        2
+                    } else {
+                        0
+                    };
+                f.dist2 = sat(dist2(ql.pos, b));
+                self.queue.push_back(f);
+                self.c.packets += 1;
+            }
+            return seq;
+        } else {
+            f.kind = 3;
+            self.c.nothing += 1;
+        }
+        self.queue.push_back(f);
+        self.c.packets += 1;
+        seq
+    }
+
+    fn dig_batch(&mut self, recs: &[u8]) -> R<Option<(u64, u64)>> {
+        let m = "dig_batch";
+        self.open(m)?;
+        if recs.len() % 24 != 0 {
+            return Err(format!(
+                "treasure: {m}: records length must be a multiple of 24, got {}",
+                recs.len()
+            ));
+        }
+        let mut ok = Vec::new();
+        for (i, r) in recs.chunks_exact(24).enumerate() {
+            let n = i + 1;
+            let p = u32::from_le_bytes(r[0..4].try_into().unwrap());
+            let x = i32::from_le_bytes(r[4..8].try_into().unwrap());
+            let y = i32::from_le_bytes(r[8..12].try_into().unwrap());
+            let z = i32::from_le_bytes(r[12..16].try_into().unwrap());
+            let t = u64::from_le_bytes(r[16..24].try_into().unwrap());
+            let pre = format!("records[{n}].");
+            id(m, &format!("{pre}player"), p)?;
+            coords(m, &pre, x, y, z)?;
+            range(m, &format!("{pre}t_us"), t as i128, 0, SAFE as i128)?;
+            self.joined(m, &format!("{pre}player"), p)?;
+            ok.push((p, (x, y, z), t));
+        }
+        if self.busy() {
+            return Ok(None);
+        }
+        let first = self.next_seq;
+        for (p, b, t) in &ok {
+            self.resolve(*p, *b, *t);
+        }
+        Ok(Some((first, ok.len() as u64)))
+    }
+
+    fn move_batch(&mut self, recs: &[u8]) -> R<()> {
+        let m = "move_batch";
+        self.open(m)?;
+        if recs.len() % 16 != 0 {
+            return Err(format!(
+                "treasure: {m}: records length must be a multiple of 16, got {}",
+                recs.len()
+            ));
+        }
+        let mut ok = Vec::new();
+        for (i, r) in recs.chunks_exact(16).enumerate() {
+            let n = i + 1;
+            let p = u32::from_le_bytes(r[0..4].try_into().unwrap());
+            let x = i32::from_le_bytes(r[4..8].try_into().unwrap());
+            let y = i32::from_le_bytes(r[8..12].try_into().unwrap());
+            let z = i32::from_le_bytes(r[12..16].try_into().unwrap());
+            let pre = format!("records[{n}].");
+            id(m, &format!("{pre}player"), p)?;
+            coords(m, &pre, x, y, z)?;
+            self.joined(m, &format!("{pre}player"), p)?;
+            ok.push((p, (x, y, z)));
+        }
+        for (p, pos) in ok {
+            self.players.get_mut(&p).unwrap().pos = pos;
+        }
+        Ok(())
+    }
+}
+
+// ----------------------------------------------------------------- checks --
+
+fn same<T: PartialEq + std::fmt::Debug>(what: &str, got: Result<T, Error>, want: R<T>) {
+    let got = got.map_err(|e| e.to_string());
+    assert_eq!(got, want, "{what}: resolver vs model");
+}
+
+/// Checks `n` polled packets in `bytes` against the head of the model's queue.
+fn take_packets(model: &mut Model, bytes: &[u8], n: usize) {
+    assert_eq!(bytes.len(), n * 128);
+    assert!(
+        n as u64 <= model.pending(),
+        "polled {n} packets, model has {} pending",
+        model.pending()
+    );
+    for chunk in bytes.chunks_exact(128) {
+        let p = Packet::new_checked(chunk)
+            .expect("polled packet fails new_checked (CRC/magic/version)");
+        assert!(p.reserved_is_zero(), "non-zero reserved bytes");
+        let want = model.queue.pop_front().unwrap();
+        assert_eq!(
+            p.fields(),
+            want,
+            "polled packet differs from the model's next packet"
+        );
+    }
+}
+
+fn check_stats(model: &Model, s: &Stats) {
+    let got = Counters {
+        digs: s.digs,
+        packets: s.packets,
+        found: s.found,
+        empty: s.empty,
+        nothing: s.nothing,
+        rejected: s.rejected,
+        busy: s.busy,
+    };
+    assert_eq!(got, model.c, "stats() counters");
+    assert_eq!(s.digs, s.found + s.empty + s.nothing + s.rejected);
+    assert_eq!(s.players, model.players.len() as u64, "stats().players");
+    assert_eq!(s.sites, model.sites.len() as u64, "stats().sites");
+    assert_eq!(
+        s.pending_packets,
+        model.pending(),
+        "stats().pending_packets"
+    );
+}
+
+/// The resolver's player snapshot (grid, slots, parties) is consistent and
+/// holds exactly the model's players.
+fn check_players(r: &Resolver, model: &Model) {
+    let Some(ps) = r.players() else {
+        assert!(model.closed);
+        return;
+    };
+    ps.check_invariants();
+    let mut got: Vec<_> = ps
+        .iter()
+        .map(|v| (v.id, v.party, (v.x, v.y, v.z)))
+        .collect();
+    got.sort_unstable();
+    let want: Vec<_> = model
+        .players
+        .iter()
+        .map(|(&id, p)| (id, p.party, p.pos))
+        .collect();
+    assert_eq!(got, want, "players: resolver vs model");
+}
+
+// ---------------------------------------------------------------- decoding --
+
+fn pick<T: Copy>(u: &mut Unstructured, xs: &[T]) -> AResult<T> {
+    Ok(*u.choose(xs)?)
+}
+
+/// Mostly a few blocks around the origin; sometimes the range edges or
+/// out-of-range values.
+fn coord(u: &mut Unstructured, span: i32) -> AResult<i32> {
+    Ok(match u.int_in_range(0u8..=63)? {
+        0 => pick(u, &[CMIN - 1, CMAX + 1, i32::MIN, i32::MAX, 2_000_000])?,
+        1 => pick(u, &[CMIN, CMAX])?,
+        2..=4 => u.int_in_range(-40..=40)?,
+        _ => u.int_in_range(-span..=span)?,
+    })
+}
+fn player(u: &mut Unstructured) -> AResult<u32> {
+    Ok(match u.int_in_range(0u8..=63)? {
+        0 => 0,
+        1 => u32::MAX,
+        _ => u.int_in_range(1..=10)?,
+    })
+}
+fn party(u: &mut Unstructured) -> AResult<u32> {
+    Ok(match u.int_in_range(0u8..=31)? {
+        0 => u32::MAX,
+        _ => u.int_in_range(0..=3)?,
+    })
+}
+fn t_us(u: &mut Unstructured) -> AResult<u64> {
+    Ok(match u.int_in_range(0u8..=63)? {
+        0 => pick(u, &[SAFE, SAFE + 1, u64::MAX])?,
+        _ => u.int_in_range(0..=1_000_000)?,
+    })
+}
+fn small_id(u: &mut Unstructured, hi: u32) -> AResult<u32> {
+    Ok(match u.int_in_range(0u8..=31)? {
+        0 => 0,
+        _ => u.int_in_range(1..=hi)?,
+    })
+}
+fn block(u: &mut Unstructured) -> AResult<(i32, i32, i32)> {
+    let y = if u.ratio(1u8, 4)? { coord(u, 1)? } else { 0 };
+    Ok((coord(u, 2)?, y, coord(u, 2)?))
+}
+
+fn options(u: &mut Unstructured) -> AResult<Options> {
+    let mut o = Options {
+        seed: match u.int_in_range(0u8..=31)? {
+            0 => pick(u, &[SAFE, SAFE + 1, u64::MAX])?,
+            _ => u.arbitrary::<u32>()? as u64,
+        },
+        aoi_radius: match u.int_in_range(0u8..=31)? {
+            0 => pick(u, &[1_048_576, 1_048_577, u32::MAX])?,
+            _ => u.int_in_range(0..=12)?,
+        },
+        reach: match u.int_in_range(0u8..=31)? {
+            0 => pick(u, &[1_048_576, 1_048_577])?,
+            _ => u.int_in_range(0..=6)?,
+        },
+        workers: match u.int_in_range(0u8..=31)? {
+            0 => 257,
+            _ => u.int_in_range(1..=3)?,
+        },
+        max_pending_packets: match u.int_in_range(0u8..=7)? {
+            0 => 0,
+            1..=4 => u.int_in_range(1..=16)?,
+            5 => SAFE + 1,
+            _ => 1 << 20,
+        },
+        ..Options::default()
+    };
+    if u.ratio(1u8, 2)? {
+        o.chunk_digs = u.int_in_range(0..=3)?;
+        o.max_inflight_chunks = u.int_in_range(0..=3)?;
+    }
+    Ok(o)
+}
+
+fn dig_records(u: &mut Unstructured) -> AResult<Vec<u8>> {
+    let n = u.int_in_range(0..=8)?;
+    let mut b = Vec::with_capacity(n * 24);
+    for _ in 0..n {
+        let p = if u.ratio(1u8, 8)? {
+            player(u)?
+        } else {
+            u.int_in_range(1..=10)?
+        };
+        let (x, y, z) = block(u)?;
+        b.extend_from_slice(&p.to_le_bytes());
+        for v in [x, y, z] {
+            b.extend_from_slice(&v.to_le_bytes());
+        }
+        b.extend_from_slice(&t_us(u)?.to_le_bytes());
+    }
+    if u.ratio(1u8, 32)? {
+        let cut = u.int_in_range(1..=23)?;
+        b.extend(std::iter::repeat(0u8).take(cut));
+    }
+    Ok(b)
+}
+
+fn move_records(u: &mut Unstructured) -> AResult<Vec<u8>> {
+    let n = u.int_in_range(0..=6)?;
+    let mut b = Vec::with_capacity(n * 16);
+    for _ in 0..n {
+        let p = if u.ratio(1u8, 8)? {
+            player(u)?
+        } else {
+            u.int_in_range(1..=10)?
+        };
+        b.extend_from_slice(&p.to_le_bytes());
+        for _ in 0..3 {
+            b.extend_from_slice(&coord(u, 6)?.to_le_bytes());
+        }
+    }
+    if u.ratio(1u8, 32)? {
+        let cut = u.int_in_range(1..=15)?;
+        b.extend(std::iter::repeat(0u8).take(cut));
+    }
+    Ok(b)
+}
+
+fn entries(u: &mut Unstructured) -> AResult<Vec<LootEntry>> {
+    let n = if u.ratio(1u8, 32)? {
+        0
+    } else {
+        u.int_in_range(1..=4)?
+    };
+    (0..n)
+        .map(|_| {
+            let min = u.int_in_range(0..=3)?;
+            Ok(LootEntry {
+                item: if u.ratio(1u8, 32)? {
+                    0
+                } else {
+                    u.int_in_range(1..=1000)?
+                },
+                weight: match u.int_in_range(0u8..=31)? {
+                    0 => 0,
+                    1 => 3_000_000_000,
+                    _ => u.int_in_range(1..=10)?,
+                },
+                min,
+                max: if u.ratio(1u8, 32)? {
+                    min.wrapping_sub(1)
+                } else {
+                    min + u.int_in_range(0..=4)?
+                },
+                rarity: u.arbitrary()?,
+            })
+        })
+        .collect()
+}
+
+// ------------------------------------------------------------------- run --
+
+fn run(u: &mut Unstructured) -> AResult<()> {
+    let opts = options(u)?;
+    let mut model = match Model::new(&opts) {
+        Ok(m) => m,
+        Err(want) => {
+            same("new", Resolver::new(opts).map(|_| ()), Err(want));
+            return Ok(());
+        }
+    };
+    let mut r = Resolver::new(opts).expect("valid options");
+    let mut polled = Vec::new();
+    let mut ops = 0;
+    while !u.is_empty() && ops < MAX_OPS {
+        ops += 1;
+        match u.int_in_range(0u8..=99)? {
+            0..=9 => {
+                let (p, x, y, z, pa) = (
+                    player(u)?,
+                    coord(u, 6)?,
+                    coord(u, 2)?,
+                    coord(u, 6)?,
+                    party(u)?,
+                );
+                same("join", r.join(p, x, y, z, pa), model.join(p, x, y, z, pa));
+            }
+            10..=16 => {
+                let (p, x, y, z) = (player(u)?, coord(u, 6)?, coord(u, 2)?, coord(u, 6)?);
+                same(
+                    "move",
+                    r.move_player(p, x, y, z),
+                    model.move_player(p, x, y, z),
+                );
+            }
+            17..=20 => {
+                let (p, pa) = (player(u)?, party(u)?);
+                same("set_party", r.set_party(p, pa), model.set_party(p, pa));
+            }
+            21..=23 => {
+                let p = player(u)?;
+                same("leave", r.leave(p), model.leave(p));
+            }
+            24..=27 => {
+                let (t, es) = (small_id(u, 3)?, entries(u)?);
+                same(
+                    "add_loot_table",
+                    r.add_loot_table(t, &es),
+                    model.add_loot_table(t, &es),
+                );
+            }
+            28..=33 => {
+                let sid = small_id(u, 6)?;
+                let (x, y, z) = block(u)?;
+                let t = small_id(u, 3)?;
+                let ch = match u.int_in_range(0u8..=15)? {
+                    0 => u32::MAX,
+                    1..=6 => u.int_in_range(0..=2)?,
+                    _ => u.int_in_range(1..=20)?,
+                };
+                same(
+                    "add_site",
+                    r.add_site(sid, x, y, z, t, ch),
+                    model.add_site(sid, x, y, z, t, ch),
+                );
+            }
+            34..=35 => {
+                let sid = small_id(u, 6)?;
+                same("remove_site", r.remove_site(sid), model.remove_site(sid));
+            }
+            36..=59 => {
+                let p = player(u)?;
+                let (x, y, z) = block(u)?;
+                let t = t_us(u)?;
+                same("dig", r.dig(p, x, y, z, t), model.dig(p, x, y, z, t));
+            }
+            60..=67 => {
+                let b = dig_records(u)?;
+                same("dig_batch", r.dig_batch(&b), model.dig_batch(&b));
+            }
+            68..=72 => {
+                let b = move_records(u)?;
+                same("move_batch", r.move_batch(&b), model.move_batch(&b));
+            }
+            73..=82 => {
+                let max = match u.int_in_range(0u8..=3)? {
+                    0 => usize::MAX,
+                    _ => u.int_in_range(0..=5)?,
+                };
+                polled.clear();
+                match r.poll(max, &mut polled) {
+                    Ok(n) => {
+                        model
+                            .open("poll")
+                            .expect("poll succeeded on a closed resolver");
+                        assert!(n <= max);
+                        take_packets(&mut model, &polled, n);
+                    }
+                    Err(e) => assert_eq!(Err(e.to_string()), model.open("poll")),
+                }
+            }
+            83..=88 => {
+                let cap = u.int_in_range(0..=4)?;
+                let extra = u.int_in_range(0..=127)?;
+                let max = if u.ratio(1u8, 8)? {
+                    cap + 1
+                } else {
+                    u.int_in_range(0..=cap)?
+                };
+                let mut buf = vec![0xAAu8; cap * 128 + extra];
+                let want_err = model.open("poll_into").err().or_else(|| {
+                    (max > cap).then(|| {
+                        format!("treasure: poll_into: max must be at most {cap} (the packets buf holds), got {max}")
+                    })
+                });
+                match (r.poll_into(&mut buf, max), want_err) {
+                    (Ok(n), None) => {
+                        assert!(n <= max);
+                        take_packets(&mut model, &buf[..n * 128], n);
+                        assert!(
+                            buf[n * 128..].iter().all(|&b| b == 0xAA),
+                            "poll_into wrote past n packets"
+                        );
+                    }
+                    (Err(e), Some(w)) => {
+                        assert_eq!(e.to_string(), w);
+                        assert!(buf.iter().all(|&b| b == 0xAA), "a failed poll_into wrote");
+                    }
+                    (got, want) => panic!("poll_into: resolver {got:?}, model {want:?}"),
+                }
+            }
+            89..=92 => {
+                same("flush", r.flush(), model.open("flush"));
+                if !model.closed {
+                    assert_eq!(
+                        r.available_packets() as u64,
+                        model.pending(),
+                        "after flush all pending must be pollable"
+                    );
+                }
+            }
+            93..=97 => match r.stats() {
+                Ok(s) => check_stats(&model, &s),
+                Err(e) => assert_eq!(Err(e.to_string()), model.open("stats")),
+            },
+            98 => {
+                if u.ratio(1u8, 4)? {
+                    r.close();
+                    model.closed = true;
+                    model.queue.clear();
+                    assert!(r.is_closed());
+                }
+            }
+            _ => {
+                // Available packets never exceed the pending ones, and never block.
+                assert!(r.available_packets() as u64 <= model.pending());
+            }
+        }
+        check_players(&r, &model);
+    }
+    // The end: every accepted dig's packets, exactly once, then nothing.
+    if !model.closed {
+        r.flush().expect("flush");
+        polled.clear();
+        let n = r.poll(usize::MAX, &mut polled).expect("poll");
+        assert_eq!(
+            n as u64,
+            model.pending(),
+            "final poll must return every pending packet"
+        );
+        take_packets(&mut model, &polled, n);
+        assert!(model.queue.is_empty());
+        polled.clear();
+        assert_eq!(r.poll(usize::MAX, &mut polled).expect("poll"), 0);
+        check_stats(&model, &r.stats().expect("stats"));
+        r.close();
+    }
+    assert_eq!(
+        r.dig(1, 0, 0, 0, 0).unwrap_err().to_string(),
+        "treasure: dig: resolver is closed"
+    );
+    Ok(())
+}
+
+fuzz_target!(|data: &[u8]| {
+    let mut u = Unstructured::new(data);
+    let _ = run(&mut u);
+});
