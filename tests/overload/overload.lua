@@ -243,7 +243,7 @@ local function run_case(M, cfg)
     local i = 0
     while true do
       i = i + 1
-      local n = poll_some(maxes[i % #maxes + 1], i % 3 ~= 0)
+      local n = poll_some(maxes[i % #maxes + 1], i % 3 ~= 1)   -- both poll and poll_into
       if n == 0 and maxes[i % #maxes + 1] ~= 0 then
         r:flush()
         if poll_some(64, true) == 0 then break end
