@@ -28,7 +28,7 @@
 //!   the oldest chunk on, stopping at the first unfinished one: the stream is
 //!   ordered by (seq, recipient) whatever the worker count. Buffers and job
 //!   vectors are recycled, so steady state allocates nothing per dig.
-//! * Tiny chunks (a single `dig`, by default up to 4 digs) are resolved
+//! * Small chunks (a single `dig`, a batch of up to 32 digs by default) are resolved
 //!   inline on the caller's thread: handing one dig to a worker costs more
 //!   than resolving it, and it leaves no snapshot shared. When a mutation
 //!   finds the snapshot shared with only a little work in flight, it waits
