@@ -71,6 +71,9 @@ for _, spec in ipairs(split(O.backends)) do
     os.exit(1)
   end
 end
+for _, b in ipairs(BACKENDS) do
+  if b.native then io.stderr:write(string.format("  %s: _ffi = %s\n", b.spec, tostring(b.mod._ffi))) end
+end
 if #BACKENDS == 0 then io.stderr:write("run.lua: no backends\n"); os.exit(2) end
 local WORKERS = {}
 for _, w in ipairs(split(O.workers)) do WORKERS[#WORKERS + 1] = assert(tonumber(w), "--workers: numbers") end
