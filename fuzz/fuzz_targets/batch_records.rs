@@ -170,6 +170,8 @@ fuzz_target!(|data: &[u8]| {
         reach: 3,
         max_pending_packets: max_pending,
         chunk_digs: 1 + (cfg >> 4) as usize % 3,
+        // bit 6: resolve on the caller's thread (inline) or on the worker
+        inline_max_digs: if cfg & 64 != 0 { 32 } else { 0 },
         ..Options::default()
     })
     .unwrap();

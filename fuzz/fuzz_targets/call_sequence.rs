@@ -4,12 +4,16 @@
 //! loot tables, the pending packet queue, the counters).
 //!
 //! The input decodes into resolver options (1-3 workers; sometimes chunks of
-//! 1-3 digs, 1-3 chunks in flight, a `max_pending_packets` of 1-16) and up to
-//! 300 operations: join, move, leave, set_party, add_loot_table, add_site,
+//! 1-3 digs, 1-3 chunks in flight, a `max_pending_packets` of 1-16; mostly
+//! `inline_max_digs` 0 so digs go through the worker pipeline), most often a
+//! populated start (a loot table, 1-3 sites, 2-9 players), then up to 300
+//! operations: join, move, leave, set_party, add_loot_table, add_site,
 //! remove_site, dig, dig_batch, move_batch, poll, poll_into, flush, stats,
-//! close. Values are mostly small (a few blocks around the origin, 10 player
-//! ids, 6 site ids) so digs hit sites, share AOIs and parties, and run
-//! charges out; now and then out of range, to take the error paths.
+//! close. Arguments are mostly a joined player and a site's block (picked
+//! by index from the model's state), else small values (a few blocks around
+//! the origin, 10 player ids, 6 site ids) so digs hit sites, share AOIs and
+//! parties, and run charges out; now and then out of range, to take the
+//! error paths.
 //!
 //! Checked after every call, and after the final flush + poll:
 //! * no panic (a panic aborts the fuzzer and saves the input);
@@ -586,6 +590,76 @@ fn block(u: &mut Unstructured) -> AResult<(i32, i32, i32)> {
     Ok((coord(u, 2)?, y, coord(u, 2)?))
 }
 
+/// Mostly a player that has joined (so calls get past validation and digs
+/// resolve), else any id.
+fn known_player(u: &mut Unstructured, m: &Model) -> AResult<u32> {
+    if !m.players.is_empty() && u.ratio(7u8, 8)? {
+        let i = u.choose_index(m.players.len())?;
+        return Ok(*m.players.keys().nth(i).unwrap());
+    }
+    player(u)
+}
+
+/// Mostly the block of an existing site (so digs are FOUND or EMPTY and fan
+/// out), sometimes next to one, else any block.
+fn known_block(u: &mut Unstructured, m: &Model) -> AResult<(i32, i32, i32)> {
+    if !m.sites.is_empty() && u.ratio(3u8, 4)? {
+        let i = u.choose_index(m.sites.len())?;
+        let (x, y, z) = m.sites.values().nth(i).unwrap().pos;
+        if u.ratio(1u8, 8)? {
+            return Ok((x + u.int_in_range(-1..=1)?, y, z + u.int_in_range(-1..=1)?));
+        }
+        return Ok((x, y, z));
+    }
+    block(u)
+}
+
+/// A populated start (most inputs): a loot table, 1-3 sites with charges
+/// and 2-9 players near the origin. Every call is still checked against the
+/// model like any other.
+fn preamble(u: &mut Unstructured, r: &mut Resolver, m: &mut Model) -> AResult<()> {
+    let es = [
+        LootEntry {
+            item: u.int_in_range(1..=1000)?,
+            weight: u.int_in_range(1..=10)?,
+            min: 0,
+            max: u.int_in_range(0..=3)?,
+            rarity: u.arbitrary()?,
+        },
+        LootEntry {
+            item: u.int_in_range(1..=1000)?,
+            weight: u.int_in_range(1..=10)?,
+            min: 1,
+            max: 5,
+            rarity: u.arbitrary()?,
+        },
+    ];
+    same(
+        "add_loot_table",
+        r.add_loot_table(1, &es),
+        m.add_loot_table(1, &es),
+    );
+    for sid in 1..=u.int_in_range(1..=3)? {
+        let (x, y, z) = (u.int_in_range(-2..=2)?, 0, u.int_in_range(-2..=2)?);
+        let ch = u.int_in_range(1..=6)?;
+        same(
+            "add_site",
+            r.add_site(sid, x, y, z, 1, ch),
+            m.add_site(sid, x, y, z, 1, ch),
+        );
+    }
+    for p in 1..=u.int_in_range(2..=9)? {
+        let (x, y, z) = (
+            u.int_in_range(-5..=5)?,
+            u.int_in_range(-1..=1)?,
+            u.int_in_range(-5..=5)?,
+        );
+        let pa = u.int_in_range(0..=3)?;
+        same("join", r.join(p, x, y, z, pa), m.join(p, x, y, z, pa));
+    }
+    Ok(())
+}
+
 fn options(u: &mut Unstructured) -> AResult<Options> {
     let mut o = Options {
         seed: match u.int_in_range(0u8..=31)? {
@@ -616,19 +690,22 @@ fn options(u: &mut Unstructured) -> AResult<Options> {
         o.chunk_digs = u.int_in_range(0..=3)?;
         o.max_inflight_chunks = u.int_in_range(0..=3)?;
     }
+    // Chunks up to inline_max_digs are resolved on the caller's thread:
+    // mostly 0 here, so the digs take the worker pipeline.
+    o.inline_max_digs = match u.int_in_range(0u8..=3)? {
+        0 | 1 => 0,
+        2 => u.int_in_range(1..=3)?,
+        _ => Options::default().inline_max_digs,
+    };
     Ok(o)
 }
 
-fn dig_records(u: &mut Unstructured) -> AResult<Vec<u8>> {
+fn dig_records(u: &mut Unstructured, m: &Model) -> AResult<Vec<u8>> {
     let n = u.int_in_range(0..=8)?;
     let mut b = Vec::with_capacity(n * 24);
     for _ in 0..n {
-        let p = if u.ratio(1u8, 8)? {
-            player(u)?
-        } else {
-            u.int_in_range(1..=10)?
-        };
-        let (x, y, z) = block(u)?;
+        let p = known_player(u, m)?;
+        let (x, y, z) = known_block(u, m)?;
         b.extend_from_slice(&p.to_le_bytes());
         for v in [x, y, z] {
             b.extend_from_slice(&v.to_le_bytes());
@@ -642,15 +719,11 @@ fn dig_records(u: &mut Unstructured) -> AResult<Vec<u8>> {
     Ok(b)
 }
 
-fn move_records(u: &mut Unstructured) -> AResult<Vec<u8>> {
+fn move_records(u: &mut Unstructured, m: &Model) -> AResult<Vec<u8>> {
     let n = u.int_in_range(0..=6)?;
     let mut b = Vec::with_capacity(n * 16);
     for _ in 0..n {
-        let p = if u.ratio(1u8, 8)? {
-            player(u)?
-        } else {
-            u.int_in_range(1..=10)?
-        };
+        let p = known_player(u, m)?;
         b.extend_from_slice(&p.to_le_bytes());
         for _ in 0..3 {
             b.extend_from_slice(&coord(u, 6)?.to_le_bytes());
@@ -707,6 +780,9 @@ fn run(u: &mut Unstructured) -> AResult<()> {
         }
     };
     let mut r = Resolver::new(opts).expect("valid options");
+    if u.ratio(3u8, 4)? {
+        preamble(u, &mut r, &mut model)?;
+    }
     let mut polled = Vec::new();
     let mut ops = 0;
     while !u.is_empty() && ops < MAX_OPS {
@@ -723,7 +799,12 @@ fn run(u: &mut Unstructured) -> AResult<()> {
                 same("join", r.join(p, x, y, z, pa), model.join(p, x, y, z, pa));
             }
             10..=16 => {
-                let (p, x, y, z) = (player(u)?, coord(u, 6)?, coord(u, 2)?, coord(u, 6)?);
+                let (p, x, y, z) = (
+                    known_player(u, &model)?,
+                    coord(u, 6)?,
+                    coord(u, 2)?,
+                    coord(u, 6)?,
+                );
                 same(
                     "move",
                     r.move_player(p, x, y, z),
@@ -731,11 +812,11 @@ fn run(u: &mut Unstructured) -> AResult<()> {
                 );
             }
             17..=20 => {
-                let (p, pa) = (player(u)?, party(u)?);
+                let (p, pa) = (known_player(u, &model)?, party(u)?);
                 same("set_party", r.set_party(p, pa), model.set_party(p, pa));
             }
             21..=23 => {
-                let p = player(u)?;
+                let p = known_player(u, &model)?;
                 same("leave", r.leave(p), model.leave(p));
             }
             24..=27 => {
@@ -766,17 +847,17 @@ fn run(u: &mut Unstructured) -> AResult<()> {
                 same("remove_site", r.remove_site(sid), model.remove_site(sid));
             }
             36..=59 => {
-                let p = player(u)?;
-                let (x, y, z) = block(u)?;
+                let p = known_player(u, &model)?;
+                let (x, y, z) = known_block(u, &model)?;
                 let t = t_us(u)?;
                 same("dig", r.dig(p, x, y, z, t), model.dig(p, x, y, z, t));
             }
             60..=67 => {
-                let b = dig_records(u)?;
+                let b = dig_records(u, &model)?;
                 same("dig_batch", r.dig_batch(&b), model.dig_batch(&b));
             }
             68..=72 => {
-                let b = move_records(u)?;
+                let b = move_records(u, &model)?;
                 same("move_batch", r.move_batch(&b), model.move_batch(&b));
             }
             73..=82 => {
