@@ -26,7 +26,7 @@ build: deps
 	@mkdir -p build/treasure
 	cp target/release/libtreasure_native.so $(NATIVE_SO)
 
-test: build test-rust test-lua test-diff test-model test-vectors test-lifecycle
+test: build test-rust test-lua test-diff test-model test-vectors test-lifecycle test-overload fuzz-smoke
 
 test-rust:
 	$(CARGO) test --workspace
@@ -53,6 +53,27 @@ test-lifecycle: build
 
 test-vectors:
 	python3 tests/vectors/check.py
+
+# Overload (issue 7): digs faster than polls, both backends; see the script's header.
+test-overload: build
+	$(LUAJIT) tests/overload/overload.lua lua,native
+
+# Fuzzing (issue 7): libFuzzer targets in fuzz/, built with stable cargo (no
+# cargo-fuzz, no nightly; see fuzz/run.sh). fuzz-smoke runs each target
+# FUZZ_SECONDS (3 targets); fuzz-long FUZZ_LONG_SECONDS each.
+FUZZ_SECONDS ?= 25
+FUZZ_LONG_SECONDS ?= 600
+.PHONY: fuzz-smoke fuzz-long soak test-overload
+fuzz-smoke:
+	bash fuzz/run.sh run $(FUZZ_SECONDS)
+fuzz-long:
+	bash fuzz/run.sh run $(FUZZ_LONG_SECONDS)
+
+# Soak (issue 7): the harness at steady load on native for SOAK_SECONDS;
+# fails on RSS/Lua heap growth past the script's bounds or any packet mismatch.
+SOAK_SECONDS ?= 120
+soak: build
+	python3 tests/soak/soak.py --seconds $(SOAK_SECONDS)
 
 demo: build
 	$(LUAJIT) examples/harness.lua --seconds 10
