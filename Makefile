@@ -24,7 +24,8 @@ deps:
 build: deps
 	$(CARGO) build --release -p treasure-native --no-default-features --features luajit,module
 	@mkdir -p build/treasure
-	cp target/release/libtreasure_native.so $(NATIVE_SO)
+	@# copy then rename: never rewrite a .so in place under a running process
+	cp target/release/libtreasure_native.so $(NATIVE_SO).tmp && mv -f $(NATIVE_SO).tmp $(NATIVE_SO)
 
 test: build test-rust test-lua test-diff test-model test-vectors test-lifecycle test-overload fuzz-smoke
 
@@ -40,9 +41,9 @@ test-lua: deps build
 # Differential: legacy vs native, worker counts cycling 1,2,4,8; then again
 # with tiny internal queues (chunks of 1-3 digs, 1-4 chunks in flight).
 test-diff: build
-	$(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 200 --calls 2000 --workers 1,2,4,8
-	$(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 100 --calls 2000 --workers 1,2,4,8 --tiny --seed 100001
-	TREASURE_NATIVE_FFI=0 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 50 --calls 2000 --seed 200001
+	timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 200 --calls 2000 --workers 1,2,4,8
+	timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 100 --calls 2000 --workers 1,2,4,8 --tiny --seed 100001
+	TREASURE_NATIVE_FFI=0 timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 50 --calls 2000 --seed 200001
 
 # The legacy backend against an independent Python reading of the contract.
 test-model: deps

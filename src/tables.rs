@@ -125,6 +125,7 @@ pub fn options(lua: &Lua, opts: &Value) -> Result<Options, Fail> {
 struct TuningDe {
     chunk_digs: Option<usize>,
     max_inflight_chunks: Option<usize>,
+    inline_max_digs: Option<usize>,
 }
 
 pub fn tuning(lua: &Lua, tuning: &Value, opts: &mut Options) -> Result<(), Fail> {
@@ -139,6 +140,9 @@ pub fn tuning(lua: &Lua, tuning: &Value, opts: &mut Options) -> Result<(), Fail>
     }
     if let Some(v) = de.max_inflight_chunks {
         opts.max_inflight_chunks = v.max(1);
+    }
+    if let Some(v) = de.inline_max_digs {
+        opts.inline_max_digs = v;
     }
     Ok(())
 }

@@ -492,6 +492,8 @@ local function run_sequence(seed)
   local tr = gen.rng(seed * 7 + 3)
   if O.tiny or tr:chance(0.35) then
     tuning = { chunk_digs = tr:int(1, 4), max_inflight_chunks = tr:int(1, 3) }
+    -- sometimes resolve small chunks on the caller's thread (opt-in mode)
+    if tr:chance(0.3) then tuning.inline_max_digs = tr:int(1, 4) end
   end
   if trace_f then
     trace_f:write(string.format('{"begin":%.0f,"backends":[%s],"tiny_pending":%s,"tiny_queues":%s,"workers":%d}\n', seed,

@@ -75,10 +75,12 @@ pub struct Options {
     /// contract). Handing one dig to another thread costs several times
     /// more (wake-up, channel, cache transfer) than resolving it (~1 us),
     /// and an inline dig leaves no snapshot shared, so a following `move`
-    /// never has to copy or wait. 0 = always use the workers. Default 32
-    /// (~30 us of caller time at most; a thread hop costs more than that in
-    /// latency on a busy machine: in the harness's steady 20 Hz run, 20-dig
-    /// batches went from p50 0.31 ms / p99 0.5-1.8 ms to 0.07 / 0.2 ms).
+    /// never has to copy or wait. 0 = always use the workers. Default 0:
+    /// the product's promise is that fan-out work stays off the game loop's
+    /// thread, so inline resolution is an opt-in trade (measured on a busy
+    /// machine in the harness's steady 20 Hz run: 20-dig batches at p50
+    /// 0.31 ms / p99 0.5-1.8 ms through the workers, 0.07 / 0.2 ms inline
+    /// with 32, at ~1 us of caller time per dig).
     pub inline_max_digs: usize,
 }
 
@@ -92,7 +94,7 @@ impl Default for Options {
             max_pending_packets: 1_048_576,
             chunk_digs: 128,
             max_inflight_chunks: 1024,
-            inline_max_digs: 32,
+            inline_max_digs: 0,
         }
     }
 }
