@@ -10,7 +10,7 @@ export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/
 export LUA_CPATH := $(CURDIR)/build/?.so;;
 NATIVE_SO := build/treasure/native.so
 
-.PHONY: deps build test test-rust test-lua test-diff test-model test-vectors test-lifecycle demo bench clean
+.PHONY: deps build test test-rust test-lua test-diff test-model test-vectors test-lifecycle test-rock demo bench clean
 
 # Install Debian packages only when one is missing (idempotent, no apt-get otherwise).
 deps:
@@ -27,7 +27,7 @@ build: deps
 	@# copy then rename: never rewrite a .so in place under a running process
 	cp target/release/libtreasure_native.so $(NATIVE_SO).tmp && mv -f $(NATIVE_SO).tmp $(NATIVE_SO)
 
-test: build test-rust test-lua test-diff test-model test-vectors test-lifecycle test-overload fuzz-smoke
+test: build test-rust test-lua test-diff test-model test-vectors test-lifecycle test-overload test-rock fuzz-smoke
 
 test-rust:
 	$(CARGO) test --workspace
@@ -48,6 +48,10 @@ test-diff: build
 # The legacy backend against an independent Python reading of the contract.
 test-model: deps
 	bash tests/diff/model_check.sh 40 2000
+
+# LuaRocks: install into a temporary tree, run the suite against the installed copy.
+test-rock: deps
+	bash tests/rock/run.sh
 
 test-lifecycle: build
 	bash tests/lifecycle/run.sh

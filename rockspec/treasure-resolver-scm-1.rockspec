@@ -26,7 +26,8 @@ build = {
    build_command = [[
       cargo build --release -p treasure-native --no-default-features --features luajit,module &&
       mkdir -p build/treasure &&
-      cp target/release/libtreasure_native.so build/treasure/native.so
+      cp target/release/libtreasure_native.so build/treasure/native.so.tmp &&
+      mv -f build/treasure/native.so.tmp build/treasure/native.so
    ]],
    install = {
       lua = {
