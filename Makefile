@@ -80,6 +80,15 @@ SOAK_SECONDS ?= 120
 soak: build
 	python3 tests/soak/soak.py --seconds $(SOAK_SECONDS)
 
+# Benchmarks (speed and memory targets live here, not in tests): criterion
+# micro-benchmarks of the core, per-call costs from LuaJIT, then the harness,
+# legacy and native back to back. Rewrites docs/BENCHMARKS.md and docs/latency.svg.
+bench: build
+	$(CARGO) bench -p treasure-core --bench core
+	$(LUAJIT) bench/call_cost.lua --md > build/call_cost.md
+	python3 bench/micro.py build/call_cost.md
+	bash bench/run.sh
+
 demo: build
 	$(LUAJIT) examples/harness.lua --seconds 10
 
