@@ -13,7 +13,8 @@
 #
 # Corpus: fuzz/corpus/<target> (gitignored, grows across runs), seeded from
 # the committed fuzz/seeds/<target>. Crashes: fuzz/artifacts/<target>/, and
-# the exit status is non-zero. Extra libFuzzer flags: FUZZ_FLAGS="...".
+# the exit status is non-zero; the last run's full log is
+# fuzz/artifacts/<target>/fuzz.log. Extra libFuzzer flags: FUZZ_FLAGS="...".
 # Prints "fuzz: N passed, M failed" last.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -37,7 +38,7 @@ case "${1:-}" in
     for t in "$@"; do
       mkdir -p "corpus/$t" "artifacts/$t" "seeds/$t"
       echo "== fuzz $t for ${secs}s =="
-      log=$(mktemp)
+      log="artifacts/$t/fuzz.log"   # the whole libFuzzer log of the last run
       # -timeout: one input taking 10 s is a hang; -rss_limit_mb: a leak.
       if "$BIN/$t" -max_total_time="$secs" -timeout=10 -rss_limit_mb=2048 -print_final_stats=1 \
            -artifact_prefix="artifacts/$t/" ${FUZZ_FLAGS:-} "corpus/$t" "seeds/$t" >"$log" 2>&1; then
@@ -49,7 +50,6 @@ case "${1:-}" in
         tail -n 60 "$log" | sed 's/^/  /'
         echo "FAIL $t: see fuzz/artifacts/$t/"
       fi
-      rm -f "$log"
     done
     echo "fuzz: $pass passed, $fail failed"
     [ "$fail" -eq 0 ]
