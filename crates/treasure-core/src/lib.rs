@@ -40,6 +40,8 @@
 //! * A worker panic is caught and reported as an error by the next call
 //!   (`treasure: <method>: worker panicked: <msg>`); it never aborts.
 //!   [`histogram`] records per-dig resolve latency lock-free.
+//! * [`snapshot`] exports the whole state as plain data and restores a
+//!   resolver from it (validated first), for live backend swaps.
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
@@ -50,6 +52,7 @@ mod pipeline;
 pub mod records;
 pub mod resolver;
 pub mod roll;
+pub mod snapshot;
 pub mod wire;
 pub mod world;
 
@@ -57,4 +60,8 @@ pub use error::{Arg, Error, ErrorKind, Method};
 pub use records::{DigRecord, MoveRecord, DIG_RECORD_SIZE, MOVE_RECORD_SIZE};
 pub use resolver::{Options, Resolver, Stats};
 pub use roll::{splitmix64, LootEntry, LootTable};
+pub use snapshot::{
+    Counters, LootTableSnapshot, PlayerSnapshot, SiteSnapshot, Snapshot, SnapshotError,
+    SNAPSHOT_VERSION,
+};
 pub use wire::{Fields, Kind, Packet, WireError, SIZE as PACKET_SIZE};

@@ -38,6 +38,10 @@ use crate::histogram::Histogram;
 use crate::pipeline::{run_and_publish, run_chunk, Chunk, ChunkDone, DigJob, Shared};
 use crate::records::{dig_records, move_records};
 use crate::roll::{self, LootEntry, LootTable};
+use crate::snapshot::{
+    Counters, LootTableSnapshot, PlayerSnapshot, SiteSnapshot, Snapshot, SnapshotError,
+    SNAPSHOT_VERSION,
+};
 use crate::wire::{Kind, SIZE};
 use crate::world::{block_key, PlayerView, Players, Site, Sites};
 use crossbeam::channel::{unbounded, Receiver};
@@ -139,6 +143,9 @@ enum Slot {
 /// The caller-side state of an open resolver.
 struct Inner {
     seed: u64,
+    /// `reach` and `workers` as given (for snapshots).
+    reach: u32,
+    workers_opt: u32,
     reach2: u64,
     max_pending: u64,
     chunk_digs: usize,
@@ -274,6 +281,8 @@ impl Resolver {
         Ok(Resolver {
             inner: Some(Box::new(Inner {
                 seed: opts.seed,
+                reach: opts.reach,
+                workers_opt: opts.workers,
                 reach2: opts.reach as u64 * opts.reach as u64,
                 max_pending: opts.max_pending_packets,
                 chunk_digs,
@@ -686,6 +695,135 @@ impl Resolver {
     #[doc(hidden)]
     pub fn players(&self) -> Option<&Players> {
         self.inner.as_deref().map(|i| &*i.players)
+    }
+}
+
+// Snapshot hooks (the public API and the validation are in snapshot.rs).
+impl Resolver {
+    /// Waits for every accepted dig, then copies the state out (lists in
+    /// internal order; `snapshot()` sorts them).
+    pub(crate) fn export_state(&mut self) -> Result<Snapshot, SnapshotError> {
+        let m = "snapshot";
+        let inner = self
+            .inner
+            .as_deref_mut()
+            .ok_or_else(|| SnapshotError::new(m, "resolver is closed"))?;
+        inner.wait_all();
+        if let Some(msg) = &inner.failed {
+            return Err(SnapshotError::new(m, format!("worker panicked: {msg}")));
+        }
+        let mut pending = Vec::with_capacity(inner.known_pending as usize * SIZE);
+        for slot in &inner.ring {
+            match slot {
+                Slot::Ready { buf, pos } => pending.extend_from_slice(&buf[*pos..]),
+                _ => unreachable!("every chunk is received after wait_all"),
+            }
+        }
+        let sites = &inner.sites;
+        Ok(Snapshot {
+            version: SNAPSHOT_VERSION,
+            options: Options {
+                seed: inner.seed,
+                aoi_radius: inner.shared.aoi_radius,
+                reach: inner.reach,
+                workers: inner.workers_opt,
+                max_pending_packets: inner.max_pending,
+                chunk_digs: inner.chunk_digs,
+                max_inflight_chunks: inner.max_inflight,
+                inline_max_digs: inner.inline_max,
+            },
+            loot_tables: sites
+                .tables
+                .iter()
+                .map(|(&id, t)| LootTableSnapshot {
+                    id,
+                    entries: t.entries().to_vec(),
+                })
+                .collect(),
+            sites: sites
+                .by_block
+                .values()
+                .map(|s| SiteSnapshot {
+                    id: s.id,
+                    x: s.x,
+                    y: s.y,
+                    z: s.z,
+                    loot_table_id: s.loot_table,
+                    charges: s.charges,
+                })
+                .collect(),
+            players: inner
+                .players
+                .iter()
+                .map(|p| PlayerSnapshot {
+                    id: p.id,
+                    x: p.x,
+                    y: p.y,
+                    z: p.z,
+                    party: p.party,
+                })
+                .collect(),
+            next_seq: inner.next_seq,
+            counters: Counters {
+                digs: inner.digs,
+                packets: inner.produced,
+                found: inner.found,
+                empty: inner.empty,
+                nothing: inner.nothing,
+                rejected: inner.rejected,
+                busy: inner.busy,
+            },
+            pending,
+        })
+    }
+
+    /// Builds a resolver from a snapshot that `snapshot::validate` accepted.
+    pub(crate) fn import_state(s: Snapshot) -> Result<Resolver, SnapshotError> {
+        // The options were validated, so only the environment can fail here
+        // (the worker threads cannot be started).
+        let mut r = Resolver::new(s.options).map_err(|e| {
+            let msg = match e.kind {
+                ErrorKind::Internal(msg) => msg,
+                _ => e.to_string(),
+            };
+            SnapshotError::new("restore", msg)
+        })?;
+        let inner = r.inner.as_deref_mut().expect("new resolver is open");
+        for t in &s.loot_tables {
+            inner.sites.insert_table(t.id, LootTable::new(&t.entries));
+        }
+        for site in &s.sites {
+            inner.sites.insert(Site {
+                id: site.id,
+                x: site.x,
+                y: site.y,
+                z: site.z,
+                loot_table: site.loot_table_id,
+                charges: site.charges,
+            });
+        }
+        let players = inner.players_mut();
+        for p in &s.players {
+            players.join(p.id, p.x, p.y, p.z, p.party);
+        }
+        inner.next_seq = s.next_seq;
+        let c = s.counters;
+        (inner.digs, inner.found, inner.empty) = (c.digs, c.found, c.empty);
+        (inner.nothing, inner.rejected, inner.busy) = (c.nothing, c.rejected, c.busy);
+        inner.produced = c.packets;
+        let n = (s.pending.len() / SIZE) as u64;
+        if n > 0 {
+            // One ready chunk ahead of everything new: delivered first.
+            inner.ring.push_back(Slot::Ready {
+                buf: s.pending,
+                pos: 0,
+            });
+            inner.contiguous = 1;
+            inner.ready_chunks = 1;
+            inner.available = n;
+            inner.known_pending = n;
+        }
+        Ok(r)
     }
 }
 
