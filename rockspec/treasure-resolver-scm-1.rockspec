@@ -35,6 +35,7 @@ build = {
          ["treasure.legacy"] = "lua/treasure/legacy.lua",
          ["treasure.packet"] = "lua/treasure/packet.lua",
          ["treasure.ffi_buffer"] = "lua/treasure/ffi_buffer.lua",
+         ["treasure.snapshot"] = "lua/treasure/snapshot.lua",
       },
       lib = {
          ["treasure.native"] = "build/treasure/native.so",

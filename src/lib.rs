@@ -13,12 +13,14 @@
 //! * `resolver.rs`  the userdata and its raw methods
 //! * `fast.rs`     C functions LuaJIT's FFI calls for the hot calls (success only)
 //! * `ffi_buffer.rs` the caller's FFI buffer for the mlua `poll_into`
+//! * `snapshot.rs`  `r:snapshot()` / `restore(snapshot)` as plain Lua data
 //! * `native.lua`   the Lua half: raises errors as strings, measures buffers
 
 mod args;
 mod fast;
 mod ffi_buffer;
 mod resolver;
+mod snapshot;
 mod tables;
 
 use mlua::{Function, Lua, Table};
@@ -42,10 +44,21 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         .load(include_str!("../lua/treasure/ffi_buffer.lua"))
         .set_name("=treasure.ffi_buffer")
         .call(())?;
+    // The snapshot rules, shared with treasure.legacy (one definition), with
+    // the packet module they need, both compiled in so native.so does not
+    // depend on package.path.
+    let packet: Table = lua
+        .load(include_str!("../lua/treasure/packet.lua"))
+        .set_name("=treasure.packet")
+        .call(())?;
+    let snapshot_rules: Table = lua
+        .load(include_str!("../lua/treasure/snapshot.lua"))
+        .set_name("=treasure.snapshot")
+        .call(packet)?;
     let (module, methods): (Table, Table) = lua
         .load(include_str!("native.lua"))
         .set_name("=treasure.native")
-        .call((raw, err, packets_held))?;
+        .call((raw, err, packets_held, snapshot_rules))?;
     lua.set_named_registry_value(resolver::METHODS_KEY, methods)?;
     lua.set_named_registry_value(MODULE_KEY, &module)?;
     Ok(module)

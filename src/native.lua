@@ -10,8 +10,9 @@
 --    poll_into must know before Rust writes into the caller's buffer.
 --
 -- Arguments: raw (table of Rust functions), ERR (unique sentinel table),
--- packets_held (lua/treasure/ffi_buffer.lua).
-local raw, ERR, packets_held = ...
+-- packets_held (lua/treasure/ffi_buffer.lua), snapshot_rules
+-- (lua/treasure/snapshot.lua: the validation restore runs first).
+local raw, ERR, packets_held, snapshot_rules = ...
 
 local ffi = require("ffi")
 local select, error = select, error
@@ -164,6 +165,20 @@ end
 -- tiny chunks and a tiny in-flight window (wrap-around and backpressure).
 function M._new_with_tuning(opts, tuning)
   return register(check(raw.new(opts, tuning)))
+end
+
+-- restore(snapshot): the shared rules check everything first (raising the
+-- contract's message), then Rust converts and builds. A restored resolver
+-- gets its FFI handle like a new one.
+function M.restore(snapshot)
+  snapshot_rules.check(snapshot)
+  return register(check(raw.restore(snapshot)))
+end
+
+-- Test-only: restore() with the internal queue sizes of _new_with_tuning.
+function M._restore_with_tuning(snapshot, tuning)
+  snapshot_rules.check(snapshot)
+  return register(check(raw.restore(snapshot, tuning)))
 end
 
 -- Test-only: make the next worker task panic after n more chunks.

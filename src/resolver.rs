@@ -452,6 +452,35 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
 
+    m.set(
+        "snapshot",
+        lua.create_function(|lua, s: Value| {
+            guarded(lua, "snapshot", || {
+                let mut r = this("snapshot", &s)?;
+                let snap = core(&mut r).snapshot().map_err(|e| e.to_string())?;
+                crate::snapshot::to_lua(lua, &snap).map_err(|e| format!("treasure: snapshot: {e}"))
+            })
+        })?,
+    )?;
+
+    // native.lua has run lua/treasure/snapshot.lua's checks on `snapshot`.
+    raw.set(
+        "restore",
+        lua.create_function(|lua, (snapshot, tuning): (Value, Value)| {
+            guarded(lua, "restore", || {
+                let mut base = treasure_core::Options::default();
+                tables::tuning(lua, &tuning, &mut base)?;
+                let snap = crate::snapshot::from_lua(lua, &snapshot, base)?;
+                let core = Resolver::restore(snap).map_err(|e| e.to_string())?;
+                lua.create_userdata(NativeResolver {
+                    core: Some(Box::new(core)),
+                    scratch: Vec::new(),
+                })
+                .map_err(|e| format!("treasure: restore: {e}"))
+            })
+        })?,
+    )?;
+
     raw.set(
         "handle",
         lua.create_function(|lua, s: Value| {

@@ -18,6 +18,7 @@ local ffi = require("ffi")
 local bit = require("bit")
 local packet = require("treasure.packet")
 local packets_held = require("treasure.ffi_buffer")
+local snapshot_rules = require("treasure.snapshot")
 
 local bxor, lshift, rshift = bit.bxor, bit.lshift, bit.rshift
 local cast, copy, sizeof, typeof = ffi.cast, ffi.copy, ffi.sizeof, ffi.typeof
@@ -326,6 +327,7 @@ local function new(opts)
 
   local st = {
     closed = false,
+    opts = o,             -- the validated options, as numbers (for snapshot)
     seed = cast("uint64_t", o.seed),
     aoi_radius = o.aoi_radius,
     aoi2 = o.aoi_radius * o.aoi_radius,
@@ -786,8 +788,104 @@ function Resolver:close()
   st.closed = true
 end
 
+---------------------------------------------------------------------------
+-- Snapshot and restore (docs/API.md, "Snapshot, restore and swap").
+-- The validation rules live in treasure/snapshot.lua, shared with native.
+---------------------------------------------------------------------------
+
+local function sorted_keys(t)
+  local ids, n = {}, 0
+  for id in pairs(t) do n = n + 1; ids[n] = id end
+  sort(ids)
+  return ids, n
+end
+
+function Resolver:snapshot()
+  local st = state_of("snapshot", self)
+  local o = st.opts
+  local ids, n = sorted_keys(st.loot)
+  local loot_tables, table_id = {}, {}
+  for i = 1, n do
+    local id = ids[i]
+    local lt = st.loot[id]
+    table_id[lt] = id
+    local entries, prev = {}, 0
+    for k = 1, lt.n do
+      entries[k] = { item = lt.item[k], weight = lt.cum[k] - prev, min = lt.min[k],
+        max = lt.max[k], rarity = lt.rarity[k] }
+      prev = lt.cum[k]
+    end
+    loot_tables[i] = { id = id, entries = entries }
+  end
+  local sites = {}
+  ids, n = sorted_keys(st.sites)
+  for i = 1, n do
+    local site = st.sites[ids[i]]
+    sites[i] = { id = site.id, x = site.x, y = site.y, z = site.z,
+      loot_table_id = table_id[site.loot], charges = site.charges }
+  end
+  local players = {}
+  ids, n = sorted_keys(st.players)
+  for i = 1, n do
+    local pl = st.players[ids[i]]
+    players[i] = { id = pl.id, x = pl.x, y = pl.y, z = pl.z, party = pl.party }
+  end
+  local pending = st.tail - st.head
+  return {
+    version = snapshot_rules.VERSION,
+    options = { seed = o.seed, aoi_radius = o.aoi_radius, reach = o.reach,
+      workers = o.workers, max_pending_packets = o.max_pending_packets },
+    loot_tables = loot_tables,
+    sites = sites,
+    players = players,
+    next_seq = st.seq + 1,
+    counters = { digs = st.digs, packets = st.packets, found = st.found, empty = st.empty,
+      nothing = st.nothing, rejected = st.rejected, busy = st.busy },
+    pending = pending > 0 and ffi.string(st.buf + st.head * 128, pending * 128) or "",
+  }
+end
+
+--- restore(snapshot): a new resolver in the snapshot's state; everything is
+-- validated before anything is built.
+local function restore(s)
+  snapshot_rules.check(s)
+  local o = rawget(s, "options")
+  local r = new({ seed = rawget(o, "seed"), aoi_radius = rawget(o, "aoi_radius"),
+    reach = rawget(o, "reach"), workers = rawget(o, "workers"),
+    max_pending_packets = rawget(o, "max_pending_packets") })
+  local lts, sites, players = rawget(s, "loot_tables"), rawget(s, "sites"), rawget(s, "players")
+  for i = 1, #lts do
+    local lt = rawget(lts, i)
+    r:add_loot_table(rawget(lt, "id"), rawget(lt, "entries"))
+  end
+  for i = 1, #sites do
+    local site = rawget(sites, i)
+    r:add_site(rawget(site, "id"), rawget(site, "x"), rawget(site, "y"), rawget(site, "z"),
+      rawget(site, "loot_table_id"), rawget(site, "charges"))
+  end
+  for i = 1, #players do
+    local p = rawget(players, i)
+    r:join(rawget(p, "id"), rawget(p, "x"), rawget(p, "y"), rawget(p, "z"), rawget(p, "party"))
+  end
+  local st = states[r]
+  local c = rawget(s, "counters")
+  st.seq = rawget(s, "next_seq") - 1
+  st.digs, st.packets, st.busy = rawget(c, "digs"), rawget(c, "packets"), rawget(c, "busy")
+  st.found, st.empty = rawget(c, "found"), rawget(c, "empty")
+  st.nothing, st.rejected = rawget(c, "nothing"), rawget(c, "rejected")
+  local pending = rawget(s, "pending")
+  local n = #pending / 128
+  if n > 0 then
+    queue_reserve(st, n)
+    copy(st.buf, pending, #pending)
+    st.tail = n
+  end
+  return r
+end
+
 return {
   new = new,
+  restore = restore,
   _VERSION = VERSION,
   backend = "lua",
 }

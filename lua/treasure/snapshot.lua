@@ -1,0 +1,283 @@
+--- treasure.snapshot: the one definition of what a valid snapshot is
+-- (docs/API.md, "Snapshot, restore and swap").
+--
+-- Both backends validate with this file before they build anything:
+-- treasure.legacy requires it, and treasure.native compiles the same file
+-- into native.so (include_str!, like ffi_buffer.lua) and runs it from
+-- native.lua, handing it the packet module. So every backend rejects the
+-- same snapshots with the same message, in the contract's style:
+--
+--   treasure: restore: snapshot.players[3].x must be an integer in [-1048576, 1048575], got 1.5
+--
+-- Checks run in this order and the first failure is raised: the snapshot's
+-- type and unknown keys; version; options; loot_tables; sites; players;
+-- counters; pending; next_seq. Within a list, elements first to last, each
+-- completely (its type, unknown keys, fields in the documented order, then
+-- the rules against earlier elements). Fields are read raw (rawget/next).
+
+local dep = ...
+local packet = type(dep) == "table" and dep or require("treasure.packet")
+local ffi = require("ffi")
+
+local cast = ffi.cast
+local floor = math.floor
+local format = string.format
+local type, tostring, error, next, rawget = type, tostring, error, next, rawget
+
+local VERSION = 1
+local U32_MAX = 4294967295
+local SAFE = 9007199254740991
+
+local R_ID = "[1, 4294967295]"
+local R_U32_0 = "[0, 4294967295]"
+local R_COORD = "[-1048576, 1048575]"
+local R_SAFE_0 = "[0, 9007199254740991]"
+local R_SAFE_1 = "[1, 9007199254740991]"
+
+local u8p = ffi.typeof("const uint8_t *")
+local u16p = ffi.typeof("const uint16_t *")
+local u32p = ffi.typeof("const uint32_t *")
+
+local function show(v)
+  if type(v) == "number" then return tostring(v) end
+  return type(v)
+end
+
+local function key_text(k)
+  if type(k) == "string" then return k end
+  return show(k)
+end
+
+local function fail(msg)
+  error("treasure: restore: " .. msg, 0)
+end
+
+local function is_int(v, lo, hi)
+  return type(v) == "number" and v >= lo and v <= hi and floor(v) == v
+end
+
+local function int(path, v, lo, hi, range)
+  if not is_int(v, lo, hi) then
+    fail(path .. " must be an integer in " .. range .. ", got " .. show(v))
+  end
+  return v
+end
+
+local function tbl(path, v)
+  if type(v) ~= "table" then fail(path .. " must be a table, got " .. type(v)) end
+  return v
+end
+
+--- `t` is a table whose keys are all in `known` (reported in next() order).
+local function keys(path, t, known)
+  tbl(path, t)
+  for k in next, t do
+    if type(k) ~= "string" or not known[k] then
+      fail(path .. " has unknown key '" .. key_text(k) .. "'")
+    end
+  end
+  return t
+end
+
+local function set(list)
+  local s = {}
+  for i = 1, #list do s[list[i]] = true end
+  return s
+end
+
+--- An array of tables: exactly the keys 1..n (n may be 0 unless non_empty).
+local function array(path, v, non_empty)
+  local what = non_empty and "a non-empty array of tables" or "an array of tables"
+  if type(v) ~= "table" then fail(path .. " must be " .. what .. ", got " .. type(v)) end
+  local n = 0
+  for _ in next, v do n = n + 1 end
+  for k in next, v do
+    if not is_int(k, 1, n) then fail(path .. " must be " .. what .. ", got table") end
+  end
+  if non_empty and n == 0 then fail(path .. " must be " .. what .. ", got table") end
+  for i = 1, n do tbl(path .. "[" .. i .. "]", rawget(v, i)) end
+  return n
+end
+
+local TOP = set({ "version", "options", "loot_tables", "sites", "players", "next_seq", "counters", "pending" })
+local OPTS = {
+  { "seed", 0, SAFE, R_SAFE_0 },
+  { "aoi_radius", 0, 1048576, "[0, 1048576]" },
+  { "reach", 0, 1048576, "[0, 1048576]" },
+  { "workers", 0, 256, "[0, 256]" },
+  { "max_pending_packets", 1, SAFE, R_SAFE_1 },
+}
+local OPT_KEYS = set({ "seed", "aoi_radius", "reach", "workers", "max_pending_packets" })
+local LOOT_KEYS = set({ "id", "entries" })
+local ENTRY = {
+  { "item", 1, U32_MAX, R_ID },
+  { "weight", 1, U32_MAX, R_ID },
+  { "min", 0, 65535, "[0, 65535]" },
+  { "max", 0, 65535, "[0, 65535]" },
+  { "rarity", 0, 255, "[0, 255]" },
+}
+local ENTRY_KEYS = set({ "item", "weight", "min", "max", "rarity" })
+local SITE = {
+  { "id", 1, U32_MAX, R_ID },
+  { "x", -1048576, 1048575, R_COORD },
+  { "y", -1048576, 1048575, R_COORD },
+  { "z", -1048576, 1048575, R_COORD },
+  { "loot_table_id", 1, U32_MAX, R_ID },
+  { "charges", 0, U32_MAX, R_U32_0 },
+}
+local SITE_KEYS = set({ "id", "x", "y", "z", "loot_table_id", "charges" })
+local PLAYER = {
+  { "id", 1, U32_MAX, R_ID },
+  { "x", -1048576, 1048575, R_COORD },
+  { "y", -1048576, 1048575, R_COORD },
+  { "z", -1048576, 1048575, R_COORD },
+  { "party", 0, U32_MAX, R_U32_0 },
+}
+local PLAYER_KEYS = set({ "id", "x", "y", "z", "party" })
+local COUNTERS = { "digs", "packets", "found", "empty", "nothing", "rejected", "busy" }
+local COUNTER_KEYS = set(COUNTERS)
+
+local function fields(path, t, spec)
+  for i = 1, #spec do
+    local f = spec[i]
+    int(path .. "." .. f[1], rawget(t, f[1]), f[2], f[3], f[4])
+  end
+end
+
+--- First index of an earlier element with the same id, else records it.
+local function unique(path, seen, id, list_path, i)
+  local first = seen[id]
+  if first then
+    fail(format("%s.id must not repeat %s[%d].id, got %s", path, list_path, first, tostring(id)))
+  end
+  seen[id] = i
+end
+
+local M = { VERSION = VERSION }
+
+--- Raises `treasure: restore: ...` unless `s` is a valid snapshot.
+-- Returns the number of pending packets.
+function M.check(s)
+  if type(s) ~= "table" then fail("snapshot must be a table, got " .. type(s)) end
+  keys("snapshot", s, TOP)
+  local version = rawget(s, "version")
+  if version ~= VERSION then fail("snapshot.version must be 1, got " .. show(version)) end
+
+  local o = keys("snapshot.options", rawget(s, "options"), OPT_KEYS)
+  for i = 1, #OPTS do
+    local f = OPTS[i]
+    int("snapshot.options." .. f[1], rawget(o, f[1]), f[2], f[3], f[4])
+  end
+
+  local lts = rawget(s, "loot_tables")
+  local tables = {}
+  for i = 1, array("snapshot.loot_tables", lts) do
+    local path = "snapshot.loot_tables[" .. i .. "]"
+    local lt = keys(path, rawget(lts, i), LOOT_KEYS)
+    local id = int(path .. ".id", rawget(lt, "id"), 1, U32_MAX, R_ID)
+    unique(path, tables, id, "snapshot.loot_tables", i)
+    local entries = rawget(lt, "entries")
+    local total = 0
+    for j = 1, array(path .. ".entries", entries, true) do
+      local ep = path .. ".entries[" .. j .. "]"
+      local e = keys(ep, rawget(entries, j), ENTRY_KEYS)
+      fields(ep, e, ENTRY)
+      local mn, mx = rawget(e, "min"), rawget(e, "max")
+      if mn > mx then fail(ep .. ".min must be <= max, got " .. mn .. " > " .. mx) end
+      total = total + rawget(e, "weight")
+    end
+    if total > U32_MAX then
+      fail(path .. ".entries total weight must be <= 4294967295, got " .. tostring(total))
+    end
+  end
+
+  local sites = rawget(s, "sites")
+  local site_ids, blocks = {}, {}
+  for i = 1, array("snapshot.sites", sites) do
+    local path = "snapshot.sites[" .. i .. "]"
+    local site = keys(path, rawget(sites, i), SITE_KEYS)
+    fields(path, site, SITE)
+    local id = rawget(site, "id")
+    unique(path, site_ids, id, "snapshot.sites", i)
+    local x, y, z = rawget(site, "x") + 0, rawget(site, "y") + 0, rawget(site, "z") + 0
+    local bk = format("%d,%d,%d", x, y, z)
+    local other = blocks[bk]
+    if other then
+      fail(format("%s block must not hold a site already, got %d, %d, %d (site %d)", path, x, y, z, other))
+    end
+    blocks[bk] = id
+    local lt = rawget(site, "loot_table_id")
+    if not tables[lt] then
+      fail(path .. ".loot_table_id must be an existing loot table, got " .. tostring(lt))
+    end
+  end
+
+  local players = rawget(s, "players")
+  local player_ids = {}
+  for i = 1, array("snapshot.players", players) do
+    local path = "snapshot.players[" .. i .. "]"
+    local p = keys(path, rawget(players, i), PLAYER_KEYS)
+    fields(path, p, PLAYER)
+    unique(path, player_ids, rawget(p, "id"), "snapshot.players", i)
+  end
+
+  local c = keys("snapshot.counters", rawget(s, "counters"), COUNTER_KEYS)
+  for i = 1, #COUNTERS do
+    int("snapshot.counters." .. COUNTERS[i], rawget(c, COUNTERS[i]), 0, SAFE, R_SAFE_0)
+  end
+  local digs = rawget(c, "digs")
+  local kinds = rawget(c, "found") + rawget(c, "empty") + rawget(c, "nothing") + rawget(c, "rejected")
+  if digs ~= kinds then
+    fail(format("snapshot.counters.digs must be found + empty + nothing + rejected (%.0f), got %.0f", kinds, digs))
+  end
+
+  local pending = rawget(s, "pending")
+  if type(pending) ~= "string" then fail("snapshot.pending must be a string, got " .. type(pending)) end
+  local len = #pending
+  if len % 128 ~= 0 then fail("snapshot.pending length must be a multiple of 128, got " .. len) end
+  local n = len / 128
+  local base = cast(u8p, pending)
+  local last_seq, last_rcpt
+  for i = 1, n do
+    local path = "snapshot.pending[" .. i .. "]"
+    local off = (i - 1) * 128
+    local p = base + off
+    local why
+    if pending:sub(off + 1, off + 4) ~= "TRSR" then
+      why = "bad magic"
+    elseif cast(u16p, p + 4)[0] ~= 1 then
+      why = "bad version " .. cast(u16p, p + 4)[0]
+    elseif cast(u32p, p + 124)[0] ~= packet.crc32c_ptr(p, 124) % 4294967296 then
+      why = "bad CRC"
+    end
+    if why then fail(path .. " must be a valid packet (magic, version 1, CRC-32C), got " .. why) end
+    local w = cast(u32p, p)
+    local seq = w[3] * 4294967296 + w[2]
+    local rcpt = w[8]
+    if seq < 1 then fail(format("%s.seq must be at least 1, got %.0f", path, seq)) end
+    if last_seq then
+      if seq < last_seq then
+        fail(format("%s.seq must not be below the previous packet's seq %.0f, got %.0f", path, last_seq, seq))
+      end
+      if seq == last_seq and rcpt <= last_rcpt then
+        fail(format("%s.recipient must be above the previous packet's recipient %d (same seq %.0f), got %d",
+          path, last_rcpt, seq, rcpt))
+      end
+    end
+    last_seq, last_rcpt = seq, rcpt
+  end
+  if rawget(c, "packets") < n then
+    fail(format("snapshot.counters.packets must be at least the pending packets (%d), got %.0f", n, rawget(c, "packets")))
+  end
+
+  local next_seq = int("snapshot.next_seq", rawget(s, "next_seq"), 1, SAFE, R_SAFE_1)
+  if last_seq and next_seq <= last_seq then
+    fail(format("snapshot.next_seq must be above the last pending packet's seq %.0f, got %.0f", last_seq, next_seq))
+  end
+  if next_seq ~= digs + 1 then
+    fail(format("snapshot.next_seq must be counters.digs + 1 (%.0f), got %.0f", digs + 1, next_seq))
+  end
+  return n
+end
+
+return M
