@@ -2,7 +2,15 @@
 --
 --   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' \
 --   luajit tests/diff/run.lua --backends lua,native --sequences 200 --calls 2000 \
---     [--seed S] [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going]
+--     [--seed S] [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--swap]
+--
+-- --swap: the last backend's resolver is live-swapped (r:snapshot() +
+-- restore, via treasure.swap, or native._restore_with_tuning when the
+-- sequence uses tiny queues) to the other backend at random call indices
+-- (~1 call in 40: lua->native->lua... or native->lua->native...), with
+-- whatever is in flight or undelivered at that moment. Its stream, results
+-- and errors must stay identical to the first backend's, which is never
+-- swapped; at every swap the two snapshots must be deep-equal too.
 --
 -- Every generated call is applied to one resolver per backend (pcall) and the
 -- outcomes are compared: same success/failure, same error text, same results,
@@ -31,9 +39,10 @@ do
     elseif a == "--trace" then O.trace = val()
     elseif a == "--keep-going" then O.keep_going = true
     elseif a == "--no-negzero" then O.no_negzero = true
+    elseif a == "--swap" then O.swap = true
     elseif a == "-h" or a == "--help" then
       print("usage: luajit tests/diff/run.lua [--backends lua,native] [--sequences N] [--calls N] [--seed S]")
-      print("       [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--no-negzero]")
+      print("       [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--no-negzero] [--swap]")
       os.exit(0)
     else
       io.stderr:write("run.lua: unknown option " .. tostring(a) .. "\n"); os.exit(2)
@@ -75,6 +84,16 @@ for _, b in ipairs(BACKENDS) do
   if b.native then io.stderr:write(string.format("  %s: _ffi = %s\n", b.spec, tostring(b.mod._ffi))) end
 end
 if #BACKENDS == 0 then io.stderr:write("run.lua: no backends\n"); os.exit(2) end
+-- --swap: the last backend is the one swapped back and forth
+local SWAPPED
+if O.swap then
+  if #BACKENDS < 2 then io.stderr:write("run.lua: --swap needs two backends\n"); os.exit(2) end
+  SWAPPED = BACKENDS[#BACKENDS]
+  SWAPPED.swapping = true -- it may be native at any time, so it may lag on poll
+  io.stderr:write("  --swap: " .. SWAPPED.spec .. " is swapped between backends at random calls\n")
+end
+local total_swaps = 0
+
 local WORKERS = {}
 for _, w in ipairs(split(O.workers)) do WORKERS[#WORKERS + 1] = assert(tonumber(w), "--workers: numbers") end
 
@@ -370,7 +389,7 @@ end
 -- a lagging native poll: flush it, then take the missing packets
 local function catch_up(b, res, want)
   local have = tonumber(res[1]) or 0
-  if have >= want or not b.native then return end
+  if have >= want or not (b.native or b.swapping) then return end
   pcall(b.r.flush, b.r)
   local ok, n, s = pcall(b.r.poll, b.r, want - have)
   if ok and type(n) == "number" and type(s) == "string" then
@@ -482,6 +501,49 @@ local function report(seed, idx, c, desc, off, results, gopts)
   io.stdout:flush()
 end
 
+-- first differing path of two plain-data values (nil when deep-equal)
+local function deep_diff(a, b, path)
+  if type(a) ~= type(b) then return path .. " (" .. type(a) .. " vs " .. type(b) .. ")" end
+  if type(a) ~= "table" then
+    if a ~= b then return path .. " (" .. show(a) .. " vs " .. show(b) .. ")" end
+    return nil
+  end
+  for k, v in pairs(a) do
+    local d = deep_diff(v, b[k], path .. "." .. tostring(k))
+    if d then return d end
+  end
+  for k in pairs(b) do
+    if a[k] == nil then return path .. "." .. tostring(k) .. " (missing vs present)" end
+  end
+  return nil
+end
+
+-- --swap: replace the swapped backend's resolver by one on the other
+-- backend, restored from its snapshot; returns nil or an error description.
+local function swap_backend(b, ref, tuning)
+  local treasure = require("treasure")
+  local r = b.r
+  local to = type(r) == "userdata" and "lua" or "native"
+  local ok, err = pcall(function()
+    local mine, theirs = r:snapshot(), ref.r:snapshot()
+    local d = deep_diff(theirs, mine, "snapshot")
+    if d then error("snapshots differ at " .. d, 0) end
+    if to == "native" and tuning then
+      b.r = require("treasure.native")._restore_with_tuning(mine, tuning)
+      r:close()
+    else
+      b.r = treasure.swap(r, to)
+    end
+    -- the old resolver is closed, also on the FFI fast path
+    local ok2, e2 = pcall(r.dig, r, 1, 0, 0, 0, 0)
+    if ok2 or e2 ~= "treasure: dig: resolver is closed" then
+      error("the swapped-out resolver is not closed: " .. tostring(e2), 0)
+    end
+  end)
+  if not ok then return "swap to " .. to .. " failed: " .. tostring(err) end
+  return nil
+end
+
 local function run_sequence(seed)
   local workers = WORKERS[(seed % #WORKERS) + 1]
   local gopts = { workers = workers, negzero = not O.no_negzero }
@@ -505,9 +567,19 @@ local function run_sequence(seed)
   for i = 1, #BACKENDS do streams[i] = {} end
   local closed = false
   local npackets = 0
+  local swap_rng = O.swap and gen.rng(seed * 13 + 5)
   for idx = 1, O.calls do
     local c = g:step()
     local results = {}
+    if swap_rng and swap_rng:chance(1 / 40) and SWAPPED.r and not closed and c.m ~= "new" then
+      local err = swap_backend(SWAPPED, BACKENDS[1], tuning)
+      if err then
+        report(seed, idx, c, "before this call: " .. err, nil,
+          (function() local t = {}; for j = 1, #BACKENDS do t[j] = { ok = true, n = 0 } end; return t end)(), gopts)
+        return false
+      end
+      total_swaps = total_swaps + 1
+    end
     if c.m == "new" then
       for i, b in ipairs(BACKENDS) do
         local ok, r = new_resolver(b, c[1], tuning)
@@ -638,5 +710,12 @@ for s = 0, O.sequences - 1 do
 end
 if trace_f then trace_f:close() end
 io.stderr:write(string.format("  %d packets compared, %.1fs cpu, %ds wall\n", total_packets, os.clock() - t0, os.time() - wall0))
+if O.swap then
+  io.stderr:write(string.format("  %d live swaps of %s\n", total_swaps, SWAPPED.spec))
+  if total_swaps == 0 and failed == 0 and O.calls >= 200 then
+    print("run.lua: --swap made no swap at all")
+    failed = failed + 1
+  end
+end
 print(string.format("differential: %d passed, %d failed", passed, failed))
 os.exit(failed == 0 and 0 or 1)
