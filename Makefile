@@ -10,7 +10,7 @@ export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/
 export LUA_CPATH := $(CURDIR)/build/?.so;;
 NATIVE_SO := build/treasure/native.so
 
-.PHONY: deps build test test-rust test-lua test-diff test-model test-vectors test-lifecycle test-rock demo bench clean
+.PHONY: deps build test test-rust test-lua test-diff test-swap test-model test-vectors test-lifecycle test-rock demo bench clean
 
 # Install Debian packages only when one is missing (idempotent, no apt-get otherwise).
 deps:
@@ -27,7 +27,7 @@ build: deps
 	@# copy then rename: never rewrite a .so in place under a running process
 	cp target/release/libtreasure_native.so $(NATIVE_SO).tmp && mv -f $(NATIVE_SO).tmp $(NATIVE_SO)
 
-test: build test-rust test-lua test-diff test-model test-vectors test-lifecycle test-overload test-rock fuzz-smoke
+test: build test-rust test-lua test-diff test-swap test-model test-vectors test-lifecycle test-overload test-rock fuzz-smoke
 
 test-rust:
 	$(CARGO) test --workspace
@@ -44,6 +44,14 @@ test-diff: build
 	timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 200 --calls 2000 --workers 1,2,4,8
 	timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 100 --calls 2000 --workers 1,2,4,8 --tiny --seed 100001
 	TREASURE_NATIVE_FFI=0 timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 50 --calls 2000 --seed 200001
+
+# Issue 6: drop-in at require time (one unchanged legacy script on legacy and
+# native, same bytes), then live swaps: the last backend's resolver is swapped
+# lua<->native at random calls and must stay identical to the unswapped one.
+test-swap: build
+	bash tests/swap/dropin.sh
+	timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 100 --calls 2000 --swap --seed 300001
+	timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,lua --sequences 40 --calls 2000 --swap --tiny --seed 310001
 
 # The legacy backend against an independent Python reading of the contract.
 test-model: deps
