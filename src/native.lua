@@ -145,6 +145,63 @@ if C then
   end
 end
 
+local pack_sites, pack_players
+-- Snapshots: sites and players as packed little-endian records (the FFI
+-- struct layout on this little-endian host; packet.lua refuses big-endian).
+if not pcall(ffi.sizeof, "struct treasure_snapshot_site_v1") then
+  ffi.cdef([[
+struct treasure_snapshot_site_v1 { uint32_t id; int32_t x, y, z; uint32_t loot_table_id, charges; };
+struct treasure_snapshot_player_v1 { uint32_t id; int32_t x, y, z; uint32_t party; };
+]])
+end
+assert(ffi.sizeof("struct treasure_snapshot_site_v1") == 24 and ffi.sizeof("struct treasure_snapshot_player_v1") == 20)
+local site_arr_t = ffi.typeof("struct treasure_snapshot_site_v1[?]")
+local site_ptr_t = ffi.typeof("const struct treasure_snapshot_site_v1 *")
+local player_arr_t = ffi.typeof("struct treasure_snapshot_player_v1[?]")
+local player_ptr_t = ffi.typeof("const struct treasure_snapshot_player_v1 *")
+local rawget = rawget
+
+function pack_sites(list) -- checked by snapshot_rules: an array of valid sites
+  local n = #list
+  local a = site_arr_t(n)
+  for i = 1, n do
+    local s, rec = rawget(list, i), a[i - 1]
+    rec.id, rec.x, rec.y, rec.z = rawget(s, "id"), rawget(s, "x"), rawget(s, "y"), rawget(s, "z")
+    rec.loot_table_id, rec.charges = rawget(s, "loot_table_id"), rawget(s, "charges")
+  end
+  return ffi.string(a, n * 24)
+end
+
+function pack_players(list)
+  local n = #list
+  local a = player_arr_t(n)
+  for i = 1, n do
+    local p, rec = rawget(list, i), a[i - 1]
+    rec.id, rec.x, rec.y, rec.z, rec.party = rawget(p, "id"), rawget(p, "x"), rawget(p, "y"), rawget(p, "z"),
+      rawget(p, "party")
+  end
+  return ffi.string(a, n * 20)
+end
+
+local raw_snapshot = raw.snapshot
+function methods.snapshot(self)
+  local s, sites_bin, players_bin = check(raw_snapshot(self))
+  local sites, players = {}, {}
+  local sp = ffi.cast(site_ptr_t, sites_bin)
+  for i = 0, #sites_bin / 24 - 1 do
+    local rec = sp[i]
+    sites[i + 1] = { id = rec.id, x = rec.x, y = rec.y, z = rec.z,
+      loot_table_id = rec.loot_table_id, charges = rec.charges }
+  end
+  local pp = ffi.cast(player_ptr_t, players_bin)
+  for i = 0, #players_bin / 20 - 1 do
+    local rec = pp[i]
+    players[i + 1] = { id = rec.id, x = rec.x, y = rec.y, z = rec.z, party = rec.party }
+  end
+  s.sites, s.players = sites, players
+  return s
+end
+
 local function register(r)
   if C then handles[r] = ffi.cast("void *", raw.handle(r)) end
   return r
@@ -169,16 +226,26 @@ end
 
 -- restore(snapshot): the shared rules check everything first (raising the
 -- contract's message), then Rust converts and builds. A restored resolver
--- gets its FFI handle like a new one.
-function M.restore(snapshot)
+-- gets its FFI handle like a new one. Sites and players cross to Rust as
+-- packed records (see src/snapshot.rs), the rest as a small table.
+local function restore(snapshot, tuning)
   snapshot_rules.check(snapshot)
-  return register(check(raw.restore(snapshot)))
+  local header = {
+    version = rawget(snapshot, "version"), options = rawget(snapshot, "options"),
+    loot_tables = rawget(snapshot, "loot_tables"), next_seq = rawget(snapshot, "next_seq"),
+    counters = rawget(snapshot, "counters"), pending = rawget(snapshot, "pending"),
+  }
+  return register(check(raw.restore(header, pack_sites(rawget(snapshot, "sites")),
+    pack_players(rawget(snapshot, "players")), tuning)))
+end
+
+function M.restore(snapshot)
+  return restore(snapshot)
 end
 
 -- Test-only: restore() with the internal queue sizes of _new_with_tuning.
 function M._restore_with_tuning(snapshot, tuning)
-  snapshot_rules.check(snapshot)
-  return register(check(raw.restore(snapshot, tuning)))
+  return restore(snapshot, tuning)
 end
 
 -- Test-only: make the next worker task panic after n more chunks.

@@ -452,7 +452,9 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
 
-    m.set(
+    // (header, packed sites, packed players): native.lua assembles the
+    // snapshot table (see snapshot.rs).
+    raw.set(
         "snapshot",
         lua.create_function(|lua, s: Value| {
             guarded(lua, "snapshot", || {
@@ -463,22 +465,31 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
 
-    // native.lua has run lua/treasure/snapshot.lua's checks on `snapshot`.
+    // native.lua has run lua/treasure/snapshot.lua's checks on the snapshot
+    // and passes its small part plus sites and players packed.
     raw.set(
         "restore",
-        lua.create_function(|lua, (snapshot, tuning): (Value, Value)| {
-            guarded(lua, "restore", || {
-                let mut base = treasure_core::Options::default();
-                tables::tuning(lua, &tuning, &mut base)?;
-                let snap = crate::snapshot::from_lua(lua, &snapshot, base)?;
-                let core = Resolver::restore(snap).map_err(|e| e.to_string())?;
-                lua.create_userdata(NativeResolver {
-                    core: Some(Box::new(core)),
-                    scratch: Vec::new(),
+        lua.create_function(
+            |lua, (header, sites, players, tuning): (Value, mlua::String, mlua::String, Value)| {
+                guarded(lua, "restore", || {
+                    let mut base = treasure_core::Options::default();
+                    tables::tuning(lua, &tuning, &mut base)?;
+                    let snap = crate::snapshot::from_lua(
+                        lua,
+                        &header,
+                        &sites.as_bytes(),
+                        &players.as_bytes(),
+                        base,
+                    )?;
+                    let core = Resolver::restore(snap).map_err(|e| e.to_string())?;
+                    lua.create_userdata(NativeResolver {
+                        core: Some(Box::new(core)),
+                        scratch: Vec::new(),
+                    })
+                    .map_err(|e| format!("treasure: restore: {e}"))
                 })
-                .map_err(|e| format!("treasure: restore: {e}"))
-            })
-        })?,
+            },
+        )?,
     )?;
 
     raw.set(

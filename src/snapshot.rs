@@ -4,10 +4,19 @@
 //! The contract's validation (every rule, every message) runs before
 //! `restore` reaches Rust: native.lua calls `lua/treasure/snapshot.lua`,
 //! compiled into this library, which is the one definition both backends
-//! share. Here the checked table is turned into typed data with mlua's
-//! serde support (`LuaSerdeExt::from_value`) and handed to
+//! share. Here the checked data is turned into typed data and handed to
 //! `Resolver::restore`, which validates again defensively (the core is also
 //! used alone) before it starts any thread.
+//!
+//! The small parts (version, options, loot tables, counters, next seq) go
+//! through mlua's serde support (`LuaSerdeExt::from_value`). The two big
+//! lists, sites and players (100,000 and 12,000 in the harness), cross the
+//! boundary as packed little-endian records that native.lua reads and writes
+//! with the FFI in compiled Lua: building or reading one small table per
+//! record through the C API costs ~1 us each, which would make a swap stall
+//! the game loop for a noticeable time. Records: a site is 24 bytes `{u32
+//! id, i32 x, i32 y, i32 z, u32 loot_table_id, u32 charges}`, a player 20
+//! bytes `{u32 id, i32 x, i32 y, i32 z, u32 party}`.
 
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 use serde::Deserialize;
@@ -41,24 +50,10 @@ struct LootTableDe {
     entries: Vec<EntryDe>,
 }
 
-#[derive(Deserialize)]
-struct SiteDe {
-    id: f64,
-    x: f64,
-    y: f64,
-    z: f64,
-    loot_table_id: f64,
-    charges: f64,
-}
-
-#[derive(Deserialize)]
-struct PlayerDe {
-    id: f64,
-    x: f64,
-    y: f64,
-    z: f64,
-    party: f64,
-}
+/// Bytes of a packed site record.
+pub const SITE_RECORD: usize = 24;
+/// Bytes of a packed player record.
+pub const PLAYER_RECORD: usize = 20;
 
 #[derive(Deserialize)]
 struct CountersDe {
@@ -71,14 +66,14 @@ struct CountersDe {
     busy: f64,
 }
 
-/// Everything but `pending` (a binary string, read directly).
+/// The small part of a snapshot: native.lua passes a table with just these
+/// keys (sites and players come packed; `pending`, a binary string, is read
+/// directly).
 #[derive(Deserialize)]
-struct SnapshotDe {
+struct HeaderDe {
     version: f64,
     options: OptionsDe,
     loot_tables: Vec<LootTableDe>,
-    sites: Vec<SiteDe>,
-    players: Vec<PlayerDe>,
     next_seq: f64,
     counters: CountersDe,
 }
@@ -88,17 +83,39 @@ struct SnapshotDe {
 fn u32_of(v: f64) -> u32 {
     v as u32
 }
-fn i32_of(v: f64) -> i32 {
-    v as i32
-}
 fn u64_of(v: f64) -> u64 {
     v as u64
 }
 
-/// The checked Lua snapshot as the core's type; `base` supplies the
+fn word(b: &[u8], i: usize) -> [u8; 4] {
+    [b[4 * i], b[4 * i + 1], b[4 * i + 2], b[4 * i + 3]]
+}
+
+fn packed<'a>(
+    v: &'a [u8],
+    size: usize,
+    what: &str,
+) -> Result<std::slice::ChunksExact<'a, u8>, Fail> {
+    if !v.len().is_multiple_of(size) {
+        return Err(format!(
+            "treasure: restore: packed {what} length must be a multiple of {size}, got {}",
+            v.len()
+        ));
+    }
+    Ok(v.chunks_exact(size))
+}
+
+/// The checked snapshot as the core's type: `header` (see [`HeaderDe`]),
+/// `pending`, and the packed `sites` and `players`; `base` supplies the
 /// pipeline tuning (not part of a snapshot).
-pub fn from_lua(lua: &Lua, v: &Value, base: Options) -> Result<Snapshot, Fail> {
-    let t = match v {
+pub fn from_lua(
+    lua: &Lua,
+    header: &Value,
+    sites: &[u8],
+    players: &[u8],
+    base: Options,
+) -> Result<Snapshot, Fail> {
+    let t = match header {
         Value::Table(t) => t,
         other => {
             return Err(format!(
@@ -107,13 +124,32 @@ pub fn from_lua(lua: &Lua, v: &Value, base: Options) -> Result<Snapshot, Fail> {
             ))
         }
     };
-    let de: SnapshotDe = lua
-        .from_value(v.clone())
+    let de: HeaderDe = lua
+        .from_value(header.clone())
         .map_err(|e| format!("treasure: restore: snapshot: {e}"))?;
     let pending = match t.raw_get::<Value>("pending") {
         Ok(Value::String(s)) => s.as_bytes().to_vec(),
         _ => return Err("treasure: restore: snapshot.pending must be a string".to_owned()),
     };
+    let sites = packed(sites, SITE_RECORD, "sites")?
+        .map(|b| SiteSnapshot {
+            id: u32::from_le_bytes(word(b, 0)),
+            x: i32::from_le_bytes(word(b, 1)),
+            y: i32::from_le_bytes(word(b, 2)),
+            z: i32::from_le_bytes(word(b, 3)),
+            loot_table_id: u32::from_le_bytes(word(b, 4)),
+            charges: u32::from_le_bytes(word(b, 5)),
+        })
+        .collect();
+    let players = packed(players, PLAYER_RECORD, "players")?
+        .map(|b| PlayerSnapshot {
+            id: u32::from_le_bytes(word(b, 0)),
+            x: i32::from_le_bytes(word(b, 1)),
+            y: i32::from_le_bytes(word(b, 2)),
+            z: i32::from_le_bytes(word(b, 3)),
+            party: u32::from_le_bytes(word(b, 4)),
+        })
+        .collect();
     let o = de.options;
     let c = de.counters;
     Ok(Snapshot {
@@ -144,29 +180,8 @@ pub fn from_lua(lua: &Lua, v: &Value, base: Options) -> Result<Snapshot, Fail> {
                     .collect(),
             })
             .collect(),
-        sites: de
-            .sites
-            .into_iter()
-            .map(|s| SiteSnapshot {
-                id: u32_of(s.id),
-                x: i32_of(s.x),
-                y: i32_of(s.y),
-                z: i32_of(s.z),
-                loot_table_id: u32_of(s.loot_table_id),
-                charges: u32_of(s.charges),
-            })
-            .collect(),
-        players: de
-            .players
-            .into_iter()
-            .map(|p| PlayerSnapshot {
-                id: u32_of(p.id),
-                x: i32_of(p.x),
-                y: i32_of(p.y),
-                z: i32_of(p.z),
-                party: u32_of(p.party),
-            })
-            .collect(),
+        sites,
+        players,
         next_seq: u64_of(de.next_seq),
         counters: Counters {
             digs: u64_of(c.digs),
@@ -185,9 +200,10 @@ fn n(v: impl Into<f64>) -> Value {
     Value::Number(v.into())
 }
 
-/// The core snapshot as plain Lua data (the format of docs/API.md); lists
-/// keep the core's order (sorted by id).
-pub fn to_lua(lua: &Lua, s: &Snapshot) -> mlua::Result<Table> {
+/// The core snapshot as plain Lua data (the format of docs/API.md) without
+/// `sites` and `players`, which are returned packed (native.lua unpacks
+/// them); lists keep the core's order (sorted by id).
+pub fn to_lua(lua: &Lua, s: &Snapshot) -> mlua::Result<(Table, mlua::String, mlua::String)> {
     let t = lua.create_table_with_capacity(0, 8)?;
     t.raw_set("version", n(s.version))?;
     let o = lua.create_table_with_capacity(0, 5)?;
@@ -220,30 +236,23 @@ pub fn to_lua(lua: &Lua, s: &Snapshot) -> mlua::Result<Table> {
     }
     t.raw_set("loot_tables", lts)?;
 
-    let sites = lua.create_table_with_capacity(s.sites.len(), 0)?;
-    for (i, site) in s.sites.iter().enumerate() {
-        let x = lua.create_table_with_capacity(0, 6)?;
-        x.raw_set("id", n(site.id))?;
-        x.raw_set("x", n(site.x))?;
-        x.raw_set("y", n(site.y))?;
-        x.raw_set("z", n(site.z))?;
-        x.raw_set("loot_table_id", n(site.loot_table_id))?;
-        x.raw_set("charges", n(site.charges))?;
-        sites.raw_set(i + 1, x)?;
+    let mut sites = Vec::with_capacity(s.sites.len() * SITE_RECORD);
+    for site in &s.sites {
+        sites.extend_from_slice(&site.id.to_le_bytes());
+        sites.extend_from_slice(&site.x.to_le_bytes());
+        sites.extend_from_slice(&site.y.to_le_bytes());
+        sites.extend_from_slice(&site.z.to_le_bytes());
+        sites.extend_from_slice(&site.loot_table_id.to_le_bytes());
+        sites.extend_from_slice(&site.charges.to_le_bytes());
     }
-    t.raw_set("sites", sites)?;
-
-    let players = lua.create_table_with_capacity(s.players.len(), 0)?;
-    for (i, p) in s.players.iter().enumerate() {
-        let x = lua.create_table_with_capacity(0, 5)?;
-        x.raw_set("id", n(p.id))?;
-        x.raw_set("x", n(p.x))?;
-        x.raw_set("y", n(p.y))?;
-        x.raw_set("z", n(p.z))?;
-        x.raw_set("party", n(p.party))?;
-        players.raw_set(i + 1, x)?;
+    let mut players = Vec::with_capacity(s.players.len() * PLAYER_RECORD);
+    for p in &s.players {
+        players.extend_from_slice(&p.id.to_le_bytes());
+        players.extend_from_slice(&p.x.to_le_bytes());
+        players.extend_from_slice(&p.y.to_le_bytes());
+        players.extend_from_slice(&p.z.to_le_bytes());
+        players.extend_from_slice(&p.party.to_le_bytes());
     }
-    t.raw_set("players", players)?;
 
     t.raw_set("next_seq", n(s.next_seq as f64))?;
     let c = lua.create_table_with_capacity(0, 7)?;
@@ -261,5 +270,5 @@ pub fn to_lua(lua: &Lua, s: &Snapshot) -> mlua::Result<Table> {
     }
     t.raw_set("counters", c)?;
     t.raw_set("pending", lua.create_string(&s.pending)?)?;
-    Ok(t)
+    Ok((t, lua.create_string(&sites)?, lua.create_string(&players)?))
 }

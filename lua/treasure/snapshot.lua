@@ -63,17 +63,19 @@ local function int(path, v, lo, hi, range)
   return v
 end
 
-local function tbl(path, v)
-  if type(v) ~= "table" then fail(path .. " must be a table, got " .. type(v)) end
-  return v
+-- Paths of list elements (`snapshot.sites[3]`) are only built for a
+-- message: a valid snapshot of 100,000 sites makes no strings at all.
+local function elem(list_path, i)
+  if i == nil then return list_path end
+  return list_path .. "[" .. i .. "]"
 end
 
 --- `t` is a table whose keys are all in `known` (reported in next() order).
-local function keys(path, t, known)
-  tbl(path, t)
+local function keys(path, t, known, i)
+  if type(t) ~= "table" then fail(elem(path, i) .. " must be a table, got " .. type(t)) end
   for k in next, t do
     if type(k) ~= "string" or not known[k] then
-      fail(path .. " has unknown key '" .. key_text(k) .. "'")
+      fail(elem(path, i) .. " has unknown key '" .. key_text(k) .. "'")
     end
   end
   return t
@@ -95,7 +97,6 @@ local function array(path, v, non_empty)
     if not is_int(k, 1, n) then fail(path .. " must be " .. what .. ", got table") end
   end
   if non_empty and n == 0 then fail(path .. " must be " .. what .. ", got table") end
-  for i = 1, n do tbl(path .. "[" .. i .. "]", rawget(v, i)) end
   return n
 end
 
@@ -137,18 +138,22 @@ local PLAYER_KEYS = set({ "id", "x", "y", "z", "party" })
 local COUNTERS = { "digs", "packets", "found", "empty", "nothing", "rejected", "busy" }
 local COUNTER_KEYS = set(COUNTERS)
 
-local function fields(path, t, spec)
-  for i = 1, #spec do
-    local f = spec[i]
-    int(path .. "." .. f[1], rawget(t, f[1]), f[2], f[3], f[4])
+--- The integer fields of element i of a list, in `spec` order.
+local function fields(list_path, i, t, spec)
+  for k = 1, #spec do
+    local f = spec[k]
+    local v = rawget(t, f[1])
+    if not is_int(v, f[2], f[3]) then
+      fail(elem(list_path, i) .. "." .. f[1] .. " must be an integer in " .. f[4] .. ", got " .. show(v))
+    end
   end
 end
 
---- First index of an earlier element with the same id, else records it.
-local function unique(path, seen, id, list_path, i)
+--- Fails if an earlier element had the same id, else records it.
+local function unique(list_path, i, seen, id)
   local first = seen[id]
   if first then
-    fail(format("%s.id must not repeat %s[%d].id, got %s", path, list_path, first, tostring(id)))
+    fail(format("%s.id must not repeat %s.id, got %s", elem(list_path, i), elem(list_path, first), tostring(id)))
   end
   seen[id] = i
 end
@@ -175,15 +180,15 @@ function M.check(s)
     local path = "snapshot.loot_tables[" .. i .. "]"
     local lt = keys(path, rawget(lts, i), LOOT_KEYS)
     local id = int(path .. ".id", rawget(lt, "id"), 1, U32_MAX, R_ID)
-    unique(path, tables, id, "snapshot.loot_tables", i)
+    unique("snapshot.loot_tables", i, tables, id)
     local entries = rawget(lt, "entries")
     local total = 0
-    for j = 1, array(path .. ".entries", entries, true) do
-      local ep = path .. ".entries[" .. j .. "]"
-      local e = keys(ep, rawget(entries, j), ENTRY_KEYS)
-      fields(ep, e, ENTRY)
+    local ep = path .. ".entries"
+    for j = 1, array(ep, entries, true) do
+      local e = keys(ep, rawget(entries, j), ENTRY_KEYS, j)
+      fields(ep, j, e, ENTRY)
       local mn, mx = rawget(e, "min"), rawget(e, "max")
-      if mn > mx then fail(ep .. ".min must be <= max, got " .. mn .. " > " .. mx) end
+      if mn > mx then fail(elem(ep, j) .. ".min must be <= max, got " .. mn .. " > " .. mx) end
       total = total + rawget(e, "weight")
     end
     if total > U32_MAX then
@@ -192,33 +197,35 @@ function M.check(s)
   end
 
   local sites = rawget(s, "sites")
-  local site_ids, blocks = {}, {}
-  for i = 1, array("snapshot.sites", sites) do
-    local path = "snapshot.sites[" .. i .. "]"
-    local site = keys(path, rawget(sites, i), SITE_KEYS)
-    fields(path, site, SITE)
+  local site_ids, blocks = {}, {} -- blocks[x, y packed][z] = site id
+  local SP = "snapshot.sites"
+  for i = 1, array(SP, sites) do
+    local site = keys(SP, rawget(sites, i), SITE_KEYS, i)
+    fields(SP, i, site, SITE)
     local id = rawget(site, "id")
-    unique(path, site_ids, id, "snapshot.sites", i)
+    unique(SP, i, site_ids, id)
     local x, y, z = rawget(site, "x") + 0, rawget(site, "y") + 0, rawget(site, "z") + 0
-    local bk = format("%d,%d,%d", x, y, z)
-    local other = blocks[bk]
+    local xy = (x + 1048576) * 2097152 + (y + 1048576)
+    local col = blocks[xy]
+    if col == nil then col = {}; blocks[xy] = col end
+    local other = col[z]
     if other then
-      fail(format("%s block must not hold a site already, got %d, %d, %d (site %d)", path, x, y, z, other))
+      fail(format("%s block must not hold a site already, got %d, %d, %d (site %d)", elem(SP, i), x, y, z, other))
     end
-    blocks[bk] = id
+    col[z] = id
     local lt = rawget(site, "loot_table_id")
     if not tables[lt] then
-      fail(path .. ".loot_table_id must be an existing loot table, got " .. tostring(lt))
+      fail(elem(SP, i) .. ".loot_table_id must be an existing loot table, got " .. tostring(lt))
     end
   end
 
   local players = rawget(s, "players")
   local player_ids = {}
-  for i = 1, array("snapshot.players", players) do
-    local path = "snapshot.players[" .. i .. "]"
-    local p = keys(path, rawget(players, i), PLAYER_KEYS)
-    fields(path, p, PLAYER)
-    unique(path, player_ids, rawget(p, "id"), "snapshot.players", i)
+  local PP = "snapshot.players"
+  for i = 1, array(PP, players) do
+    local p = keys(PP, rawget(players, i), PLAYER_KEYS, i)
+    fields(PP, i, p, PLAYER)
+    unique(PP, i, player_ids, rawget(p, "id"))
   end
 
   local c = keys("snapshot.counters", rawget(s, "counters"), COUNTER_KEYS)
