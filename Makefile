@@ -47,11 +47,14 @@ test-diff: build
 
 # Issue 6: drop-in at require time (one unchanged legacy script on legacy and
 # native, same bytes), then live swaps: the last backend's resolver is swapped
-# lua<->native at random calls and must stay identical to the unswapped one.
+# lua<->native at random calls and must stay identical to the unswapped one;
+# then the hot_swap example both ways (it exits 1 if the seq order breaks).
 test-swap: build
 	bash tests/swap/dropin.sh
 	timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 100 --calls 2000 --swap --seed 300001
 	timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,lua --sequences 40 --calls 2000 --swap --tiny --seed 310001
+	$(LUAJIT) examples/hot_swap.lua --fast --seconds 2 --players 2000 --sites 10000
+	$(LUAJIT) examples/hot_swap.lua --fast --seconds 2 --players 2000 --sites 10000 --from native --to lua
 
 # The legacy backend against an independent Python reading of the contract.
 test-model: deps
