@@ -215,6 +215,7 @@ for tick = 1, ticks do
     poll_all(r)
     if last_seq >= last_accepted then break end
     sleep(0.0002)
+    if now() - tick_start > 5 then fail("digs undelivered 5 s after their tick"); break end
   until not O.fast and now() - tick_start > TICK * 0.9
   if not O.fast then sleep(TICK - (now() - tick_start)) end
 end

@@ -34,6 +34,7 @@ local R_COORD = "[-1048576, 1048575]"
 local R_SAFE_0 = "[0, 9007199254740991]"
 local R_SAFE_1 = "[1, 9007199254740991]"
 
+local MAGIC = 0x52535254 -- "TRSR" read as a little-endian u32
 local u8p = ffi.typeof("const uint8_t *")
 local u16p = ffi.typeof("const uint16_t *")
 local u32p = ffi.typeof("const uint32_t *")
@@ -250,7 +251,7 @@ function M.check(s)
     local off = (i - 1) * 128
     local p = base + off
     local why
-    if pending:sub(off + 1, off + 4) ~= "TRSR" then
+    if cast(u32p, p)[0] ~= MAGIC then
       why = "bad magic"
     elseif cast(u16p, p + 4)[0] ~= 1 then
       why = "bad version " .. cast(u16p, p + 4)[0]
