@@ -124,6 +124,29 @@ for _, B in ipairs(backends) do
       assert.same(a:snapshot(), c:snapshot())
     end)
 
+    it("treasure.restore defaults to the backend require('treasure') picked", function()
+      local r = treasure.restore(world(T):snapshot())
+      assert.equals(treasure.backend == "native" and "userdata" or "table", type(r))
+    end)
+
+    it("one snapshot restores into independent resolvers, and is not kept", function()
+      local s = world(T):snapshot()
+      local a, b = T.restore(s), T.restore(s)
+      s.loot_tables[1].entries[1].item = 77 -- changing the snapshot afterwards changes nothing
+      s.players[1].x = 500
+      local _, bytes_a = S.drain(a)
+      local _, bytes_b = S.drain(b)
+      assert.equals(bytes_b, bytes_a)
+      assert.is_number(a:dig(2, -5, 1, 2, 99))  -- FOUND at site 17, on a only
+      local pkts = S.drain(a)
+      assert.is_true(#pkts > 1)
+      assert.equals(0, b:stats().pending_packets)
+      assert.equals(99, b:snapshot().sites[1].charges)
+      assert.equals(98, a:snapshot().sites[1].charges)
+      assert.equals(-1, b:snapshot().players[1].x)
+      assert.equals(1, b:snapshot().loot_tables[1].entries[1].item) -- not the 77 written after restore
+    end)
+
     it("a restored resolver gives back the same snapshot", function()
       local s = world(T):snapshot()
       assert.same(s, T.restore(deep_copy(s)):snapshot())
