@@ -146,20 +146,43 @@ pub extern "C" fn treasure_native_poll_into(
     max: f64,
 ) -> f64 {
     with(h, |r| {
-        if buf.is_null() || !int_in(max, 0.0, holds) || !int_in(holds, 0.0, SAFE_MAX) {
+        if !int_in(holds, 0.0, SAFE_MAX) || !int_in(max, 0.0, holds) {
             return None;
         }
-        let len = max as usize * PACKET_SIZE;
-        if len == 0 {
-            return Some(r.poll_into(&mut [], 0).ok()? as f64);
-        }
-        // SAFETY: `buf` is the payload of a uint8_t array cdata that
-        // treasure/ffi_buffer.lua measured to hold `holds` whole packets,
-        // and `max <= holds` was checked above, so `len` bytes are in
-        // bounds. The caller keeps the cdata alive across the call.
-        let out = unsafe { std::slice::from_raw_parts_mut(buf, len) };
-        Some(r.poll_into(out, max as usize).ok()? as f64)
+        Some(poll_into_raw(r, buf, holds as usize, max as usize).ok()? as f64)
     })
+}
+
+/// Copies up to `max` packets into the caller's FFI buffer: the one place
+/// the binding writes through a raw pointer, used by both the fast path and
+/// the mlua path of `poll_into`.
+///
+/// Precondition (checked by both callers before they get here): `buf` is the
+/// payload of a live uint8_t array cdata that treasure/ffi_buffer.lua
+/// measured to hold `holds` whole packets, and `max <= holds`.
+pub(crate) fn poll_into_raw(
+    r: &mut Resolver,
+    buf: *mut u8,
+    holds: usize,
+    max: usize,
+) -> Result<usize, treasure_core::Error> {
+    assert!(
+        max <= holds,
+        "poll_into: {max} packets into a buffer of {holds}"
+    );
+    let len = max * PACKET_SIZE;
+    if len == 0 {
+        return r.poll_into(&mut [], 0);
+    }
+    debug_assert!(!buf.is_null(), "poll_into: null buffer");
+    // SAFETY: per the precondition, `buf` points at `holds * 128` writable
+    // bytes of a cdata the caller keeps alive for the duration of the call,
+    // and `len = max * 128 <= holds * 128` (asserted above), so the slice
+    // stays inside it. Nothing else references that memory during the call
+    // (Lua is single-threaded and blocked in this call); u8 has no alignment
+    // or validity requirements.
+    let out = unsafe { std::slice::from_raw_parts_mut(buf, len) };
+    r.poll_into(out, max)
 }
 
 /// The bytes of a Lua string passed as `const char *` plus its length.

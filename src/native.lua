@@ -250,7 +250,7 @@ end
 
 -- Test-only: make the next worker task panic after n more chunks.
 function M._inject_worker_panic(r, n)
-  return check(raw.inject_worker_panic(r, n))
+  return check(raw._inject_worker_panic(r, n))
 end
 
 return M, methods

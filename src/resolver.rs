@@ -15,6 +15,7 @@ use mlua::{
 use treasure_core::{Resolver, PACKET_SIZE as SIZE};
 
 use crate::args::{self, Fail, CHARGES, COUNT, ID, PARTY, T_US};
+use crate::fast;
 use crate::ffi_buffer::{self, PointerOffset};
 use crate::tables;
 
@@ -81,7 +82,7 @@ fn guarded<R: IntoLuaMulti>(
 }
 
 /// `self` as an open resolver, or the contract's error.
-fn this<'a>(func: &str, v: &'a Value) -> Result<UserDataRefMut<NativeResolver>, Fail> {
+fn this(func: &str, v: &Value) -> Result<UserDataRefMut<NativeResolver>, Fail> {
     let ud = match v {
         Value::UserData(ud) => ud,
         other => {
@@ -100,8 +101,62 @@ fn this<'a>(func: &str, v: &'a Value) -> Result<UserDataRefMut<NativeResolver>, 
     Ok(r)
 }
 
-fn core<'a>(r: &'a mut UserDataRefMut<NativeResolver>) -> &'a mut Resolver {
-    r.core.as_mut().expect("checked open by this()")
+impl NativeResolver {
+    fn new(core: Resolver) -> NativeResolver {
+        NativeResolver {
+            core: Some(Box::new(core)),
+            scratch: Vec::new(),
+        }
+    }
+
+    /// The open core resolver (`this()` has checked it is open).
+    fn core(&mut self) -> &mut Resolver {
+        self.core.as_mut().expect("checked open by this()")
+    }
+}
+
+/// A core error as the message the shim raises (its Display is the
+/// contract's exact text).
+fn msg(e: impl std::fmt::Display) -> Fail {
+    e.to_string()
+}
+
+/// Argument `i` (0-based, after `self`), `nil` when absent.
+fn arg(a: &[Value], i: usize) -> &Value {
+    a.get(i).unwrap_or(&Value::Nil)
+}
+
+/// Arguments `i`, `i+1`, `i+2` as block coordinates `x`, `y`, `z`.
+fn xyz(lua: &Lua, f: &str, a: &[Value], i: usize) -> Result<(i32, i32, i32), Fail> {
+    Ok((
+        args::coord(lua, f, "x", arg(a, i))?,
+        args::coord(lua, f, "y", arg(a, i + 1))?,
+        args::coord(lua, f, "z", arg(a, i + 2))?,
+    ))
+}
+
+fn busy(lua: &Lua, f: &str) -> Result<Value, Fail> {
+    lua.create_string("busy")
+        .map(Value::String)
+        .map_err(|e| format!("treasure: {f}: {e}"))
+}
+
+/// Registers the raw method `name` in `m`: it checks `self` (a resolver of
+/// this backend, open) and runs `body` with it and the other arguments, all
+/// inside [`guarded`].
+fn method<R, F>(lua: &Lua, m: &Table, name: &'static str, body: F) -> mlua::Result<()>
+where
+    R: IntoLuaMulti,
+    F: Fn(&Lua, &mut NativeResolver, &[Value]) -> Result<R, Fail> + 'static,
+{
+    let f = lua.create_function(move |lua, (s, rest): (Value, MultiValue)| {
+        guarded(lua, name, || {
+            let mut r = this(name, &s)?;
+            let rest: Vec<Value> = rest.into_iter().collect();
+            body(lua, &mut r, &rest)
+        })
+    })?;
+    m.set(name, f)
 }
 
 fn bytes_arg(func: &str, v: &Value) -> Result<mlua::LuaString, Fail> {
@@ -148,259 +203,112 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
             guarded(lua, "new", || {
                 let mut o = tables::options(lua, &opts)?;
                 tables::tuning(lua, &tuning, &mut o)?;
-                let core = Resolver::new(o).map_err(|e| e.to_string())?;
-                lua.create_userdata(NativeResolver {
-                    core: Some(Box::new(core)),
-                    scratch: Vec::new(),
-                })
-                .map_err(|e| format!("treasure: new: {e}"))
+                let core = Resolver::new(o).map_err(msg)?;
+                lua.create_userdata(NativeResolver::new(core))
+                    .map_err(|e| format!("treasure: new: {e}"))
             })
         })?,
     )?;
 
-    m.set(
-        "add_loot_table",
-        lua.create_function(|lua, (s, id, entries): (Value, Value, Value)| {
-            guarded(lua, "add_loot_table", || {
-                let f = "add_loot_table";
-                let mut r = this(f, &s)?;
-                let id = args::u32_in(lua, f, "id", &id, ID)?;
-                let entries = tables::loot_entries(lua, &entries)?;
-                core(&mut r)
-                    .add_loot_table(id, &entries)
-                    .map_err(|e| e.to_string())
-            })
-        })?,
-    )?;
+    method(lua, &m, "add_loot_table", |lua, r, a| {
+        let f = "add_loot_table";
+        let id = args::u32_in(lua, f, "id", arg(a, 0), ID)?;
+        let entries = tables::loot_entries(lua, arg(a, 1))?;
+        r.core().add_loot_table(id, &entries).map_err(msg)
+    })?;
 
-    m.set(
-        "add_site",
-        lua.create_function(
-            |lua,
-             (s, id, x, y, z, table, charges): (
-                Value,
-                Value,
-                Value,
-                Value,
-                Value,
-                Value,
-                Value,
-            )| {
-                guarded(lua, "add_site", || {
-                    let f = "add_site";
-                    let mut r = this(f, &s)?;
-                    let id = args::u32_in(lua, f, "id", &id, ID)?;
-                    let (x, y, z) = (
-                        args::coord(lua, f, "x", &x)?,
-                        args::coord(lua, f, "y", &y)?,
-                        args::coord(lua, f, "z", &z)?,
-                    );
-                    let table = args::u32_in(lua, f, "loot_table_id", &table, ID)?;
-                    let charges = args::u32_in(lua, f, "charges", &charges, CHARGES)?;
-                    core(&mut r)
-                        .add_site(id, x, y, z, table, charges)
-                        .map_err(|e| e.to_string())
-                })
+    method(lua, &m, "add_site", |lua, r, a| {
+        let f = "add_site";
+        let id = args::u32_in(lua, f, "id", arg(a, 0), ID)?;
+        let (x, y, z) = xyz(lua, f, a, 1)?;
+        let table = args::u32_in(lua, f, "loot_table_id", arg(a, 4), ID)?;
+        let charges = args::u32_in(lua, f, "charges", arg(a, 5), CHARGES)?;
+        r.core().add_site(id, x, y, z, table, charges).map_err(msg)
+    })?;
+
+    method(lua, &m, "remove_site", |lua, r, a| {
+        let id = args::u32_in(lua, "remove_site", "id", arg(a, 0), ID)?;
+        r.core().remove_site(id).map_err(msg)
+    })?;
+
+    method(lua, &m, "join", |lua, r, a| {
+        let f = "join";
+        let p = args::u32_in(lua, f, "player", arg(a, 0), ID)?;
+        let (x, y, z) = xyz(lua, f, a, 1)?;
+        let party = args::opt_int(lua, f, "party", arg(a, 4), PARTY)?.unwrap_or(0) as u32;
+        r.core().join(p, x, y, z, party).map_err(msg)
+    })?;
+
+    method(lua, &m, "move", |lua, r, a| {
+        let f = "move";
+        let p = args::u32_in(lua, f, "player", arg(a, 0), ID)?;
+        let (x, y, z) = xyz(lua, f, a, 1)?;
+        r.core().move_player(p, x, y, z).map_err(msg)
+    })?;
+
+    method(lua, &m, "set_party", |lua, r, a| {
+        let f = "set_party";
+        let p = args::u32_in(lua, f, "player", arg(a, 0), ID)?;
+        let party = args::u32_in(lua, f, "party", arg(a, 1), PARTY)?;
+        r.core().set_party(p, party).map_err(msg)
+    })?;
+
+    method(lua, &m, "leave", |lua, r, a| {
+        let p = args::u32_in(lua, "leave", "player", arg(a, 0), ID)?;
+        r.core().leave(p).map_err(msg)
+    })?;
+
+    method(lua, &m, "dig", |lua, r, a| {
+        let f = "dig";
+        let p = args::u32_in(lua, f, "player", arg(a, 0), ID)?;
+        let (x, y, z) = xyz(lua, f, a, 1)?;
+        let t = args::int(lua, f, "t_us", arg(a, 4), T_US)? as u64;
+        Ok(match r.core().dig(p, x, y, z, t).map_err(msg)? {
+            Some(seq) => MultiValue::from_vec(vec![Value::Number(seq as f64)]),
+            None => MultiValue::from_vec(vec![Value::Nil, busy(lua, f)?]),
+        })
+    })?;
+
+    method(lua, &m, "dig_batch", |lua, r, a| {
+        let f = "dig_batch";
+        let records = bytes_arg(f, arg(a, 0))?;
+        Ok(
+            match r.core().dig_batch(&records.as_bytes()).map_err(msg)? {
+                Some((first, count)) => (Value::Number(first as f64), Value::Number(count as f64)),
+                None => (Value::Nil, busy(lua, f)?),
             },
-        )?,
-    )?;
+        )
+    })?;
 
-    m.set(
-        "remove_site",
-        lua.create_function(|lua, (s, id): (Value, Value)| {
-            guarded(lua, "remove_site", || {
-                let f = "remove_site";
-                let mut r = this(f, &s)?;
-                let id = args::u32_in(lua, f, "id", &id, ID)?;
-                core(&mut r).remove_site(id).map_err(|e| e.to_string())
-            })
-        })?,
-    )?;
+    method(lua, &m, "move_batch", |_, r, a| {
+        let records = bytes_arg("move_batch", arg(a, 0))?;
+        r.core().move_batch(&records.as_bytes()).map_err(msg)
+    })?;
 
-    m.set(
-        "join",
-        lua.create_function(
-            |lua, (s, p, x, y, z, party): (Value, Value, Value, Value, Value, Value)| {
-                guarded(lua, "join", || {
-                    let f = "join";
-                    let mut r = this(f, &s)?;
-                    let p = args::u32_in(lua, f, "player", &p, ID)?;
-                    let (x, y, z) = (
-                        args::coord(lua, f, "x", &x)?,
-                        args::coord(lua, f, "y", &y)?,
-                        args::coord(lua, f, "z", &z)?,
-                    );
-                    let party = args::opt_int(lua, f, "party", &party, PARTY)?.unwrap_or(0) as u32;
-                    core(&mut r)
-                        .join(p, x, y, z, party)
-                        .map_err(|e| e.to_string())
-                })
-            },
-        )?,
-    )?;
+    method(lua, &m, "poll", |lua, r, a| {
+        let f = "poll";
+        let max = args::opt_int(lua, f, "max", arg(a, 0), COUNT)?;
+        let c = r.core.as_mut().expect("open");
+        let avail = c.available_packets();
+        let want = max.map_or(avail, |m| (m as usize).min(avail));
+        r.scratch.resize(want * SIZE, 0);
+        let n = c.poll_into(&mut r.scratch, want).map_err(msg)?;
+        let s = lua
+            .create_string(&r.scratch[..n * SIZE])
+            .map_err(|e| format!("treasure: {f}: {e}"))?;
+        if r.scratch.capacity() > (1 << 20) {
+            // Do not pin a burst-sized buffer forever.
+            r.scratch = Vec::new();
+        }
+        Ok((n as f64, s))
+    })?;
 
-    m.set(
-        "move",
-        lua.create_function(
-            |lua, (s, p, x, y, z): (Value, Value, Value, Value, Value)| {
-                guarded(lua, "move", || {
-                    let f = "move";
-                    let mut r = this(f, &s)?;
-                    let p = args::u32_in(lua, f, "player", &p, ID)?;
-                    let (x, y, z) = (
-                        args::coord(lua, f, "x", &x)?,
-                        args::coord(lua, f, "y", &y)?,
-                        args::coord(lua, f, "z", &z)?,
-                    );
-                    core(&mut r)
-                        .move_player(p, x, y, z)
-                        .map_err(|e| e.to_string())
-                })
-            },
-        )?,
-    )?;
+    method(lua, &m, "flush", |_, r, _| r.core().flush().map_err(msg))?;
 
-    m.set(
-        "set_party",
-        lua.create_function(|lua, (s, p, party): (Value, Value, Value)| {
-            guarded(lua, "set_party", || {
-                let f = "set_party";
-                let mut r = this(f, &s)?;
-                let p = args::u32_in(lua, f, "player", &p, ID)?;
-                let party = args::u32_in(lua, f, "party", &party, PARTY)?;
-                core(&mut r).set_party(p, party).map_err(|e| e.to_string())
-            })
-        })?,
-    )?;
-
-    m.set(
-        "leave",
-        lua.create_function(|lua, (s, p): (Value, Value)| {
-            guarded(lua, "leave", || {
-                let f = "leave";
-                let mut r = this(f, &s)?;
-                let p = args::u32_in(lua, f, "player", &p, ID)?;
-                core(&mut r).leave(p).map_err(|e| e.to_string())
-            })
-        })?,
-    )?;
-
-    m.set(
-        "dig",
-        lua.create_function(
-            |lua, (s, p, x, y, z, t): (Value, Value, Value, Value, Value, Value)| {
-                guarded(lua, "dig", || {
-                    let f = "dig";
-                    let mut r = this(f, &s)?;
-                    let p = args::u32_in(lua, f, "player", &p, ID)?;
-                    let (x, y, z) = (
-                        args::coord(lua, f, "x", &x)?,
-                        args::coord(lua, f, "y", &y)?,
-                        args::coord(lua, f, "z", &z)?,
-                    );
-                    let t = args::int(lua, f, "t_us", &t, T_US)? as u64;
-                    let busy = || {
-                        lua.create_string("busy")
-                            .map(Value::String)
-                            .map_err(|e| format!("treasure: dig: {e}"))
-                    };
-                    Ok(
-                        match core(&mut r).dig(p, x, y, z, t).map_err(|e| e.to_string())? {
-                            Some(seq) => MultiValue::from_vec(vec![Value::Number(seq as f64)]),
-                            None => MultiValue::from_vec(vec![Value::Nil, busy()?]),
-                        },
-                    )
-                })
-            },
-        )?,
-    )?;
-
-    m.set(
-        "dig_batch",
-        lua.create_function(|lua, (s, records): (Value, Value)| {
-            guarded(lua, "dig_batch", || {
-                let f = "dig_batch";
-                let mut r = this(f, &s)?;
-                let records = bytes_arg(f, &records)?;
-                Ok(
-                    match core(&mut r)
-                        .dig_batch(&records.as_bytes())
-                        .map_err(|e| e.to_string())?
-                    {
-                        Some((first, count)) => {
-                            (Value::Number(first as f64), Value::Number(count as f64))
-                        }
-                        None => (
-                            Value::Nil,
-                            Value::String(lua.create_string("busy").map_err(|e| e.to_string())?),
-                        ),
-                    },
-                )
-            })
-        })?,
-    )?;
-
-    m.set(
-        "move_batch",
-        lua.create_function(|lua, (s, records): (Value, Value)| {
-            guarded(lua, "move_batch", || {
-                let f = "move_batch";
-                let mut r = this(f, &s)?;
-                let records = bytes_arg(f, &records)?;
-                core(&mut r)
-                    .move_batch(&records.as_bytes())
-                    .map_err(|e| e.to_string())
-            })
-        })?,
-    )?;
-
-    m.set(
-        "poll",
-        lua.create_function(|lua, (s, max): (Value, Value)| {
-            guarded(lua, "poll", || {
-                let f = "poll";
-                let mut r = this(f, &s)?;
-                let max = args::opt_int(lua, f, "max", &max, COUNT)?;
-                let r = &mut *r;
-                let c = r.core.as_mut().expect("open");
-                let avail = c.available_packets();
-                let want = max.map_or(avail, |m| (m as usize).min(avail));
-                r.scratch.resize(want * SIZE, 0);
-                let n = c
-                    .poll_into(&mut r.scratch, want)
-                    .map_err(|e| e.to_string())?;
-                let s = lua
-                    .create_string(&r.scratch[..n * SIZE])
-                    .map_err(|e| format!("treasure: poll: {e}"))?;
-                if r.scratch.capacity() > (1 << 20) {
-                    // Do not pin a burst-sized buffer forever.
-                    r.scratch = Vec::new();
-                }
-                Ok((n as f64, s))
-            })
-        })?,
-    )?;
-
-    m.set(
-        "flush",
-        lua.create_function(|lua, s: Value| {
-            guarded(lua, "flush", || {
-                let mut r = this("flush", &s)?;
-                core(&mut r).flush().map_err(|e| e.to_string())
-            })
-        })?,
-    )?;
-
-    m.set(
-        "stats",
-        lua.create_function(|lua, s: Value| {
-            guarded(lua, "stats", || {
-                let mut r = this("stats", &s)?;
-                let st = core(&mut r).stats().map_err(|e| e.to_string())?;
-                stats_table(lua, &st).map_err(|e| format!("treasure: stats: {e}"))
-            })
-        })?,
-    )?;
+    method(lua, &m, "stats", |lua, r, _| {
+        let st = r.core().stats().map_err(msg)?;
+        stats_table(lua, &st).map_err(|e| format!("treasure: stats: {e}"))
+    })?;
 
     m.set(
         "close",
@@ -426,51 +334,53 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
 
-    raw.set(
-        "poll_into",
-        lua.create_function(|lua, (s, buf, max, holds, buf_type): (Value, Value, Value, i64, String)| {
-            guarded(lua, "poll_into", || {
-                let f = "poll_into";
-                let mut r = this(f, &s)?;
-                // `holds` is what treasure/ffi_buffer.lua measured: -1 when
-                // buf is not a uint8_t array, else floor(ffi.sizeof(buf) / 128).
-                if holds < 0 {
-                    return Err(format!("treasure: {f}: buf must be a uint8_t array cdata, got {buf_type}"));
-                }
-                let max = args::int(lua, f, "max", &max, COUNT)? as u64;
-                let holds = holds as u64;
-                if max > holds {
-                    return Err(format!("treasure: {f}: max must be at most {holds} (the packets buf holds), got {max}"));
-                }
-                let offset = *lua
-                    .app_data_ref::<PointerOffset>()
-                    .ok_or_else(|| format!("treasure: {f}: FFI buffers are unsupported by this LuaJIT build"))?;
-                let out = ffi_buffer::as_mut_slice(&buf, offset, max as usize * SIZE, holds as usize * SIZE);
-                let n = core(&mut r).poll_into(out, max as usize).map_err(|e| e.to_string())?;
-                Ok(n as f64)
-            })
-        })?,
-    )?;
+    // poll_into(self, buf, max, holds, type(buf)): `holds` is what
+    // treasure/ffi_buffer.lua measured, -1 when buf is not a uint8_t array,
+    // else floor(ffi.sizeof(buf) / 128).
+    method(lua, &raw, "poll_into", |lua, r, a| {
+        let f = "poll_into";
+        let holds = match arg(a, 2) {
+            Value::Integer(n) => *n as f64,
+            Value::Number(n) => *n,
+            _ => -1.0,
+        };
+        if holds < 0.0 {
+            let ty = arg(a, 3)
+                .as_string()
+                .map(|s| s.to_string_lossy())
+                .unwrap_or_default();
+            return Err(format!(
+                "treasure: {f}: buf must be a uint8_t array cdata, got {ty}"
+            ));
+        }
+        let max = args::int(lua, f, "max", arg(a, 1), COUNT)? as u64;
+        let holds = holds as u64;
+        if max > holds {
+            return Err(format!(
+                "treasure: {f}: max must be at most {holds} (the packets buf holds), got {max}"
+            ));
+        }
+        let offset = *lua.app_data_ref::<PointerOffset>().ok_or_else(|| {
+            format!("treasure: {f}: FFI buffers are unsupported by this LuaJIT build")
+        })?;
+        let base = ffi_buffer::payload(arg(a, 0), offset);
+        let n = fast::poll_into_raw(r.core(), base, holds as usize, max as usize).map_err(msg)?;
+        Ok(n as f64)
+    })?;
 
     // (header, packed sites, packed players): native.lua assembles the
     // snapshot table (see snapshot.rs).
-    raw.set(
-        "snapshot",
-        lua.create_function(|lua, s: Value| {
-            guarded(lua, "snapshot", || {
-                let mut r = this("snapshot", &s)?;
-                let snap = core(&mut r).snapshot().map_err(|e| e.to_string())?;
-                crate::snapshot::to_lua(lua, &snap).map_err(|e| format!("treasure: snapshot: {e}"))
-            })
-        })?,
-    )?;
+    method(lua, &raw, "snapshot", |lua, r, _| {
+        let snap = r.core().snapshot().map_err(msg)?;
+        crate::snapshot::to_lua(lua, &snap).map_err(|e| format!("treasure: snapshot: {e}"))
+    })?;
 
     // native.lua has run lua/treasure/snapshot.lua's checks on the snapshot
     // and passes its small part plus sites and players packed.
     raw.set(
         "restore",
         lua.create_function(
-            |lua, (header, sites, players, tuning): (Value, mlua::String, mlua::String, Value)| {
+            |lua, (header, sites, players, tuning): (Value, mlua::LuaString, mlua::LuaString, Value)| {
                 guarded(lua, "restore", || {
                     let mut base = treasure_core::Options::default();
                     tables::tuning(lua, &tuning, &mut base)?;
@@ -481,30 +391,19 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
                         &players.as_bytes(),
                         base,
                     )?;
-                    let core = Resolver::restore(snap).map_err(|e| e.to_string())?;
-                    lua.create_userdata(NativeResolver {
-                        core: Some(Box::new(core)),
-                        scratch: Vec::new(),
-                    })
-                    .map_err(|e| format!("treasure: restore: {e}"))
+                    let core = Resolver::restore(snap).map_err(msg)?;
+                    lua.create_userdata(NativeResolver::new(core))
+                        .map_err(|e| format!("treasure: restore: {e}"))
                 })
             },
         )?,
     )?;
 
-    raw.set(
-        "handle",
-        lua.create_function(|lua, s: Value| {
-            guarded(lua, "handle", || {
-                let mut r = this("handle", &s)?;
-                Ok(crate::fast::handle_of(core(&mut r)))
-            })
-        })?,
-    )?;
+    method(lua, &raw, "handle", |_, r, _| Ok(fast::handle_of(r.core())))?;
 
     raw.set(
         "identity",
-        lua.create_function(|_, ()| Ok(crate::fast::treasure_native_identity() as usize as f64))?,
+        lua.create_function(|_, ()| Ok(fast::treasure_native_identity() as usize as f64))?,
     )?;
 
     raw.set(
@@ -519,17 +418,11 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         )?,
     )?;
 
-    raw.set(
-        "inject_worker_panic",
-        lua.create_function(|lua, (s, n): (Value, Value)| {
-            guarded(lua, "_inject_worker_panic", || {
-                let mut r = this("_inject_worker_panic", &s)?;
-                let n = args::int(lua, "_inject_worker_panic", "n", &n, COUNT)? as u64;
-                core(&mut r).inject_worker_panic_after(n);
-                Ok(())
-            })
-        })?,
-    )?;
+    method(lua, &raw, "_inject_worker_panic", |lua, r, a| {
+        let n = args::int(lua, "_inject_worker_panic", "n", arg(a, 0), COUNT)? as u64;
+        r.core().inject_worker_panic_after(n);
+        Ok(())
+    })?;
 
     raw.set("methods", m)?;
     raw.set("_VERSION", concat!("treasure ", env!("CARGO_PKG_VERSION")))?;

@@ -203,7 +203,7 @@ fn n(v: impl Into<f64>) -> Value {
 /// The core snapshot as plain Lua data (the format of docs/API.md) without
 /// `sites` and `players`, which are returned packed (native.lua unpacks
 /// them); lists keep the core's order (sorted by id).
-pub fn to_lua(lua: &Lua, s: &Snapshot) -> mlua::Result<(Table, mlua::String, mlua::String)> {
+pub fn to_lua(lua: &Lua, s: &Snapshot) -> mlua::Result<(Table, mlua::LuaString, mlua::LuaString)> {
     let t = lua.create_table_with_capacity(0, 8)?;
     t.raw_set("version", n(s.version))?;
     let o = lua.create_table_with_capacity(0, 5)?;
