@@ -1,5 +1,5 @@
 -- The Lua half of the binding, compiled into native.so (include_str!) and run
--- once by luaopen_treasure_native. It exists for two reasons only:
+-- once by luaopen_treasure_native. It exists for what only Lua can do:
 --
 -- 1. mlua raises Rust errors as userdata objects, but the contract says a bad
 --    call raises a plain string at level 0 (exactly as treasure.legacy does).
@@ -8,6 +8,10 @@
 --    one Lua->C call; the wrapper is plain Lua that LuaJIT compiles.
 -- 2. Only Lua can ask LuaJIT's FFI what a cdata is and how big it is, which
 --    poll_into must know before Rust writes into the caller's buffer.
+-- 3. Only LuaJIT's FFI can call into the library from a compiled trace: the
+--    fast path for the per-tick calls (below).
+-- 4. Snapshots cross as packed records read and written with the FFI, far
+--    cheaper than one C-API table per player or site.
 --
 -- Arguments: raw (table of Rust functions), ERR (unique sentinel table),
 -- packets_held (lua/treasure/ffi_buffer.lua), snapshot_rules
