@@ -222,6 +222,21 @@ fn check_coords(method: Method, args: [Arg; 3], xyz: [i32; 3]) -> Result<(), Err
 
 const XYZ: [Arg; 3] = [Arg::Plain("x"), Arg::Plain("y"), Arg::Plain("z")];
 
+/// The `player`, `x`, `y`, `z` fields of batch record `n` (1-based), in the
+/// contract's check order; shared by `dig_batch` and `move_batch`.
+fn check_record_place(method: Method, n: usize, player: u32, xyz: [i32; 3]) -> Result<(), Error> {
+    check_id(method, Arg::Record(n, "player"), player)?;
+    check_coords(
+        method,
+        [
+            Arg::Record(n, "x"),
+            Arg::Record(n, "y"),
+            Arg::Record(n, "z"),
+        ],
+        xyz,
+    )
+}
+
 fn not_joined(method: Method, arg: Arg, player: u32) -> Error {
     Error::new(method, ErrorKind::NotJoined { arg, player })
 }
@@ -482,16 +497,7 @@ impl Resolver {
         for (i, r) in recs.iter().enumerate() {
             let n = i + 1;
             let player = r.player.get();
-            check_id(m, Arg::Record(n, "player"), player)?;
-            check_coords(
-                m,
-                [
-                    Arg::Record(n, "x"),
-                    Arg::Record(n, "y"),
-                    Arg::Record(n, "z"),
-                ],
-                [r.x.get(), r.y.get(), r.z.get()],
-            )?;
+            check_record_place(m, n, player, [r.x.get(), r.y.get(), r.z.get()])?;
             if !inner.players.contains(player) {
                 return Err(not_joined(m, Arg::Record(n, "player"), player));
             }
@@ -548,16 +554,7 @@ impl Resolver {
             for (i, r) in recs.iter().enumerate() {
                 let n = i + 1;
                 let player = r.player.get();
-                check_id(m, Arg::Record(n, "player"), player)?;
-                check_coords(
-                    m,
-                    [
-                        Arg::Record(n, "x"),
-                        Arg::Record(n, "y"),
-                        Arg::Record(n, "z"),
-                    ],
-                    [r.x.get(), r.y.get(), r.z.get()],
-                )?;
+                check_record_place(m, n, player, [r.x.get(), r.y.get(), r.z.get()])?;
                 check(
                     m,
                     Arg::Record(n, "t_us"),
