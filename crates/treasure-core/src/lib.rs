@@ -37,6 +37,9 @@
 //!   operation: the caller keeps exact counts for finished chunks and
 //!   lower/upper bounds for in-flight ones, and waits only when the bounds
 //!   straddle `max_pending_packets` (see [`resolver`]).
+//! * No lock anywhere: the caller's thread owns all mutable state, workers
+//!   read `Arc` snapshots and hand results back through the channel and the
+//!   buffer queue, so no `Mutex` (parking_lot or std) is needed.
 //! * A worker panic is caught and reported as an error by the next call
 //!   (`treasure: <method>: worker panicked: <msg>`); it never aborts.
 //!   [`histogram`] records per-dig resolve latency lock-free.
