@@ -128,21 +128,6 @@ fn check_views(b: &[u8]) {
     }
 }
 
-fn counters(s: &treasure_core::Stats) -> [u64; 10] {
-    [
-        s.digs,
-        s.packets,
-        s.found,
-        s.empty,
-        s.nothing,
-        s.rejected,
-        s.busy,
-        s.players,
-        s.sites,
-        s.pending_packets,
-    ]
-}
-
 fn positions(r: &Resolver) -> Vec<(u32, i32, i32, i32, u32)> {
     let mut v: Vec<_> = r
         .players()
@@ -239,8 +224,8 @@ fuzz_target!(|data: &[u8]| {
         (Err(e), Err(w)) => {
             assert_eq!(e.to_string(), w);
             assert_eq!(
-                counters(&after),
-                counters(&before),
+                after.counters(),
+                before.counters(),
                 "a rejected batch changed stats"
             );
         }

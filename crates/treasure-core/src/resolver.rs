@@ -134,6 +134,27 @@ pub struct Stats {
     pub workers: u64,
 }
 
+impl Stats {
+    /// The contract's counters (`digs`, `packets`, `found`, `empty`,
+    /// `nothing`, `rejected`, `busy`, `players`, `sites`, `pending_packets`),
+    /// in that order: what must be identical on every backend, unlike the
+    /// latency and queue gauges. Tests and fuzz targets compare these.
+    pub fn counters(&self) -> [u64; 10] {
+        [
+            self.digs,
+            self.packets,
+            self.found,
+            self.empty,
+            self.nothing,
+            self.rejected,
+            self.busy,
+            self.players,
+            self.sites,
+            self.pending_packets,
+        ]
+    }
+}
+
 enum Slot {
     InFlight { lower: u64, upper: u64 },
     Ready { buf: Vec<u8>, pos: usize },

@@ -648,18 +648,7 @@ fn gen_op(r: &mut Rng) -> Op {
 
 fn stats_of(r: &mut Resolver) -> [u64; 10] {
     let s = r.stats().unwrap();
-    [
-        s.digs,
-        s.packets,
-        s.found,
-        s.empty,
-        s.nothing,
-        s.rejected,
-        s.busy,
-        s.players,
-        s.sites,
-        s.pending_packets,
-    ]
+    s.counters()
 }
 
 fn model_stats(m: &Model) -> [u64; 10] {

@@ -158,21 +158,6 @@ fn step(r: &mut Resolver, rng: &mut Rng, stream: &mut Vec<u8>) -> String {
     }
 }
 
-fn counters(s: &Stats) -> [u64; 10] {
-    [
-        s.digs,
-        s.packets,
-        s.found,
-        s.empty,
-        s.nothing,
-        s.rejected,
-        s.busy,
-        s.players,
-        s.sites,
-        s.pending_packets,
-    ]
-}
-
 fn drain(r: &mut Resolver, stream: &mut Vec<u8>) {
     r.flush().unwrap();
     r.poll(usize::MAX, stream).unwrap();
@@ -205,7 +190,7 @@ fn swap_run(seed: u64, workers: u32, chunk_digs: usize, max_pending: u64) -> Sta
             let before = b.stats().unwrap();
             b.close();
             b = Resolver::restore(snap.clone()).unwrap();
-            assert_eq!(counters(&b.stats().unwrap()), counters(&before));
+            assert_eq!(b.stats().unwrap().counters(), before.counters());
             assert_eq!(
                 b.snapshot().unwrap(),
                 snap,
@@ -219,7 +204,7 @@ fn swap_run(seed: u64, workers: u32, chunk_digs: usize, max_pending: u64) -> Sta
     assert!(restored > 5, "seed {seed}: only {restored} swaps");
     assert!(sa.len() > 100 * PACKET_SIZE, "seed {seed}: too few packets");
     assert!(sa == sb, "seed {seed}: streams differ");
-    assert_eq!(counters(&a.stats().unwrap()), counters(&b.stats().unwrap()));
+    assert_eq!(a.stats().unwrap().counters(), b.stats().unwrap().counters());
     let (snap_a, snap_b) = (a.snapshot().unwrap(), b.snapshot().unwrap());
     assert_eq!(snap_a, snap_b, "same history, same snapshot");
     a.stats().unwrap()
