@@ -13,7 +13,6 @@ Usage: python3 bench/micro.py CALLS_MD_FILE
 import glob
 import json
 import os
-import platform
 import re
 import subprocess
 import sys
@@ -32,17 +31,12 @@ def fmt_ns(ns):
 
 
 def machine():
-    cpu = "unknown CPU"
-    try:
-        with open("/proc/cpuinfo") as f:
-            for line in f:
-                if line.startswith("model name"):
-                    cpu = line.split(":", 1)[1].strip()
-                    break
-    except OSError:
-        pass
+    """This machine as bench/report.py describes it (one reader of /proc)."""
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "bench", "report.py"), "meta"],
+                         capture_output=True, text=True, check=True).stdout
+    m = json.loads(out.strip().splitlines()[-1])
     load = os.getloadavg()[0]
-    return f"{cpu}, nproc = {os.cpu_count()}, kernel {platform.release()}, load average {load:.2f} at the end"
+    return f"{m['cpu']}, nproc = {m['nproc']}, kernel {m['kernel']}, load average {load:.2f} at the end"
 
 
 def criterion_section():

@@ -695,15 +695,22 @@ local function check_record(fn, st, r, i, with_t)
   return pl
 end
 
+--- A batch's records, all validated (type, length, every record) before
+-- anything is applied; returns the record count and the record array.
+local function batch_records(fn, st, records, size, ptr_t, with_t)
+  if type(records) ~= "string" then fail(fn, "records must be a string, got " .. type(records)) end
+  local len = #records
+  if len % size ~= 0 then fail(fn, "records length must be a multiple of " .. size .. ", got " .. len) end
+  local n = len / size
+  local recs = cast(ptr_t, records)
+  for i = 0, n - 1 do check_record(fn, st, recs[i], i, with_t) end
+  return n, recs
+end
+
 function Resolver:dig_batch(records)
   local fn = "dig_batch"
   local st = state_of(fn, self)
-  if type(records) ~= "string" then fail(fn, "records must be a string, got " .. type(records)) end
-  local len = #records
-  if len % 24 ~= 0 then fail(fn, "records length must be a multiple of 24, got " .. len) end
-  local n = len / 24
-  local recs = cast(dig_rec_ptr_t, records)
-  for i = 0, n - 1 do check_record(fn, st, recs[i], i, true) end
+  local n, recs = batch_records(fn, st, records, 24, dig_rec_ptr_t, true)
   if is_busy(st) then return nil, "busy" end
   local first = st.seq + 1
   local players = st.players
@@ -717,12 +724,7 @@ end
 function Resolver:move_batch(records)
   local fn = "move_batch"
   local st = state_of(fn, self)
-  if type(records) ~= "string" then fail(fn, "records must be a string, got " .. type(records)) end
-  local len = #records
-  if len % 16 ~= 0 then fail(fn, "records length must be a multiple of 16, got " .. len) end
-  local n = len / 16
-  local recs = cast(move_rec_ptr_t, records)
-  for i = 0, n - 1 do check_record(fn, st, recs[i], i, false) end
+  local n, recs = batch_records(fn, st, records, 16, move_rec_ptr_t, false)
   local g, players = st.grid, st.players
   for i = 0, n - 1 do
     local r = recs[i]
