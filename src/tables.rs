@@ -126,6 +126,7 @@ struct TuningDe {
     chunk_digs: Option<usize>,
     max_inflight_chunks: Option<usize>,
     inline_max_digs: Option<usize>,
+    freeze_min_found: Option<usize>,
 }
 
 pub fn tuning(lua: &Lua, tuning: &Value, opts: &mut Options) -> Result<(), Fail> {
@@ -143,6 +144,9 @@ pub fn tuning(lua: &Lua, tuning: &Value, opts: &mut Options) -> Result<(), Fail>
     }
     if let Some(v) = de.inline_max_digs {
         opts.inline_max_digs = v;
+    }
+    if let Some(v) = de.freeze_min_found {
+        opts.freeze_min_found = v;
     }
     Ok(())
 }

@@ -697,6 +697,9 @@ fn options(u: &mut Unstructured) -> AResult<Options> {
         2 => u.int_in_range(1..=3)?,
         _ => Options::default().inline_max_digs,
     };
+    // Mostly build the frozen grid for every chunk with a FOUND dig, so the
+    // frozen query path is the one under test.
+    o.freeze_min_found = u.int_in_range(0..=3)?.min(1) as usize;
     Ok(o)
 }
 

@@ -557,11 +557,22 @@ local function run_sequence(seed)
     -- sometimes resolve small chunks on the caller's thread (opt-in mode)
     if tr:chance(0.3) then tuning.inline_max_digs = tr:int(1, 4) end
   end
+  -- in half the sequences every chunk with a FOUND dig resolves against the
+  -- snapshot's frozen grid (by default only chunks of 64+ FOUND digs do)
+  if tr:chance(0.5) then
+    tuning = tuning or {}
+    tuning.freeze_min_found = 1
+  end
   if trace_f then
     trace_f:write(string.format('{"begin":%.0f,"backends":[%s],"tiny_pending":%s,"tiny_queues":%s,"workers":%d}\n', seed,
       (function() local t = {}; for i, b in ipairs(BACKENDS) do t[i] = jstr(b.name) end; return table.concat(t, ",") end)(),
-      tostring(g.tiny), tuning and string.format('{"chunk_digs":%d,"max_inflight_chunks":%d}', tuning.chunk_digs,
-      tuning.max_inflight_chunks) or "null", workers))
+      tostring(g.tiny), tuning and (function()
+        local t = {}
+        for _, k in ipairs({ "chunk_digs", "max_inflight_chunks", "inline_max_digs", "freeze_min_found" }) do
+          if tuning[k] then t[#t + 1] = string.format('"%s":%d', k, tuning[k]) end
+        end
+        return "{" .. table.concat(t, ",") .. "}"
+      end)() or "null", workers))
   end
   local streams = {}
   for i = 1, #BACKENDS do streams[i] = {} end

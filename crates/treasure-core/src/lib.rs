@@ -17,22 +17,28 @@
 //!   the seq, find the site, decide the kind, take a charge, roll the item.
 //!   This keeps "first dig wins" and every counter deterministic. On a rayon
 //!   pool of `workers` threads: for FOUND digs the AOI query, the party
-//!   members, sorting the recipients, and encoding a packet per recipient.
+//!   members, sorting the recipients, encoding one template packet and
+//!   computing each recipient's fields and CRC. A chunk's packets stay in
+//!   that compact form (`outbox.rs`, 20 bytes per packet) until `poll_into`
+//!   expands them straight into the caller's buffer.
 //! * Consecutive digs are grouped into chunks (`chunk_digs`); each chunk
 //!   carries an `Arc` of the player snapshot as of its digs. A player
 //!   mutation while a snapshot is shared with in-flight chunks clones it
 //!   first (`Arc::make_mut`, copy-on-write), so workers read a frozen world
-//!   and a dig sees every call before it and none after.
+//!   and a dig sees every call before it and none after. A chunk with many
+//!   FOUND digs (a burst) first builds the snapshot's [`frozen_grid`], a
+//!   contiguous copy of the positions that answers the same queries with far
+//!   fewer cache misses; every later chunk on that snapshot reuses it.
 //! * Workers publish `(chunk index, packets)` on a crossbeam channel; the
 //!   caller reorders them in a ring by chunk index, and `poll` copies from
 //!   the oldest chunk on, stopping at the first unfinished one: the stream is
 //!   ordered by (seq, recipient) whatever the worker count. Buffers and job
 //!   vectors are recycled, so steady state allocates nothing per dig.
-//! * Small chunks (a single `dig`, a batch of up to 32 digs by default) are resolved
-//!   inline on the caller's thread: handing one dig to a worker costs more
-//!   than resolving it, and it leaves no snapshot shared. When a mutation
-//!   finds the snapshot shared with only a little work in flight, it waits
-//!   for that work instead of cloning the world.
+//! * Optionally (`inline_max_digs`, off by default) small chunks are
+//!   resolved inline on the caller's thread: handing one dig to a worker
+//!   costs more than resolving it, and it leaves no snapshot shared. When a
+//!   mutation finds the snapshot shared with only a little work in flight,
+//!   it waits for that work instead of cloning the world.
 //! * The busy rule is the reference's exactly, without waiting in normal
 //!   operation: the caller keeps exact counts for finished chunks and
 //!   lower/upper bounds for in-flight ones, and waits only when the bounds
@@ -49,8 +55,10 @@
 #![warn(missing_debug_implementations)]
 
 pub mod error;
+pub mod frozen_grid;
 pub mod grid;
 pub mod histogram;
+mod outbox;
 mod pipeline;
 pub mod records;
 pub mod resolver;

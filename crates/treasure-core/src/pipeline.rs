@@ -5,16 +5,17 @@
 //! up to `chunk_digs` consecutive [`DigJob`]s plus an `Arc` of the player
 //! snapshot as of those digs. A worker, per FOUND dig, runs the AOI query,
 //! adds the digger and the digger's party, sorts and dedups the recipients by
-//! id, encodes a per-dig template packet once and patches recipient, flags,
-//! dist2 and CRC per recipient. Non-FOUND digs produce their single packet in
-//! the same pass, so a chunk's buffer is already in stream order.
+//! id, encodes a per-dig template packet once and computes the recipient,
+//! flags, dist2 and CRC of each recipient's packet (an [`Outbox`] keeps them
+//! compact until `poll_into` expands them). Non-FOUND digs produce their
+//! single packet in the same pass, so a chunk's outbox is in stream order.
 //!
 //! The worker then drops its snapshot reference *before* publishing the
 //! result, so once the caller has received every in-flight chunk the snapshot
 //! is unshared again and the next mutation does not need to clone it.
 //!
-//! Buffers are recycled through a bounded lock-free [`ArrayQueue`] (the
-//! caller returns a buffer once it has been polled; a worker pops one), and
+//! Outboxes are recycled through a bounded lock-free [`ArrayQueue`] (the
+//! caller returns one once it has been polled; a worker pops one), and
 //! per-worker scratch vectors live in a `thread_local`, so in steady state a
 //! chunk allocates nothing but rayon's job box.
 //!
@@ -23,7 +24,10 @@
 
 use crate::grid::Hit;
 use crate::histogram::Histogram;
-use crate::wire::{self, Fields, Kind, FLAG_DIGGER, FLAG_LAST_CHARGE, FLAG_PARTY, SIZE};
+use crate::outbox::Outbox;
+use crate::wire::{
+    self, Fields, Kind, RecipientPatch, FLAG_DIGGER, FLAG_LAST_CHARGE, FLAG_PARTY, SIZE,
+};
 use crate::world::Players;
 use crossbeam::channel::Sender;
 use crossbeam::queue::ArrayQueue;
@@ -69,14 +73,16 @@ pub(crate) struct ChunkDone {
     pub index: u64,
     /// Emptied, returned for reuse by the caller.
     pub jobs: Vec<DigJob>,
-    /// The packets, concatenated in stream order, or the panic message.
-    pub result: Result<Vec<u8>, String>,
+    /// The packets in stream order, or the panic message.
+    pub result: Result<Outbox, String>,
 }
 
 /// State shared by the caller and all workers.
 pub(crate) struct Shared {
     pub aoi_radius: u32,
-    pub free_bufs: ArrayQueue<Vec<u8>>,
+    /// `Options::freeze_min_found`.
+    pub freeze_min_found: usize,
+    pub free_bufs: ArrayQueue<Outbox>,
     pub histogram: Histogram,
     /// 0: off. Otherwise the worker that decrements it from 1 to 0 panics
     /// (test hook, see `Resolver::inject_worker_panic_after`).
@@ -123,13 +129,16 @@ pub(crate) fn resolve_dig(
     world: &Players,
     aoi_radius: u32,
     hits: &mut Vec<Hit>,
-    out: &mut Vec<u8>,
+    out: &mut Outbox,
 ) {
-    let mut pkt = template(job);
+    let pkt = template(job);
+    let t = out.push_template(pkt);
     let last = if job.last_charge { FLAG_LAST_CHARGE } else { 0 };
     if job.kind != Kind::Found {
-        wire::patch_recipient(&mut pkt, job.finder, FLAG_DIGGER | last, job.dist2);
-        out.extend_from_slice(&pkt);
+        out.push(
+            t,
+            RecipientPatch::new(&pkt, job.finder, FLAG_DIGGER | last, job.dist2),
+        );
         return;
     }
     hits.clear();
@@ -142,7 +151,6 @@ pub(crate) fn resolve_dig(
     });
     hits.sort_unstable_by_key(|h| h.id);
     hits.dedup_by_key(|h| h.id);
-    out.reserve(hits.len() * SIZE);
     for h in hits.iter() {
         let flags = if h.id == job.finder {
             FLAG_DIGGER
@@ -153,8 +161,7 @@ pub(crate) fn resolve_dig(
         } | last;
         // The digger's own dist2 was computed (exactly) by the caller; the
         // query and party lists computed the same value for it.
-        wire::patch_recipient(&mut pkt, h.id, flags, saturate(h.dist2));
-        out.extend_from_slice(&pkt);
+        out.push(t, RecipientPatch::new(&pkt, h.id, flags, saturate(h.dist2)));
     }
 }
 
@@ -180,6 +187,10 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
     let result = catch_unwind(AssertUnwindSafe(|| {
         let mut buf = shared.free_bufs.pop().unwrap_or_default();
         buf.clear();
+        let min = shared.freeze_min_found;
+        if min > 0 && jobs.iter().filter(|j| j.kind == Kind::Found).count() >= min {
+            world.freeze();
+        }
         SCRATCH.with(|s| {
             let mut hits = s.borrow_mut();
             for job in &jobs {

@@ -14,6 +14,7 @@
 //! Parties map to their members' slots so a dig finds far-away party members
 //! without scanning every player.
 
+use crate::frozen_grid::FrozenGrid;
 use crate::grid::{dist2, Grid, Hit};
 use crate::roll::LootTable;
 use rustc_hash::FxHashMap;
@@ -41,6 +42,22 @@ pub struct Players {
     /// Non-zero party -> slots of its members.
     parties: FxHashMap<u32, Vec<u32>>,
     grid: Grid,
+    aoi_radius: u32,
+    /// Built on demand by the first worker that resolves a big chunk against
+    /// this snapshot; reset by every mutation (see [`Players::freeze`]).
+    frozen: FrozenCache,
+}
+
+/// A lazily built [`FrozenGrid`] of one snapshot. Cloning gives an empty
+/// cache: a clone exists to be mutated (copy-on-write), which would
+/// invalidate the copy anyway.
+#[derive(Debug, Default)]
+struct FrozenCache(std::sync::OnceLock<Option<FrozenGrid>>);
+
+impl Clone for FrozenCache {
+    fn clone(&self) -> Self {
+        FrozenCache::default()
+    }
 }
 
 /// A player as seen by a query.
@@ -61,6 +78,8 @@ impl Players {
             free: Vec::new(),
             parties: FxHashMap::default(),
             grid: Grid::new(aoi_radius),
+            aoi_radius,
+            frozen: FrozenCache::default(),
         }
     }
 
@@ -93,6 +112,7 @@ impl Players {
         if self.by_id.contains_key(&id) {
             return false;
         }
+        self.frozen = FrozenCache::default();
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
@@ -149,6 +169,7 @@ impl Players {
 
     /// Moves a player; `false` if unknown.
     pub fn move_to(&mut self, id: u32, x: i32, y: i32, z: i32) -> bool {
+        self.frozen = FrozenCache::default();
         match self.by_id.get(&id) {
             Some(&slot) => {
                 self.grid.move_to(slot, x, y, z);
@@ -165,6 +186,7 @@ impl Players {
         let Some(&slot) = self.by_id.get(&id) else {
             return false;
         };
+        self.frozen = FrozenCache::default();
         if self.slots[slot as usize].party != party {
             self.leave_party(slot);
             self.enter_party(slot, party);
@@ -178,6 +200,7 @@ impl Players {
         let Some(slot) = self.by_id.remove(&id) else {
             return false;
         };
+        self.frozen = FrozenCache::default();
         self.leave_party(slot);
         self.grid.remove(slot);
         self.slots[slot as usize].id = 0;
@@ -185,10 +208,39 @@ impl Players {
         true
     }
 
-    /// Pushes every player within `r` of the block into `out`.
+    /// Builds this snapshot's [`FrozenGrid`] if it is not built yet (a
+    /// concurrent caller waits for the first one), so that [`query`] uses
+    /// it. Worth it before a chunk of many FOUND digs: ≈4 µs per 1,000
+    /// players once, against ≈0.2 µs saved per query.
+    ///
+    /// [`query`]: Players::query
+    pub fn freeze(&self) {
+        self.frozen.0.get_or_init(|| {
+            let players = self.slots.iter().filter(|s| s.id != 0).map(|s| PlayerView {
+                id: s.id,
+                party: s.party,
+                x: s.x,
+                y: s.y,
+                z: s.z,
+            });
+            FrozenGrid::build(players, FrozenGrid::shift_for(self.aoi_radius))
+        });
+    }
+
+    /// True when [`freeze`](Players::freeze) built a frozen grid that
+    /// queries use.
+    pub fn is_frozen(&self) -> bool {
+        matches!(self.frozen.0.get(), Some(Some(_)))
+    }
+
+    /// Pushes every player within `r` of the block into `out` (from the
+    /// frozen grid when built, else the live grid: the same hits).
     #[inline]
     pub fn query(&self, x: i32, y: i32, z: i32, r: u32, out: &mut Vec<Hit>) {
-        self.grid.query(x, y, z, r, out)
+        match self.frozen.0.get() {
+            Some(Some(f)) => f.query(x, y, z, r, out),
+            _ => self.grid.query(x, y, z, r, out),
+        }
     }
 
     /// Pushes every member of non-zero `party` into `out`, with its squared

@@ -843,6 +843,7 @@ fn options(rng: &mut Rng, workers: u32) -> Options {
         chunk_digs: rng.pick(&[1, 2, 3, 128]),
         max_inflight_chunks: rng.pick(&[1, 2, 1024]),
         inline_max_digs: rng.pick(&[0, 0, 1, 4]),
+        freeze_min_found: rng.pick(&[0, 1, 1, 64]),
     }
 }
 
@@ -888,6 +889,7 @@ fn model_long_sequences() {
             chunk_digs,
             max_inflight_chunks: inflight,
             inline_max_digs: (seed % 3) as usize,
+            freeze_min_found: (seed % 2) as usize,
         };
         let (c, _) = run(seed, 5000, opts);
         assert!(c[2] > 100, "{c:?}");
@@ -959,6 +961,7 @@ fn stress_many_digs_in_flight() {
             chunk_digs,
             max_inflight_chunks: inflight,
             inline_max_digs: if workers == 8 { 4 } else { 0 },
+            freeze_min_found: workers as usize % 2,
         };
         let mut m = Model::new(&opts);
         let mut r = Resolver::new(opts).unwrap();

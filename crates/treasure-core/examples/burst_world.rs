@@ -1,0 +1,145 @@
+//! A 12,000-dig burst on a world shaped like `examples/harness.lua`'s
+//! (12,000 players in parties of four standing next to dig sites, half the
+//! sites in 256 treasure fields of radius 160, a 4096² world, heights 28..34,
+//! aoi 64), for profiling the workers without LuaJIT:
+//!   cargo run --release -p treasure-core --example burst_world [workers] [bursts]
+//!   perf record -g target/release/examples/burst_world 1 200
+//! Prints CPU and wall time per burst (all threads, from /proc/self/stat).
+
+use std::time::Instant;
+use treasure_core::records::encode_digs;
+use treasure_core::roll::splitmix64;
+use treasure_core::{DigRecord, LootEntry, Options, Resolver};
+
+fn cpu_seconds() -> f64 {
+    let s = std::fs::read_to_string("/proc/self/stat").expect("linux /proc");
+    let after = &s[s.rfind(')').unwrap() + 2..];
+    let f: Vec<&str> = after.split_whitespace().collect();
+    (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
+}
+
+struct Rng(u64);
+impl Rng {
+    fn below(&mut self, n: u64) -> u64 {
+        self.0 += 1;
+        splitmix64(self.0) % n
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    let workers: u32 = args.get(1).map_or(1, |s| s.parse().unwrap());
+    let bursts: usize = args.get(2).map_or(50, |s| s.parse().unwrap());
+    let (w, players, sites) = (4096i64, 12_000u32, 100_000usize);
+    let mut rng = Rng(1);
+    let mut r = Resolver::new(Options {
+        seed: 1,
+        aoi_radius: 64,
+        reach: 8,
+        workers,
+        ..Options::default()
+    })
+    .unwrap();
+    r.add_loot_table(
+        1,
+        &[LootEntry {
+            item: 1,
+            weight: 1,
+            min: 1,
+            max: 3,
+            rarity: 0,
+        }],
+    )
+    .unwrap();
+    let hot: Vec<(i64, i64)> = (0..256)
+        .map(|_| (rng.below(4096) as i64, rng.below(4096) as i64))
+        .collect();
+    let mut site_xz = Vec::with_capacity(sites);
+    let mut taken = std::collections::HashSet::new();
+    while site_xz.len() < sites {
+        let (x, z) = if rng.below(2) == 0 {
+            let (hx, hz) = hot[rng.below(256) as usize];
+            let (ox, oz) = loop {
+                let (a, b) = (rng.below(321) as i64 - 160, rng.below(321) as i64 - 160);
+                if a * a + b * b <= 160 * 160 {
+                    break (a, b);
+                }
+            };
+            (hx + ox, hz + oz)
+        } else {
+            (rng.below(4096) as i64, rng.below(4096) as i64)
+        };
+        if x >= 1 && x < w - 1 && z >= 1 && z < w - 1 && taken.insert((x, z)) {
+            site_xz.push((x, z));
+        }
+    }
+    let height =
+        |x: i64, z: i64| 30 + (splitmix64((x >> 5) as u64 * 1000 + (z >> 5) as u64) % 5) as i32;
+    for (k, &(x, z)) in site_xz.iter().enumerate() {
+        r.add_site(
+            k as u32 + 1,
+            x as i32,
+            height(x, z) - 1,
+            z as i32,
+            1,
+            u32::MAX,
+        )
+        .unwrap();
+    }
+    let mut digs = Vec::new();
+    let mut leader_site = 0usize;
+    for i in 0..players {
+        let k = if i % 4 == 0 {
+            leader_site = rng.below(sites as u64) as usize;
+            leader_site
+        } else {
+            // a site near the leader's: nearest of a few random tries within 64 blocks
+            let (lx, lz) = site_xz[leader_site];
+            (0..200)
+                .map(|_| rng.below(sites as u64) as usize)
+                .find(|&k| (site_xz[k].0 - lx).abs() < 64 && (site_xz[k].1 - lz).abs() < 64)
+                .unwrap_or(leader_site)
+        };
+        let (sx, sz) = site_xz[k];
+        let (x, z) = (sx + 1, sz);
+        let y = height(x, z);
+        r.join(i + 1, x as i32, y, z as i32, i / 4 + 1).unwrap();
+        digs.push(DigRecord::new(
+            i + 1,
+            sx as i32,
+            height(sx, sz) - 1,
+            sz as i32,
+            0,
+        ));
+    }
+    let bytes = encode_digs(&digs);
+    let mut buf = vec![0u8; 4096 * 128];
+    let (c0, t0) = (cpu_seconds(), Instant::now());
+    let mut packets = 0usize;
+    let mut walls = Vec::with_capacity(bursts);
+    for _ in 0..bursts {
+        let tb = Instant::now();
+        r.dig_batch(&bytes).unwrap().unwrap();
+        loop {
+            let n = r.poll_into(&mut buf, 4096).unwrap();
+            packets += n;
+            if n == 0 {
+                if r.stats().unwrap().pending_packets == 0 {
+                    break;
+                }
+                r.flush().unwrap();
+            }
+        }
+        walls.push(tb.elapsed().as_secs_f64());
+    }
+    walls.sort_by(f64::total_cmp);
+    let (cpu, wall) = (cpu_seconds() - c0, t0.elapsed().as_secs_f64());
+    println!(
+        "burst_world: workers={workers} {} digs/burst, {:.2} packets/dig; per burst: cpu {:.2} ms, wall {:.2} ms, median wall {:.2} ms",
+        digs.len(),
+        packets as f64 / (bursts * digs.len()) as f64,
+        cpu / bursts as f64 * 1e3,
+        wall / bursts as f64 * 1e3,
+        walls[bursts / 2] * 1e3
+    );
+}

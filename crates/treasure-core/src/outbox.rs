@@ -1,0 +1,153 @@
+//! A chunk's resolved packets, kept compact until they are polled.
+//!
+//! The packets of one dig differ only in recipient, flags, dist2 and CRC, so
+//! a worker encodes one *template* per dig and one [`RecipientPatch`] (16
+//! bytes, CRC already computed) per recipient, instead of writing 128 bytes
+//! per packet. `poll_into` expands them straight into the caller's buffer:
+//! a copy of a template that is hot in cache plus four stores per packet.
+//!
+//! Why: at 12,000 players a 12,000-dig burst is ≈175,000 packets. Written
+//! out in full by the workers and copied again by `poll_into`, that is 22 MB
+//! through memory twice per burst; compact it is ≈3.5 MB written once, and
+//! pending packets take 8× less memory.
+
+use crate::wire::{RecipientPatch, SIZE};
+
+#[derive(Clone, Copy, Debug)]
+struct Entry {
+    /// Index into `templates`.
+    template: u32,
+    patch: RecipientPatch,
+}
+
+/// The packets of one chunk, in stream order.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    templates: Vec<[u8; SIZE]>,
+    entries: Vec<Entry>,
+}
+
+impl Outbox {
+    /// Empties it, keeping the allocations (outboxes are recycled).
+    pub fn clear(&mut self) {
+        self.templates.clear();
+        self.entries.clear();
+    }
+
+    /// Number of packets.
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    /// Bytes allocated (to decide whether it is worth recycling).
+    pub fn capacity_bytes(&self) -> usize {
+        self.templates.capacity() * SIZE + self.entries.capacity() * std::mem::size_of::<Entry>()
+    }
+
+    /// Adds a template (an encoded packet); returns its index for [`push`].
+    ///
+    /// [`push`]: Outbox::push
+    pub fn push_template(&mut self, template: [u8; SIZE]) -> u32 {
+        self.templates.push(template);
+        u32::try_from(self.templates.len() - 1).expect("fewer than 2^32 digs per chunk")
+    }
+
+    /// Appends the packet `template` + `patch`.
+    #[inline]
+    pub fn push(&mut self, template: u32, patch: RecipientPatch) {
+        debug_assert!((template as usize) < self.templates.len());
+        self.entries.push(Entry { template, patch });
+    }
+
+    /// Writes packets `from..from + out.len() / SIZE` into `out` (a whole
+    /// number of packets, all of them present).
+    pub fn write(&self, from: usize, out: &mut [u8]) {
+        debug_assert!(out.len().is_multiple_of(SIZE));
+        let entries = &self.entries[from..from + out.len() / SIZE];
+        for (dst, e) in out.chunks_exact_mut(SIZE).zip(entries) {
+            let dst: &mut [u8; SIZE] = dst.try_into().expect("chunks_exact gives SIZE bytes");
+            e.patch.write(&self.templates[e.template as usize], dst);
+        }
+    }
+
+    /// Appends packets `from..` to `out` as bytes.
+    pub fn extend_vec(&self, from: usize, out: &mut Vec<u8>) {
+        let start = out.len();
+        out.resize(start + (self.len() - from) * SIZE, 0);
+        self.write(from, &mut out[start..]);
+    }
+
+    /// An outbox holding already encoded packets (`bytes.len()` a multiple
+    /// of `SIZE`), each its own template: restoring a snapshot's pending
+    /// packets.
+    pub fn from_packets(bytes: &[u8]) -> Outbox {
+        let mut o = Outbox::default();
+        for p in bytes.chunks_exact(SIZE) {
+            let p: &[u8; SIZE] = p.try_into().expect("chunks_exact gives SIZE bytes");
+            let t = o.push_template(*p);
+            o.push(t, RecipientPatch::of(p));
+        }
+        o
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::{encode_to_array, patch_recipient_full_crc, Fields, Kind, Packet};
+
+    fn fields(seq: u64) -> Fields {
+        Fields {
+            kind: Kind::Found as u8,
+            flags: 0,
+            seq,
+            t_us: 99,
+            site_id: 3,
+            finder: 7,
+            recipient: 7,
+            party: 2,
+            x: -5,
+            y: 6,
+            z: 1 << 20,
+            item: 11,
+            quantity: 4,
+            rarity: 1,
+            charges_left: 9,
+            roll: 0xDEAD_BEEF_0123_4567,
+            dist2: 3,
+        }
+    }
+
+    /// Expanding templates + patches gives exactly the packets a full
+    /// encode gives, in push order, from any starting packet.
+    #[test]
+    fn expands_to_full_encodes() {
+        let mut o = Outbox::default();
+        let mut want = Vec::new();
+        for seq in 1..=3u64 {
+            let t = encode_to_array(&fields(seq));
+            let ti = o.push_template(t);
+            for (rcp, flags, d2) in [(1u32, 0u8, 10u32), (7, 1, 3), (400, 6, u32::MAX)] {
+                o.push(ti, RecipientPatch::new(&t, rcp, flags, d2));
+                let mut full = t;
+                patch_recipient_full_crc(&mut full, rcp, flags, d2);
+                want.extend_from_slice(&full);
+            }
+        }
+        assert_eq!(o.len(), 9);
+        for from in 0..9 {
+            let mut got = vec![0u8; (9 - from) * SIZE];
+            o.write(from, &mut got);
+            assert_eq!(got, want[from * SIZE..], "from packet {from}");
+        }
+        for p in want.chunks_exact(SIZE) {
+            assert!(Packet::new_checked(p).is_ok());
+        }
+        let round = Outbox::from_packets(&want);
+        let mut v = Vec::new();
+        round.extend_vec(0, &mut v);
+        assert_eq!(v, want);
+        o.clear();
+        assert_eq!(o.len(), 0);
+    }
+}
