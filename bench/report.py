@@ -489,7 +489,10 @@ def render(results_path, doc_path):
         "idle machine; on a busy one the wake-ups come late, which costs native (whose packets appear after "
         "`dig_batch` returns, so the loop sleeps while waiting) more than legacy (whose packets are all there "
         "when `dig_batch` returns). "
-        "Percentiles come from a histogram of every dig (1 µs buckets below 1 ms, 0.4 % above); max is exact.")
+        "Percentiles come from a histogram of every dig (1 µs buckets below 1 ms, 0.4 % above); max is exact. "
+        "While polling, the send loop only notes when each dig completed; the per-dig bookkeeping "
+        "(histogram, counters, checks; ≈45–50 ns per dig, `account_ns_per_dig`) runs when `poll_into` "
+        "returns nothing or the tick ends, so the measuring does not delay the digs it measures.")
     out.append(
         "* **Load**: players walk between dig sites (half the sites lie in 256 treasure fields), stand "
         "next to the site and dig it, so nearly every dig is FOUND; each tick sends one `move_batch` with "
