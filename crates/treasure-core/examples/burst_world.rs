@@ -18,6 +18,27 @@ fn cpu_seconds() -> f64 {
     (f[11].parse::<f64>().unwrap() + f[12].parse::<f64>().unwrap()) / 100.0
 }
 
+/// CPU nanoseconds of this process's threads from /proc/self/task/*/schedstat
+/// (exact, unlike clock ticks): (caller thread, worker threads).
+fn thread_cpu_ns() -> (u64, u64) {
+    let (mut main, mut workers) = (0, 0);
+    for t in std::fs::read_dir("/proc/self/task").expect("linux /proc").flatten() {
+        let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
+        let ns: u64 = std::fs::read_to_string(t.path().join("schedstat"))
+            .unwrap_or_default()
+            .split_whitespace()
+            .next()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0);
+        if comm.starts_with("treasure-work") {
+            workers += ns;
+        } else {
+            main += ns;
+        }
+    }
+    (main, workers)
+}
+
 struct Rng(u64);
 impl Rng {
     fn below(&mut self, n: u64) -> u64 {
@@ -114,7 +135,7 @@ fn main() {
     }
     let bytes = encode_digs(&digs);
     let mut buf = vec![0u8; 4096 * 128];
-    let (c0, t0) = (cpu_seconds(), Instant::now());
+    let (c0, t0, (m0, w0)) = (cpu_seconds(), Instant::now(), thread_cpu_ns());
     let mut packets = 0usize;
     let mut walls = Vec::with_capacity(bursts);
     let mut calls = Vec::with_capacity(bursts);
@@ -137,14 +158,17 @@ fn main() {
     walls.sort_by(f64::total_cmp);
     calls.sort_by(f64::total_cmp);
     let (cpu, wall) = (cpu_seconds() - c0, t0.elapsed().as_secs_f64());
+    let (m1, w1) = thread_cpu_ns();
     println!(
-        "burst_world: workers={workers} {} digs/burst, {:.2} packets/dig; per burst: cpu {:.2} ms, wall {:.2} ms, median wall {:.2} ms (of which the dig_batch call {:.2} ms, min {:.2} ms)",
+        "burst_world: workers={workers} {} digs/burst, {:.2} packets/dig; per burst: cpu {:.2} ms, wall {:.2} ms, median wall {:.2} ms (of which the dig_batch call {:.2} ms, min {:.2} ms); thread CPU per burst: caller {:.2} ms, workers {:.2} ms",
         digs.len(),
         packets as f64 / (bursts * digs.len()) as f64,
         cpu / bursts as f64 * 1e3,
         wall / bursts as f64 * 1e3,
         walls[bursts / 2] * 1e3,
         calls[bursts / 2] * 1e3,
-        calls[0] * 1e3
+        calls[0] * 1e3,
+        (m1 - m0) as f64 / bursts as f64 / 1e6,
+        (w1 - w0) as f64 / bursts as f64 / 1e6
     );
 }

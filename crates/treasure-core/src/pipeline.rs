@@ -93,7 +93,23 @@ pub(crate) struct Shared {
 thread_local! {
     /// Per-worker recipient scratch: grows to the largest recipient set seen,
     /// then is reused for every dig this thread resolves.
-    static SCRATCH: RefCell<Vec<Hit>> = const { RefCell::new(Vec::new()) };
+    static SCRATCH: RefCell<Scratch> = const {
+        RefCell::new(Scratch {
+            hits: Vec::new(),
+            order: Vec::new(),
+        })
+    };
+}
+
+/// A worker's reusable vectors for [`resolve_dig`].
+#[derive(Debug, Default)]
+pub(crate) struct Scratch {
+    /// Recipients found (AOI, party, digger), unordered, with duplicates.
+    hits: Vec<Hit>,
+    /// `id << 32 | index into hits`, sorted: the recipients in id order.
+    /// Sorting these 8-byte keys is about twice as fast as sorting the
+    /// 16-byte hits themselves (perf: the sort was ~15% of worker time).
+    order: Vec<u64>,
 }
 
 #[inline]
@@ -128,7 +144,7 @@ pub(crate) fn resolve_dig(
     job: &DigJob,
     world: &Players,
     aoi_radius: u32,
-    hits: &mut Vec<Hit>,
+    scratch: &mut Scratch,
     out: &mut Outbox,
 ) {
     let pkt = template(job);
@@ -141,6 +157,7 @@ pub(crate) fn resolve_dig(
         );
         return;
     }
+    let Scratch { hits, order } = scratch;
     hits.clear();
     world.query(job.x, job.y, job.z, aoi_radius, hits);
     world.party_members(job.party, job.x, job.y, job.z, hits);
@@ -149,9 +166,22 @@ pub(crate) fn resolve_dig(
         party: job.party,
         dist2: job.dist2 as u64,
     });
-    hits.sort_unstable_by_key(|h| h.id);
-    hits.dedup_by_key(|h| h.id);
-    for h in hits.iter() {
+    order.clear();
+    order.extend(
+        hits.iter()
+            .enumerate()
+            .map(|(i, h)| (h.id as u64) << 32 | i as u64),
+    );
+    order.sort_unstable();
+    // A player found twice (in the AOI and in the party, or as the digger)
+    // has the same hit both times: same snapshot, same position.
+    let mut prev = None;
+    for &k in order.iter() {
+        let h = &hits[k as u32 as usize];
+        if prev == Some(h.id) {
+            continue;
+        }
+        prev = Some(h.id);
         let flags = if h.id == job.finder {
             FLAG_DIGGER
         } else if job.party != 0 && h.party == job.party {
@@ -192,7 +222,7 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
             world.freeze();
         }
         SCRATCH.with(|s| {
-            let mut hits = s.borrow_mut();
+            let mut scratch = s.borrow_mut();
             for job in &jobs {
                 if shared.panic_countdown.load(Relaxed) != 0
                     && shared
@@ -202,7 +232,7 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
                 {
                     panic!("injected worker panic at seq {}", job.seq);
                 }
-                resolve_dig(job, &world, shared.aoi_radius, &mut hits, &mut buf);
+                resolve_dig(job, &world, shared.aoi_radius, &mut scratch, &mut buf);
             }
         });
         buf
