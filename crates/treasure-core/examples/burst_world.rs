@@ -22,7 +22,10 @@ fn cpu_seconds() -> f64 {
 /// (exact, unlike clock ticks): (caller thread, worker threads).
 fn thread_cpu_ns() -> (u64, u64) {
     let (mut main, mut workers) = (0, 0);
-    for t in std::fs::read_dir("/proc/self/task").expect("linux /proc").flatten() {
+    for t in std::fs::read_dir("/proc/self/task")
+        .expect("linux /proc")
+        .flatten()
+    {
         let comm = std::fs::read_to_string(t.path().join("comm")).unwrap_or_default();
         let ns: u64 = std::fs::read_to_string(t.path().join("schedstat"))
             .unwrap_or_default()

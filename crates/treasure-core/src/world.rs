@@ -14,7 +14,7 @@
 //! Parties map to their members' slots so a dig finds far-away party members
 //! without scanning every player.
 
-use crate::frozen_grid::FrozenGrid;
+use crate::frozen_grid::{FrozenGrid, FrozenParties};
 use crate::grid::{dist2, Grid, Hit};
 use crate::roll::LootTable;
 use rustc_hash::FxHashMap;
@@ -48,11 +48,18 @@ pub struct Players {
     frozen: FrozenCache,
 }
 
-/// A lazily built [`FrozenGrid`] of one snapshot. Cloning gives an empty
+/// A lazily built frozen copy of one snapshot. Cloning gives an empty
 /// cache: a clone exists to be mutated (copy-on-write), which would
 /// invalidate the copy anyway.
 #[derive(Debug, Default)]
-struct FrozenCache(std::sync::OnceLock<Option<FrozenGrid>>);
+struct FrozenCache(std::sync::OnceLock<Frozen>);
+
+#[derive(Debug)]
+struct Frozen {
+    /// `None` when the world is too sparse for a dense grid.
+    grid: Option<FrozenGrid>,
+    parties: FrozenParties,
+}
 
 impl Clone for FrozenCache {
     fn clone(&self) -> Self {
@@ -216,21 +223,34 @@ impl Players {
     /// [`query`]: Players::query
     pub fn freeze(&self) {
         self.frozen.0.get_or_init(|| {
-            let players = self.slots.iter().filter(|s| s.id != 0).map(|s| PlayerView {
+            let view = |s: &Slot| PlayerView {
                 id: s.id,
                 party: s.party,
                 x: s.x,
                 y: s.y,
                 z: s.z,
-            });
-            FrozenGrid::build(players, FrozenGrid::shift_for(self.aoi_radius))
+            };
+            let players = self.slots.iter().filter(|s| s.id != 0).map(view);
+            let grid = FrozenGrid::build(players, FrozenGrid::shift_for(self.aoi_radius));
+            let mut members = Vec::new();
+            let lists: Vec<(u32, std::ops::Range<usize>)> = self
+                .parties
+                .iter()
+                .map(|(&party, slots)| {
+                    let start = members.len();
+                    members.extend(slots.iter().map(|&slot| view(&self.slots[slot as usize])));
+                    (party, start..members.len())
+                })
+                .collect();
+            let parties = FrozenParties::build(lists.into_iter().map(|(p, r)| (p, &members[r])));
+            Frozen { grid, parties }
         });
     }
 
     /// True when [`freeze`](Players::freeze) built a frozen grid that
     /// queries use.
     pub fn is_frozen(&self) -> bool {
-        matches!(self.frozen.0.get(), Some(Some(_)))
+        matches!(self.frozen.0.get(), Some(Frozen { grid: Some(_), .. }))
     }
 
     /// Pushes every player within `r` of the block into `out` (from the
@@ -238,7 +258,7 @@ impl Players {
     #[inline]
     pub fn query(&self, x: i32, y: i32, z: i32, r: u32, out: &mut Vec<Hit>) {
         match self.frozen.0.get() {
-            Some(Some(f)) => f.query(x, y, z, r, out),
+            Some(Frozen { grid: Some(f), .. }) => f.query(x, y, z, r, out),
             _ => self.grid.query(x, y, z, r, out),
         }
     }
@@ -248,6 +268,9 @@ impl Players {
     pub fn party_members(&self, party: u32, x: i32, y: i32, z: i32, out: &mut Vec<Hit>) {
         if party == 0 {
             return;
+        }
+        if let Some(f) = self.frozen.0.get() {
+            return f.parties.members(party, x, y, z, out);
         }
         if let Some(members) = self.parties.get(&party) {
             for &slot in members {
