@@ -25,9 +25,7 @@
 use crate::grid::Hit;
 use crate::histogram::Histogram;
 use crate::outbox::Outbox;
-use crate::wire::{
-    self, Fields, Kind, RecipientPatch, FLAG_DIGGER, FLAG_LAST_CHARGE, FLAG_PARTY, SIZE,
-};
+use crate::wire::{self, Fields, Kind, Patcher, FLAG_DIGGER, FLAG_LAST_CHARGE, FLAG_PARTY, SIZE};
 use crate::world::Players;
 use crossbeam::channel::Sender;
 use crossbeam::queue::ArrayQueue;
@@ -153,10 +151,11 @@ pub(crate) fn resolve_dig(
     if job.kind != Kind::Found {
         out.push(
             t,
-            RecipientPatch::new(&pkt, job.finder, FLAG_DIGGER | last, job.dist2),
+            Patcher::new(&pkt).patch(job.finder, FLAG_DIGGER | last, job.dist2),
         );
         return;
     }
+    let patcher = Patcher::new(&pkt);
     let Scratch { hits, order } = scratch;
     hits.clear();
     world.query(job.x, job.y, job.z, aoi_radius, hits);
@@ -191,7 +190,7 @@ pub(crate) fn resolve_dig(
         } | last;
         // The digger's own dist2 was computed (exactly) by the caller; the
         // query and party lists computed the same value for it.
-        out.push(t, RecipientPatch::new(&pkt, h.id, flags, saturate(h.dist2)));
+        out.push(t, patcher.patch(h.id, flags, saturate(h.dist2)));
     }
 }
 

@@ -419,21 +419,7 @@ impl RecipientPatch {
     /// pass over 124 bytes: the per-recipient step of the pipeline.
     #[inline]
     pub fn new(template: &[u8; SIZE], recipient: u32, flags: u8, dist2: u32) -> RecipientPatch {
-        let t = delta_table();
-        let mut new = [0u8; 9];
-        new[0] = flags;
-        new[1..5].copy_from_slice(&recipient.to_le_bytes());
-        new[5..9].copy_from_slice(&dist2.to_le_bytes());
-        let mut c = u32::from_le_bytes(template[offset::CRC..].try_into().expect("4 bytes"));
-        for (k, &pos) in PATCHED.iter().enumerate() {
-            c ^= t[k][(template[pos] ^ new[k]) as usize];
-        }
-        RecipientPatch {
-            recipient,
-            dist2,
-            crc: c,
-            flags,
-        }
+        Patcher::new(template).patch(recipient, flags, dist2)
     }
 
     /// Writes the patched packet: `template` with this patch's fields.
@@ -451,6 +437,54 @@ impl RecipientPatch {
             .copy_from_slice(&self.recipient.to_le_bytes());
         pkt[offset::DIST2..offset::DIST2 + 4].copy_from_slice(&self.dist2.to_le_bytes());
         pkt[offset::CRC..].copy_from_slice(&self.crc.to_le_bytes());
+    }
+}
+
+/// Computes [`RecipientPatch`]es for many recipients of one template.
+///
+/// The CRC is affine in the patched bytes, so the template's contribution
+/// is folded once into `base` (the CRC the packet would have with those 9
+/// bytes zeroed); each recipient then costs 9 table lookups on its own
+/// bytes and nothing else.
+#[derive(Clone, Copy, Debug)]
+pub struct Patcher {
+    base: u32,
+}
+
+impl Patcher {
+    /// `template` must be a correctly encoded packet (valid CRC).
+    #[inline]
+    pub fn new(template: &[u8; SIZE]) -> Patcher {
+        let t = delta_table();
+        let mut c = u32::from_le_bytes(template[offset::CRC..].try_into().expect("4 bytes"));
+        for (k, &pos) in PATCHED.iter().enumerate() {
+            c ^= t[k][template[pos] as usize];
+        }
+        Patcher { base: c }
+    }
+
+    /// The patch for `recipient` with `flags` and `dist2`.
+    #[inline]
+    pub fn patch(&self, recipient: u32, flags: u8, dist2: u32) -> RecipientPatch {
+        let t = delta_table();
+        let r = recipient.to_le_bytes();
+        let d = dist2.to_le_bytes();
+        let c = self.base
+            ^ t[0][flags as usize]
+            ^ t[1][r[0] as usize]
+            ^ t[2][r[1] as usize]
+            ^ t[3][r[2] as usize]
+            ^ t[4][r[3] as usize]
+            ^ t[5][d[0] as usize]
+            ^ t[6][d[1] as usize]
+            ^ t[7][d[2] as usize]
+            ^ t[8][d[3] as usize];
+        RecipientPatch {
+            recipient,
+            dist2,
+            crc: c,
+            flags,
+        }
     }
 }
 
