@@ -92,6 +92,10 @@ usage: luajit examples/harness.lua [flags]
                          which carry the wall clock) to compare backends; use with
                          --fast so that timing cannot change what is dug
   --latency-out FILE     write each dig's latency (ms), one per line
+  --warmup S             leave the digs submitted in the first S simulated seconds
+                         (and their bursts) out of the latency figures: LuaJIT
+                         compiles the send loop's traces and the backend's buffers
+                         grow then (0: count everything)
   --heap-checkpoint S    full GC + Lua heap reading after simulated second S (warm
                          state, e.g. grown queues); the end is compared to it
   --label NAME           scenario name copied into the JSON (for bench/run.sh)
@@ -103,13 +107,13 @@ local opt = {
   seed = 1, workers = 0, max_pending = nil, seconds = 10, digs_per_tick = 20,
   burst = 0, burst_every = 20, charges = 20000, hotspots = 256, hotspot_share = 0.5,
   fast = false, json = false, verify = false, digest = false, sample = 1000, latency_out = nil, quiet = false,
-  heap_checkpoint = 0, poll_us = 200, poll_max = 4096,
+  heap_checkpoint = 0, warmup = 0, poll_us = 200, poll_max = 4096,
 }
 local numeric = {
   players = true, sites = true, world = true, aoi = true, reach = true, seed = true,
   workers = true, max_pending = true, seconds = true, digs_per_tick = true, burst = true,
   burst_every = true, charges = true, hotspots = true, hotspot_share = true, sample = true,
-  heap_checkpoint = true, poll_us = true, poll_max = true,
+  heap_checkpoint = true, warmup = true, poll_us = true, poll_max = true,
 }
 local flags = { fast = true, json = true, verify = true, quiet = true, digest = true }
 
@@ -159,6 +163,7 @@ if opt.sites > opt.world * opt.world / 4 then die("--sites too many for the worl
 if opt.burst_every < 1 then die("--burst-every must be >= 1") end
 if opt.hotspot_share > 1 then die("--hotspot-share must be in [0, 1]") end
 if opt.seconds <= 0 then die("--seconds must be > 0") end
+if opt.warmup >= opt.seconds then die("--warmup must be less than --seconds") end
 if opt.poll_max < 1 or opt.poll_max > 65536 then die("--poll-max must be in [1, 65536]") end
 
 ---------------------------------------------------------------------------
@@ -425,6 +430,7 @@ local ring_t = ffi.new("double[?]", RING)            -- submit time by seq
 local ring_digger = ffi.new("uint32_t[?]", RING)     -- digger id by seq
 local ring_expect = ffi.new("int32_t[?]", RING)      -- expected packets (--verify), -1 rejected
 local ring_reach = ffi.new("uint8_t[?]", RING)       -- digger within reach at submit
+local ring_measured = ffi.new("uint8_t[?]", RING)    -- submitted after the warm-up
 -- completed digs waiting for account() (see complete())
 local ring_done = ffi.new("double[?]", RING)         -- time its last packet was polled
 local ring_n = ffi.new("int32_t[?]", RING)           -- packets received
@@ -492,7 +498,7 @@ local b_cur = 0       -- oldest burst not yet complete
 -- counters (numbers, kept as upvalues/locals)
 st = ffi.new([[struct {
   double digs_sub, digs_done, packets, found, empty, nothing, rejected, found_packets;
-  double misses, lat_max, lat_min, lat_sum, order_err, gap_err, digger_err, kind_err, count_err;
+  double digs_measured, misses, lat_max, lat_min, lat_sum, order_err, gap_err, digger_err, kind_err, count_err;
   double decoded, decode_err, busy, ring_full, ticks, overruns, tick_max, moves, lat_dropped;
   double cur, cur_n, cur_last_rcp, cur_t, cur_kind, cur_digger_seen, sample_ctr, last_sub;
   double poll_time, proc_time, acct_time, timed_packets, polls, samples, digest, completed, accounted;
@@ -527,15 +533,18 @@ local function account_one(seq)
   local t = ring_done[slot]
   local lat = t - ring_t[slot]
   st.digs_done = st.digs_done + 1
-  if lat > st.lat_max then st.lat_max = lat end
-  if lat < st.lat_min then st.lat_min = lat end
-  st.lat_sum = st.lat_sum + lat
-  if lat > 0.020 then st.misses = st.misses + 1 end
-  local idx = hist_index(lat * 1e6)
-  hist[idx] = hist[idx] + 1
-  if lat_out then
-    local j = st.digs_done - 1
-    if j < lat_cap then lat_out[j] = lat * 1000 else st.lat_dropped = st.lat_dropped + 1 end
+  if ring_measured[slot] == 1 then
+    st.digs_measured = st.digs_measured + 1
+    if lat > st.lat_max then st.lat_max = lat end
+    if lat < st.lat_min then st.lat_min = lat end
+    st.lat_sum = st.lat_sum + lat
+    if lat > 0.020 then st.misses = st.misses + 1 end
+    local idx = hist_index(lat * 1e6)
+    hist[idx] = hist[idx] + 1
+    if lat_out then
+      local j = st.digs_measured - 1
+      if j < lat_cap then lat_out[j] = lat * 1000 else st.lat_dropped = st.lat_dropped + 1 end
+    end
   end
   if kind == 1 then
     st.found = st.found + 1
@@ -738,6 +747,9 @@ local function add_dig(i)
   dig_n = dig_n + 1
 end
 
+-- digs submitted from now on count in the latency figures (see --warmup)
+local measuring = opt.warmup == 0
+
 -- submit the waiting records; returns true if accepted (or nothing to do)
 local burst_lo, burst_hi = -1, -1   -- record indexes [lo, hi) of a burst not yet accepted
 local function submit()
@@ -780,10 +792,11 @@ local function submit()
     ring_digger[slot] = d.player
     ring_reach[slot] = dig_reach[j]
     ring_expect[slot] = dig_expect[j]
+    ring_measured[slot] = measuring and 1 or 0
   end
   st.digs_sub = st.digs_sub + count
   st.last_sub = first + count - 1
-  if burst_lo >= 0 and burst_hi > burst_lo then
+  if burst_lo >= 0 and burst_hi > burst_lo and measuring then
     local b = nbursts
     if b < NB then
       b_first[b] = first + burst_lo
@@ -812,7 +825,7 @@ local function progress(t_el)
   if opt.quiet then return end
   io.stderr:write(string.format(
     "[%s] t=%5.1fs tick=%d digs=%d packets=%d p99=%.3fms max=%.3fms misses=%d busy=%d heap=%.0fkB\n",
-    backend_name, t_el, st.ticks, st.digs_done, st.packets, percentile(0.99, st.digs_done),
+    backend_name, t_el, st.ticks, st.digs_done, st.packets, percentile(0.99, st.digs_measured),
     st.lat_max * 1000, st.misses, st.busy, collectgarbage("count")))
 end
 
@@ -830,7 +843,9 @@ local fast = opt.fast
 local poll_sleep = opt.poll_us * 1e-6
 local dpt, burst, bevery = opt.digs_per_tick, opt.burst, opt.burst_every
 
+local warm_ticks = floor(opt.warmup * 20 + 0.5)
 for tick = 0, TICKS - 1 do
+  if tick == warm_ticks then measuring = true end
   local tstart = now()
   -- 1. movement
   local nm = step_players()
@@ -953,6 +968,7 @@ r:close()
 ---------------------------------------------------------------------------
 local wall = t_end - t0
 local digs = st.digs_done
+local measured = st.digs_measured
 local bursts_done = math.min(nbursts, b_cur)
 local b_pk_sum, b_dur_sum, b_dur_max, b_found_sum, b_digs = 0, 0, 0, 0, 0
 for b = 0, bursts_done - 1 do
@@ -996,10 +1012,11 @@ local S_ = {
   packets_per_s = floor(st.packets / wall + 0.5),
   found = st.found, empty = st.empty, nothing = st.nothing, rejected = st.rejected,
   recipients_per_found = st.found > 0 and r3(st.found_packets / st.found) or 0,
-  p50_ms = r3(percentile(0.50, digs)), p99_ms = r3(percentile(0.99, digs)),
-  p999_ms = r3(percentile(0.999, digs)), max_ms = r3(st.lat_max * 1000),
-  mean_ms = digs > 0 and r3(st.lat_sum / digs * 1000) or 0,
-  min_ms = digs > 0 and r3(st.lat_min * 1000) or 0,
+  warmup_s = opt.warmup, digs_measured = measured,
+  p50_ms = r3(percentile(0.50, measured)), p99_ms = r3(percentile(0.99, measured)),
+  p999_ms = r3(percentile(0.999, measured)), max_ms = r3(st.lat_max * 1000),
+  mean_ms = measured > 0 and r3(st.lat_sum / measured * 1000) or 0,
+  min_ms = measured > 0 and r3(st.lat_min * 1000) or 0,
   misses_20ms = st.misses,
   bursts = bursts_done,
   burst_digs = b_digs,
@@ -1029,7 +1046,7 @@ local ORDER = {
   "ticks", "fast", "digs_per_tick", "burst", "burst_every", "charges", "wall_s", "setup_s",
   "cpu_s", "loadavg_1m",
   "digs", "packets", "packets_per_s", "found", "empty", "nothing", "rejected",
-  "recipients_per_found", "p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "min_ms",
+  "recipients_per_found", "warmup_s", "digs_measured", "p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "min_ms",
   "misses_20ms", "bursts", "burst_digs", "burst_found", "burst_packets", "burst_ms_mean",
   "burst_ms_max", "burst_packets_per_s", "moves", "poll_ns_per_packet", "harness_ns_per_packet", "account_ns_per_dig", "busy", "held_back", "peak_rss_mb",
   "lua_heap_kb_start", "lua_heap_kb_end", "lua_heap_kb_end_raw", "lua_heap_kb_peak",
@@ -1058,8 +1075,9 @@ out:write(string.format("scenario   players %d, sites %d, world %d^2, aoi %d, re
 out:write(string.format("run        %.2f s wall (setup %.2f s), %d digs (%d found, %d empty, %d nothing, %d rejected), %d packets, %.0f packets/s\n",
   wall, setup_s, digs, st.found, st.empty, st.nothing, st.rejected, st.packets, st.packets / wall))
 out:write(string.format("fan-out    %.2f recipients per found dig\n", S_.recipients_per_found))
-out:write(string.format("latency    p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms, mean %.3f ms; %d over 20 ms\n",
-  S_.p50_ms, S_.p99_ms, S_.p999_ms, S_.max_ms, S_.mean_ms, st.misses))
+out:write(string.format("latency    p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max %.3f ms, mean %.3f ms; %d over 20 ms%s\n",
+  S_.p50_ms, S_.p99_ms, S_.p999_ms, S_.max_ms, S_.mean_ms, st.misses,
+  opt.warmup > 0 and string.format(" (the %d digs submitted after a %g s warm-up)", measured, opt.warmup) or ""))
 if bursts_done > 0 then
   out:write(string.format("bursts     %d bursts of %d digs (%d found): %.3f ms mean, %.3f ms max to the last packet, %.0f packets/s\n",
     bursts_done, burst, b_found_sum, S_.burst_ms_mean, S_.burst_ms_max, S_.burst_packets_per_s))
