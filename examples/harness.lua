@@ -501,7 +501,7 @@ st = ffi.new([[struct {
   double digs_measured, misses, lat_max, lat_min, lat_sum, order_err, gap_err, digger_err, kind_err, count_err;
   double decoded, decode_err, busy, ring_full, ticks, overruns, tick_max, moves, lat_dropped;
   double cur, cur_n, cur_last_rcp, cur_t, cur_kind, cur_digger_seen, sample_ctr, last_sub;
-  double poll_time, proc_time, acct_time, timed_packets, polls, samples, digest, completed, accounted;
+  double poll_time, proc_time, acct_time, burst_call_cpu, burst_call_wall, timed_packets, polls, samples, digest, completed, accounted;
 }]])
 st.lat_min = 1e300
 st.cur_last_rcp = -1
@@ -778,7 +778,13 @@ local function submit()
   for j = 0, dig_n - 1 do
     if dig_t[j] == 0 then dig_t[j] = t_call end     -- first attempt
   end
+  local is_burst = burst_lo >= 0 and burst_hi > burst_lo and measuring
+  local c_call = is_burst and cpu_now() or 0
   local first, count = r:dig_batch(records)
+  if is_burst and first ~= nil then   -- the game loop's CPU in a burst's dig_batch
+    st.burst_call_cpu = st.burst_call_cpu + (cpu_now() - c_call)
+    st.burst_call_wall = st.burst_call_wall + (now() - t_call)
+  end
   if first == nil then
     st.busy = st.busy + 1
     return false
@@ -796,7 +802,7 @@ local function submit()
   end
   st.digs_sub = st.digs_sub + count
   st.last_sub = first + count - 1
-  if burst_lo >= 0 and burst_hi > burst_lo and measuring then
+  if is_burst then
     local b = nbursts
     if b < NB then
       b_first[b] = first + burst_lo
@@ -1024,6 +1030,8 @@ local S_ = {
   burst_packets = b_pk_sum,
   burst_ms_mean = bursts_done > 0 and r3(b_dur_sum / bursts_done * 1000) or 0,
   burst_ms_max = r3(b_dur_max * 1000),
+  burst_dig_batch_cpu_ms = nbursts > 0 and r3(st.burst_call_cpu / nbursts * 1000) or 0,
+  burst_dig_batch_wall_ms = nbursts > 0 and r3(st.burst_call_wall / nbursts * 1000) or 0,
   burst_packets_per_s = b_dur_sum > 0 and floor(b_pk_sum / b_dur_sum + 0.5) or 0,
   moves = st.moves,
   poll_ns_per_packet = st.timed_packets > 0 and r3(st.poll_time / st.timed_packets * 1e9) or 0,
@@ -1048,7 +1056,7 @@ local ORDER = {
   "digs", "packets", "packets_per_s", "found", "empty", "nothing", "rejected",
   "recipients_per_found", "warmup_s", "digs_measured", "p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "min_ms",
   "misses_20ms", "bursts", "burst_digs", "burst_found", "burst_packets", "burst_ms_mean",
-  "burst_ms_max", "burst_packets_per_s", "moves", "poll_ns_per_packet", "harness_ns_per_packet", "account_ns_per_dig", "busy", "held_back", "peak_rss_mb",
+  "burst_ms_max", "burst_dig_batch_cpu_ms", "burst_dig_batch_wall_ms", "burst_packets_per_s", "moves", "poll_ns_per_packet", "harness_ns_per_packet", "account_ns_per_dig", "busy", "held_back", "peak_rss_mb",
   "lua_heap_kb_start", "lua_heap_kb_end", "lua_heap_kb_end_raw", "lua_heap_kb_peak",
   "heap_checkpoint_s", "lua_heap_kb_checkpoint",
   "tick_overruns", "tick_max_ms", "order_errors", "gap_errors", "digger_errors",
@@ -1081,6 +1089,8 @@ out:write(string.format("latency    p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max
 if bursts_done > 0 then
   out:write(string.format("bursts     %d bursts of %d digs (%d found): %.3f ms mean, %.3f ms max to the last packet, %.0f packets/s\n",
     bursts_done, burst, b_found_sum, S_.burst_ms_mean, S_.burst_ms_max, S_.burst_packets_per_s))
+  out:write(string.format("           the burst's dig_batch call: %.3f ms CPU, %.3f ms wall (mean)\n",
+    S_.burst_dig_batch_cpu_ms, S_.burst_dig_batch_wall_ms))
 end
 out:write(string.format("send loop  CPU per packet: poll_into %.1f ns (backend), harness checks %.1f ns (counted in the latency); bookkeeping %.0f ns per dig (when idle, not counted)\n",
   S_.poll_ns_per_packet, S_.harness_ns_per_packet, S_.account_ns_per_dig))
