@@ -242,8 +242,11 @@ pub struct FrozenParties {
 
 impl FrozenParties {
     /// Builds the table from `(party, members)` pairs (non-zero parties).
-    pub fn build<'a>(parties: impl Iterator<Item = (u32, &'a [PlayerView])>) -> FrozenParties {
+    pub fn build<'a>(
+        parties: impl ExactSizeIterator<Item = (u32, &'a [PlayerView])>,
+    ) -> FrozenParties {
         let mut f = FrozenParties::default();
+        f.runs.reserve(parties.len());
         for (party, members) in parties {
             let start = f.members.len() as u32;
             f.members.extend(members.iter().map(|p| Member {
