@@ -4,10 +4,12 @@
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::collections::HashSet;
 use std::time::Duration;
+use treasure_core::frozen_grid::FrozenGrid;
 use treasure_core::grid::{Grid, Hit};
 use treasure_core::records::encode_digs;
 use treasure_core::roll::splitmix64;
 use treasure_core::wire::{encode, patch_recipient, Fields, Kind};
+use treasure_core::world::PlayerView;
 use treasure_core::{DigRecord, LootEntry, Options, Resolver};
 
 const PLAYERS: u32 = 12_000;
@@ -154,6 +156,27 @@ fn bench_aoi(c: &mut Criterion) {
             let (x, y, z, _) = pos[i];
             out.clear();
             grid.query(x + 1, y, z, 64, &mut out);
+            black_box(out.len());
+        })
+    });
+    // The same players and queries against the frozen copy a burst uses.
+    let views = pos
+        .iter()
+        .enumerate()
+        .map(|(i, &(x, y, z, party))| PlayerView {
+            id: i as u32 + 1,
+            party,
+            x,
+            y,
+            z,
+        });
+    let frozen = FrozenGrid::build(views, FrozenGrid::shift_for(64)).expect("dense enough");
+    g.bench_function("frozen_query_12000_players_r64", |b| {
+        b.iter(|| {
+            i = (i + 7919) % pos.len();
+            let (x, y, z, _) = pos[i];
+            out.clear();
+            frozen.query(x + 1, y, z, 64, &mut out);
             black_box(out.len());
         })
     });
