@@ -293,6 +293,20 @@ local CASES = {
     "treasure: poll_into: max must be at most 4 (the packets buf holds), got 5" },
   { "poll_into fixed array too small", function(r) r:poll_into(ffi.new("uint8_t[127]"), 1) end,
     "treasure: poll_into: max must be at most 0 (the packets buf holds), got 1" },
+  -- the buffer's verdict and size are cached per cdata object: a second call
+  -- with the same buffer must answer exactly as the first
+  { "poll_into the same int8_t buffer twice", function(r)
+      local b = ffi.new("int8_t[?]", 256)
+      assert(not pcall(r.poll_into, r, b, 1))
+      r:poll_into(b, 1)
+    end,
+    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata" },
+  { "poll_into the same small buffer twice", function(r)
+      local b = ffi.new("uint8_t[?]", 4 * 128)
+      assert(r:poll_into(b, 0) == 0)
+      r:poll_into(b, 5)
+    end,
+    "treasure: poll_into: max must be at most 4 (the packets buf holds), got 5" },
   -- self --------------------------------------------------------------------
   { "self nil", function(r) r.dig(nil, 5, 0, 0, 0, 0) end,
     "treasure: dig: self must be a resolver, got nil" },
