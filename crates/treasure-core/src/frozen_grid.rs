@@ -22,7 +22,7 @@
 //! grid. Both give exactly the same set of hits (tests below and the model
 //! tests compare them with brute force).
 
-use crate::grid::{dist2, Hit};
+use crate::grid::{axis_dist2, dist2, for_each_row, Hit};
 use crate::world::PlayerView;
 
 /// One player as stored in the frozen grid.
@@ -167,56 +167,34 @@ impl FrozenGrid {
         if x0 > x1 {
             return;
         }
-        // Squared distance along one axis from v to the cell c.
-        let axis = |v: i64, c: i64| -> u64 {
-            let a = c << s;
-            let b = a + (1i64 << s) - 1;
-            let d = if v < a {
-                a - v
-            } else if v > b {
-                v - b
-            } else {
-                0
-            } as u64;
-            d * d
-        };
-        for cz in z0..=z1 {
-            let dz = axis(z64, cz);
-            if dz > r2 {
-                continue;
+        let axis = |v: i64, c: i64| axis_dist2(v, c, s);
+        for_each_row((y64, y0, y1), (z64, z0, z1), s, r2, |cz, cy, dyz| {
+            // Trim the row's cells at both ends to those the sphere's slice
+            // reaches (the reachable cells are contiguous).
+            let (mut x0, mut x1) = (x0, x1);
+            while x0 <= x1 && dyz + axis(x64, x0) > r2 {
+                x0 += 1;
             }
-            for cy in y0..=y1 {
-                let dyz = dz + axis(y64, cy);
-                if dyz > r2 {
-                    continue;
-                }
-                // Trim the row's cells at both ends to those the sphere's
-                // slice reaches (the reachable cells are contiguous).
-                let (mut x0, mut x1) = (x0, x1);
-                while x0 <= x1 && dyz + axis(x64, x0) > r2 {
-                    x0 += 1;
-                }
-                while x1 > x0 && dyz + axis(x64, x1) > r2 {
-                    x1 -= 1;
-                }
-                if x0 > x1 {
-                    continue;
-                }
-                let row = ((cz - oz) * ny + (cy - oy)) * nx - ox;
-                let a = self.starts[(row + x0) as usize] as usize;
-                let b = self.starts[(row + x1 + 1) as usize] as usize;
-                for e in &self.entries[a..b] {
-                    let d2 = dist2(e.x, e.y, e.z, x, y, z);
-                    if d2 <= r2 {
-                        out.push(Hit {
-                            id: e.id,
-                            party: e.party,
-                            dist2: d2,
-                        });
-                    }
+            while x1 > x0 && dyz + axis(x64, x1) > r2 {
+                x1 -= 1;
+            }
+            if x0 > x1 {
+                return;
+            }
+            let row = ((cz - oz) * ny + (cy - oy)) * nx - ox;
+            let a = self.starts[(row + x0) as usize] as usize;
+            let b = self.starts[(row + x1 + 1) as usize] as usize;
+            for e in &self.entries[a..b] {
+                let d2 = dist2(e.x, e.y, e.z, x, y, z);
+                if d2 <= r2 {
+                    out.push(Hit {
+                        id: e.id,
+                        party: e.party,
+                        dist2: d2,
+                    });
                 }
             }
-        }
+        });
     }
 }
 

@@ -59,6 +59,49 @@ struct Loc {
     idx: u32,
 }
 
+/// Squared distance along one axis from coordinate `v` to the cell `c` of
+/// edge `2^shift`, i.e. the blocks `[c << shift, ((c + 1) << shift) - 1]`
+/// (0 inside it): the bound both grids use to skip cells out of reach.
+#[inline]
+pub(crate) fn axis_dist2(v: i64, c: i64, shift: u32) -> u64 {
+    let a = c << shift;
+    let b = a + (1i64 << shift) - 1;
+    let d = if v < a {
+        a - v
+    } else if v > b {
+        v - b
+    } else {
+        0
+    } as u64;
+    d * d
+}
+
+/// Calls `f(cz, cy, dyz)` for every (z, y) row of cells in `z0..=z1` ×
+/// `y0..=y1` that a sphere of squared radius `r2` around `(y, z)` can reach,
+/// with `dyz` the squared distance from the centre to that row along y and
+/// z: the row walk both grids share (cells of edge `2^shift`).
+#[inline]
+pub(crate) fn for_each_row(
+    (y, y0, y1): (i64, i64, i64),
+    (z, z0, z1): (i64, i64, i64),
+    shift: u32,
+    r2: u64,
+    mut f: impl FnMut(i64, i64, u64),
+) {
+    for cz in z0..=z1 {
+        let dz = axis_dist2(z, cz, shift);
+        if dz > r2 {
+            continue;
+        }
+        for cy in y0..=y1 {
+            let dyz = dz + axis_dist2(y, cy, shift);
+            if dyz <= r2 {
+                f(cz, cy, dyz);
+            }
+        }
+    }
+}
+
 /// Exact squared distance between two block positions.
 #[inline]
 pub fn dist2(ax: i32, ay: i32, az: i32, bx: i32, by: i32, bz: i32) -> u64 {
@@ -284,39 +327,16 @@ impl Grid {
             return;
         }
         let shift = self.shift;
-        // Squared distance along one axis from v to the cell [c<<s, (c+1)<<s - 1].
-        let axis = |v: i64, c: i64| -> u64 {
-            let a = c << shift;
-            let b = a + (1i64 << shift) - 1;
-            let d = if v < a {
-                a - v
-            } else if v > b {
-                v - b
-            } else {
-                0
-            } as u64;
-            d * d
-        };
-        for cz in z0..=z1 {
-            let dz = axis(z64, cz);
-            if dz > r2 {
-                continue;
-            }
-            for cy in y0..=y1 {
-                let dyz = dz + axis(y64, cy);
-                if dyz > r2 {
+        for_each_row((y64, y0, y1), (z64, z0, z1), shift, r2, |cz, cy, dyz| {
+            for cx in x0..=x1 {
+                if dyz + axis_dist2(x64, cx, shift) > r2 {
                     continue;
                 }
-                for cx in x0..=x1 {
-                    if dyz + axis(x64, cx) > r2 {
-                        continue;
-                    }
-                    if let Some(cell) = self.cells.get(&Self::pack(cx, cy, cz)) {
-                        scan(cell, out);
-                    }
+                if let Some(cell) = self.cells.get(&Self::pack(cx, cy, cz)) {
+                    scan(cell, out);
                 }
             }
-        }
+        });
     }
 
     /// Iterates every entry (test and debugging aid).
