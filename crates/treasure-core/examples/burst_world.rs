@@ -130,6 +130,21 @@ fn main() {
             0,
         ));
     }
+    // What a burst's first worker spends building the frozen index.
+    let mut build_us = Vec::new();
+    for _ in 0..20 {
+        let copy = r.players().unwrap().clone();
+        let t = Instant::now();
+        copy.freeze();
+        build_us.push(t.elapsed().as_secs_f64() * 1e6);
+        assert!(copy.is_frozen());
+    }
+    build_us.sort_by(f64::total_cmp);
+    println!(
+        "frozen index of {} players: {:.0} us (median of 20 builds)",
+        r.players().unwrap().len(),
+        build_us[10]
+    );
     let bytes = encode_digs(&digs);
     let mut buf = vec![0u8; 4096 * 128];
     let (t0, (m0, w0)) = (Instant::now(), thread_cpu_ns());

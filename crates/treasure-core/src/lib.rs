@@ -25,10 +25,11 @@
 //!   carries an `Arc` of the player snapshot as of its digs. A player
 //!   mutation while a snapshot is shared with in-flight chunks clones it
 //!   first (`Arc::make_mut`, copy-on-write), so workers read a frozen world
-//!   and a dig sees every call before it and none after. A chunk with many
-//!   FOUND digs (a burst) first builds the snapshot's [`frozen_grid`], a
-//!   contiguous copy of the positions that answers the same queries with far
-//!   fewer cache misses; every later chunk on that snapshot reuses it.
+//!   and a dig sees every call before it and none after. Once a burst's worth
+//!   of FOUND digs has been accepted against one snapshot, a worker builds
+//!   its [`frozen_grid`], a contiguous copy of the positions that answers the
+//!   same queries with far fewer cache misses; every later chunk on that
+//!   snapshot uses it.
 //! * Workers publish `(chunk index, packets)` on a crossbeam channel; the
 //!   caller reorders them in a ring by chunk index, and `poll` copies from
 //!   the oldest chunk on, stopping at the first unfinished one: the stream is

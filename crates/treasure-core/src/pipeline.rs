@@ -64,6 +64,8 @@ pub(crate) struct Chunk {
     pub world: Arc<Players>,
     pub jobs: Vec<DigJob>,
     pub accepted: Instant,
+    /// Build the snapshot's frozen index first (see `Options::freeze_min_found`).
+    pub freeze: bool,
 }
 
 /// What a worker publishes for a chunk.
@@ -78,8 +80,6 @@ pub(crate) struct ChunkDone {
 /// State shared by the caller and all workers.
 pub(crate) struct Shared {
     pub aoi_radius: u32,
-    /// `Options::freeze_min_found`.
-    pub freeze_min_found: usize,
     pub free_bufs: ArrayQueue<Outbox>,
     pub histogram: Histogram,
     /// 0: off. Otherwise the worker that decrements it from 1 to 0 panics
@@ -212,12 +212,12 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
         world,
         mut jobs,
         accepted,
+        freeze,
     } = chunk;
     let result = catch_unwind(AssertUnwindSafe(|| {
         let mut buf = shared.free_bufs.pop().unwrap_or_default();
         buf.clear();
-        let min = shared.freeze_min_found;
-        if min > 0 && jobs.iter().filter(|j| j.kind == Kind::Found).count() >= min {
+        if freeze {
             world.freeze();
         }
         SCRATCH.with(|s| {

@@ -259,3 +259,28 @@ fn busy_is_exact_with_found_digs_in_flight() {
     assert_eq!(r.dig_batch(&batch(3)).unwrap(), Some((7, 3)));
     assert_eq!(r.stats().unwrap().pending_packets, 1200 - 250 + 600);
 }
+
+/// The frozen index is built once a snapshot has taken `freeze_min_found`
+/// FOUND digs (1,024 by default), counted across batches, and a player
+/// change starts the count again on the new snapshot.
+#[test]
+fn frozen_index_only_for_bursts_and_renewed_on_change() {
+    let mut r = world(2, 128);
+    let frozen = |r: &Resolver| r.players().unwrap().is_frozen();
+    let mut buf = vec![0u8; 128 * 4096];
+    let mut drain = |r: &mut Resolver| {
+        r.flush().unwrap();
+        while r.poll_into(&mut buf, 4096).unwrap() > 0 {}
+    };
+    r.dig_batch(&batch(1000)).unwrap().unwrap();
+    drain(&mut r);
+    assert!(!frozen(&r), "1,000 FOUND digs: below the default threshold");
+    r.dig_batch(&batch(200)).unwrap().unwrap();
+    drain(&mut r);
+    assert!(frozen(&r), "1,200 FOUND digs on one snapshot");
+    r.move_player(5, 1, 0, 1).unwrap();
+    assert!(!frozen(&r), "a move makes a new snapshot");
+    r.dig_batch(&batch(1000)).unwrap().unwrap();
+    drain(&mut r);
+    assert!(!frozen(&r), "the count starts again after the move");
+}
