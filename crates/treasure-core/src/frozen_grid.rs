@@ -221,20 +221,22 @@ pub struct FrozenParties {
 
 impl FrozenParties {
     /// Builds the table from `(party, members)` pairs (non-zero parties).
-    pub fn build<'a>(
-        parties: impl ExactSizeIterator<Item = (u32, &'a [PlayerView])>,
-    ) -> FrozenParties {
+    pub fn build<M>(parties: impl ExactSizeIterator<Item = (u32, M)>) -> FrozenParties
+    where
+        M: IntoIterator<Item = PlayerView>,
+    {
         let mut f = FrozenParties::default();
         f.runs.reserve(parties.len());
         for (party, members) in parties {
-            let start = f.members.len() as u32;
-            f.members.extend(members.iter().map(|p| Member {
+            let start = f.members.len();
+            f.members.extend(members.into_iter().map(|p| Member {
                 id: p.id,
                 x: p.x,
                 y: p.y,
                 z: p.z,
             }));
-            f.runs.insert(party, (start, members.len() as u32));
+            let len = f.members.len() - start;
+            f.runs.insert(party, (start as u32, len as u32));
         }
         f
     }
@@ -400,7 +402,8 @@ mod tests {
         };
         let a = [v(1, 0), v(2, 10)];
         let b = [v(3, -5)];
-        let f = FrozenParties::build([(7u32, &a[..]), (9, &b[..])].into_iter());
+        let f =
+            FrozenParties::build([(7u32, a.iter().copied()), (9, b.iter().copied())].into_iter());
         let mut out = Vec::new();
         f.members(7, 1, 0, 0, &mut out);
         f.members(9, 1, 0, 0, &mut out);

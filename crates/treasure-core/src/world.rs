@@ -33,6 +33,18 @@ struct Slot {
     z: i32,
 }
 
+impl Slot {
+    fn view(&self) -> PlayerView {
+        PlayerView {
+            id: self.id,
+            party: self.party,
+            x: self.x,
+            y: self.y,
+            z: self.z,
+        }
+    }
+}
+
 /// Players, their positions (in the grid) and parties.
 #[derive(Clone, Debug)]
 pub struct Players {
@@ -108,14 +120,7 @@ impl Players {
 
     pub fn get(&self, id: u32) -> Option<PlayerView> {
         let &slot = self.by_id.get(&id)?;
-        let s = &self.slots[slot as usize];
-        Some(PlayerView {
-            id,
-            party: s.party,
-            x: s.x,
-            y: s.y,
-            z: s.z,
-        })
+        Some(self.slots[slot as usize].view())
     }
 
     /// Adds a player; `false` (and no change) if `id` is already present.
@@ -236,26 +241,14 @@ impl Players {
             return;
         }
         self.frozen.cell.get_or_init(|| {
-            let view = |s: &Slot| PlayerView {
-                id: s.id,
-                party: s.party,
-                x: s.x,
-                y: s.y,
-                z: s.z,
-            };
-            let players = self.slots.iter().filter(|s| s.id != 0).map(view);
+            let players = self.slots.iter().filter(|s| s.id != 0).map(Slot::view);
             let grid = FrozenGrid::build(players, FrozenGrid::shift_for(self.aoi_radius));
-            let mut members = Vec::new();
-            let lists: Vec<(u32, std::ops::Range<usize>)> = self
-                .parties
-                .iter()
-                .map(|(&party, slots)| {
-                    let start = members.len();
-                    members.extend(slots.iter().map(|&slot| view(&self.slots[slot as usize])));
-                    (party, start..members.len())
-                })
-                .collect();
-            let parties = FrozenParties::build(lists.into_iter().map(|(p, r)| (p, &members[r])));
+            let parties = FrozenParties::build(self.parties.iter().map(|(&party, slots)| {
+                (
+                    party,
+                    slots.iter().map(|&slot| self.slots[slot as usize].view()),
+                )
+            }));
             Frozen { grid, parties }
         });
     }
