@@ -20,7 +20,8 @@
 --      once; one dig_batch (records built in an FFI array, one ffi.string);
 --      a busy refusal is counted and the same records are retried next tick;
 --   3. the send loop: poll_into one preallocated buffer until the next tick
---      is due (sleeping --poll-us when nothing is there), reading each
+--      is due (when nothing is there, blocking in r:wait until a packet is
+--      ready or the tick is due; --poll-us with --no-wait), reading each
 --      packet's seq (two u32 reads) and recipient through FFI casts and
 --      checking the stream order.
 --
@@ -84,7 +85,10 @@ usage: luajit examples/harness.lua [flags]
   --verify               decode every packet with treasure.packet and check every
                          dig's kind and recipient count against the harness's model
   --sample N             decode 1 packet in N (1000; 0 = none) outside the timing
-  --poll-us N            sleep N us when poll_into returns nothing (200; 0 = spin)
+  --no-wait              when poll_into returns nothing, sleep --poll-us instead of
+                         blocking in r:wait until a packet is ready or the tick is due
+  --poll-us N            with --no-wait: sleep N us when poll_into returns nothing
+                         (200; 0 = spin)
   --poll-max N           packets per poll_into call: the send buffer (4096, 512 kB;
                          smaller buffers cost more per packet in calls and loop
                          entries than they gain in cache: 256 measured ~10 ns worse)
@@ -106,7 +110,7 @@ local opt = {
   backend = nil, players = 12000, sites = 100000, world = 4096, aoi = 64, reach = 8,
   seed = 1, workers = 0, max_pending = nil, seconds = 10, digs_per_tick = 20,
   burst = 0, burst_every = 20, charges = 20000, hotspots = 256, hotspot_share = 0.5,
-  fast = false, json = false, verify = false, digest = false, sample = 1000, latency_out = nil, quiet = false,
+  fast = false, json = false, verify = false, no_wait = false, digest = false, sample = 1000, latency_out = nil, quiet = false,
   heap_checkpoint = 0, warmup = 0, poll_us = 200, poll_max = 4096,
 }
 local numeric = {
@@ -115,7 +119,7 @@ local numeric = {
   burst_every = true, charges = true, hotspots = true, hotspot_share = true, sample = true,
   heap_checkpoint = true, warmup = true, poll_us = true, poll_max = true,
 }
-local flags = { fast = true, json = true, verify = true, quiet = true, digest = true }
+local flags = { fast = true, json = true, verify = true, quiet = true, digest = true, no_wait = true }
 
 local function die(msg, code)
   io.stderr:write("harness: ", msg, "\n")
@@ -852,6 +856,7 @@ local next_tick = t0
 local next_progress = t0 + 1
 local fast = opt.fast
 local poll_sleep = opt.poll_us * 1e-6
+local use_wait = not opt.no_wait
 local dpt, burst, bevery = opt.digs_per_tick, opt.burst, opt.burst_every
 
 local warm_ticks = floor(opt.warmup * 20 + 0.5)
@@ -895,7 +900,15 @@ for tick = 0, TICKS - 1 do
     if not fast and t >= next_tick then break end
     if n == 0 then
       timed_account()   -- idle: nothing to send now
-      sleep(min(poll_sleep, next_tick - now()))
+      local left = next_tick - now()
+      if use_wait then
+        -- Block until the next packet is ready or the tick is due. r:wait
+        -- returns 0 at once when no dig is in flight (legacy: always):
+        -- nothing can arrive before this loop submits again, so sleep.
+        if left > 0 and r:wait(floor(left * 1e6)) == 0 then sleep(next_tick - now()) end
+      else
+        sleep(min(poll_sleep, left))
+      end
     end
   end
   local tend = now()
@@ -982,8 +995,10 @@ local digs = st.digs_done
 local measured = st.digs_measured
 local bursts_done = math.min(nbursts, b_cur)
 local b_pk_sum, b_dur_sum, b_dur_max, b_found_sum, b_digs = 0, 0, 0, 0, 0
+local burst_ms = {}        -- each measured burst's time to its last packet, in order
 for b = 0, bursts_done - 1 do
   local d = b_t1[b] - b_t0[b]
+  burst_ms[#burst_ms + 1] = floor(d * 1e5 + 0.5) / 100
   b_pk_sum = b_pk_sum + b_pk[b]
   b_dur_sum = b_dur_sum + d
   if d > b_dur_max then b_dur_max = d end
@@ -1016,7 +1031,7 @@ local S_ = {
   backend = backend_name,
   version = T._VERSION or "?",
   players = P, sites = S, world = W, aoi = opt.aoi, reach = opt.reach, seed = opt.seed,
-  workers = opt.workers, seconds = opt.seconds, poll_us = opt.poll_us, poll_max = opt.poll_max, ticks = st.ticks, fast = opt.fast,
+  workers = opt.workers, seconds = opt.seconds, poll_us = opt.poll_us, wait = not opt.no_wait, poll_max = opt.poll_max, ticks = st.ticks, fast = opt.fast,
   digs_per_tick = dpt, burst = burst, burst_every = bevery, charges = opt.charges,
   wall_s = r3(wall), setup_s = r3(setup_s), cpu_s = r3(cpu_s), loadavg_1m = loadavg,
   digs = digs, packets = st.packets,
@@ -1035,6 +1050,7 @@ local S_ = {
   burst_packets = b_pk_sum,
   burst_ms_mean = bursts_done > 0 and r3(b_dur_sum / bursts_done * 1000) or 0,
   burst_ms_max = r3(b_dur_max * 1000),
+  burst_ms = burst_ms,
   burst_dig_batch_cpu_ms = nbursts > 0 and r3(st.burst_call_cpu / nbursts * 1000) or 0,
   burst_dig_batch_wall_ms = nbursts > 0 and r3(st.burst_call_wall / nbursts * 1000) or 0,
   burst_packets_per_s = b_dur_sum > 0 and floor(b_pk_sum / b_dur_sum + 0.5) or 0,
@@ -1055,13 +1071,13 @@ local S_ = {
   digest = opt.digest and bit.tohex(st.digest) or "",
 }
 local ORDER = {
-  "label", "backend", "version", "players", "sites", "world", "aoi", "reach", "seed", "workers", "seconds", "poll_us", "poll_max",
+  "label", "backend", "version", "players", "sites", "world", "aoi", "reach", "seed", "workers", "seconds", "wait", "poll_us", "poll_max",
   "ticks", "fast", "digs_per_tick", "burst", "burst_every", "charges", "wall_s", "setup_s",
   "cpu_s", "loadavg_1m",
   "digs", "packets", "packets_per_s", "found", "empty", "nothing", "rejected",
   "recipients_per_found", "warmup_s", "digs_measured", "p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "min_ms",
   "misses_20ms", "bursts", "burst_digs", "burst_found", "burst_packets", "burst_ms_mean",
-  "burst_ms_max", "burst_dig_batch_cpu_ms", "burst_dig_batch_wall_ms", "burst_packets_per_s", "moves", "poll_ns_per_packet", "harness_ns_per_packet", "account_ns_per_dig", "busy", "held_back", "peak_rss_mb",
+  "burst_ms_max", "burst_ms", "burst_dig_batch_cpu_ms", "burst_dig_batch_wall_ms", "burst_packets_per_s", "moves", "poll_ns_per_packet", "harness_ns_per_packet", "account_ns_per_dig", "busy", "held_back", "peak_rss_mb",
   "lua_heap_kb_start", "lua_heap_kb_end", "lua_heap_kb_end_raw", "lua_heap_kb_peak",
   "heap_checkpoint_s", "lua_heap_kb_checkpoint",
   "tick_overruns", "tick_max_ms", "order_errors", "gap_errors", "digger_errors",
@@ -1094,6 +1110,7 @@ out:write(string.format("latency    p50 %.3f ms, p99 %.3f ms, p99.9 %.3f ms, max
 if bursts_done > 0 then
   out:write(string.format("bursts     %d bursts of %d digs (%d found): %.3f ms mean, %.3f ms max to the last packet, %.0f packets/s\n",
     bursts_done, burst, b_found_sum, S_.burst_ms_mean, S_.burst_ms_max, S_.burst_packets_per_s))
+  out:write("           each burst (ms): ", table.concat(burst_ms, " "), "\n")
   out:write(string.format("           the burst's dig_batch call: %.3f ms CPU, %.3f ms wall (mean)\n",
     S_.burst_dig_batch_cpu_ms, S_.burst_dig_batch_wall_ms))
 end
@@ -1135,6 +1152,10 @@ if opt.json then
     local s
     if type(v) == "number" then s = fmtnum(v)
     elseif type(v) == "boolean" then s = tostring(v)
+    elseif type(v) == "table" then     -- a list of numbers
+      local items = {}
+      for i = 1, #v do items[i] = fmtnum(v[i]) end
+      s = "[" .. table.concat(items, ",") .. "]"
     else s = json_string(tostring(v)) end
     parts[#parts + 1] = json_string(k) .. ":" .. s
   end

@@ -7,6 +7,7 @@
 //! message as a plain string. No resolver logic lives here.
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::time::Duration;
 
 use mlua::{
     IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataFields, UserDataMethods,
@@ -304,6 +305,13 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     })?;
 
     method(lua, &m, "flush", |_, r, _| r.core().flush().map_err(msg))?;
+
+    method(lua, &m, "wait", |lua, r, a| {
+        let f = "wait";
+        let timeout = args::opt_int(lua, f, "timeout_us", arg(a, 0), COUNT)?
+            .map(|us| Duration::from_micros(us as u64));
+        Ok(r.core().wait(timeout).map_err(msg)? as f64)
+    })?;
 
     method(lua, &m, "stats", |lua, r, _| {
         let st = r.core().stats().map_err(msg)?;

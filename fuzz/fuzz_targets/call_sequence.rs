@@ -910,7 +910,19 @@ fn run(u: &mut Unstructured) -> AResult<()> {
                     (got, want) => panic!("poll_into: resolver {got:?}, model {want:?}"),
                 }
             }
-            89..=92 => {
+            89 => {
+                // wait without a timeout returns once a packet is ready, and
+                // at once (0) when nothing is pending.
+                match (r.wait(None), model.open("wait")) {
+                    (Ok(n), Ok(())) => {
+                        assert!(n as u64 <= model.pending());
+                        assert_eq!(n > 0, model.pending() > 0, "wait: {n} pollable");
+                    }
+                    (Err(e), Err(w)) => assert_eq!(e.to_string(), w),
+                    (got, want) => panic!("wait: resolver {got:?}, model {want:?}"),
+                }
+            }
+            90..=92 => {
                 same("flush", r.flush(), model.open("flush"));
                 if !model.closed {
                     assert_eq!(

@@ -769,6 +769,15 @@ function Resolver:flush()
   state_of("flush", self) -- resolved inside dig: nothing to wait for
 end
 
+--- Packets pollable now. Legacy resolves each dig inside the call, so no dig
+-- is ever in flight and nothing can arrive while waiting: returns at once.
+function Resolver:wait(timeout_us)
+  local fn = "wait"
+  local st = state_of(fn, self)
+  if timeout_us ~= nil then check_int(fn, "timeout_us", timeout_us, 0, T_MAX, R_T) end
+  return st.tail - st.head
+end
+
 function Resolver:stats()
   local st = state_of("stats", self)
   return {

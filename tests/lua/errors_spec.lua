@@ -265,6 +265,16 @@ local CASES = {
     "treasure: poll: max must be an integer in [0, 9007199254740991], got string" },
   { "poll max 2^53", function(r) r:poll(T53) end,
     "treasure: poll: max must be an integer in [0, 9007199254740991], got " .. tostring(T53) },
+  { "wait timeout -1", function(r) r:wait(-1) end,
+    "treasure: wait: timeout_us must be an integer in [0, 9007199254740991], got -1" },
+  { "wait timeout fraction", function(r) r:wait(0.5) end,
+    "treasure: wait: timeout_us must be an integer in [0, 9007199254740991], got 0.5" },
+  { "wait timeout string", function(r) r:wait("10") end,
+    "treasure: wait: timeout_us must be an integer in [0, 9007199254740991], got string" },
+  { "wait timeout nan", function(r) r:wait(NAN) end,
+    "treasure: wait: timeout_us must be an integer in [0, 9007199254740991], got " .. tostring(NAN) },
+  { "wait self", function(r) r.wait({}, 1) end,
+    "treasure: wait: self must be a resolver, got table" },
   { "poll_into buf table", function(r) r:poll_into({}, 1) end,
     "treasure: poll_into: buf must be a uint8_t array cdata, got table" },
   { "poll_into buf number", function(r) r:poll_into(128, 1) end,
@@ -349,7 +359,7 @@ local METHODS = {
   add_loot_table = { 1, GOOD }, add_site = { 12, 8, 8, 8, 7, 1 }, remove_site = { 3 },
   join = { 1, 0, 0, 0 }, move = { 5, 1, 1, 1 }, set_party = { 5, 1 }, leave = { 5 },
   dig = { 5, 0, 0, 0, 0 }, dig_batch = { "" }, move_batch = { "" }, poll = {},
-  poll_into = { ffi.new("uint8_t[?]", 128), 1 }, flush = {}, stats = {},
+  poll_into = { ffi.new("uint8_t[?]", 128), 1 }, flush = {}, wait = {}, stats = {},
 }
 
 for _, B in ipairs(backends) do

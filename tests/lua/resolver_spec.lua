@@ -616,6 +616,30 @@ for _, B in ipairs(backends) do
         assert.has_error(function() r:poll() end, "treasure: poll: resolver is closed")
         assert.has_error(function() r:stats() end, "treasure: stats: resolver is closed")
         assert.has_error(function() r:flush() end, "treasure: flush: resolver is closed")
+        assert.has_error(function() r:wait(0) end, "treasure: wait: resolver is closed")
+      end)
+
+      it("wait returns how many packets are pollable, once there are any", function()
+        local r = worked_example(T)
+        assert.equals(0, r:wait())            -- nothing in flight: at once
+        assert.equals(0, r:wait(3600e6))
+        local seen = 0
+        for i = 1, 200 do r:dig(2, 3, 0, 0, i) end
+        while seen < 200 do
+          local n = r:wait()                  -- no timeout: blocks until one is ready
+          assert.is_true(n > 0, "wait returned 0 with digs in flight")
+          assert.is_true(n <= r:stats().pending_packets)
+          local got = r:poll(1)               -- one at a time: later waits find some ready
+          assert.equals(1, got)
+          seen = seen + got
+        end
+        assert.equals(0, r:wait(nil))
+        assert.equals(0, r:wait(0))
+        r:dig(2, 3, 0, 0, 1)
+        r:flush()
+        assert.equals(1, r:wait(0))
+        assert.equals(1, r:wait(0))           -- waiting takes nothing
+        assert.equals(1, (r:poll()))
       end)
 
       it("instances are independent (seq, world, stream, counters)", function()

@@ -30,6 +30,7 @@ pub enum Method {
     Poll,
     PollInto,
     Flush,
+    Wait,
     Stats,
     Close,
 }
@@ -52,6 +53,7 @@ impl Method {
             Method::Poll => "poll",
             Method::PollInto => "poll_into",
             Method::Flush => "flush",
+            Method::Wait => "wait",
             Method::Stats => "stats",
             Method::Close => "close",
         }

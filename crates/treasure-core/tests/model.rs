@@ -499,6 +499,8 @@ enum Op {
     Poll(usize),
     PollInto(usize, usize),
     Available,
+    /// `wait` with no timeout, a zero one, or 1 ms.
+    Wait(Option<u64>),
     Flush,
     Stats,
 }
@@ -638,7 +640,8 @@ fn gen_op(r: &mut Rng) -> Op {
             _ => r.below(8) as usize,
         }),
         87..=91 => Op::PollInto(r.below(6) as usize, r.below(7) as usize),
-        92..=93 => Op::Available,
+        92 => Op::Available,
+        93 => Op::Wait([None, Some(0), Some(1000)][r.below(3) as usize]),
         94..=96 => Op::Flush,
         _ => Op::Stats,
     }
@@ -804,6 +807,18 @@ fn run(seed: u64, ops: usize, opts: Options) -> ([u64; 7], u64) {
             Op::Available => {
                 let a = r.available_packets();
                 assert!(a <= m.queue.len(), "{ctx}");
+            }
+            Op::Wait(timeout_us) => {
+                let n = r
+                    .wait(timeout_us.map(std::time::Duration::from_micros))
+                    .unwrap();
+                assert!(n <= m.queue.len(), "{ctx}");
+                assert!(n <= r.available_packets(), "{ctx}: no packet is taken back");
+                if timeout_us.is_none() {
+                    // Every dig yields at least one packet: with digs in
+                    // flight, an unbounded wait returns only once one is ready.
+                    assert_eq!(n > 0, !m.queue.is_empty(), "{ctx}");
+                }
             }
             Op::Flush => {
                 r.flush().unwrap();

@@ -284,3 +284,68 @@ fn frozen_index_only_for_bursts_and_renewed_on_change() {
     drain(&mut r);
     assert!(!frozen(&r), "the count starts again after the move");
 }
+
+/// `wait` is how a game loop sleeps between polls: it must return as soon as
+/// packets are pollable, never report none while digs are in flight (no
+/// timeout), return at once when nothing is in flight, and report a worker
+/// failure and a closed resolver like the other calls.
+#[test]
+fn wait_returns_when_packets_are_ready_and_at_once_when_idle() {
+    use std::time::Duration;
+    let mut r = world(2, 16);
+    // Nothing accepted yet: nothing can arrive, so no blocking.
+    assert_eq!(r.wait(None).unwrap(), 0);
+    assert_eq!(r.wait(Some(Duration::from_secs(3600))).unwrap(), 0);
+    let digs = 3_000;
+    assert_eq!(r.dig_batch(&batch(digs)).unwrap(), Some((1, digs as u64)));
+    let expected = r.stats().unwrap().packets;
+    let (mut got, mut waits, mut buf) = (0u64, 0, vec![0u8; 128 * 64]);
+    while got < expected {
+        let n = r.wait(None).unwrap();
+        waits += 1;
+        assert!(
+            n > 0,
+            "wait returned 0 with {} packets to come",
+            expected - got
+        );
+        assert!(n <= r.available_packets());
+        // Take a few at a time so later waits find packets already there.
+        got += r.poll_into(&mut buf, n.min(64)).unwrap() as u64;
+    }
+    assert!(waits > 0);
+    assert_eq!(r.wait(None).unwrap(), 0, "all polled, nothing in flight");
+    assert_eq!(r.wait(Some(Duration::ZERO)).unwrap(), 0);
+
+    // A zero timeout never blocks for packets, and what it reports is there.
+    r.dig_batch(&batch(digs)).unwrap();
+    let n = r.wait(Some(Duration::ZERO)).unwrap();
+    assert!(n <= r.available_packets());
+    r.flush().unwrap();
+
+    // A failed worker is reported by wait, naming it.
+    let mut r = world(1, 4);
+    r.inject_worker_panic_after(10);
+    r.dig_batch(&batch(100)).unwrap();
+    let mut err = None;
+    for _ in 0..1000 {
+        match r.wait(None) {
+            Ok(n) => {
+                let mut buf = vec![0u8; 128 * n];
+                r.poll_into(&mut buf, n).unwrap();
+            }
+            Err(e) => {
+                err = Some(e.to_string());
+                break;
+            }
+        }
+    }
+    assert_eq!(
+        err.as_deref(),
+        Some("treasure: wait: worker panicked: injected worker panic at seq 11")
+    );
+    r.close();
+    assert_eq!(
+        r.wait(None).unwrap_err().to_string(),
+        "treasure: wait: resolver is closed"
+    );
+}
