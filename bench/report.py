@@ -254,16 +254,21 @@ def targets(runs, missing, meta_):
     # 1. burst p99
     if n_b:
         v = n_b["p99_ms"]
+        note = repeats_note(n_b)
         row("12,000-dig burst, 12,000 players: p99 ≤ 8 ms", lat(n_b, "p99_ms"), lat(l_b, "p99_ms"),
-            v <= 8, f"{v / 8:.2f}× the limit" + ("" if v <= 8 else f" ({v - 8:.2f} ms over)"))
+            v <= 8, f"{v / 8:.2f}× the limit" + ("" if v <= 8 else f" ({v - 8:.2f} ms over)")
+            + (f" ({note})" if note else ""))
     else:
         row("12,000-dig burst, 12,000 players: p99 ≤ 8 ms", "–", lat(l_b, "p99_ms"), None, "native not run")
-    # 2. burst: no dig over 20 ms
+    # 2. burst: no dig over 20 ms (in any run, when the scenario was repeated)
+    def misses(r):
+        return r.get("misses_20ms_all", r["misses_20ms"]), r.get("max_ms_all", r["max_ms"])
     if n_b:
-        m = n_b["misses_20ms"]
-        row("12,000-dig burst: no dig over 20 ms", f"{m:,} over (max {fnum(n_b['max_ms'])} ms)",
-            f"{l_b['misses_20ms']:,} over (max {fnum(l_b['max_ms'])} ms)" if l_b else "–",
-            m == 0, f"max {n_b['max_ms'] / 20:.2f}× the limit" + (f", {m:,} of {n_b['digs']:,} digs late" if m else ""))
+        m, mx = misses(n_b)
+        every = f" in all {len(n_b['repeats'])} runs" if n_b.get("repeats") else ""
+        row("12,000-dig burst: no dig over 20 ms", f"{m:,} over{every} (max {fnum(mx)} ms)",
+            "{:,} over (max {} ms)".format(misses(l_b)[0], fnum(misses(l_b)[1])) if l_b else "–",
+            m == 0, f"max {mx / 20:.2f}× the limit" + (f", {m:,} digs late" if m else ""))
     else:
         row("12,000-dig burst: no dig over 20 ms", "–", "–", None, "native not run")
     # 3. steady p99
@@ -312,6 +317,47 @@ def targets(runs, missing, meta_):
     return "\n".join(head + rows)
 
 
+def fold_repeats(runs, order):
+    """Repeated runs of one scenario (labels `burst#1`, `burst#2`, ...) become
+    one entry `burst` per backend: the run with the median p99, carrying
+    `repeats` (every run, in order) so the tables can show them all and the
+    all-runs rules (no dig over 20 ms, peak RSS) can use the worst. A
+    burst's p99 follows its slowest bursts, and this VM's speed drifts by
+    ±20% from minute to minute: the median of three runs is the figure one
+    rerun is most likely to reproduce."""
+    groups = {}
+    for (label, b), d in list(runs.items()):
+        if "#" in label:
+            groups.setdefault((label.split("#")[0], b), []).append((label, d))
+    for (base, b), items in groups.items():
+        items.sort(key=lambda x: int(x[0].split("#")[1]))
+        reps = [d for _, d in items]
+        # the upper median when the count is even: never the flattering one
+        med = sorted(reps, key=lambda d: d["p99_ms"])[len(reps) // 2]
+        pick = dict(med)
+        pick["label"] = base
+        pick["repeats"] = reps
+        pick["repeat_index"] = reps.index(med) + 1
+        pick["misses_20ms_all"] = sum(d["misses_20ms"] for d in reps)
+        pick["max_ms_all"] = max(d["max_ms"] for d in reps)
+        pick["peak_rss_mb"] = max(d["peak_rss_mb"] for d in reps)
+        for label, _ in items:
+            del runs[(label, b)]
+            if label in order:
+                order.remove(label)
+        runs[(base, b)] = pick
+        if base not in order:
+            order.append(base)
+
+
+def repeats_note(r):
+    """`p99 of each run: a, b, c ms (median: run k)` for a folded run."""
+    if not r or not r.get("repeats"):
+        return ""
+    p99s = ", ".join(fnum(d["p99_ms"]) for d in r["repeats"])
+    return f"p99 of the {len(r['repeats'])} runs: {p99s} ms; this is run {r['repeat_index']}"
+
+
 def render(results_path, doc_path):
     meta_, runs, missing, failed = {}, {}, {}, []
     order = []
@@ -331,6 +377,7 @@ def render(results_path, doc_path):
                 runs[(d["label"], d["backend"])] = d
                 if d["label"] not in order:
                     order.append(d["label"])
+    fold_repeats(runs, order)
     backends = [b for b in ("lua", "native") if any(k[1] == b for k in runs)]
     names = {"lua": "legacy (`treasure.legacy`)", "native": "native (`treasure.native`)"}
 
@@ -403,9 +450,14 @@ def render(results_path, doc_path):
     out.append("")
     out.append(targets(runs, missing, meta_))
     out.append("")
+    reps = (runs.get(("burst", "native")) or {}).get("repeats")
     out.append("How each verdict is computed: the burst rows use the `burst` run (bursts of 12,000 digs, "
                "one per second; every dig submitted after the warm-up counted, the first seconds "
-               "left out as the scenario says); the steady row uses the `steady` run; throughput is "
+               "left out as the scenario says"
+               + (f"; the scenario runs {len(reps)} times per backend and the rows use each backend's run "
+                  "with the median p99, except \"no dig over 20 ms\" and RSS, which take the worst of "
+                  "all runs" if reps else "")
+               + "); the steady row uses the `steady` run; throughput is "
                "`burst packets/s` (a burst's packets over the time from its `dig_batch` to its last packet "
                "polled, summed over the bursts) of native over legacy; RSS is the larger `VmHWM` of the two "
                "native runs (whole process: LuaJIT, harness, backend); the heap row compares "
@@ -429,6 +481,19 @@ def render(results_path, doc_path):
         out.append("")
         out.append(scenario_table(label, runs, backends))
         out.append("")
+        for b in cols:
+            r = runs[(label, b)]
+            if r.get("repeats"):
+                out.append(f"{b}: the table shows run {r['repeat_index']} of {len(r['repeats'])} (the median p99). "
+                           "Every run, in order:")
+                out.append("")
+                out.append("| run | p99 (ms) | max (ms) | burst mean (ms) | each burst, submit → last packet (ms) | burst packets/s |")
+                out.append("|---:|---:|---:|---:|---|---:|")
+                for i, d in enumerate(r["repeats"], 1):
+                    each = " ".join(fnum(x) for x in d.get("burst_ms", [])) or "–"
+                    out.append(f"| {i} | {fnum(d['p99_ms'])} | {fnum(d['max_ms'])} | {fnum(d['burst_ms_mean'])} | "
+                               f"{each} | {d['burst_packets_per_s']:,} |")
+                out.append("")
 
     fr = {b: runs[("fast", b)] for b in backends if ("fast", b) in runs}
     if fr:
