@@ -341,13 +341,13 @@ def fold_repeats(runs, order):
         pick["misses_20ms_all"] = sum(d["misses_20ms"] for d in reps)
         pick["max_ms_all"] = max(d["max_ms"] for d in reps)
         pick["peak_rss_mb"] = max(d["peak_rss_mb"] for d in reps)
+        first = min((order.index(label) for label, _ in items if label in order), default=len(order))
         for label, _ in items:
             del runs[(label, b)]
-            if label in order:
-                order.remove(label)
-        runs[(base, b)] = pick
         if base not in order:
-            order.append(base)
+            order.insert(first, base)
+        order[:] = [label for label in order if "#" not in label]
+        runs[(base, b)] = pick
 
 
 def repeats_note(r):
@@ -555,11 +555,11 @@ def render(results_path, doc_path):
         "* **Latency of a dig**: `CLOCK_MONOTONIC` from just before the `dig_batch` call that carried it "
         "(the first attempt, if a batch was refused as busy) to the `poll_into` call that returned its "
         "last packet. The same two points for both backends: legacy resolves inside `dig_batch`, so its "
-        "latency includes the resolve; native returns at once and resolves on worker threads. The send "
-        "loop sleeps 200 µs (`--poll-us`) when `poll_into` returns nothing, which bounds the polling delay on an "
-        "idle machine; on a busy one the wake-ups come late, which costs native (whose packets appear after "
-        "`dig_batch` returns, so the loop sleeps while waiting) more than legacy (whose packets are all there "
-        "when `dig_batch` returns). "
+        "latency includes the resolve; native returns at once and resolves on worker threads. When "
+        "`poll_into` returns nothing, the send loop blocks in `r:wait` until the next packets are ready or "
+        "the tick is due (native wakes within microseconds of a worker publishing; legacy never has digs in "
+        "flight, so `wait` returns at once and the loop sleeps until the next tick); `--no-wait` sleeps "
+        "`--poll-us` (200 µs) instead, as the harness did before `r:wait` existed. "
         "Percentiles come from a histogram of every dig (1 µs buckets below 1 ms, 0.4 % above); max is exact. "
         "While polling, the send loop only notes when each dig completed; the per-dig bookkeeping "
         "(histogram, counters, checks; ≈45–50 ns per dig, `account_ns_per_dig`) runs when `poll_into` "
