@@ -1,443 +1,14 @@
-//! Model-based test: a brute-force, sequential reference resolver written
-//! here from docs/API.md (scans every player, builds packets byte by byte,
-//! formats its own error messages) is driven by random operation sequences
+//! Model-based test: a brute-force, sequential reference resolver
+//! (`tests/reference/`, written from docs/API.md: scans every player, builds
+//! packets byte by byte, formats its own error messages) is driven by random operation sequences
 //! side by side with `Resolver` at several worker counts and tiny chunk and
 //! in-flight limits. Every outcome (Ok value or exact error text) and the
 //! whole packet byte stream must be identical.
 
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use treasure_core::{LootEntry, Options, Resolver};
 
-const CMIN: i32 = -1_048_576;
-const CMAX: i32 = 1_048_575;
-const SAFE: u64 = 9_007_199_254_740_991;
-const U32M: u64 = 4_294_967_295;
-
-// ---------------------------------------------------------------- model ---
-
-fn sm64(x: u64) -> u64 {
-    let mut z = x.wrapping_add(0x9E3779B97F4A7C15);
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58476D1CE4E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D049BB133111EB);
-    z ^ (z >> 31)
-}
-
-#[derive(Default, Clone, Copy)]
-struct Pf {
-    kind: u8,
-    flags: u8,
-    seq: u64,
-    t_us: u64,
-    site: u32,
-    finder: u32,
-    recipient: u32,
-    party: u32,
-    x: i32,
-    y: i32,
-    z: i32,
-    item: u32,
-    qty: u16,
-    rarity: u8,
-    left: u32,
-    roll: u64,
-    dist2: u32,
-}
-
-fn bytes(p: &Pf) -> [u8; 128] {
-    let mut b = [0u8; 128];
-    b[0..4].copy_from_slice(b"TRSR");
-    b[4] = 1;
-    b[6] = p.kind;
-    b[7] = p.flags;
-    b[8..16].copy_from_slice(&p.seq.to_le_bytes());
-    b[16..24].copy_from_slice(&p.t_us.to_le_bytes());
-    b[24..28].copy_from_slice(&p.site.to_le_bytes());
-    b[28..32].copy_from_slice(&p.finder.to_le_bytes());
-    b[32..36].copy_from_slice(&p.recipient.to_le_bytes());
-    b[36..40].copy_from_slice(&p.party.to_le_bytes());
-    b[40..44].copy_from_slice(&p.x.to_le_bytes());
-    b[44..48].copy_from_slice(&p.y.to_le_bytes());
-    b[48..52].copy_from_slice(&p.z.to_le_bytes());
-    b[52..56].copy_from_slice(&p.item.to_le_bytes());
-    b[56..58].copy_from_slice(&p.qty.to_le_bytes());
-    b[58] = p.rarity;
-    b[60..64].copy_from_slice(&p.left.to_le_bytes());
-    b[64..72].copy_from_slice(&p.roll.to_le_bytes());
-    b[72..76].copy_from_slice(&p.dist2.to_le_bytes());
-    let c = crc32c::crc32c(&b[..124]);
-    b[124..].copy_from_slice(&c.to_le_bytes());
-    b
-}
-
-#[derive(Clone, Copy)]
-struct Pl {
-    x: i32,
-    y: i32,
-    z: i32,
-    party: u32,
-}
-
-struct Model {
-    seed: u64,
-    aoi: u64,
-    reach: u64,
-    max_pending: u64,
-    players: BTreeMap<u32, Pl>,
-    sites: BTreeMap<u32, (i32, i32, i32, u32, u32)>,
-    tables: BTreeMap<u32, Vec<LootEntry>>,
-    seq: u64,
-    c: [u64; 7], // digs packets found empty nothing rejected busy
-    queue: VecDeque<[u8; 128]>,
-}
-
-type R<T> = Result<T, String>;
-
-fn range(m: &str, arg: &str, got: i128, lo: i128, hi: i128) -> R<()> {
-    if got < lo || got > hi {
-        Err(format!(
-            "treasure: {m}: {arg} must be an integer in [{lo}, {hi}], got {got}"
-        ))
-    } else {
-        Ok(())
-    }
-}
-fn id(m: &str, arg: &str, v: u32) -> R<()> {
-    range(m, arg, v as i128, 1, U32M as i128)
-}
-fn coords(m: &str, pre: &str, x: i32, y: i32, z: i32) -> R<()> {
-    for (n, v) in [("x", x), ("y", y), ("z", z)] {
-        range(
-            m,
-            &format!("{pre}{n}"),
-            v as i128,
-            CMIN as i128,
-            CMAX as i128,
-        )?;
-    }
-    Ok(())
-}
-fn d2(a: (i32, i32, i32), b: (i32, i32, i32)) -> u64 {
-    let f = |p: i32, q: i32| (p as i64 - q as i64).pow(2) as u64;
-    f(a.0, b.0) + f(a.1, b.1) + f(a.2, b.2)
-}
-
-impl Model {
-    fn new(o: &Options) -> Model {
-        Model {
-            seed: o.seed,
-            aoi: o.aoi_radius as u64,
-            reach: o.reach as u64,
-            max_pending: o.max_pending_packets,
-            players: BTreeMap::new(),
-            sites: BTreeMap::new(),
-            tables: BTreeMap::new(),
-            seq: 0,
-            c: [0; 7],
-            queue: VecDeque::new(),
-        }
-    }
-
-    fn add_loot_table(&mut self, tid: u32, es: &[LootEntry]) -> R<()> {
-        let m = "add_loot_table";
-        id(m, "id", tid)?;
-        if es.is_empty() {
-            return Err(format!(
-                "treasure: {m}: entries must be a non-empty array of tables, got table"
-            ));
-        }
-        let mut total = 0u64;
-        for (i, e) in es.iter().enumerate() {
-            id(m, &format!("entries[{}].item", i + 1), e.item)?;
-            id(m, &format!("entries[{}].weight", i + 1), e.weight)?;
-            if e.min > e.max {
-                return Err(format!(
-                    "treasure: {m}: entries[{}].min must be <= max, got {} > {}",
-                    i + 1,
-                    e.min,
-                    e.max
-                ));
-            }
-            total += e.weight as u64;
-        }
-        if total > U32M {
-            return Err(format!(
-                "treasure: {m}: entries total weight must be <= 4294967295, got {total}"
-            ));
-        }
-        if self.tables.contains_key(&tid) {
-            return Err(format!(
-                "treasure: {m}: id must not be an existing loot table, got {tid}"
-            ));
-        }
-        self.tables.insert(tid, es.to_vec());
-        Ok(())
-    }
-
-    fn add_site(&mut self, sid: u32, x: i32, y: i32, z: i32, t: u32, ch: u32) -> R<()> {
-        let m = "add_site";
-        id(m, "id", sid)?;
-        coords(m, "", x, y, z)?;
-        id(m, "loot_table_id", t)?;
-        if self.sites.contains_key(&sid) {
-            return Err(format!(
-                "treasure: {m}: id must not be an existing site, got {sid}"
-            ));
-        }
-        if let Some((&other, _)) = self
-            .sites
-            .iter()
-            .find(|(_, s)| (s.0, s.1, s.2) == (x, y, z))
-        {
-            return Err(format!(
-                "treasure: {m}: block must not hold a site already, got {x}, {y}, {z} (site {other})"
-            ));
-        }
-        if !self.tables.contains_key(&t) {
-            return Err(format!(
-                "treasure: {m}: loot_table_id must be an existing loot table, got {t}"
-            ));
-        }
-        self.sites.insert(sid, (x, y, z, t, ch));
-        Ok(())
-    }
-
-    fn remove_site(&mut self, sid: u32) -> R<()> {
-        id("remove_site", "id", sid)?;
-        self.sites.remove(&sid).map(|_| ()).ok_or(format!(
-            "treasure: remove_site: id must be an existing site, got {sid}"
-        ))
-    }
-
-    fn known(&self, m: &str, p: u32) -> R<Pl> {
-        self.players
-            .get(&p)
-            .copied()
-            .ok_or(format!("treasure: {m}: player must have joined, got {p}"))
-    }
-
-    fn join(&mut self, p: u32, x: i32, y: i32, z: i32, party: u32) -> R<()> {
-        id("join", "player", p)?;
-        coords("join", "", x, y, z)?;
-        if self.players.contains_key(&p) {
-            return Err(format!(
-                "treasure: join: player must not have joined already, got {p}"
-            ));
-        }
-        self.players.insert(p, Pl { x, y, z, party });
-        Ok(())
-    }
-
-    fn move_player(&mut self, p: u32, x: i32, y: i32, z: i32) -> R<()> {
-        id("move", "player", p)?;
-        coords("move", "", x, y, z)?;
-        let pl = self.known("move", p)?;
-        self.players.insert(p, Pl { x, y, z, ..pl });
-        Ok(())
-    }
-
-    fn set_party(&mut self, p: u32, party: u32) -> R<()> {
-        id("set_party", "player", p)?;
-        self.known("set_party", p)?;
-        self.players.get_mut(&p).unwrap().party = party;
-        Ok(())
-    }
-
-    fn leave(&mut self, p: u32) -> R<()> {
-        id("leave", "player", p)?;
-        self.known("leave", p)?;
-        self.players.remove(&p);
-        Ok(())
-    }
-
-    fn busy(&mut self) -> bool {
-        if self.queue.len() as u64 > self.max_pending {
-            self.c[6] += 1;
-            true
-        } else {
-            false
-        }
-    }
-
-    fn dig(&mut self, p: u32, x: i32, y: i32, z: i32, t: u64) -> R<Option<u64>> {
-        let m = "dig";
-        id(m, "player", p)?;
-        coords(m, "", x, y, z)?;
-        range(m, "t_us", t as i128, 0, SAFE as i128)?;
-        self.known(m, p)?;
-        if self.busy() {
-            return Ok(None);
-        }
-        Ok(Some(self.resolve(p, x, y, z, t)))
-    }
-
-    fn resolve(&mut self, p: u32, x: i32, y: i32, z: i32, t: u64) -> u64 {
-        self.seq += 1;
-        self.c[0] += 1;
-        let pl = self.players[&p];
-        let dd = d2((pl.x, pl.y, pl.z), (x, y, z));
-        let sat = |v: u64| v.min(U32M) as u32;
-        let mut f = Pf {
-            seq: self.seq,
-            t_us: t,
-            finder: p,
-            recipient: p,
-            party: pl.party,
-            x,
-            y,
-            z,
-            dist2: sat(dd),
-            flags: 1,
-            ..Pf::default()
-        };
-        let site = self
-            .sites
-            .iter()
-            .find(|(_, s)| (s.0, s.1, s.2) == (x, y, z))
-            .map(|(&k, _)| k);
-        if dd > self.reach * self.reach {
-            f.kind = 4;
-            self.c[5] += 1;
-        } else if site.is_none() {
-            f.kind = 3;
-            self.c[4] += 1;
-        } else if self.sites[&site.unwrap()].4 == 0 {
-            f.kind = 2;
-            f.site = site.unwrap();
-            self.c[3] += 1;
-        } else {
-            let sid = site.unwrap();
-            let s = self.sites.get_mut(&sid).unwrap();
-            let before = s.4;
-            s.4 -= 1;
-            let roll = sm64(self.seed ^ ((sid as u64) << 32) ^ before as u64);
-            let es = &self.tables[&s.3];
-            let total: u64 = es.iter().map(|e| e.weight as u64).sum();
-            let pick = roll % total;
-            let mut run = 0;
-            let e = es
-                .iter()
-                .find(|e| {
-                    run += e.weight as u64;
-                    run > pick
-                })
-                .unwrap();
-            f.kind = 1;
-            f.site = sid;
-            f.item = e.item;
-            f.qty = (e.min as u64 + (roll >> 40) % (e.max as u64 - e.min as u64 + 1)) as u16;
-            f.rarity = e.rarity;
-            f.left = before - 1;
-            f.roll = roll;
-            self.c[2] += 1;
-            let last = if before == 1 { 4 } else { 0 };
-            let mut rcpt = BTreeSet::new();
-            rcpt.insert(p);
-            for (&q, ql) in &self.players {
-                if d2((ql.x, ql.y, ql.z), (x, y, z)) <= self.aoi * self.aoi
-                    || (pl.party != 0 && ql.party == pl.party)
-                {
-                    rcpt.insert(q);
-                }
-            }
-            for q in rcpt {
-                let ql = self.players[&q];
-                f.recipient = q;
-                f.flags = last
-                    | if q == p {
-                        1
-                    } else if pl.party != 0 && ql.party == pl.party {
-                        2
-                    } else {
-                        0
-                    };
-                f.dist2 = sat(d2((ql.x, ql.y, ql.z), (x, y, z)));
-                self.queue.push_back(bytes(&f));
-                self.c[1] += 1;
-            }
-            return self.seq;
-        }
-        self.queue.push_back(bytes(&f));
-        self.c[1] += 1;
-        self.seq
-    }
-
-    fn rd<const N: usize>(b: &[u8], at: usize) -> [u8; N] {
-        b[at..at + N].try_into().unwrap()
-    }
-
-    fn dig_batch(&mut self, b: &[u8]) -> R<Option<(u64, u64)>> {
-        let m = "dig_batch";
-        if !b.len().is_multiple_of(24) {
-            return Err(format!(
-                "treasure: {m}: records length must be a multiple of 24, got {}",
-                b.len()
-            ));
-        }
-        let mut recs = Vec::new();
-        for i in 0..b.len() / 24 {
-            let o = i * 24;
-            let p = u32::from_le_bytes(Self::rd(b, o));
-            let (x, y, z) = (
-                i32::from_le_bytes(Self::rd(b, o + 4)),
-                i32::from_le_bytes(Self::rd(b, o + 8)),
-                i32::from_le_bytes(Self::rd(b, o + 12)),
-            );
-            let t = u64::from_le_bytes(Self::rd(b, o + 16));
-            let pre = format!("records[{}].", i + 1);
-            id(m, &format!("{pre}player"), p)?;
-            coords(m, &pre, x, y, z)?;
-            range(m, &format!("{pre}t_us"), t as i128, 0, SAFE as i128)?;
-            if !self.players.contains_key(&p) {
-                return Err(format!(
-                    "treasure: {m}: {pre}player must have joined, got {p}"
-                ));
-            }
-            recs.push((p, x, y, z, t));
-        }
-        if self.busy() {
-            return Ok(None);
-        }
-        let first = self.seq + 1;
-        for &(p, x, y, z, t) in &recs {
-            self.resolve(p, x, y, z, t);
-        }
-        Ok(Some((first, recs.len() as u64)))
-    }
-
-    fn move_batch(&mut self, b: &[u8]) -> R<()> {
-        let m = "move_batch";
-        if !b.len().is_multiple_of(16) {
-            return Err(format!(
-                "treasure: {m}: records length must be a multiple of 16, got {}",
-                b.len()
-            ));
-        }
-        let mut recs = Vec::new();
-        for i in 0..b.len() / 16 {
-            let o = i * 16;
-            let p = u32::from_le_bytes(Self::rd(b, o));
-            let (x, y, z) = (
-                i32::from_le_bytes(Self::rd(b, o + 4)),
-                i32::from_le_bytes(Self::rd(b, o + 8)),
-                i32::from_le_bytes(Self::rd(b, o + 12)),
-            );
-            let pre = format!("records[{}].", i + 1);
-            id(m, &format!("{pre}player"), p)?;
-            coords(m, &pre, x, y, z)?;
-            if !self.players.contains_key(&p) {
-                return Err(format!(
-                    "treasure: {m}: {pre}player must have joined, got {p}"
-                ));
-            }
-            recs.push((p, x, y, z));
-        }
-        for (p, x, y, z) in recs {
-            let pl = self.players.get_mut(&p).unwrap();
-            (pl.x, pl.y, pl.z) = (x, y, z);
-        }
-        Ok(())
-    }
-}
+mod reference;
+use reference::{encode, splitmix64 as sm64, Model, CMAX, CMIN, SAFE};
 
 // ----------------------------------------------------------- generator ---
 
@@ -655,14 +226,15 @@ fn stats_of(r: &mut Resolver) -> [u64; 10] {
 }
 
 fn model_stats(m: &Model) -> [u64; 10] {
+    let c = m.c.as_array();
     [
-        m.c[0],
-        m.c[1],
-        m.c[2],
-        m.c[3],
-        m.c[4],
-        m.c[5],
-        m.c[6],
+        c[0],
+        c[1],
+        c[2],
+        c[3],
+        c[4],
+        c[5],
+        c[6],
         m.players.len() as u64,
         m.sites.len() as u64,
         m.queue.len() as u64,
@@ -679,7 +251,7 @@ fn take_from_model(m: &mut Model, got: &[u8], ctx: &str) {
         "{ctx}: resolver returned more than pending"
     );
     for (i, chunk) in got.chunks(128).enumerate() {
-        let want = m.queue.pop_front().unwrap();
+        let want = encode(&m.queue.pop_front().unwrap());
         if chunk != want {
             panic!(
                 "{ctx}: packet {i} differs\n got {:?}\nwant {:?}",
@@ -731,7 +303,7 @@ fn run(seed: u64, ops: usize, opts: Options) -> ([u64; 7], u64) {
     }
     all.extend((0..ops).map(|_| gen_op(&mut rng)));
     let ops = all;
-    let mut m = Model::new(&opts);
+    let mut m = Model::new(&opts).expect("valid options");
     let mut r = Resolver::new(opts.clone()).unwrap();
     let s = |e: treasure_core::Error| e.to_string();
     macro_rules! same {
@@ -845,7 +417,7 @@ fn run(seed: u64, ops: usize, opts: Options) -> ([u64; 7], u64) {
         r.stats().map_err(s),
         Err("treasure: stats: resolver is closed".into())
     );
-    (m.c, errors)
+    (m.c.as_array(), errors)
 }
 
 fn options(rng: &mut Rng, workers: u32) -> Options {
@@ -978,7 +550,7 @@ fn stress_many_digs_in_flight() {
             inline_max_digs: if workers == 8 { 4 } else { 0 },
             freeze_min_found: workers as usize % 2,
         };
-        let mut m = Model::new(&opts);
+        let mut m = Model::new(&opts).expect("valid options");
         let mut r = Resolver::new(opts).unwrap();
         let mut rng = Rng(workers as u64);
         let es = [
@@ -1078,8 +650,8 @@ fn stress_many_digs_in_flight() {
             check_order(&buf[..n * 128]);
         }
         assert!(m.queue.is_empty());
-        assert_eq!(polled, m.c[1]);
-        assert!(m.c[1] > 100_000, "{:?}", m.c);
+        assert_eq!(polled, m.c.packets);
+        assert!(m.c.packets > 100_000, "{:?}", m.c);
         let st = r.stats().unwrap();
         assert_eq!(
             (st.pending_packets, st.inflight_chunks, st.ready_chunks),
