@@ -127,6 +127,7 @@ struct TuningDe {
     max_inflight_chunks: Option<usize>,
     inline_max_digs: Option<usize>,
     freeze_min_found: Option<usize>,
+    wait_spin_us: Option<u64>,
 }
 
 pub fn tuning(lua: &Lua, tuning: &Value, opts: &mut Options) -> Result<(), Fail> {
@@ -144,6 +145,9 @@ pub fn tuning(lua: &Lua, tuning: &Value, opts: &mut Options) -> Result<(), Fail>
     }
     if let Some(v) = de.inline_max_digs {
         opts.inline_max_digs = v;
+    }
+    if let Some(v) = de.wait_spin_us {
+        opts.wait_spin_us = v;
     }
     if let Some(v) = de.freeze_min_found {
         opts.freeze_min_found = v;

@@ -158,6 +158,7 @@ fuzz_target!(|data: &[u8]| {
         // bit 6: resolve on the caller's thread (inline) or on the worker
         inline_max_digs: if cfg & 64 != 0 { 32 } else { 0 },
         freeze_min_found: (cfg >> 7 & 1) as usize,
+        wait_spin_us: 0,
         ..Options::default()
     })
     .unwrap();
