@@ -714,9 +714,11 @@ impl Resolver {
     /// arrive before the caller's next `dig`/`dig_batch`); otherwise after at
     /// most `timeout` (`None`: until the next in-order chunk is resolved,
     /// which every dig in flight eventually is). A game loop that has polled
-    /// everything calls this instead of sleeping a fixed interval: it wakes
-    /// within a few microseconds of a worker publishing the next packets and
-    /// burns no CPU meanwhile.
+    /// everything calls this instead of sleeping a fixed interval. The
+    /// thread first stays on the CPU for up to `Options::wait_spin_us`,
+    /// yielding it to any runnable thread, then parks on the result channel:
+    /// it wakes within a few microseconds of a worker publishing the next
+    /// packets and burns no CPU meanwhile.
     ///
     /// [`available_packets`]: Resolver::available_packets
     pub fn wait(&mut self, timeout: Option<std::time::Duration>) -> Result<usize, Error> {
