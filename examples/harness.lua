@@ -1135,7 +1135,8 @@ for _, m in ipairs(mismatch) do out:write("  stats() mismatch: ", m, "\n") end
 if lat_out then
   local f, err = io.open(opt.latency_out, "w")
   if not f then die("--latency-out: " .. tostring(err)) end
-  local n = math.min(digs, lat_cap)
+  -- the measured digs only (those submitted after --warmup), as filed
+  local n = math.min(measured, lat_cap)
   local parts = {}
   for j = 0, n - 1 do
     parts[#parts + 1] = string.format("%.4f", lat_out[j])
