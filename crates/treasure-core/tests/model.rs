@@ -1,9 +1,9 @@
 //! Model-based test: a brute-force, sequential reference resolver
 //! (`tests/reference/`, written from docs/API.md: scans every player, builds
-//! packets byte by byte, formats its own error messages) is driven by random operation sequences
-//! side by side with `Resolver` at several worker counts and tiny chunk and
-//! in-flight limits. Every outcome (Ok value or exact error text) and the
-//! whole packet byte stream must be identical.
+//! packets byte by byte, formats its own error messages) is driven by random
+//! operation sequences side by side with `Resolver` at several worker
+//! counts and tiny chunk and in-flight limits. Every outcome (Ok value or
+//! exact error text) and the whole packet byte stream must be identical.
 
 use treasure_core::{LootEntry, Options, Resolver};
 
