@@ -463,8 +463,8 @@ def render(results_path, doc_path):
                   "all runs" if reps else "")
                + "); the steady row uses the `steady` run; throughput is "
                "`burst packets/s` (a burst's packets over the time from its `dig_batch` to its last packet "
-               "polled, summed over the bursts) of native over legacy; RSS is the larger `VmHWM` of the two "
-               "native runs (whole process: LuaJIT, harness, backend); the heap row compares "
+               "polled, summed over the bursts) of native over legacy; RSS is the largest `VmHWM` of the "
+               "native steady and burst runs (whole process: LuaJIT, harness, backend); the heap row compares "
                "`collectgarbage('count')` after full GCs at the 5 s checkpoint and at the end of the 60 s "
                "steady run. \"How far\" is measured / limit.")
     out.append("")
