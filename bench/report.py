@@ -561,7 +561,7 @@ def render(results_path, doc_path):
         "last packet. The same two points for both backends: legacy resolves inside `dig_batch`, so its "
         "latency includes the resolve; native returns at once and resolves on worker threads. When "
         "`poll_into` returns nothing, the send loop blocks in `r:wait` until the next packets are ready or "
-        "the tick is due (native wakes within microseconds of a worker publishing; legacy never has digs in "
+        "the tick is due (native wakes when a worker publishes; legacy never has digs in "
         "flight, so `wait` returns at once and the loop sleeps until the next tick); `--no-wait` sleeps "
         "`--poll-us` (200 µs) instead, as the harness did before `r:wait` existed. "
         "Percentiles come from a histogram of every dig (1 µs buckets below 1 ms, 0.4 % above); max is exact. "

@@ -273,8 +273,6 @@ local CASES = {
     "treasure: wait: timeout_us must be an integer in [0, 9007199254740991], got string" },
   { "wait timeout nan", function(r) r:wait(NAN) end,
     "treasure: wait: timeout_us must be an integer in [0, 9007199254740991], got " .. tostring(NAN) },
-  { "wait self", function(r) r.wait({}, 1) end,
-    "treasure: wait: self must be a resolver, got table" },
   { "poll_into buf table", function(r) r:poll_into({}, 1) end,
     "treasure: poll_into: buf must be a uint8_t array cdata, got table" },
   { "poll_into buf number", function(r) r:poll_into(128, 1) end,

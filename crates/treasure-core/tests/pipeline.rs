@@ -299,10 +299,9 @@ fn wait_returns_when_packets_are_ready_and_at_once_when_idle() {
     let digs = 3_000;
     assert_eq!(r.dig_batch(&batch(digs)).unwrap(), Some((1, digs as u64)));
     let expected = r.stats().unwrap().packets;
-    let (mut got, mut waits, mut buf) = (0u64, 0, vec![0u8; 128 * 64]);
+    let (mut got, mut buf) = (0u64, vec![0u8; 128 * 64]);
     while got < expected {
         let n = r.wait(None).unwrap();
-        waits += 1;
         assert!(
             n > 0,
             "wait returned 0 with {} packets to come",
@@ -312,7 +311,6 @@ fn wait_returns_when_packets_are_ready_and_at_once_when_idle() {
         // Take a few at a time so later waits find packets already there.
         got += r.poll_into(&mut buf, n.min(64)).unwrap() as u64;
     }
-    assert!(waits > 0);
     assert_eq!(r.wait(None).unwrap(), 0, "all polled, nothing in flight");
     assert_eq!(r.wait(Some(Duration::ZERO)).unwrap(), 0);
 

@@ -388,6 +388,19 @@ impl Model {
         seq
     }
 
+    /// The player id and block of batch record `n` (1-based), range-checked
+    /// as both batch calls check them first (`records[n].player`, `.x`...).
+    fn record_head(&self, m: &str, n: usize, r: &[u8]) -> R<(u32, (i32, i32, i32))> {
+        let p = u32::from_le_bytes(r[0..4].try_into().unwrap());
+        let x = i32::from_le_bytes(r[4..8].try_into().unwrap());
+        let y = i32::from_le_bytes(r[8..12].try_into().unwrap());
+        let z = i32::from_le_bytes(r[12..16].try_into().unwrap());
+        let pre = format!("records[{n}].");
+        id(m, &format!("{pre}player"), p)?;
+        coords(m, &pre, x, y, z)?;
+        Ok((p, (x, y, z)))
+    }
+
     pub fn dig_batch(&mut self, recs: &[u8]) -> R<Option<(u64, u64)>> {
         let m = "dig_batch";
         self.open(m)?;
@@ -400,17 +413,11 @@ impl Model {
         let mut ok = Vec::new();
         for (i, r) in recs.chunks_exact(24).enumerate() {
             let n = i + 1;
-            let p = u32::from_le_bytes(r[0..4].try_into().unwrap());
-            let x = i32::from_le_bytes(r[4..8].try_into().unwrap());
-            let y = i32::from_le_bytes(r[8..12].try_into().unwrap());
-            let z = i32::from_le_bytes(r[12..16].try_into().unwrap());
+            let (p, b) = self.record_head(m, n, r)?;
             let t = u64::from_le_bytes(r[16..24].try_into().unwrap());
-            let pre = format!("records[{n}].");
-            id(m, &format!("{pre}player"), p)?;
-            coords(m, &pre, x, y, z)?;
-            range(m, &format!("{pre}t_us"), t as i128, 0, SAFE as i128)?;
-            self.joined(m, &format!("{pre}player"), p)?;
-            ok.push((p, (x, y, z), t));
+            range(m, &format!("records[{n}].t_us"), t as i128, 0, SAFE as i128)?;
+            self.joined(m, &format!("records[{n}].player"), p)?;
+            ok.push((p, b, t));
         }
         if self.busy() {
             return Ok(None);
@@ -434,15 +441,9 @@ impl Model {
         let mut ok = Vec::new();
         for (i, r) in recs.chunks_exact(16).enumerate() {
             let n = i + 1;
-            let p = u32::from_le_bytes(r[0..4].try_into().unwrap());
-            let x = i32::from_le_bytes(r[4..8].try_into().unwrap());
-            let y = i32::from_le_bytes(r[8..12].try_into().unwrap());
-            let z = i32::from_le_bytes(r[12..16].try_into().unwrap());
-            let pre = format!("records[{n}].");
-            id(m, &format!("{pre}player"), p)?;
-            coords(m, &pre, x, y, z)?;
-            self.joined(m, &format!("{pre}player"), p)?;
-            ok.push((p, (x, y, z)));
+            let (p, pos) = self.record_head(m, n, r)?;
+            self.joined(m, &format!("records[{n}].player"), p)?;
+            ok.push((p, pos));
         }
         for (p, pos) in ok {
             self.players.get_mut(&p).unwrap().pos = pos;
