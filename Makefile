@@ -3,14 +3,14 @@
 #   make test   - install, build, run every test (cargo, busted on both backends, differential, vectors)
 #   make bench  - criterion benches + harness legacy vs native, rewrites docs/BENCHMARKS.md and the plot
 SHELL := /bin/bash
-APT_PKGS := luajit libluajit-5.1-dev luarocks lua-busted
+APT_PKGS := luajit libluajit-5.1-dev luarocks lua-busted valgrind
 CARGO ?= cargo
 LUAJIT ?= luajit
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;
 export LUA_CPATH := $(CURDIR)/build/?.so;;
 NATIVE_SO := build/treasure/native.so
 
-.PHONY: deps build test test-rust test-lua test-diff test-swap test-model test-vectors test-lifecycle test-rock demo bench clean
+.PHONY: deps build test test-rust test-lua test-diff test-swap test-model test-vectors test-lifecycle test-memcheck test-rock demo bench clean
 
 # Install Debian packages only when one is missing (idempotent, no apt-get otherwise).
 deps:
@@ -27,7 +27,7 @@ build: deps
 	@# copy then rename: never rewrite a .so in place under a running process
 	cp target/release/libtreasure_native.so $(NATIVE_SO).tmp && mv -f $(NATIVE_SO).tmp $(NATIVE_SO)
 
-test: build test-rust test-lua test-diff test-swap test-model test-vectors test-lifecycle test-overload test-rock fuzz-smoke
+test: build test-rust test-lua test-diff test-swap test-model test-vectors test-lifecycle test-overload test-memcheck test-rock fuzz-smoke
 
 test-rust:
 	$(CARGO) test --workspace
@@ -66,6 +66,11 @@ test-rock: deps
 
 test-lifecycle: build
 	bash tests/lifecycle/run.sh
+
+# Memory errors (issue 12): native specs and a short differential run under
+# valgrind memcheck; any invalid access fails (tests/memcheck/run.sh).
+test-memcheck: build
+	bash tests/memcheck/run.sh
 
 test-vectors:
 	python3 tests/vectors/check.py
