@@ -235,11 +235,17 @@ impl Ticket {
         });
         let Some(slot) = slot else { return Err(resolver) };
         let c = cell(slot as usize).expect("a handed-out slot has its chunk");
-        // A free cell is unlocked unless a stale caller... cannot: a stale
-        // handle's generation never matches, so its CAS fails without
-        // locking. Read the generation and lock it.
+        // A free cell's generation was never handed out, so no issued handle
+        // can lock it (a stale one fails the generation check); only a
+        // forged number could, for the moment of one fast call, and finds
+        // the cell empty. So wait for the lock like `retire` does.
         let gen = c.state.load(Ordering::Relaxed) >> 1;
-        let mut g = Guard::lock(slot as usize, gen).expect("a free cell is unlocked");
+        let mut g = loop {
+            if let Some(g) = Guard::lock(slot as usize, gen) {
+                break g;
+            }
+            std::thread::yield_now();
+        };
         *g.occupant() = Some(Occupant {
             resolver: Box::new(resolver),
             epoch,
