@@ -11,14 +11,16 @@
 //! * `args.rs`      numbers, ranges and the `got <value>` of error messages
 //! * `tables.rs`    `opts` and loot `entries` (checked, then via serde)
 //! * `resolver.rs`  the userdata and its raw methods
-//! * `fast.rs`     C functions LuaJIT's FFI calls for the hot calls (success only)
-//! * `ffi_buffer.rs` the caller's FFI buffer for the mlua `poll_into`
+//! * `ffi/`         all of the binding's unsafe: the handle arena, fork
+//!   detection, the caller's FFI buffer, the C functions of the fast path
 //! * `snapshot.rs`  `r:snapshot()` / `restore(snapshot)` as plain Lua data
 //! * `native.lua`   the Lua half: raises errors as strings, measures buffers
 
+#![deny(unsafe_code)]
+
 mod args;
-mod fast;
-mod ffi_buffer;
+#[allow(unsafe_code)]
+mod ffi;
 mod resolver;
 mod snapshot;
 mod tables;
@@ -35,6 +37,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     if let Ok(module) = lua.named_registry_value::<Table>(MODULE_KEY) {
         return Ok(module);
     }
+    ffi::fork::init();
     let tostring: Function = lua.globals().get("tostring")?;
     lua.set_app_data(args::LuaHelpers { tostring });
     let err = lua.create_table()?;
@@ -62,11 +65,4 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     lua.set_named_registry_value(resolver::METHODS_KEY, methods)?;
     lua.set_named_registry_value(MODULE_KEY, &module)?;
     Ok(module)
-}
-
-/// The C entry point LuaJIT's `require` looks for.
-#[cfg(feature = "module")]
-#[mlua::lua_module(name = "treasure_native")]
-fn treasure_native(lua: &Lua) -> mlua::Result<Table> {
-    open(lua)
 }

@@ -69,11 +69,11 @@ do
   end
   if ok then
     ok = pcall(ffi.cdef, [[
-      double treasure_native_move(void *h, double p, double x, double y, double z);
-      double treasure_native_dig(void *h, double p, double x, double y, double z, double t);
-      double treasure_native_dig_batch(void *h, const char *records, size_t len);
-      double treasure_native_move_batch(void *h, const char *records, size_t len);
-      double treasure_native_poll_into(void *h, uint8_t *buf, double holds, double max);
+      double treasure_native_move(double h, double p, double x, double y, double z);
+      double treasure_native_dig(double h, double p, double x, double y, double z, double t);
+      double treasure_native_dig_batch(double h, const char *records, size_t len);
+      double treasure_native_move_batch(double h, const char *records, size_t len);
+      double treasure_native_poll_into(double h, uint8_t *buf, double holds, double max);
       const uint8_t *treasure_native_identity(void);
     ]])
     -- Use it only if ffi.load found the very library require loaded.
@@ -83,8 +83,25 @@ do
   end
 end
 
--- resolver userdata -> handle (void *), only while the resolver is open.
+-- resolver userdata -> handle: a number naming the resolver's cell in the
+-- arena of src/ffi/handles.rs, never an address. An entry may outlive its
+-- resolver (Lua 5.1 keeps weak keys of finalized userdata; a resurrected
+-- one keeps its entry): the handle is then stale, the fast function says
+-- "take the slow path", and the slow path answers `resolver is closed`.
 local handles = setmetatable({}, { __mode = "k" })
+
+-- A finalized resolver (mlua ran its __gc: lua_close, another finalizer of
+-- the same cycle, resurrection) carries mlua's "destructed" metatable, whose
+-- every field raises "userdata has been destructed". That metatable belongs
+-- to this module's copy of mlua in this state and only our userdata get it:
+-- give it our methods, so `r:dig()` reaches the raw method and raises
+-- `treasure: dig: resolver is closed`, and a tostring that does not raise.
+local getmetatable_any = debug and debug.getmetatable -- nil in a sandbox without debug
+if getmetatable_any then
+  local finalized_mt = getmetatable_any(raw.finalized_sample())
+  rawset(finalized_mt, "__index", function(_, k) return methods[k] end)
+  rawset(finalized_mt, "__tostring", function() return "treasure.native resolver (closed)" end)
+end
 
 if C then
   local slow = {}
@@ -144,7 +161,7 @@ if C then
   end
 
   function methods.close(self)
-    if handles[self] then handles[self] = nil end -- before the resolver is freed
+    if handles[self] then handles[self] = nil end -- stale from now on anyway
     return slow.close(self)
   end
 end
@@ -207,7 +224,7 @@ function methods.snapshot(self)
 end
 
 local function register(r)
-  if C then handles[r] = ffi.cast("void *", raw.handle(r)) end
+  if C then handles[r] = raw.handle(r) end
   return r
 end
 

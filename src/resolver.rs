@@ -16,8 +16,9 @@ use mlua::{
 use treasure_core::{Resolver, PACKET_SIZE as SIZE};
 
 use crate::args::{self, Fail, CHARGES, COUNT, ID, PARTY, T_US};
-use crate::fast;
-use crate::ffi_buffer::{self, PointerOffset};
+use crate::ffi::buffer::{self, PointerOffset};
+use crate::ffi::fork::Origin;
+use crate::ffi::handles::{self, Guard, Ticket};
 use crate::tables;
 
 /// Registry key of the methods table the shim builds (the userdata's `__index`).
@@ -26,13 +27,25 @@ pub const METHODS_KEY: &str = "treasure.native.methods";
 /// The sentinel the raw functions return first when a call failed.
 pub struct ErrSentinel(pub Table);
 
-/// A resolver as Lua sees it. `None` once closed: close drops the core
-/// resolver, which waits for its in-flight work and frees all its memory.
+/// A resolver as Lua sees it. The core resolver lives in a cell of the
+/// handle arena (ffi/handles.rs), which both call paths lock for each call;
+/// the userdata owns the cell's ticket. `None` once closed or finalized:
+/// releasing makes every handle of the cell stale, then drops the core
+/// resolver (which waits for its in-flight work and frees its memory) —
+/// except in a forked child, where it is leaked (its threads are the
+/// parent's; waiting on them would hang).
 pub struct NativeResolver {
-    /// Boxed so its address, the FFI fast path's handle, never moves.
-    core: Option<Box<Resolver>>,
+    ticket: Option<Ticket>,
+    origin: Origin,
     /// Reused by `poll` to gather packets before the one `create_string`.
     scratch: Vec<u8>,
+}
+
+impl Drop for NativeResolver {
+    /// The userdata was finalized (GC, lua_close): release like `close()`.
+    fn drop(&mut self) {
+        self.release();
+    }
 }
 
 impl UserData for NativeResolver {
@@ -44,7 +57,7 @@ impl UserData for NativeResolver {
 
     fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
         methods.add_meta_method("__tostring", |_, this, ()| {
-            Ok(if this.core.is_some() {
+            Ok(if this.ticket.is_some() {
                 "treasure.native resolver".to_owned()
             } else {
                 "treasure.native resolver (closed)".to_owned()
@@ -52,6 +65,10 @@ impl UserData for NativeResolver {
         });
     }
 }
+
+/// The userdata `finalized_sample` makes (and at once finalizes).
+struct FinalizedSample;
+impl UserData for FinalizedSample {}
 
 /// Turns a call's outcome into what the shim expects.
 fn finish<R: IntoLuaMulti>(lua: &Lua, r: Result<R, Fail>) -> mlua::Result<MultiValue> {
@@ -82,8 +99,20 @@ fn guarded<R: IntoLuaMulti>(
     finish(lua, r)
 }
 
-/// `self` as an open resolver, or the contract's error.
-fn this(func: &str, v: &Value) -> Result<UserDataRefMut<NativeResolver>, Fail> {
+fn closed(func: &str) -> Fail {
+    format!("treasure: {func}: resolver is closed")
+}
+
+/// What borrowing `self` gave: the resolver, or a userdata mlua already
+/// finalized (its `__gc` ran: lua_close, another finalizer of the same
+/// cycle, a resurrected userdata), which is a closed resolver.
+enum Borrowed {
+    Live(UserDataRefMut<NativeResolver>),
+    Finalized,
+}
+
+/// `self` as a resolver of this backend (step 1 of the check order).
+fn borrow_self(func: &str, v: &Value) -> Result<Borrowed, Fail> {
     let ud = match v {
         Value::UserData(ud) => ud,
         other => {
@@ -93,26 +122,80 @@ fn this(func: &str, v: &Value) -> Result<UserDataRefMut<NativeResolver>, Fail> {
             ))
         }
     };
-    let r = ud
-        .borrow_mut::<NativeResolver>()
-        .map_err(|_| format!("treasure: {func}: self must be a resolver, got userdata"))?;
-    if r.core.is_none() {
-        return Err(format!("treasure: {func}: resolver is closed"));
+    match ud.borrow_mut::<NativeResolver>() {
+        Ok(r) => Ok(Borrowed::Live(r)),
+        Err(mlua::Error::UserDataDestructed) => Ok(Borrowed::Finalized),
+        Err(_) => Err(format!("treasure: {func}: self must be a resolver, got userdata")),
+    }
+}
+
+/// `self` as an open resolver of this process, or the contract's error
+/// (check order: self, forked, closed).
+fn this(func: &str, v: &Value) -> Result<UserDataRefMut<NativeResolver>, Fail> {
+    let r = match borrow_self(func, v)? {
+        Borrowed::Live(r) => r,
+        Borrowed::Finalized => return Err(closed(func)),
+    };
+    if let Some((created, used)) = r.origin.foreign() {
+        return Err(format!(
+            "treasure: {func}: resolver was created in process {created} and used in process {used}; \
+             create it after the fork (OpenResty: init_worker_by_lua)"
+        ));
+    }
+    if r.ticket.is_none() {
+        return Err(closed(func));
     }
     Ok(r)
 }
 
 impl NativeResolver {
-    fn new(core: Resolver) -> NativeResolver {
-        NativeResolver {
-            core: Some(Box::new(core)),
+    fn new(lua_fn: &str, core: Resolver) -> Result<NativeResolver, Fail> {
+        let origin = Origin::here();
+        let ticket = Ticket::issue(core, origin.epoch()).map_err(|_| {
+            format!(
+                "treasure: {lua_fn}: too many open resolvers (at most {} at once)",
+                handles::MAX_OPEN
+            )
+        })?;
+        Ok(NativeResolver {
+            ticket: Some(ticket),
+            origin,
             scratch: Vec::new(),
-        }
+        })
     }
 
-    /// The open core resolver (`this()` has checked it is open).
-    fn core(&mut self) -> &mut Resolver {
-        self.core.as_mut().expect("checked open by this()")
+    /// The open core resolver, locked for one call (`this()` has checked
+    /// it is open and of this process).
+    fn core(&self) -> CoreRef {
+        CoreRef(self.ticket.as_ref().and_then(Ticket::lock))
+    }
+
+    /// close() and Drop: make every handle stale, then free the core
+    /// resolver, or leak it when it belongs to the parent of a fork.
+    fn release(&mut self) {
+        self.scratch = Vec::new();
+        if let Some(t) = self.ticket.take() {
+            if self.origin.foreign().is_some() {
+                t.abandon();
+            } else {
+                drop(t.retire());
+            }
+        }
+    }
+}
+
+/// The locked cell of an open resolver, for one call. Locking fails only if
+/// another OS thread holds the cell through a copied handle; the methods
+/// then answer with an error instead of waiting.
+struct CoreRef(Option<Guard>);
+
+impl CoreRef {
+    fn get(&mut self, func: &str) -> Result<&mut Resolver, Fail> {
+        self.0
+            .as_mut()
+            .and_then(|g| g.resolver())
+            .map(|(r, _)| r)
+            .ok_or_else(|| format!("treasure: {func}: resolver is in use by another thread"))
     }
 }
 
@@ -205,7 +288,7 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
                 let mut o = tables::options(lua, &opts)?;
                 tables::tuning(lua, &tuning, &mut o)?;
                 let core = Resolver::new(o).map_err(msg)?;
-                lua.create_userdata(NativeResolver::new(core))
+                lua.create_userdata(NativeResolver::new("new", core)?)
                     .map_err(|e| format!("treasure: new: {e}"))
             })
         })?,
@@ -215,7 +298,7 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         let f = "add_loot_table";
         let id = args::u32_in(lua, f, "id", arg(a, 0), ID)?;
         let entries = tables::loot_entries(lua, arg(a, 1))?;
-        r.core().add_loot_table(id, &entries).map_err(msg)
+        r.core().get(f)?.add_loot_table(id, &entries).map_err(msg)
     })?;
 
     method(lua, &m, "add_site", |lua, r, a| {
@@ -224,12 +307,13 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         let (x, y, z) = xyz(lua, f, a, 1)?;
         let table = args::u32_in(lua, f, "loot_table_id", arg(a, 4), ID)?;
         let charges = args::u32_in(lua, f, "charges", arg(a, 5), CHARGES)?;
-        r.core().add_site(id, x, y, z, table, charges).map_err(msg)
+        r.core().get(f)?.add_site(id, x, y, z, table, charges).map_err(msg)
     })?;
 
     method(lua, &m, "remove_site", |lua, r, a| {
-        let id = args::u32_in(lua, "remove_site", "id", arg(a, 0), ID)?;
-        r.core().remove_site(id).map_err(msg)
+        let f = "remove_site";
+        let id = args::u32_in(lua, f, "id", arg(a, 0), ID)?;
+        r.core().get(f)?.remove_site(id).map_err(msg)
     })?;
 
     method(lua, &m, "join", |lua, r, a| {
@@ -237,26 +321,27 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         let p = args::u32_in(lua, f, "player", arg(a, 0), ID)?;
         let (x, y, z) = xyz(lua, f, a, 1)?;
         let party = args::opt_int(lua, f, "party", arg(a, 4), PARTY)?.unwrap_or(0) as u32;
-        r.core().join(p, x, y, z, party).map_err(msg)
+        r.core().get(f)?.join(p, x, y, z, party).map_err(msg)
     })?;
 
     method(lua, &m, "move", |lua, r, a| {
         let f = "move";
         let p = args::u32_in(lua, f, "player", arg(a, 0), ID)?;
         let (x, y, z) = xyz(lua, f, a, 1)?;
-        r.core().move_player(p, x, y, z).map_err(msg)
+        r.core().get(f)?.move_player(p, x, y, z).map_err(msg)
     })?;
 
     method(lua, &m, "set_party", |lua, r, a| {
         let f = "set_party";
         let p = args::u32_in(lua, f, "player", arg(a, 0), ID)?;
         let party = args::u32_in(lua, f, "party", arg(a, 1), PARTY)?;
-        r.core().set_party(p, party).map_err(msg)
+        r.core().get(f)?.set_party(p, party).map_err(msg)
     })?;
 
     method(lua, &m, "leave", |lua, r, a| {
-        let p = args::u32_in(lua, "leave", "player", arg(a, 0), ID)?;
-        r.core().leave(p).map_err(msg)
+        let f = "leave";
+        let p = args::u32_in(lua, f, "player", arg(a, 0), ID)?;
+        r.core().get(f)?.leave(p).map_err(msg)
     })?;
 
     method(lua, &m, "dig", |lua, r, a| {
@@ -264,7 +349,8 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         let p = args::u32_in(lua, f, "player", arg(a, 0), ID)?;
         let (x, y, z) = xyz(lua, f, a, 1)?;
         let t = args::int(lua, f, "t_us", arg(a, 4), T_US)? as u64;
-        Ok(match r.core().dig(p, x, y, z, t).map_err(msg)? {
+        let seq = r.core().get(f)?.dig(p, x, y, z, t).map_err(msg)?;
+        Ok(match seq {
             Some(seq) => MultiValue::from_vec(vec![Value::Number(seq as f64)]),
             None => MultiValue::from_vec(vec![Value::Nil, busy(lua, f)?]),
         })
@@ -273,8 +359,9 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     method(lua, &m, "dig_batch", |lua, r, a| {
         let f = "dig_batch";
         let records = bytes_arg(f, arg(a, 0))?;
+        let batch = r.core().get(f)?.dig_batch(&records.as_bytes()).map_err(msg)?;
         Ok(
-            match r.core().dig_batch(&records.as_bytes()).map_err(msg)? {
+            match batch {
                 Some((first, count)) => (Value::Number(first as f64), Value::Number(count as f64)),
                 None => (Value::Nil, busy(lua, f)?),
             },
@@ -282,18 +369,21 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     })?;
 
     method(lua, &m, "move_batch", |_, r, a| {
-        let records = bytes_arg("move_batch", arg(a, 0))?;
-        r.core().move_batch(&records.as_bytes()).map_err(msg)
+        let f = "move_batch";
+        let records = bytes_arg(f, arg(a, 0))?;
+        r.core().get(f)?.move_batch(&records.as_bytes()).map_err(msg)
     })?;
 
     method(lua, &m, "poll", |lua, r, a| {
         let f = "poll";
         let max = args::opt_int(lua, f, "max", arg(a, 0), COUNT)?;
-        let c = r.core.as_mut().expect("open");
+        let mut core = r.core();
+        let c = core.get(f)?;
         let avail = c.available_packets();
         let want = max.map_or(avail, |m| (m as usize).min(avail));
         r.scratch.resize(want * SIZE, 0);
         let n = c.poll_into(&mut r.scratch, want).map_err(msg)?;
+        drop(core); // unlocked before Lua allocates (a finalizer may call in)
         let s = lua
             .create_string(&r.scratch[..n * SIZE])
             .map_err(|e| format!("treasure: {f}: {e}"))?;
@@ -304,17 +394,17 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         Ok((n as f64, s))
     })?;
 
-    method(lua, &m, "flush", |_, r, _| r.core().flush().map_err(msg))?;
+    method(lua, &m, "flush", |_, r, _| r.core().get("flush")?.flush().map_err(msg))?;
 
     method(lua, &m, "wait", |lua, r, a| {
         let f = "wait";
         let timeout = args::opt_int(lua, f, "timeout_us", arg(a, 0), COUNT)?
             .map(|us| Duration::from_micros(us as u64));
-        Ok(r.core().wait(timeout).map_err(msg)? as f64)
+        Ok(r.core().get(f)?.wait(timeout).map_err(msg)? as f64)
     })?;
 
     method(lua, &m, "stats", |lua, r, _| {
-        let st = r.core().stats().map_err(msg)?;
+        let st = r.core().get("stats")?.stats().map_err(msg)?;
         stats_table(lua, &st).map_err(|e| format!("treasure: stats: {e}"))
     })?;
 
@@ -322,37 +412,28 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         "close",
         lua.create_function(|lua, s: Value| {
             guarded(lua, "close", || {
-                let ud = match &s {
-                    Value::UserData(ud) => ud,
-                    other => {
-                        return Err(format!(
-                            "treasure: close: self must be a resolver, got {}",
-                            args::type_name(other)
-                        ))
-                    }
-                };
-                let mut r = ud.borrow_mut::<NativeResolver>().map_err(|_| {
-                    "treasure: close: self must be a resolver, got userdata".to_owned()
-                })?;
-                // Dropping the core waits for in-flight work, then frees it all.
-                r.core = None;
-                r.scratch = Vec::new();
+                // Closing a closed or finalized resolver does nothing; in a
+                // forked child it releases the Lua side only (see release).
+                if let Borrowed::Live(mut r) = borrow_self("close", &s)? {
+                    r.release();
+                }
                 Ok(())
             })
         })?,
     )?;
 
-    // poll_into(self, buf, max, holds, type(buf)): `holds` is what
-    // treasure/ffi_buffer.lua measured, -1 when buf is not a uint8_t array,
-    // else floor(ffi.sizeof(buf) / 128).
+    // poll_into(self, buf, max, holds, what): `holds` is the verdict of
+    // treasure/ffi_buffer.lua for buf (the packets a uint8_t array instance
+    // holds; anything else when buf is not one), `what` the text naming buf
+    // for the message. Only native.lua's shim can call it (ffi/buffer.rs).
     method(lua, &raw, "poll_into", |lua, r, a| {
         let f = "poll_into";
         let holds = match arg(a, 2) {
-            Value::Integer(n) => *n as f64,
-            Value::Number(n) => *n,
+            Value::Integer(n) if *n >= 0 => *n as f64,
+            Value::Number(n) if *n >= 0.0 && n.fract() == 0.0 && *n < 9007199254740992.0 => *n,
             _ => -1.0,
         };
-        if holds < 0.0 {
+        if holds < 0.0 || !buffer::is_cdata(arg(a, 0)) {
             let ty = arg(a, 3)
                 .as_string()
                 .map(|s| s.to_string_lossy())
@@ -371,15 +452,16 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         let offset = *lua.app_data_ref::<PointerOffset>().ok_or_else(|| {
             format!("treasure: {f}: FFI buffers are unsupported by this LuaJIT build")
         })?;
-        let base = ffi_buffer::payload(arg(a, 0), offset);
-        let n = fast::poll_into_raw(r.core(), base, holds as usize, max as usize).map_err(msg)?;
+        let buf = buffer::vouched_by_shim(arg(a, 0), holds as usize, offset)
+            .ok_or_else(|| format!("treasure: {f}: buf must be a uint8_t array cdata"))?;
+        let n = buf.poll_into(r.core().get(f)?, max as usize).map_err(msg)?;
         Ok(n as f64)
     })?;
 
     // (header, packed sites, packed players): native.lua assembles the
     // snapshot table (see snapshot.rs).
     method(lua, &raw, "snapshot", |lua, r, _| {
-        let snap = r.core().snapshot().map_err(msg)?;
+        let snap = r.core().get("snapshot")?.snapshot().map_err(msg)?;
         crate::snapshot::to_lua(lua, &snap).map_err(|e| format!("treasure: snapshot: {e}"))
     })?;
 
@@ -400,25 +482,43 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
                         base,
                     )?;
                     let core = Resolver::restore(snap).map_err(msg)?;
-                    lua.create_userdata(NativeResolver::new(core))
+                    lua.create_userdata(NativeResolver::new("restore", core)?)
                         .map_err(|e| format!("treasure: restore: {e}"))
                 })
             },
         )?,
     )?;
 
-    method(lua, &raw, "handle", |_, r, _| Ok(fast::handle_of(r.core())))?;
+    method(lua, &raw, "handle", |_, r, _| {
+        Ok(r.ticket.as_ref().map(Ticket::handle).unwrap_or(-1.0))
+    })?;
 
     raw.set(
         "identity",
-        lua.create_function(|_, ()| Ok(fast::treasure_native_identity() as usize as f64))?,
+        lua.create_function(|_, ()| {
+            Ok(crate::ffi::fast::treasure_native_identity() as usize as f64)
+        })?,
+    )?;
+
+    // A userdata mlua has already finalized, so native.lua can give the
+    // metatable mlua puts on finalized userdata (one per state, used only by
+    // this module's userdata) an __index and __tostring: a method called on
+    // a finalized resolver then reaches the raw function, which says
+    // `resolver is closed`, instead of mlua's "userdata has been destructed".
+    raw.set(
+        "finalized_sample",
+        lua.create_function(|lua, ()| {
+            let ud = lua.create_userdata(FinalizedSample)?;
+            ud.destroy()?;
+            Ok(ud)
+        })?,
     )?;
 
     raw.set(
         "calibrate",
         lua.create_function(
             |lua, (vla, vla_addr, fixed, fixed_addr): (Value, f64, Value, f64)| {
-                if let Some(off) = ffi_buffer::calibrate(&vla, vla_addr, &fixed, fixed_addr) {
+                if let Some(off) = buffer::calibrate(&vla, vla_addr, &fixed, fixed_addr) {
                     lua.set_app_data(off);
                 }
                 Ok(())
@@ -428,7 +528,7 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
 
     method(lua, &raw, "_inject_worker_panic", |lua, r, a| {
         let n = args::int(lua, "_inject_worker_panic", "n", arg(a, 0), COUNT)? as u64;
-        r.core().inject_worker_panic_after(n);
+        r.core().get("_inject_worker_panic")?.inject_worker_panic_after(n);
         Ok(())
     })?;
 

@@ -22,6 +22,11 @@ for b in native lua; do
   check "heap_flat[$b]" 300 luajit $L/heap_flat.lua $b
   check "close_inflight[$b]" 120 luajit $L/close_inflight.lua $b
 done
+# Issue 12 item 1/5: stale handles, finalized and resurrected resolvers, fork
+# and lua_close (the lead's valgrind run uses the same script).
+for f in 1 0; do
+  check "finalized_cases[ffi=$f]" 120 env TREASURE_NATIVE_FFI=$f luajit $L/finalized_cases.lua
+done
 check "many_resolvers[native]" 300 luajit $L/many_resolvers.lua native
 check "worker_panic[native]" 60 luajit $L/worker_panic.lua
 for how in end exit exit-close; do

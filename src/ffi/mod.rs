@@ -1,0 +1,27 @@
+//! Every `unsafe` of the binding lives in this module (the crate root says
+//! `#![deny(unsafe_code)]`; only `mod ffi` is allowed it).
+//!
+//! * `handles.rs` the process-wide, never-freed arena of resolver cells: the
+//!   FFI fast path's handle is a slot + generation in it, never an address,
+//!   so a stale handle (closed, finalized, resurrected, fetched earlier)
+//!   fails a generation check instead of reading freed memory.
+//! * `fork.rs`    fork detection: a process-wide epoch bumped by a
+//!   `pthread_atfork` child handler, compared per call.
+//! * `buffer.rs`  the caller's FFI buffer: its payload address and the one
+//!   write through a raw pointer (`poll_into`).
+//! * `fast.rs`    the C functions LuaJIT's FFI calls for the per-tick calls.
+//!
+//! What stays outside (safe code): argument checks, messages, the userdata.
+
+pub mod buffer;
+pub mod fast;
+pub mod fork;
+pub mod handles;
+
+/// The C entry point LuaJIT's `require` looks for (an exported symbol, so
+/// it lives here with the other unsafe attributes).
+#[cfg(feature = "module")]
+#[mlua::lua_module(name = "treasure_native")]
+fn treasure_native(lua: &mlua::Lua) -> mlua::Result<mlua::Table> {
+    crate::open(lua)
+}
