@@ -44,6 +44,8 @@ test-diff: build
 	timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 200 --calls 2000 --workers 1,2,4,8
 	timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 100 --calls 2000 --workers 1,2,4,8 --tiny --seed 100001
 	TREASURE_NATIVE_FFI=0 timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 50 --calls 2000 --seed 200001
+	@# issue 12: raising allocations (__gc bombs) inside every legacy call, each retried
+	timeout 900 $(LUAJIT) tests/diff/run.lua --backends lua,native --sequences 16 --calls 2000 --bombs --seed 400001
 
 # Issue 6: drop-in at require time (one unchanged legacy script on legacy and
 # native, same bytes), then live swaps: the last backend's resolver is swapped

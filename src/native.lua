@@ -37,10 +37,13 @@ end
 
 -- poll_into: measure the buffer here (treasure/ffi_buffer.lua, the same
 -- file treasure.legacy uses), let Rust check everything in the contract's
--- order (self, closed, buf, max) and do the copy.
+-- order (self, closed, buf, max) and do the copy. A refused buffer (holds
+-- -1) never reaches a write; Rust prints `what` (ffi_buffer's description
+-- of it, e.g. ctype<unsigned char [256]>) in the message.
 local raw_poll_into = raw.poll_into
 methods.poll_into = function(self, buf, max)
-  return check(raw_poll_into(self, buf, max, packets_held(buf) or -1, type(buf)))
+  local holds, what = packets_held(buf)
+  return check(raw_poll_into(self, buf, max, holds or -1, what or ""))
 end
 
 -- Calibrate how lua_topointer reports a cdata: some LuaJIT builds return the
@@ -151,7 +154,7 @@ if C then
   function methods.poll_into(self, buf, max)
     local h = handles[self]
     if h and type(max) == "number" then
-      local holds = packets_held(buf)
+      local holds = packets_held(buf) -- nil: not a uint8_t array instance, never handed to the FFI
       if holds then
         local n = fpoll(h, buf, holds, max)
         if n >= 0 then return n end

@@ -80,7 +80,12 @@ local function swap(r, backend)
     if type(snap) == "string" then snap = snap:gsub("^treasure: snapshot: ", "treasure: swap: ") end
     error(snap, 0)
   end
-  local new = mod.restore(snap)   -- on failure r is untouched and still open
+  -- on failure r is untouched and still open; the message names swap
+  local restored, new = pcall(mod.restore, snap)
+  if not restored then
+    if type(new) == "string" then new = new:gsub("^treasure: restore: ", "treasure: swap: ") end
+    error(new, 0)
+  end
   r:close()
   return new
 end

@@ -13,6 +13,20 @@
 -- Hot-path notes: the world is plain Lua tables; 64-bit arithmetic (uint64_t
 -- cdata) is confined to the FOUND path, where the roll needs exact mod-2^64
 -- math; packets are written in place into the queue from a per-dig template.
+--
+-- Every call happens whole or not at all (docs/API.md, Errors). LuaJIT can
+-- raise inside any allocation: out of memory, or a __gc finalizer's error
+-- surfacing in the GC step an allocation runs (tables, strings,
+-- concatenation, ffi.new/cast/string, boxed uint64 arithmetic, queue
+-- growth). So every method runs in three phases:
+--   check    validate everything, raising the contract's message;
+--   prepare  everything that allocates, writing only where nothing reads
+--            yet: packets past the queue's tail, array slots past their
+--            count, scratch fields (recipient list, stamps, staged charges);
+--   commit   plain assignments to fields that exist, which cannot raise.
+-- Inserting a new key into a map grows it without a GC step (no finalizer
+-- runs there) but can run out of memory: a call makes such inserts last,
+-- through insert_all, which undoes the earlier ones if a later one fails.
 
 local ffi = require("ffi")
 local bit = require("bit")
@@ -25,8 +39,8 @@ local cast, copy, sizeof, typeof = ffi.cast, ffi.copy, ffi.sizeof, ffi.typeof
 local floor = math.floor
 local format = string.format
 local sort = table.sort
-local type, tostring, tonumber, error, next, pairs, rawget, setmetatable =
-      type, tostring, tonumber, error, next, pairs, rawget, setmetatable
+local type, tostring, tonumber, error, next, pairs, rawget, rawset, setmetatable, pcall =
+      type, tostring, tonumber, error, next, pairs, rawget, rawset, setmetatable, pcall
 
 if not ffi.abi("le") then
   error("treasure.legacy: batch records are read through host-order FFI structs; a little-endian host is required", 0)
@@ -70,6 +84,31 @@ local function fail(fn, msg)
   error("treasure: " .. fn .. ": " .. msg, 0)
 end
 
+--- A number the module holds or computed, as it prints in a message: an
+-- exact decimal integer, -0 as 0 (docs/API.md, "Numbers in messages").
+local I = packet._int_text
+
+--- The map inserts that make one call visible, in order: each t[k] = v adds
+-- a key t lacks, so growing t may run out of memory. If one fails, those
+-- already made are removed again (assigning nil cannot raise) and the error
+-- is raised: the call changed nothing. A nil table is skipped.
+local function insert_all(t1, k1, v1, t2, k2, v2, t3, k3, v3)
+  local ok, err = true, nil
+  if t1 then ok, err = pcall(rawset, t1, k1, v1) end
+  if ok and t2 then
+    ok, err = pcall(rawset, t2, k2, v2)
+    if not ok and t1 then t1[k1] = nil end
+  end
+  if ok and t3 then
+    ok, err = pcall(rawset, t3, k3, v3)
+    if not ok then
+      if t2 then t2[k2] = nil end
+      if t1 then t1[k1] = nil end
+    end
+  end
+  if not ok then error(err, 0) end
+end
+
 local function is_int(v, lo, hi)
   -- NaN fails both comparisons; +-inf fails the range; fractions fail floor.
   return type(v) == "number" and v >= lo and v <= hi and floor(v) == v
@@ -101,7 +140,7 @@ end
 
 local function known_player(fn, st, id)
   local p = st.players[id]
-  if p == nil then fail(fn, "player must have joined, got " .. tostring(id)) end
+  if p == nil then fail(fn, "player must have joined, got " .. I(id)) end
   return p
 end
 
@@ -132,53 +171,75 @@ local function cell_key(g, x, y, z)
   return (rshift(x + C_OFF, s) * d + rshift(y + C_OFF, s)) * d + rshift(z + C_OFF, s)
 end
 
-local function grid_insert(g, pl, key)
+--- Prepare pl's entry in the cell of `key`, unseen: a new cell (not yet in
+-- the map, past the dense list's count) or pl past the cell's count.
+-- Returns the cell and whether it is new; the caller inserts a new cell
+-- into g.cells (the one write that can fail), then calls grid_commit.
+local function grid_stage(g, pl, key)
   local c = g.cells[key]
-  if c == nil then
-    local n = g.n + 1
-    c = { key = key, n = 0, li = n }
-    g.cells[key] = c
-    g.list[n] = c
-    g.n = n
+  local is_new = c == nil
+  if is_new then
+    c = { key = key, n = 0, li = g.n + 1, token = 0, extra = 0 }
+    g.list[g.n + 1] = c
   end
-  local n = c.n + 1
-  c[n] = pl
-  c.n = n
-  pl.cell = c
-  pl.ci = n
+  c[c.n + 1] = pl
+  return c, is_new
 end
 
-local function grid_remove(g, pl)
-  local c = pl.cell
+--- Make a staged entry count (plain assignments).
+local function grid_commit(g, pl, c, is_new)
+  if is_new then g.n = g.n + 1 end
+  local n = c.n + 1
+  c.n = n
+  pl.cell, pl.ci = c, n
+end
+
+--- Drop an empty cell from the map and the dense list (plain assignments).
+local function grid_drop(g, c)
+  g.cells[c.key] = nil
+  local ln = g.n
+  local lastc = g.list[ln]
+  g.list[c.li] = lastc
+  lastc.li = c.li
+  g.list[ln] = nil
+  g.n = ln - 1
+end
+
+--- Remove entry i of cell c (plain assignments). An emptied cell is dropped,
+-- unless keep_empty (move_batch drops its emptied cells at the end); returns
+-- true when the cell was emptied.
+local function grid_remove(g, c, i, keep_empty)
   local n = c.n
-  local last = c[n]
-  c[pl.ci] = last
-  last.ci = pl.ci
+  if i ~= n then
+    local last = c[n]
+    c[i] = last
+    last.ci = i
+  end
   c[n] = nil
   c.n = n - 1
-  pl.cell = nil
-  if n == 1 then -- cell now empty: drop it from the map and the dense list
-    g.cells[c.key] = nil
-    local ln = g.n
-    local lastc = g.list[ln]
-    g.list[c.li] = lastc
-    lastc.li = c.li
-    g.list[ln] = nil
-    g.n = ln - 1
-  end
+  if n ~= 1 then return false end
+  if not keep_empty then grid_drop(g, c) end
+  return true
 end
 
 ---------------------------------------------------------------------------
 -- Party index: party id -> dense array of its members (party 0 not kept).
+-- Staged and committed like the grid's cells.
 ---------------------------------------------------------------------------
 
-local function party_add(st, pl)
-  local party = pl.party
-  if party == 0 then return end
+local function party_stage(st, pl, party)
+  if party == 0 then return nil, false end
   local m = st.parties[party]
-  if m == nil then m = { n = 0 }; st.parties[party] = m end
+  local is_new = m == nil
+  if is_new then m = { n = 0 } end
+  m[m.n + 1] = pl
+  return m, is_new
+end
+
+local function party_commit(pl, party, m)
+  pl.party = party
+  if m == nil then return end
   local n = m.n + 1
-  m[n] = pl
   m.n = n
   pl.pi = n
 end
@@ -188,9 +249,12 @@ local function party_remove(st, pl)
   if party == 0 then return end
   local m = st.parties[party]
   local n = m.n
-  local last = m[n]
-  m[pl.pi] = last
-  last.pi = pl.pi
+  local i = pl.pi
+  if i ~= n then
+    local last = m[n]
+    m[i] = last
+    last.pi = i
+  end
   m[n] = nil
   m.n = n - 1
   if n == 1 then st.parties[party] = nil end
@@ -215,18 +279,21 @@ end
 local buf_t = typeof("uint8_t[?]")
 local pkt_ptr_t = packet.ptr_t
 
---- Make room for `n` more packets at the tail. Polled space is reclaimed by
--- moving the pending packets to the front of a new buffer (no overlap, so a
--- plain copy is safe); the buffer doubles when it is really full.
-local function queue_reserve(st, n)
+--- Make room for `n` packets past the tail, of which the first `staged` are
+-- already written there (a call's packets, not yet visible). Polled space is
+-- reclaimed by moving pending and staged packets to the front of a new
+-- buffer (no overlap, so a plain copy is safe); the buffer doubles when it is
+-- really full. Allocates first, then swaps the buffer in with plain
+-- assignments: the queue's content never changes.
+local function queue_reserve(st, staged, n)
   local head, tail = st.head, st.tail
   if tail + n <= st.cap then return end
-  local pending = tail - head
+  local keep = tail - head + staged
   local cap = st.cap
-  while pending + n > cap do cap = cap * 2 end
+  while keep - staged + n > cap do cap = cap * 2 end
   local nb = buf_t(cap * 128)
-  if pending > 0 then copy(nb, st.buf + head * 128, pending * 128) end
-  st.buf, st.cap, st.head, st.tail = nb, cap, 0, pending
+  if keep > 0 then copy(nb, st.buf + head * 128, keep * 128) end
+  st.buf, st.cap, st.head, st.tail = nb, cap, 0, tail - head
 end
 
 ---------------------------------------------------------------------------
@@ -322,7 +389,7 @@ local function new(opts)
     local v = opts and rawget(opts, name) -- raw: a metatable cannot supply options
     if v == nil then v = default end
     check_int("new", "opts." .. name, v, lo, hi, range)
-    o[name] = v
+    o[name] = v + 0 -- "+ 0": -0 is stored (and snapshot) as 0
   end
 
   local st = {
@@ -340,9 +407,12 @@ local function new(opts)
     parties = {},         -- party -> { n, [i] = player }
     grid = grid_new(o.aoi_radius),
     seq = 0,
-    stamp = 0,            -- per-dig mark for recipient dedupe
+    stamp = 0,            -- scratch: per-dig mark for recipient dedupe
     rcpt = {}, nrcpt = 0, -- scratch: recipient ids of the current dig
-    tpl = packet.init(packet.ctype()), -- the current dig's common packet
+    token = 0,            -- scratch: per-call mark of sites with staged charges
+    touched = {},         -- scratch: the sites a dig_batch stages charges for
+    moves = {}, emptied = {}, -- scratch: move_batch's records and emptied cells
+    tpl = packet.init(packet.ctype()), -- scratch: the current dig's common packet
     buf = buf_t(64 * 128), cap = 64, head = 0, tail = 0,
     digs = 0, packets = 0, found = 0, empty = 0, nothing = 0, rejected = 0, busy = 0,
   }
@@ -364,7 +434,8 @@ function Resolver:add_loot_table(id, entries)
   for k in next, entries do
     if not is_int(k, 1, count) then fail(fn, bad_shape .. "table") end
   end
-  local lt = { n = count, item = {}, cum = {}, min = {}, max = {}, rarity = {}, total = 0 }
+  -- check and prepare together: lt is not reachable until the commit
+  local lt = { n = count, item = {}, cum = {}, min = {}, max = {}, rarity = {}, total = 0, total64 = 0 }
   local total = 0
   for i = 1, count do
     local e = rawget(entries, i)
@@ -382,19 +453,20 @@ function Resolver:add_loot_table(id, entries)
     check_int(fn, path .. ".min", mn, 0, 65535, R_QTY)
     check_int(fn, path .. ".max", mx, 0, 65535, R_QTY)
     check_int(fn, path .. ".rarity", rarity, 0, 255, R_RARITY)
-    if mn > mx then fail(fn, path .. ".min must be <= max, got " .. mn .. " > " .. mx) end
+    if mn > mx then fail(fn, path .. ".min must be <= max, got " .. I(mn) .. " > " .. I(mx)) end
     total = total + weight
-    lt.item[i], lt.cum[i], lt.min[i], lt.max[i], lt.rarity[i] = item, total, mn, mx, rarity
+    lt.item[i], lt.cum[i], lt.min[i], lt.max[i], lt.rarity[i] = item, total, mn + 0, mx + 0, rarity + 0
   end
   if total > U32_MAX then
-    fail(fn, "entries total weight must be <= 4294967295, got " .. tostring(total))
+    fail(fn, "entries total weight must be <= 4294967295, got " .. I(total))
   end
   if st.loot[id] ~= nil then
-    fail(fn, "id must not be an existing loot table, got " .. tostring(id))
+    fail(fn, "id must not be an existing loot table, got " .. I(id))
   end
   lt.total = total
   lt.total64 = cast("uint64_t", total)
-  st.loot[id] = lt
+  -- commit
+  st.loot[id] = lt -- a new key: if growing the map fails, nothing changed
 end
 
 function Resolver:add_site(id, x, y, z, loot_table_id, charges)
@@ -404,24 +476,28 @@ function Resolver:add_site(id, x, y, z, loot_table_id, charges)
   check_coords(fn, x, y, z)
   check_int(fn, "loot_table_id", loot_table_id, 1, U32_MAX, R_ID)
   check_int(fn, "charges", charges, 0, U32_MAX, R_U32_0)
-  if st.sites[id] ~= nil then fail(fn, "id must not be an existing site, got " .. tostring(id)) end
+  if st.sites[id] ~= nil then fail(fn, "id must not be an existing site, got " .. I(id)) end
   local other = site_at(st, x, y, z)
   if other ~= nil then
     -- the block as the integers it is (-0 is block 0, as in the packet)
-    fail(fn, format("block must not hold a site already, got %d, %d, %d (site %d)",
-      x, y, z, other.id))
+    fail(fn, format("block must not hold a site already, got %s, %s, %s (site %s)",
+      I(x), I(y), I(z), I(other.id)))
   end
   local lt = st.loot[loot_table_id]
   if lt == nil then
-    fail(fn, "loot_table_id must be an existing loot table, got " .. tostring(loot_table_id))
+    fail(fn, "loot_table_id must be an existing loot table, got " .. I(loot_table_id))
   end
-  local site = { id = id, x = x, y = y, z = z, loot = lt, charges = charges }
-  st.sites[id] = site
-  st.nsites = st.nsites + 1
+  -- prepare ("+ 0": -0 is stored and snapshot as 0)
+  x, y, z = x + 0, y + 0, z + 0
+  local site = { id = id, x = x, y = y, z = z, loot = lt, charges = charges + 0,
+    token = 0, staged = 0 } -- scratch: charges a dig being staged leaves
   local k = xy_key(x, y)
   local col = st.blocks[k]
-  if col == nil then col = {}; st.blocks[k] = col end
-  col[z] = site
+  local new_col = nil
+  if col == nil then col = {}; new_col = st.blocks end
+  -- commit
+  insert_all(new_col, k, col, col, z, site, st.sites, id, site)
+  st.nsites = st.nsites + 1
 end
 
 function Resolver:remove_site(id)
@@ -429,7 +505,8 @@ function Resolver:remove_site(id)
   local st = state_of(fn, self)
   check_int(fn, "id", id, 1, U32_MAX, R_ID)
   local site = st.sites[id]
-  if site == nil then fail(fn, "id must be an existing site, got " .. tostring(id)) end
+  if site == nil then fail(fn, "id must be an existing site, got " .. I(id)) end
+  -- commit only (removals cannot raise)
   st.sites[id] = nil
   st.nsites = st.nsites - 1
   local k = xy_key(site.x, site.y)
@@ -446,22 +523,32 @@ function Resolver:join(player, x, y, z, party)
   if party == nil then party = 0 end
   check_int(fn, "party", party, 0, U32_MAX, R_U32_0)
   if st.players[player] ~= nil then
-    fail(fn, "player must not have joined already, got " .. tostring(player))
+    fail(fn, "player must not have joined already, got " .. I(player))
   end
-  -- "+ 0" turns a -0 argument into 0 so it is stored and compared canonically.
-  local pl = { id = player, x = x + 0, y = y + 0, z = z + 0, party = party + 0, mark = 0 }
-  st.players[player] = pl
+  -- prepare ("+ 0" turns -0 into 0 so it is stored and compared canonically)
+  x, y, z, party = x + 0, y + 0, z + 0, party + 0
+  local pl = { id = player, x = x, y = y, z = z, party = 0, mark = 0, cell = false, ci = 0, pi = 0 }
+  local g = st.grid
+  local key = cell_key(g, x, y, z)
+  local c, new_cell = grid_stage(g, pl, key)
+  local m, new_party = party_stage(st, pl, party)
+  -- commit
+  insert_all(new_cell and g.cells, key, c, new_party and st.parties, party, m, st.players, player, pl)
+  grid_commit(g, pl, c, new_cell)
+  party_commit(pl, party, m)
   st.nplayers = st.nplayers + 1
-  grid_insert(st.grid, pl, cell_key(st.grid, pl.x, pl.y, pl.z))
-  party_add(st, pl)
 end
 
---- Move a known player (shared by move and move_batch).
+--- Move a known player (shared by move and move_batch): stage, then commit.
 local function move_player(g, pl, x, y, z)
   local key = cell_key(g, x, y, z)
-  if key ~= pl.cell.key then
-    grid_remove(g, pl)
-    grid_insert(g, pl, key)
+  local from = pl.cell
+  if key ~= from.key then
+    local c, is_new = grid_stage(g, pl, key)
+    if is_new then g.cells[key] = c end -- the one write that can fail
+    local i = pl.ci
+    grid_commit(g, pl, c, is_new)
+    grid_remove(g, from, i)
   end
   pl.x, pl.y, pl.z = x, y, z
 end
@@ -481,9 +568,12 @@ function Resolver:set_party(player, party)
   check_int(fn, "player", player, 1, U32_MAX, R_ID)
   check_int(fn, "party", party, 0, U32_MAX, R_U32_0)
   local pl = known_player(fn, st, player)
+  party = party + 0
+  if party == pl.party then return end -- the same party: nothing to change
+  local m, is_new = party_stage(st, pl, party)
+  if is_new then st.parties[party] = m end -- the one write that can fail
   party_remove(st, pl)
-  pl.party = party + 0
-  party_add(st, pl)
+  party_commit(pl, party, m)
 end
 
 function Resolver:leave(player)
@@ -491,14 +581,16 @@ function Resolver:leave(player)
   local st = state_of(fn, self)
   check_int(fn, "player", player, 1, U32_MAX, R_ID)
   local pl = known_player(fn, st, player)
-  grid_remove(st.grid, pl)
+  -- commit only (removals cannot raise)
+  grid_remove(st.grid, pl.cell, pl.ci)
   party_remove(st, pl)
   st.players[player] = nil
   st.nplayers = st.nplayers - 1
 end
 
 ---------------------------------------------------------------------------
--- Resolving a dig
+-- Resolving a dig: stage_dig prepares one dig (its packets past the tail),
+-- the calling method commits the call's digs at once.
 ---------------------------------------------------------------------------
 
 local function add_recipient(st, pl, stamp)
@@ -555,12 +647,13 @@ local function gather_aoi(st, x, y, z, stamp)
   end
 end
 
---- Append one packet per recipient in st.rcpt[1..n] (already sorted): copy
--- the dig's template, patch recipient, flags and dist2, seal the CRC.
-local function emit(st, n, digger, party, last_flag, x, y, z)
-  queue_reserve(st, n)
+--- Write one packet per recipient in st.rcpt[1..n] (already sorted) past
+-- the tail, after the `at` packets this call staged there already: copy the
+-- dig's template, patch recipient, flags and dist2, seal the CRC.
+local function emit(st, at, n, digger, party, last_flag, x, y, z)
+  queue_reserve(st, at, at + n)
   local tpl, players, rcpt = st.tpl, st.players, st.rcpt
-  local dst = st.buf + st.tail * 128
+  local dst = st.buf + (st.tail + at) * 128
   for i = 1, n do
     local id = rcpt[i]
     local pl = players[id]
@@ -581,15 +674,14 @@ local function emit(st, n, digger, party, last_flag, x, y, z)
     packet.seal(p)
     dst = dst + 128
   end
-  st.tail = st.tail + n
-  st.packets = st.packets + n
 end
 
---- Resolve one accepted dig (arguments already valid, player known).
-local function resolve(st, pl, x, y, z, t_us)
-  local seq = st.seq + 1
-  st.seq = seq
-  st.digs = st.digs + 1
+--- Stage one accepted dig (arguments valid, player known) as seq `seq`,
+-- its packets written past the tail after the `at` already staged. A site's
+-- charges are read and left in site.staged while site.token == token (the
+-- call's mark), so a batch sees its own earlier digs; the caller commits.
+-- Returns the number of packets, the kind and the FOUND site (or nil).
+local function stage_dig(st, pl, x, y, z, t_us, seq, at, token)
   local tpl = st.tpl
   tpl.seq = seq
   tpl.t_us = t_us
@@ -600,39 +692,37 @@ local function resolve(st, pl, x, y, z, t_us)
   tpl.roll = 0
 
   local dx, dy, dz = pl.x - x, pl.y - y, pl.z - z
-  local site
-  if dx * dx + dy * dy + dz * dz > st.reach2 then
-    tpl.kind = KIND_REJECTED
-    st.rejected = st.rejected + 1
-  else
+  local kind, site, before = KIND_REJECTED, nil, 0
+  if dx * dx + dy * dy + dz * dz <= st.reach2 then
     site = site_at(st, x, y, z)
     if site == nil then
-      tpl.kind = KIND_NOTHING
-      st.nothing = st.nothing + 1
-    elseif site.charges == 0 then
-      tpl.kind = KIND_EMPTY
-      tpl.site_id = site.id
-      st.empty = st.empty + 1
-      site = nil
+      kind = KIND_NOTHING
+    else
+      before = site.token == token and site.staged or site.charges
+      if before == 0 then
+        kind = KIND_EMPTY
+        tpl.site_id = site.id
+        site = nil
+      else
+        kind = KIND_FOUND
+      end
     end
   end
+  tpl.kind = kind
   if site == nil then -- REJECTED, NOTHING or EMPTY: one packet, to the digger
     st.rcpt[1] = pl.id
-    emit(st, 1, pl.id, pl.party, 0, x, y, z)
-    return seq
+    emit(st, at, 1, pl.id, pl.party, 0, x, y, z)
+    return 1, kind, nil
   end
 
   -- FOUND
-  local before = site.charges
   local lt = site.loot
   local roll = splitmix64(bxor(st.seed, lshift(cast("uint64_t", site.id), 32), before))
   local e = pick_entry(lt, tonumber(roll % lt.total64))
   local mn = lt.min[e]
   local qty = mn + tonumber(rshift(roll, 40)) % (lt.max[e] - mn + 1)
   local after = before - 1
-  site.charges = after
-  st.found = st.found + 1
-  tpl.kind = KIND_FOUND
+  site.token, site.staged = token, after
   tpl.site_id = site.id
   tpl.item = lt.item[e]
   tpl.quantity = qty
@@ -655,16 +745,35 @@ local function resolve(st, pl, x, y, z, t_us)
   local n, rcpt = st.nrcpt, st.rcpt
   for i = n + 1, oldn do rcpt[i] = nil end -- keep #rcpt == n for sort
   if n > 1 then sort(rcpt) end
-  emit(st, n, pl.id, party, after == 0 and FLAG_LAST or 0, x, y, z)
-  return seq
+  emit(st, at, n, pl.id, party, after == 0 and FLAG_LAST or 0, x, y, z)
+  return n, kind, site
 end
 
+--- Commit a call's staged digs: `ndigs` digs of the given kinds whose
+-- `npackets` packets lie past the tail (plain assignments only).
+local function commit_digs(st, ndigs, npackets, found, empty, nothing, rejected)
+  st.tail = st.tail + npackets
+  local packets = st.packets + npackets
+  st.packets = packets < T_MAX and packets or T_MAX -- a statistic: saturates
+  st.seq = st.seq + ndigs
+  st.digs = st.digs + ndigs
+  st.found, st.empty = st.found + found, st.empty + empty
+  st.nothing, st.rejected = st.nothing + nothing, st.rejected + rejected
+end
+
+--- A refusal for a full queue counts (saturating) and changes nothing else.
 local function is_busy(st)
   if st.tail - st.head > st.max_pending then
-    st.busy = st.busy + 1
+    if st.busy < T_MAX then st.busy = st.busy + 1 end
     return true
   end
   return false
+end
+
+--- Exact decimal text of a + b for integers a, b < 2^53 (their sum may not
+-- be exact in a double; only built for a message).
+local function sum_text(a, b)
+  return (tostring(cast("uint64_t", a) + b):gsub("ULL$", ""))
 end
 
 function Resolver:dig(player, x, y, z, t_us)
@@ -674,8 +783,18 @@ function Resolver:dig(player, x, y, z, t_us)
   check_coords(fn, x, y, z)
   check_int(fn, "t_us", t_us, 0, T_MAX, R_T)
   local pl = known_player(fn, st, player)
+  local seq = st.seq + 1
+  if seq > T_MAX then fail(fn, "seq must stay at most 9007199254740991, got " .. sum_text(st.seq, 1)) end
   if is_busy(st) then return nil, "busy" end
-  return resolve(st, pl, x + 0, y + 0, z + 0, t_us)
+  -- prepare
+  local token = st.token + 1
+  st.token = token
+  local n, kind, site = stage_dig(st, pl, x + 0, y + 0, z + 0, t_us + 0, seq, 0, token)
+  -- commit
+  if site then site.charges = site.staged end
+  commit_digs(st, 1, n, kind == KIND_FOUND and 1 or 0, kind == KIND_EMPTY and 1 or 0,
+    kind == KIND_NOTHING and 1 or 0, kind == KIND_REJECTED and 1 or 0)
+  return seq
 end
 
 --- Validate record i (0-based) of a batch; returns the joined player.
@@ -711,13 +830,38 @@ function Resolver:dig_batch(records)
   local fn = "dig_batch"
   local st = state_of(fn, self)
   local n, recs = batch_records(fn, st, records, 24, dig_rec_ptr_t, true)
-  if is_busy(st) then return nil, "busy" end
   local first = st.seq + 1
-  local players = st.players
+  if n > 0 and st.seq + n > T_MAX then
+    fail(fn, "seq must stay at most 9007199254740991, got " .. sum_text(st.seq, n))
+  end
+  if is_busy(st) then return nil, "busy" end
+  -- prepare: every dig staged past the tail, charges in the sites' scratch
+  local token = st.token + 1
+  st.token = token
+  local players, touched = st.players, st.touched
+  local at, ntouched = 0, 0
+  local found, empty, nothing, rejected = 0, 0, 0, 0
   for i = 0, n - 1 do
     local r = recs[i]
-    resolve(st, players[r.player], r.x, r.y, r.z, r.t_hi * 4294967296 + r.t_lo)
+    local np, kind, site = stage_dig(st, players[r.player], r.x, r.y, r.z, r.t_hi * 4294967296 + r.t_lo,
+      first + i, at, token)
+    at = at + np
+    if kind == KIND_FOUND then
+      found = found + 1
+      if touched[ntouched] ~= site then -- consecutive digs at one site list it once
+        ntouched = ntouched + 1
+        touched[ntouched] = site
+      end
+    elseif kind == KIND_EMPTY then empty = empty + 1
+    elseif kind == KIND_NOTHING then nothing = nothing + 1
+    else rejected = rejected + 1 end
   end
+  -- commit (a site listed twice gets the same staged value twice)
+  for i = 1, ntouched do
+    local site = touched[i]
+    site.charges = site.staged
+  end
+  commit_digs(st, n, at, found, empty, nothing, rejected)
   return first, n
 end
 
@@ -725,43 +869,96 @@ function Resolver:move_batch(records)
   local fn = "move_batch"
   local st = state_of(fn, self)
   local n, recs = batch_records(fn, st, records, 16, move_rec_ptr_t, false)
-  local g, players = st.grid, st.players
+  -- prepare: the records as numbers (scratch), every cell a record moves
+  -- into registered (an empty registered cell changes no query) with a slot
+  -- past its count for each move into it, and a slot per record for the
+  -- cells the batch empties.
+  local g, players, mv, emptied = st.grid, st.players, st.moves, st.emptied
+  local token = st.token + 1
+  st.token = token
   for i = 0, n - 1 do
     local r = recs[i]
-    move_player(g, players[r.player], r.x, r.y, r.z)
+    local x, y, z = r.x, r.y, r.z
+    local key = cell_key(g, x, y, z)
+    local c = g.cells[key]
+    if c == nil then
+      c = { key = key, n = 0, li = g.n + 1, token = 0, extra = 0 }
+      g.list[g.n + 1] = c
+      g.cells[key] = c
+      g.n = g.n + 1
+    end
+    if c.token ~= token then c.token, c.extra = token, 0 end
+    c.extra = c.extra + 1
+    c[c.n + c.extra] = false
+    local b = 5 * i
+    mv[b + 1], mv[b + 2], mv[b + 3], mv[b + 4], mv[b + 5] = players[r.player], x, y, z, c
+    emptied[i + 1] = false
+  end
+  -- commit (plain assignments into the slots prepared above)
+  local ne = 0
+  for i = 0, n - 1 do
+    local b = 5 * i
+    local pl, c = mv[b + 1], mv[b + 5]
+    local from = pl.cell
+    if c ~= from then
+      local ci = pl.ci
+      local k = c.n + 1
+      c[k] = pl
+      c.n = k
+      pl.cell, pl.ci = c, k
+      if grid_remove(g, from, ci, true) then
+        ne = ne + 1
+        emptied[ne] = from
+      end
+    end
+    pl.x, pl.y, pl.z = mv[b + 2], mv[b + 3], mv[b + 4]
+  end
+  for i = 1, ne do -- drop the cells the batch left empty (once each)
+    local c = emptied[i]
+    if c.n == 0 and g.cells[c.key] == c then grid_drop(g, c) end
   end
 end
 
---- Take up to max pending packets off the head of the queue.
-local function take(st, max)
+--- How many of the pending packets a poll of up to `max` takes (nothing
+-- changes yet), and where they start.
+local function to_take(st, max)
   local head = st.head
   local pending = st.tail - head
-  local n = (max == nil or max > pending) and pending or max
-  local h2 = head + n
-  if h2 == st.tail then st.head, st.tail = 0, 0 else st.head = h2 end
+  local n = (max == nil or max > pending) and pending or max + 0 -- -0 is 0
   return n, head
+end
+
+--- Take n packets off the head of the queue (plain assignments).
+local function take(st, n)
+  local h2 = st.head + n
+  if h2 == st.tail then st.head, st.tail = 0, 0 else st.head = h2 end
 end
 
 function Resolver:poll(max)
   local fn = "poll"
   local st = state_of(fn, self)
   if max ~= nil then check_int(fn, "max", max, 0, T_MAX, R_T) end
-  local n, head = take(st, max)
+  local n, head = to_take(st, max)
   if n == 0 then return 0, "" end
-  return n, ffi.string(st.buf + head * 128, n * 128)
+  local s = ffi.string(st.buf + head * 128, n * 128) -- prepare
+  take(st, n)                                         -- commit
+  return n, s
 end
 
 function Resolver:poll_into(buf, max)
   local fn = "poll_into"
   local st = state_of(fn, self)
-  local holds = packets_held(buf)
-  if holds == nil then fail(fn, "buf must be a uint8_t array cdata, got " .. type(buf)) end
+  local holds, what = packets_held(buf) -- the buffer proven before anything is taken
+  if holds == nil then fail(fn, "buf must be a uint8_t array cdata, got " .. what) end
   check_int(fn, "max", max, 0, T_MAX, R_T)
   if max > holds then
-    fail(fn, "max must be at most " .. holds .. " (the packets buf holds), got " .. tostring(max))
+    fail(fn, "max must be at most " .. I(holds) .. " (the packets buf holds), got " .. I(max))
   end
-  local n, head = take(st, max)
-  if n > 0 then copy(buf, st.buf + head * 128, n * 128) end
+  local n, head = to_take(st, max)
+  if n > 0 then
+    copy(buf, st.buf + head * 128, n * 128) -- prepare: the pointer arithmetic allocates
+    take(st, n)                             -- commit
+  end
   return n
 end
 
@@ -794,9 +991,12 @@ function Resolver:close()
   local st = states[self]
   if st == nil then fail("close", "self must be a resolver, got " .. type(self)) end
   if st.closed then return end
-  -- Drop everything; keep only the closed flag so later calls can say so.
-  for k in pairs(st) do st[k] = nil end
+  -- Drop everything; keep only the closed flag so later calls can say so
+  -- (set first: the loop then only assigns nil, which cannot raise).
   st.closed = true
+  for k in pairs(st) do
+    if k ~= "closed" then st[k] = nil end
+  end
 end
 
 ---------------------------------------------------------------------------
@@ -881,13 +1081,14 @@ local function restore(s)
   local st = states[r]
   local c = rawget(s, "counters")
   st.seq = rawget(s, "next_seq") - 1
-  st.digs, st.packets, st.busy = rawget(c, "digs"), rawget(c, "packets"), rawget(c, "busy")
-  st.found, st.empty = rawget(c, "found"), rawget(c, "empty")
-  st.nothing, st.rejected = rawget(c, "nothing"), rawget(c, "rejected")
+  -- "+ 0": a -0 counter is kept (and snapshot) as 0
+  st.digs, st.packets, st.busy = rawget(c, "digs") + 0, rawget(c, "packets") + 0, rawget(c, "busy") + 0
+  st.found, st.empty = rawget(c, "found") + 0, rawget(c, "empty") + 0
+  st.nothing, st.rejected = rawget(c, "nothing") + 0, rawget(c, "rejected") + 0
   local pending = rawget(s, "pending")
   local n = #pending / 128
   if n > 0 then
-    queue_reserve(st, n)
+    queue_reserve(st, 0, n)
     copy(st.buf, pending, #pending)
     st.tail = n
   end

@@ -180,8 +180,9 @@ function M.decode(s, offset)
     error("treasure.packet: decode: s must be a string, got " .. type(s), 0)
   end
   offset = offset or 1
-  if type(offset) ~= "number" or offset < 1 or offset ~= floor(offset) then
-    error("treasure.packet: decode: offset must be an integer >= 1, got " ..
+  -- bounded, so the messages below can print it as the integer it is
+  if type(offset) ~= "number" or not (offset >= 1 and offset <= 9007199254740991) or offset ~= floor(offset) then
+    error("treasure.packet: decode: offset must be an integer in [1, 9007199254740991], got " ..
       (type(offset) == "number" and tostring(offset) or type(offset)), 0)
   end
   local avail = #s - offset + 1
@@ -247,6 +248,16 @@ local function to_u64(v, hex)
   end
   if type(v) == "cdata" then return ffi.cast("uint64_t", v) end
   error("treasure.packet: encode: roll must be a number, uint64 cdata or nil, got " .. type(v), 0)
+end
+
+--- The one rule for numbers in the messages of every treasure module
+-- (docs/API.md, "Numbers in messages"): a number the module holds or computed
+-- (a limit, a capacity, a count, a total weight, a seq, a valid integer
+-- argument failing a state rule) prints as an exact decimal integer, never
+-- an exponent, and -0 as 0. (A failing argument itself prints as tostring.)
+-- Internal: treasure.legacy and treasure.snapshot use it.
+function M._int_text(v)
+  return format("%d", v)
 end
 
 --- encode(fields) -> 128-byte string. Missing fields are 0; magic, version

@@ -27,12 +27,17 @@ local type, tostring, error, next, rawget = type, tostring, error, next, rawget
 local VERSION = 1
 local U32_MAX = 4294967295
 local SAFE = 9007199254740991
+-- next_seq = counters.digs + 1: the resolver that used seq 2^53-1 (the last
+-- a dig may take, docs/API.md) snapshots next_seq = 2^53, exact in a double.
+local NEXT_SEQ_MAX = 9007199254740992
+local I = packet._int_text -- numbers in messages (docs/API.md)
 
 local R_ID = "[1, 4294967295]"
 local R_U32_0 = "[0, 4294967295]"
 local R_COORD = "[-1048576, 1048575]"
 local R_SAFE_0 = "[0, 9007199254740991]"
 local R_SAFE_1 = "[1, 9007199254740991]"
+local R_NEXT_SEQ = "[1, 9007199254740992]"
 
 local MAGIC = 0x52535254 -- "TRSR" read as a little-endian u32
 local u8p = ffi.typeof("const uint8_t *")
@@ -154,7 +159,7 @@ end
 local function unique(list_path, i, seen, id)
   local first = seen[id]
   if first then
-    fail(format("%s.id must not repeat %s.id, got %s", elem(list_path, i), elem(list_path, first), tostring(id)))
+    fail(format("%s.id must not repeat %s.id, got %s", elem(list_path, i), elem(list_path, first), I(id)))
   end
   seen[id] = i
 end
@@ -189,11 +194,11 @@ function M.check(s)
       local e = keys(ep, rawget(entries, j), ENTRY_KEYS, j)
       fields(ep, j, e, ENTRY)
       local mn, mx = rawget(e, "min"), rawget(e, "max")
-      if mn > mx then fail(elem(ep, j) .. ".min must be <= max, got " .. mn .. " > " .. mx) end
+      if mn > mx then fail(elem(ep, j) .. ".min must be <= max, got " .. I(mn) .. " > " .. I(mx)) end
       total = total + rawget(e, "weight")
     end
     if total > U32_MAX then
-      fail(path .. ".entries total weight must be <= 4294967295, got " .. tostring(total))
+      fail(path .. ".entries total weight must be <= 4294967295, got " .. I(total))
     end
   end
 
@@ -211,12 +216,12 @@ function M.check(s)
     if col == nil then col = {}; blocks[xy] = col end
     local other = col[z]
     if other then
-      fail(format("%s block must not hold a site already, got %d, %d, %d (site %d)", elem(SP, i), x, y, z, other))
+      fail(format("%s block must not hold a site already, got %s, %s, %s (site %s)", elem(SP, i), I(x), I(y), I(z), I(other)))
     end
     col[z] = id
     local lt = rawget(site, "loot_table_id")
     if not tables[lt] then
-      fail(elem(SP, i) .. ".loot_table_id must be an existing loot table, got " .. tostring(lt))
+      fail(elem(SP, i) .. ".loot_table_id must be an existing loot table, got " .. I(lt))
     end
   end
 
@@ -236,7 +241,7 @@ function M.check(s)
   local digs = rawget(c, "digs")
   local kinds = rawget(c, "found") + rawget(c, "empty") + rawget(c, "nothing") + rawget(c, "rejected")
   if digs ~= kinds then
-    fail(format("snapshot.counters.digs must be found + empty + nothing + rejected (%.0f), got %.0f", kinds, digs))
+    fail(format("snapshot.counters.digs must be found + empty + nothing + rejected (%s), got %s", I(kinds), I(digs)))
   end
 
   local pending = rawget(s, "pending")
@@ -254,7 +259,7 @@ function M.check(s)
     if cast(u32p, p)[0] ~= MAGIC then
       why = "bad magic"
     elseif cast(u16p, p + 4)[0] ~= 1 then
-      why = "bad version " .. cast(u16p, p + 4)[0]
+      why = "bad version " .. I(cast(u16p, p + 4)[0])
     elseif cast(u32p, p + 124)[0] ~= packet.crc32c_ptr(p, 124) % 4294967296 then
       why = "bad CRC"
     end
@@ -262,28 +267,28 @@ function M.check(s)
     local w = cast(u32p, p)
     local seq = w[3] * 4294967296 + w[2]
     local rcpt = w[8]
-    if seq < 1 then fail(format("%s.seq must be at least 1, got %.0f", path, seq)) end
+    if seq < 1 then fail(format("%s.seq must be at least 1, got %s", path, I(seq))) end
     if last_seq then
       if seq < last_seq then
-        fail(format("%s.seq must not be below the previous packet's seq %.0f, got %.0f", path, last_seq, seq))
+        fail(format("%s.seq must not be below the previous packet's seq %s, got %s", path, I(last_seq), I(seq)))
       end
       if seq == last_seq and rcpt <= last_rcpt then
-        fail(format("%s.recipient must be above the previous packet's recipient %d (same seq %.0f), got %d",
-          path, last_rcpt, seq, rcpt))
+        fail(format("%s.recipient must be above the previous packet's recipient %s (same seq %s), got %s",
+          path, I(last_rcpt), I(seq), I(rcpt)))
       end
     end
     last_seq, last_rcpt = seq, rcpt
   end
   if rawget(c, "packets") < n then
-    fail(format("snapshot.counters.packets must be at least the pending packets (%d), got %.0f", n, rawget(c, "packets")))
+    fail(format("snapshot.counters.packets must be at least the pending packets (%s), got %s", I(n), I(rawget(c, "packets"))))
   end
 
-  local next_seq = int("snapshot.next_seq", rawget(s, "next_seq"), 1, SAFE, R_SAFE_1)
+  local next_seq = int("snapshot.next_seq", rawget(s, "next_seq"), 1, NEXT_SEQ_MAX, R_NEXT_SEQ)
   if last_seq and next_seq <= last_seq then
-    fail(format("snapshot.next_seq must be above the last pending packet's seq %.0f, got %.0f", last_seq, next_seq))
+    fail(format("snapshot.next_seq must be above the last pending packet's seq %s, got %s", I(last_seq), I(next_seq)))
   end
   if next_seq ~= digs + 1 then
-    fail(format("snapshot.next_seq must be counters.digs + 1 (%.0f), got %.0f", digs + 1, next_seq))
+    fail(format("snapshot.next_seq must be counters.digs + 1 (%s), got %s", I(digs + 1), I(next_seq)))
   end
   return n
 end

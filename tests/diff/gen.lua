@@ -9,7 +9,9 @@
 -- the driver materializes afresh for every backend:
 --   { __tbl = { {k, v}, ... }, __meta = pairs|nil }   a table built from ordered
 --                                         pairs (with an __index metatable)
---   { __buf = "vla"|"fixed"|"int32"|"ptr", size = bytes }   an FFI buffer
+--   { __buf = "vla"|"fixed"|"int32"|"ptr"|"const"|"ctype"|"ctype_vla", size = bytes }
+--                                         an FFI buffer ("ctype": the ctype
+--                                         object uint8_t[size], not an instance)
 --   { __fn = true }                       a function
 --   { __i64 = v }                         a boxed int64_t cdata
 -- `self` (when present) replaces the resolver: "nil", "table", "number".
@@ -647,8 +649,10 @@ function Gen:gen_poll_into()
     local size = cap * 128
     if r:chance(0.25) then size = size + r:int(1, 127) end
     buf = { __buf = "fixed", size = size }
-  elseif k < 89 then buf = { __buf = "int32", size = 512 }
-  elseif k < 92 then buf = { __buf = "ptr", size = 512 }
+  elseif k < 88 then buf = { __buf = "int32", size = 512 }
+  elseif k < 90 then buf = { __buf = "ptr", size = 512 }
+  elseif k < 92 then -- issue 12: a ctype object (an easy slip for ffi.new), a const array
+    buf = r:pick({ { __buf = "ctype", size = 512 }, { __buf = "ctype_vla", size = 0 }, { __buf = "const", size = 512 } })
   else
     buf = r:pick({ "buf", 5, { __tbl = {} }, true })
     if buf == 5 and r:chance(0.3) then buf = nil end

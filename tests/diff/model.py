@@ -74,6 +74,21 @@ def dec(v):
     raise ValueError("unknown trace value %r" % (v,))
 
 
+def buf_text(v):
+    """How poll_into names a refused buffer: its ctype for cdata (issue 12)."""
+    if isinstance(v, Buf):
+        return {
+            "int32": "cdata<int [?]>",
+            "ptr": "cdata<unsigned char *>",
+            "const": "cdata<const unsigned char [%d]>" % v.size,
+            "ctype": "ctype<unsigned char [%d]>" % v.size,
+            "ctype_vla": "ctype<unsigned char [?]>",
+        }[v.kind]
+    if isinstance(v, I64):
+        return "cdata<int64_t>"
+    return typename(v)
+
+
 def typename(v):
     if v is None:
         return "nil"
@@ -472,7 +487,7 @@ class Model:
 
     def poll_into(self, fn, buf=None, mx=None, *_):
         if not (isinstance(buf, Buf) and buf.kind in ("vla", "fixed")):
-            fail(fn, "buf must be a uint8_t array cdata, got %s" % typename(buf))
+            fail(fn, "buf must be a uint8_t array cdata, got %s" % buf_text(buf))
         m = check_int(fn, "max", mx, 0, MAX53)
         cap = buf.size // 128
         if m > cap:

@@ -2,7 +2,15 @@
 --
 --   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' \
 --   luajit tests/diff/run.lua --backends lua,native --sequences 200 --calls 2000 \
---     [--seed S] [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--swap]
+--     [--seed S] [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--swap] [--bombs]
+--
+-- --bombs: every call on the legacy (lua) backend is hit by raising
+-- allocations: __gc finalizers that raise (newproxy bombs) are armed before
+-- the call and the GC made aggressive (pause 0, stepmul 10000), so they go off
+-- in the GC steps of the call's own allocations. A call that raised a bomb is
+-- retried (it must have changed nothing) until it completes; the results must
+-- stay identical to the other backends'. The JIT is off (Debian's LuaJIT
+-- 2.1.0-beta3 segfaults when a finalizer raises inside compiled code).
 --
 -- --swap: the last backend's resolver is live-swapped (r:snapshot() +
 -- restore, via treasure.swap, or native._restore_with_tuning when the
@@ -40,9 +48,10 @@ do
     elseif a == "--keep-going" then O.keep_going = true
     elseif a == "--no-negzero" then O.no_negzero = true
     elseif a == "--swap" then O.swap = true
+    elseif a == "--bombs" then O.bombs = true
     elseif a == "-h" or a == "--help" then
       print("usage: luajit tests/diff/run.lua [--backends lua,native] [--sequences N] [--calls N] [--seed S]")
-      print("       [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--no-negzero] [--swap]")
+      print("       [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--no-negzero] [--swap] [--bombs]")
       os.exit(0)
     else
       io.stderr:write("run.lua: unknown option " .. tostring(a) .. "\n"); os.exit(2)
@@ -93,6 +102,42 @@ if O.swap then
   io.stderr:write("  --swap: " .. SWAPPED.spec .. " is swapped between backends at random calls\n")
 end
 local total_swaps = 0
+
+---------------------------------------------------------------- bombs (--bombs)
+local BOMB = "treasure-diff-bomb"
+local bombs_fired, bombs_inside = 0, 0
+local function bomb_gc() bombs_fired = bombs_fired + 1; error(BOMB, 0) end
+local function arm_one()
+  local p = newproxy(true)
+  getmetatable(p).__gc = bomb_gc
+end
+local function defuse() -- run every pending finalizer outside the calls
+  while not pcall(collectgarbage) do end
+end
+local bomb_rng
+if O.bombs then
+  jit.off()
+  collectgarbage("setpause", 0)
+  collectgarbage("setstepmul", 10000)
+  bomb_rng = gen.rng(O.seed * 7 + 3)
+  for _, b in ipairs(BACKENDS) do b.bombs = (b.name == "lua") end
+end
+
+--- pcall(f, self, args[1..n]) with bombs armed; a call that raised a bomb is
+-- retried until it completes. Results come back in locals: no allocation
+-- between the call and the check (the bombs would go off there instead).
+local function bombed_pcall(f, self, n, args)
+  defuse()
+  for _ = 1, 1 + bomb_rng:below(3) do pcall(arm_one) end
+  local ok, r1, r2, r3
+  while true do
+    ok, r1, r2, r3 = pcall(f, self, unpack(args, 1, n))
+    if ok or r1 ~= BOMB then break end
+    bombs_inside = bombs_inside + 1
+  end
+  defuse()
+  return ok, r1, r2, r3
+end
 
 local WORKERS = {}
 for _, w in ipairs(split(O.workers)) do WORKERS[#WORKERS + 1] = assert(tonumber(w), "--workers: numbers") end
@@ -269,6 +314,9 @@ local function materialize(v, bufs)
     if v.__buf == "vla" then b = ffi.new("uint8_t[?]", v.size)
     elseif v.__buf == "fixed" then b = ffi.new("uint8_t[" .. v.size .. "]")
     elseif v.__buf == "int32" then b = ffi.new("int32_t[?]", v.size / 4)
+    elseif v.__buf == "ctype" then b = ffi.typeof("uint8_t[" .. v.size .. "]") -- the ctype object, not an instance
+    elseif v.__buf == "ctype_vla" then b = ffi.typeof("uint8_t[?]")
+    elseif v.__buf == "const" then b = ffi.new("const uint8_t[" .. v.size .. "]")
     else b = ffi.cast("uint8_t *", ffi.new("uint8_t[?]", v.size)) end
     if v.__buf == "vla" or v.__buf == "fixed" then
       ffi.fill(b, v.size, 0xA5)
@@ -351,7 +399,8 @@ local function apply(b, c)
   -- backend's FFI fast path also runs from traces
   local n = c.n
   local res
-  if n == 0 then res = pack_res(pcall(f, self))
+  if b.bombs then res = pack_res(bombed_pcall(f, self, n, args))
+  elseif n == 0 then res = pack_res(pcall(f, self))
   elseif n == 1 then res = pack_res(pcall(f, self, args[1]))
   elseif n == 2 then res = pack_res(pcall(f, self, args[1], args[2]))
   elseif n == 4 then res = pack_res(pcall(f, self, args[1], args[2], args[3], args[4]))
@@ -721,6 +770,14 @@ for s = 0, O.sequences - 1 do
 end
 if trace_f then trace_f:close() end
 io.stderr:write(string.format("  %d packets compared, %.1fs cpu, %ds wall\n", total_packets, os.clock() - t0, os.time() - wall0))
+if O.bombs then
+  io.stderr:write(string.format("  --bombs: %d bombs went off, %d inside legacy calls (each retried)\n",
+    bombs_fired, bombs_inside))
+  if bombs_inside == 0 and failed == 0 and O.calls >= 200 then
+    print("run.lua: --bombs: no bomb went off inside a call")
+    failed = failed + 1
+  end
+end
 if O.swap then
   io.stderr:write(string.format("  %d live swaps of %s\n", total_swaps, SWAPPED.spec))
   if total_swaps == 0 and failed == 0 and O.calls >= 200 then

@@ -282,13 +282,45 @@ local CASES = {
   { "poll_into buf string", function(r) r:poll_into(string.rep("\0", 256), 1) end,
     "treasure: poll_into: buf must be a uint8_t array cdata, got string" },
   { "poll_into buf pointer", function(r) r:poll_into(ffi.cast("uint8_t *", ffi.new("uint8_t[256]")), 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata" },
+    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<unsigned char *>" },
   { "poll_into buf int32 array", function(r) r:poll_into(ffi.new("int32_t[?]", 64), 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata" },
+    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<int [?]>" },
   { "poll_into buf int8_t VLA (signed bytes are not uint8_t)", function(r) r:poll_into(ffi.new("int8_t[?]", 256), 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata" },
+    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<char [?]>" },
   { "poll_into buf char array", function(r) r:poll_into(ffi.new("char[256]"), 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata" },
+    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<char [256]>" },
+  -- issue 12: the buffer is checked by what it is (an instance of a uint8_t
+  -- array ctype), before max and before anything leaves the queue (probe)
+  { "poll_into buf ctype object", function(r) r:poll_into(ffi.typeof("uint8_t[256]"), 1) end,
+    "treasure: poll_into: buf must be a uint8_t array cdata, got ctype<unsigned char [256]>" },
+  { "poll_into buf ctype object, max 0", function(r) r:poll_into(ffi.typeof("uint8_t[256]"), 0) end,
+    "treasure: poll_into: buf must be a uint8_t array cdata, got ctype<unsigned char [256]>" },
+  { "poll_into buf VLA ctype object", function(r) r:poll_into(ffi.typeof("uint8_t[?]"), 1) end,
+    "treasure: poll_into: buf must be a uint8_t array cdata, got ctype<unsigned char [?]>" },
+  { "poll_into buf VLA ctype object, max 0", function(r) r:poll_into(ffi.typeof("uint8_t[?]"), 0) end,
+    "treasure: poll_into: buf must be a uint8_t array cdata, got ctype<unsigned char [?]>" },
+  { "poll_into buf char pointer, max 0", function(r) r:poll_into(ffi.cast("char *", ffi.new("uint8_t[256]")), 0) end,
+    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<char *>" },
+  { "poll_into buf const array", function(r) r:poll_into(ffi.new("const uint8_t[256]"), 1) end,
+    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<const unsigned char [256]>" },
+  { "poll_into buf reference (struct field)", function(r)
+      r:poll_into(ffi.new("struct { int n; uint8_t b[256]; }").b, 1)
+    end,
+    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<unsigned char (&)[256]>" },
+  { "poll_into buf pointer ctype object", function(r) r:poll_into(ffi.typeof("uint8_t *"), 0) end,
+    "treasure: poll_into: buf must be a uint8_t array cdata, got ctype<unsigned char *>" },
+  { "poll_into buf 2-d array", function(r) r:poll_into(ffi.new("uint8_t[2][128]"), 1) end,
+    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<unsigned char [2][128]>" },
+  { "poll_into buf table, max 0", function(r) r:poll_into({}, 0) end,
+    "treasure: poll_into: buf must be a uint8_t array cdata, got table" },
+  { "poll_into the same ctype object twice", function(r)
+      local ct = ffi.typeof("uint8_t[512]")
+      assert(not pcall(r.poll_into, r, ct, 1))
+      r:poll_into(ct, 0)
+    end,
+    "treasure: poll_into: buf must be a uint8_t array cdata, got ctype<unsigned char [512]>" },
+  { "poll_into max past 1e15 on a small buffer", function(r) r:poll_into(ffi.new("uint8_t[?]", 4 * 128), 1e15) end,
+    "treasure: poll_into: max must be at most 4 (the packets buf holds), got 1000000000000000" },
   { "poll_into buf before max", function(r) r:poll_into({}, -1) end,
     "treasure: poll_into: buf must be a uint8_t array cdata, got table" },
   { "poll_into max nil", function(r) r:poll_into(ffi.new("uint8_t[?]", 128)) end,
@@ -308,7 +340,7 @@ local CASES = {
       assert(not pcall(r.poll_into, r, b, 1))
       r:poll_into(b, 1)
     end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata" },
+    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<char [?]>" },
   { "poll_into the same small buffer twice", function(r)
       local b = ffi.new("uint8_t[?]", 4 * 128)
       assert(r:poll_into(b, 0) == 0)

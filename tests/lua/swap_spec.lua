@@ -283,7 +283,7 @@ for _, B in ipairs(backends) do
         { "next_seq not digs + 1", function(s) s.next_seq = 12 end,
           "snapshot.next_seq must be counters.digs + 1 (10), got 12" },
         { "next_seq fraction", function(s) s.next_seq = 10.5 end,
-          "snapshot.next_seq must be an integer in [1, 9007199254740991], got 10.5" },
+          "snapshot.next_seq must be an integer in [1, 9007199254740992], got 10.5" },
         { "first failure in check order", function(s) s.version = 0; s.players[1].x = 0.5 end,
           "snapshot.version must be 1, got 0" },
       }
