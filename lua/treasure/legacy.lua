@@ -39,8 +39,8 @@ local cast, copy, sizeof, typeof = ffi.cast, ffi.copy, ffi.sizeof, ffi.typeof
 local floor = math.floor
 local format = string.format
 local sort = table.sort
-local type, tostring, tonumber, error, next, pairs, rawget, rawset, setmetatable, pcall =
-      type, tostring, tonumber, error, next, pairs, rawget, rawset, setmetatable, pcall
+local type, tostring, tonumber, error, next, pairs, rawget, rawset, setmetatable, pcall, newproxy =
+      type, tostring, tonumber, error, next, pairs, rawget, rawset, setmetatable, pcall, newproxy
 
 if not ffi.abi("le") then
   error("treasure.legacy: batch records are read through host-order FFI structs; a little-endian host is required", 0)
@@ -350,14 +350,35 @@ end
 ---------------------------------------------------------------------------
 
 local Resolver = {}
-local resolver_mt = {
-  __index = Resolver,
-  __metatable = "treasure.resolver",
-  __tostring = function(self)
-    local st = states[self]
-    return format("treasure.resolver(lua%s)", st and st.closed and ", closed" or "")
-  end,
-}
+
+--- Releases a resolver's state (close, or its finalizer): drop everything,
+-- keep only the closed flag so later calls can say so. The flag is set
+-- first, so the loop then only assigns nil, which cannot raise.
+local function release(st)
+  st.closed = true
+  for k in pairs(st) do
+    if k ~= "closed" then st[k] = nil end
+  end
+end
+
+--- A resolver is a userdata (newproxy) with this one shared metatable, so
+-- it is finalized by the GC exactly as a native resolver's userdata is:
+-- once finalized (a collection, lua_close at exit, then perhaps resurrected
+-- by another finalizer) it is closed, and every method says so on both
+-- backends (docs/API.md, "Lifecycle"). A plain table would never be
+-- finalized and would keep working where native's cannot.
+local resolver_proto = newproxy(true)
+local resolver_mt = getmetatable(resolver_proto)
+resolver_mt.__index = Resolver
+resolver_mt.__tostring = function(self)
+  local st = states[self]
+  return format("treasure.resolver(lua%s)", st and st.closed and ", closed" or "")
+end
+resolver_mt.__gc = function(self)
+  local st = states[self]
+  if st ~= nil and not st.closed then release(st) end
+end
+resolver_mt.__metatable = "treasure.resolver"
 
 local OPTS = {
   { "seed", 0, T_MAX, R_T, 0 },
@@ -416,7 +437,7 @@ local function new(opts)
     buf = buf_t(64 * 128), cap = 64, head = 0, tail = 0,
     digs = 0, packets = 0, found = 0, empty = 0, nothing = 0, rejected = 0, busy = 0,
   }
-  local self = setmetatable({}, resolver_mt)
+  local self = newproxy(resolver_proto)
   states[self] = st
   return self
 end
@@ -991,12 +1012,7 @@ function Resolver:close()
   local st = states[self]
   if st == nil then fail("close", "self must be a resolver, got " .. type(self)) end
   if st.closed then return end
-  -- Drop everything; keep only the closed flag so later calls can say so
-  -- (set first: the loop then only assigns nil, which cannot raise).
-  st.closed = true
-  for k in pairs(st) do
-    if k ~= "closed" then st[k] = nil end
-  end
+  release(st)
 end
 
 ---------------------------------------------------------------------------
