@@ -8,11 +8,21 @@ local backends = require("backends")
 
 local function sh_quote(s) return "'" .. s:gsub("'", "'\\''") .. "'" end
 
---- Run a Lua snippet in a fresh luajit with the given env prefix; returns
+-- The children run on the interpreter running this spec (Debian's luajit or
+-- OpenResty's, see the Makefile): popen's shell is our child, so its parent
+-- is this process.
+local LUAJIT = (function()
+  local fh = io.popen("readlink /proc/$PPID/exe 2>/dev/null")
+  local exe = fh and fh:read("*l")
+  if fh then fh:close() end
+  return (exe and exe ~= "") and exe or "luajit"
+end)()
+
+--- Run a Lua snippet in a fresh LuaJIT with the given env prefix; returns
 -- ok, combined output.
 local function run(env, code)
   -- popen's close() does not report the exit status in Lua 5.1: append it.
-  local cmd = env .. " luajit -e " .. sh_quote(code) .. " 2>&1; printf '\\n%d' $?"
+  local cmd = env .. " " .. sh_quote(LUAJIT) .. " -e " .. sh_quote(code) .. " 2>&1; printf '\\n%d' $?"
   local fh = assert(io.popen(cmd, "r"))
   local out = fh:read("*a")
   fh:close()
