@@ -127,6 +127,11 @@ if native_loads then
       dir = os.tmpname()
       os.remove(dir)
       assert(os.execute("mkdir -p " .. sh_quote(dir) .. " && cp -r " .. sh_quote(src) .. " " .. sh_quote(dir .. "/treasure")) == 0)
+      -- init.lua in a checkout; a LuaRocks tree installs it as treasure.lua
+      local init = package.searchpath("treasure", package.path)
+      if init:match("/treasure%.lua$") then
+        assert(os.execute("cp " .. sh_quote(init) .. " " .. sh_quote(dir .. "/treasure.lua")) == 0)
+      end
       local f = assert(io.open(dir .. "/treasure/packet.lua", "rb"))
       local text = f:read("*a")
       f:close()
