@@ -83,7 +83,9 @@ fn treasure_native(lua: &Lua) -> mlua::Result<Table> {
 /// string").
 #[cfg(feature = "module")]
 #[unsafe(no_mangle)]
-unsafe extern "C-unwind" fn luaopen_treasure_native(state: *mut mlua::lua_State) -> std::os::raw::c_int {
+unsafe extern "C-unwind" fn luaopen_treasure_native(
+    state: *mut mlua::lua_State,
+) -> std::os::raw::c_int {
     use mlua::ffi;
     // SAFETY: `state` is the live state that require() passes to a C loader.
     // Every call below keeps within the LUA_MINSTACK (20) free slots a C
@@ -104,7 +106,10 @@ unsafe extern "C-unwind" fn luaopen_treasure_native(state: *mut mlua::lua_State)
             if ffi::lua_type(state, -1) != ffi::LUA_TSTRING {
                 ffi::lua_pushstring(state, c"an unknown Lua".as_ptr());
             }
-            ffi::lua_pushstring(state, c"treasure.native: needs LuaJIT 2.1 (FFI); this is ".as_ptr());
+            ffi::lua_pushstring(
+                state,
+                c"treasure.native: needs LuaJIT 2.1 (FFI); this is ".as_ptr(),
+            );
             ffi::lua_insert(state, -2);
             ffi::lua_concat(state, 2);
             ffi::lua_error(state);

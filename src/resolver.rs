@@ -435,7 +435,10 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     raw.set("methods", m)?;
     raw.set("_VERSION", concat!("treasure ", env!("CARGO_PKG_VERSION")))?;
     // The same as one number, as packet.lua computes it: major*1e6 + minor*1e3 + patch.
-    let part = |s: &str| s.parse::<f64>().map_err(|e| mlua::Error::runtime(format!("version part {s}: {e}")));
+    let part = |s: &str| {
+        s.parse::<f64>()
+            .map_err(|e| mlua::Error::runtime(format!("version part {s}: {e}")))
+    };
     raw.set(
         "_VERSION_NUM",
         part(env!("CARGO_PKG_VERSION_MAJOR"))? * 1e6
