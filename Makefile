@@ -3,23 +3,49 @@
 #   make test   - install, build, run every test (cargo, busted on both backends, differential, vectors)
 #   make bench  - criterion benches + harness legacy vs native, rewrites docs/BENCHMARKS.md and the plot
 SHELL := /bin/bash
-APT_PKGS := luajit libluajit-5.1-dev luarocks lua-busted valgrind
+# LuaJIT 2.1 with its headers: Debian's luajit + libluajit-5.1-dev or
+# OpenResty's luajit2 + libluajit2-5.1-dev, whichever is there (they conflict;
+# installing one removes the other and what needs it, e.g. nginx's Lua module).
+LUAJIT_PKGS := luajit libluajit-5.1-dev
+LUAJIT_INCDIR ?= /usr/include/luajit-2.1
+APT_PKGS := luarocks lua-busted valgrind
+# PUC Lua, only to test that it is refused clearly (test-puc)
+TEST_APT_PKGS := lua5.1 lua5.4
 CARGO ?= cargo
 LUAJIT ?= luajit
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;
 export LUA_CPATH := $(CURDIR)/build/?.so;;
 NATIVE_SO := build/treasure/native.so
+# Release artifacts (make rock). RELEASE_BASE_URL is the one place the
+# download address is set: the release rockspec's source.url is
+# $(RELEASE_BASE_URL)/treasure-resolver-<version>.tar.gz. The project has no
+# public address yet, so the default is this checkout's dist/ (honest, and
+# installable here); publish elsewhere with `make rock RELEASE_BASE_URL=https://...`.
+DIST ?= $(CURDIR)/dist
+RELEASE_BASE_URL ?= file://$(DIST)
+HOMEPAGE ?= $(RELEASE_BASE_URL)
 
-.PHONY: deps build test test-rust test-lua test-diff test-swap test-model test-vectors test-lifecycle test-memcheck test-rock demo bench clean
+.PHONY: deps deps-test build test test-rust test-lua test-other-luajit test-puc test-version test-diff test-swap test-model test-vectors test-lifecycle test-memcheck test-rock rock demo bench clean
 
-# Install Debian packages only when one is missing (idempotent, no apt-get otherwise).
+# Install Debian packages only when one is missing (idempotent, no apt-get
+# otherwise). Any LuaJIT 2.1 already on PATH with its headers is accepted;
+# Debian's is installed only when there is none. apt-get runs with
+# --no-remove: it fails rather than remove a package (DEPS_DRY_RUN=1: apt-get -s).
+define apt_install
+  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
+  if [ -n "$(DEPS_DRY_RUN)" ]; then echo "would install:$$missing"; apt-get install -s --no-remove $$missing; \
+  else echo "installing:$$missing"; \
+    $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-remove $$missing; fi
+endef
 deps:
 	@missing=""; for p in $(APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing:$$missing"; \
-	  SUDO=""; [ "$$(id -u)" = 0 ] || SUDO=sudo; \
-	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq $$missing; \
-	fi
+	if $(LUAJIT) -e 'assert(jit.version_num >= 20100)' >/dev/null 2>&1 && [ -f $(LUAJIT_INCDIR)/luajit.h ]; then :; \
+	else for p in $(LUAJIT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; fi; \
+	if [ -n "$$missing" ]; then $(apt_install); fi
+
+deps-test: deps
+	@missing=""; for p in $(TEST_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(apt_install); fi
 
 build: deps
 	$(CARGO) build --release -p treasure-native --no-default-features --features luajit,module
@@ -27,7 +53,7 @@ build: deps
 	@# copy then rename: never rewrite a .so in place under a running process
 	cp target/release/libtreasure_native.so $(NATIVE_SO).tmp && mv -f $(NATIVE_SO).tmp $(NATIVE_SO)
 
-test: build test-rust test-lua test-diff test-swap test-model test-vectors test-lifecycle test-overload test-memcheck test-rock fuzz-smoke
+test: build test-version test-rust test-lua test-other-luajit test-puc test-diff test-swap test-model test-vectors test-lifecycle test-overload test-memcheck test-rock fuzz-smoke
 
 test-rust:
 	$(CARGO) test --workspace
@@ -37,6 +63,25 @@ test-rust:
 test-lua: deps build
 	TREASURE_TEST_BACKENDS=lua,native $(LUAJIT) /usr/bin/busted --lpath='$(CURDIR)/tests/lua/?.lua' tests/lua
 	TREASURE_NATIVE_FFI=0 TREASURE_TEST_BACKENDS=native $(LUAJIT) /usr/bin/busted --lpath='$(CURDIR)/tests/lua/?.lua' tests/lua
+
+# The busted specs again on the other LuaJIT 2.1 (OpenResty's when Debian's is
+# installed, else Debian's), unpacked under build/ without touching the system.
+test-other-luajit: deps build
+	bash tools/other-luajit.sh -e 'print(jit.version .. (pcall(require, "table.isempty") and " (OpenResty)" or " (Debian)"))'
+	TREASURE_TEST_BACKENDS=lua,native bash tools/other-luajit.sh /usr/bin/busted --lpath='$(CURDIR)/tests/lua/?.lua' tests/lua
+	TREASURE_NATIVE_FFI=0 TREASURE_TEST_BACKENDS=native bash tools/other-luajit.sh /usr/bin/busted --lpath='$(CURDIR)/tests/lua/?.lua' tests/lua
+
+# PUC Lua 5.1 and 5.4 are refused in one line (require("treasure") and native.so).
+test-puc: deps-test build
+	bash tests/puc/run.sh
+
+# The version is defined once (Cargo.toml); every other place agrees with it.
+test-version: build
+	bash tools/version.sh check
+
+# Release artifacts under $(DIST) and the tag v<version> (tools/rock.sh).
+rock: deps
+	bash tools/rock.sh --tag "$(DIST)" "$(RELEASE_BASE_URL)" "$(HOMEPAGE)"
 
 # Differential: legacy vs native, worker counts cycling 1,2,4,8; then again
 # with tiny internal queues (chunks of 1-3 digs, 1-4 chunks in flight).
@@ -62,7 +107,8 @@ test-swap: build
 test-model: deps
 	bash tests/diff/model_check.sh 40 2000
 
-# LuaRocks: install into a temporary tree, run the suite against the installed copy.
+# LuaRocks: luarocks make, then both release rocks into fresh trees from
+# outside the checkout; luarocks test and remove for each (tests/rock/run.sh).
 test-rock: deps
 	bash tests/rock/run.sh
 
@@ -111,4 +157,4 @@ demo: build
 	$(LUAJIT) examples/harness.lua --seconds 10
 
 clean:
-	rm -rf build target
+	rm -rf build target dist doc

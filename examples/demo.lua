@@ -2,7 +2,7 @@
 --
 --   LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' luajit examples/demo.lua
 --
--- TREASURE_BACKEND=lua or =native picks a backend explicitly.
+-- TREASURE_BACKEND=legacy (or lua) or =native picks a backend explicitly.
 
 local bit = require("bit")
 local treasure = require("treasure")

@@ -190,7 +190,7 @@ elseif opt.backend == "native" then
   end
   T = m
 else
-  die("--backend must be lua or native, got '" .. opt.backend .. "'")
+  die("--backend must be legacy (or lua) or native, got '" .. opt.backend .. "'")
 end
 local backend_name = T.backend or opt.backend or "?"
 

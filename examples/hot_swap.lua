@@ -82,7 +82,7 @@ local function rnd(n)
 end
 
 ---------------------------------------------------------------- the world
-local from = require(O.from == "lua" and "treasure.legacy" or "treasure.native")
+local from = require((O.from == "lua" or O.from == "legacy") and "treasure.legacy" or "treasure.native")
 local r = from.new({ seed = O.seed, aoi_radius = 48, reach = 6 })
 r:add_loot_table(1, { { item = 1, weight = 10, min = 1, max = 3, rarity = 0 },
                       { item = 2, weight = 1, min = 1, max = 1, rarity = 3 } })

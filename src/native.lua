@@ -233,6 +233,7 @@ end
 
 local M = {
   _VERSION = raw._VERSION,
+  _VERSION_NUM = raw._VERSION_NUM,
   backend = "native",
   -- true when the FFI fast path is in use (see above)
   _ffi = C ~= nil,

@@ -534,5 +534,16 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
 
     raw.set("methods", m)?;
     raw.set("_VERSION", concat!("treasure ", env!("CARGO_PKG_VERSION")))?;
+    // The same as one number, as packet.lua computes it: major*1e6 + minor*1e3 + patch.
+    let part = |s: &str| {
+        s.parse::<f64>()
+            .map_err(|e| mlua::Error::runtime(format!("version part {s}: {e}")))
+    };
+    raw.set(
+        "_VERSION_NUM",
+        part(env!("CARGO_PKG_VERSION_MAJOR"))? * 1e6
+            + part(env!("CARGO_PKG_VERSION_MINOR"))? * 1e3
+            + part(env!("CARGO_PKG_VERSION_PATCH"))?,
+    )?;
     Ok(raw)
 }

@@ -2,36 +2,71 @@
 --
 -- `require("treasure")` returns the native (Rust) backend when
 -- `require("treasure.native")` succeeds and the pure-LuaJIT reference
--- (`treasure.legacy`) otherwise. TREASURE_BACKEND=lua|native forces one;
--- forcing native when it cannot load is an error carrying the loader's
--- message, because silently running the slow path in production would hide
--- a broken deployment.
+-- (`treasure.legacy`) otherwise; then `treasure.native_error` keeps why
+-- native did not load, so a broken deployment can be seen (and
+-- TREASURE_BACKEND=native turns it into an error). TREASURE_BACKEND=legacy
+-- (or its older name, lua) or =native forces one. A native.so from another
+-- release than these Lua files is refused in every mode that would use it.
 --
 -- The module is a fresh table (not the backend's own), so later versions can
 -- add functions here (restore, swap, ...) without touching the backends.
 
+-- First, before any other module is parsed: they are LuaJIT code (0ULL
+-- literals, the FFI), which PUC Lua would reject with a confusing message.
+do
+  local jit = rawget(_G, "jit")
+  local ok = type(jit) == "table" and (tonumber(jit.version_num) or 0) >= 20100 and pcall(require, "ffi")
+  if not ok then
+    local this = type(jit) == "table" and tostring(jit.version) or tostring(_VERSION)
+    error("treasure: needs LuaJIT 2.1 (FFI); this is " .. this, 0)
+  end
+end
+
 local packet = require("treasure.packet")
 
-local function load_native()
-  return pcall(require, "treasure.native")
+--- Backend names: "legacy" is the module's name (treasure.legacy), "lua" the
+-- name contract v1 reports in `backend`; both are accepted everywhere.
+local MODULE_OF = { legacy = "treasure.legacy", lua = "treasure.legacy", native = "treasure.native" }
+
+local function where(modname, path)
+  return (package.searchpath and package.searchpath(modname, path)) or "?"
 end
+
+--- Loads treasure.native. Returns the module, or nil, why, fatal: fatal when
+-- it loaded but belongs to another release (never paired with these files).
+local function load_native()
+  local ok, native = pcall(require, "treasure.native")
+  if not ok then return nil, tostring(native), false end
+  if native._VERSION ~= packet._VERSION then
+    return nil, "treasure: treasure.native is " .. tostring(native._VERSION) .. " (" ..
+      where("treasure.native", package.cpath) .. ") but the Lua modules are " .. packet._VERSION ..
+      " (" .. where("treasure", package.path) .. "); install both halves from one release " ..
+      "(or set TREASURE_BACKEND=legacy to run without native)", true
+  end
+  return native
+end
+
+local native_error -- why native did not load (default selection only)
 
 local function pick()
   local want = os.getenv("TREASURE_BACKEND")
   if want == nil or want == "" then
-    local ok, native = load_native()
-    if ok then return native end
-    return require("treasure.legacy")
-  elseif want == "lua" then
+    local native, why, fatal = load_native()
+    if native then return native end
+    if fatal then error(why, 0) end
+    native_error = why
     return require("treasure.legacy")
   elseif want == "native" then
-    local ok, native = load_native()
-    if not ok then
-      error("treasure: TREASURE_BACKEND=native but treasure.native failed to load: " .. tostring(native), 0)
+    local native, why, fatal = load_native()
+    if not native then
+      if fatal then error(why, 0) end
+      error("treasure: TREASURE_BACKEND=native but treasure.native failed to load: " .. why, 0)
     end
     return native
+  elseif MODULE_OF[want] then
+    return require(MODULE_OF[want])
   end
-  error("treasure: TREASURE_BACKEND must be 'lua' or 'native' (or unset), got '" .. want .. "'", 0)
+  error("treasure: TREASURE_BACKEND must be 'legacy', 'lua' or 'native' (or unset), got '" .. want .. "'", 0)
 end
 
 local impl = pick()
@@ -46,18 +81,19 @@ local function show(v)
   return type(v)
 end
 
---- The backend module for `backend` ("lua", "native" or nil = impl).
+--- The backend module for `backend` ("legacy", "lua", "native" or nil = impl).
 local function backend_module(fn, backend)
   if backend == nil then return impl end
-  if backend == "lua" then return require("treasure.legacy") end
   if backend == "native" then
-    local ok, native = load_native()
-    if not ok then
-      error("treasure: " .. fn .. ": backend 'native' failed to load: " .. tostring(native), 0)
+    local native, why, fatal = load_native()
+    if not native then
+      if fatal then error(why, 0) end
+      error("treasure: " .. fn .. ": backend 'native' failed to load: " .. why, 0)
     end
     return native
   end
-  error("treasure: " .. fn .. ": backend must be 'lua' or 'native', got " .. show(backend), 0)
+  if type(backend) == "string" and MODULE_OF[backend] then return require(MODULE_OF[backend]) end
+  error("treasure: " .. fn .. ": backend must be 'legacy', 'lua' or 'native', got " .. show(backend), 0)
 end
 
 --- treasure.restore(snapshot [, backend]) -> resolver
@@ -95,6 +131,9 @@ return {
   restore = restore,
   swap = swap,
   backend = impl.backend,
-  _VERSION = impl._VERSION,
+  -- nil unless native was tried (TREASURE_BACKEND unset) and did not load
+  native_error = native_error,
+  _VERSION = packet._VERSION,
+  _VERSION_NUM = packet._VERSION_NUM,
   packet = packet,
 }

@@ -46,7 +46,6 @@ if not ffi.abi("le") then
   error("treasure.legacy: batch records are read through host-order FFI structs; a little-endian host is required", 0)
 end
 
-local VERSION = "treasure 1.0.0"
 
 local U32_MAX = 4294967295
 local T_MAX = 9007199254740991          -- 2^53 - 1
@@ -1114,6 +1113,7 @@ end
 return {
   new = new,
   restore = restore,
-  _VERSION = VERSION,
+  _VERSION = packet._VERSION,
+  _VERSION_NUM = packet._VERSION_NUM,
   backend = "lua",
 }

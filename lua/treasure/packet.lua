@@ -23,7 +23,17 @@ if not ffi.abi("le") then
   error("treasure.packet: this module writes packets through a host-order FFI struct and needs a little-endian host", 0)
 end
 
+-- The release this Lua half belongs to. The version is defined once, in
+-- Cargo.toml's [workspace.package]; this line is checked against it by
+-- tools/version.sh (run by `make test` and `make rock`), and every other Lua
+-- module takes its _VERSION from here. _VERSION_NUM is the same version as one
+-- number, major * 1000000 + minor * 1000 + patch (1.2.3 -> 1002003), for `>=`.
+local RELEASE = "treasure 1.0.0"
+local major, minor, patch = RELEASE:match("^treasure (%d+)%.(%d+)%.(%d+)$")
+
 local M = {
+  _VERSION = RELEASE,
+  _VERSION_NUM = tonumber(major) * 1000000 + tonumber(minor) * 1000 + tonumber(patch),
   SIZE = 128,
   MAGIC = "TRSR",
   VERSION = 1,

@@ -164,7 +164,7 @@ local function unique(list_path, i, seen, id)
   seen[id] = i
 end
 
-local M = { VERSION = VERSION }
+local M = { VERSION = VERSION, _VERSION = packet._VERSION, _VERSION_NUM = packet._VERSION_NUM }
 
 --- Raises `treasure: restore: ...` unless `s` is a valid snapshot.
 -- Returns the number of pending packets.

@@ -10,18 +10,14 @@
 //! * `buffer.rs`  the caller's FFI buffer: its payload address and the one
 //!   write through a raw pointer (`poll_into`).
 //! * `fast.rs`    the C functions LuaJIT's FFI calls for the per-tick calls.
+//! * `entry.rs`   `luaopen_treasure_native`: refuses a host that is not
+//!   LuaJIT 2.1, then opens the module.
 //!
 //! What stays outside (safe code): argument checks, messages, the userdata.
 
 pub mod buffer;
+mod entry;
 pub mod fast;
 pub mod fork;
 pub mod handles;
 
-/// The C entry point LuaJIT's `require` looks for (an exported symbol, so
-/// it lives here with the other unsafe attributes).
-#[cfg(feature = "module")]
-#[mlua::lua_module(name = "treasure_native")]
-fn treasure_native(lua: &mlua::Lua) -> mlua::Result<mlua::Table> {
-    crate::open(lua)
-}

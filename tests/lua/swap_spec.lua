@@ -211,8 +211,8 @@ for _, B in ipairs(backends) do
       assert.has_error(function() treasure.swap(nil, "lua") end, "treasure: swap: r must be a resolver, got nil")
       assert.has_error(function() treasure.swap({}, "lua") end, "treasure: swap: r must be a resolver, got table")
       assert.has_error(function() treasure.swap(r, "rust") end,
-        "treasure: swap: backend must be 'lua' or 'native', got 'rust'")
-      assert.has_error(function() treasure.swap(r, 1) end, "treasure: swap: backend must be 'lua' or 'native', got 1")
+        "treasure: swap: backend must be 'legacy', 'lua' or 'native', got 'rust'")
+      assert.has_error(function() treasure.swap(r, 1) end, "treasure: swap: backend must be 'legacy', 'lua' or 'native', got 1")
       assert.same(before, S.counters(r))
       r:close()
       assert.has_error(function() treasure.swap(r, "lua") end, "treasure: swap: resolver is closed")
@@ -307,7 +307,7 @@ for _, B in ipairs(backends) do
 
       it("treasure.restore checks the backend after the snapshot", function()
         assert.has_error(function() treasure.restore(deep_copy(base), "rust") end,
-          "treasure: restore: backend must be 'lua' or 'native', got 'rust'")
+          "treasure: restore: backend must be 'legacy', 'lua' or 'native', got 'rust'")
         assert.has_error(function() treasure.restore({ version = 2 }, "rust") end,
           "treasure: restore: snapshot.version must be 1, got 2")
       end)
