@@ -61,6 +61,7 @@ pub mod grid;
 pub mod histogram;
 mod outbox;
 mod pipeline;
+pub mod pool;
 pub mod records;
 pub mod resolver;
 pub mod roll;

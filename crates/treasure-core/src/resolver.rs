@@ -36,7 +36,8 @@ use crate::error::{Arg, Error, ErrorKind, Method};
 use crate::grid::dist2;
 use crate::histogram::Histogram;
 use crate::outbox::Outbox;
-use crate::pipeline::{run_and_publish, run_chunk, Chunk, ChunkDone, DigJob, Shared};
+use crate::pipeline::{run_chunk, start_queued, Chunk, ChunkDone, DigJob, Shared};
+use crate::pool::{self, Share};
 use crate::records::{dig_records, move_records};
 use crate::roll::{self, LootEntry, LootTable};
 use crate::snapshot::{
@@ -64,7 +65,9 @@ pub struct Options {
     pub aoi_radius: u32,
     /// Max digger-to-block distance, [0, 1048576]. Default 8.
     pub reach: u32,
-    /// Worker threads, [0, 256]; 0 = `available_parallelism`. Default 0.
+    /// This resolver's share of the process-wide worker pool (which has
+    /// one thread per core, see `pool.rs`): at most this many of its chunks
+    /// run at once, [0, 256]; 0 = all pool threads. Default 0.
     pub workers: u32,
     /// Busy threshold, [1, 2^53-1]. Default 1048576.
     pub max_pending_packets: u64,
@@ -156,7 +159,8 @@ pub struct Stats {
     pub inflight_chunks: u64,
     /// Chunks finished and not yet fully polled.
     pub ready_chunks: u64,
-    /// Worker threads.
+    /// The resolver's share of the pool: at most this many of its chunks
+    /// run at once (`workers`, or the pool's thread count for 0).
     pub workers: u64,
 }
 
@@ -198,7 +202,10 @@ struct Inner {
     chunk_digs: usize,
     max_inflight: usize,
     inline_max: usize,
+    /// The share: `workers_opt`, or the pool's thread count for 0.
     workers: usize,
+    /// The process this resolver was made in (see `Drop`).
+    pid: u32,
 
     players: Arc<Players>,
     sites: Sites,
@@ -214,7 +221,6 @@ struct Inner {
     produced: u64,
 
     // Pipeline, caller side.
-    pool: rayon::ThreadPool,
     shared: Arc<Shared>,
     rx: Receiver<ChunkDone>,
     /// `ring[i]` is chunk `head + i`.
@@ -322,20 +328,11 @@ impl Resolver {
             1,
             MAX_SAFE as i128,
         )?;
+        let pool = pool::pool().map_err(|e| Error::new(m, ErrorKind::Internal(e)))?;
         let workers = match opts.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => pool.current_num_threads(),
             n => n as usize,
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(workers)
-            .thread_name(|i| format!("treasure-worker-{i}"))
-            .build()
-            .map_err(|e| {
-                Error::new(
-                    m,
-                    ErrorKind::Internal(format!("cannot start worker threads: {e}")),
-                )
-            })?;
         let max_inflight = opts.max_inflight_chunks.max(1);
         let chunk_digs = opts.chunk_digs.max(1);
         let (tx, rx) = unbounded();
@@ -345,6 +342,8 @@ impl Resolver {
             histogram: Histogram::new(),
             panic_countdown: AtomicU64::new(0),
             tx,
+            pool,
+            share: Share::new(workers),
         });
         Ok(Resolver {
             inner: Some(Box::new(Inner {
@@ -357,6 +356,7 @@ impl Resolver {
                 max_inflight,
                 inline_max: opts.inline_max_digs,
                 workers,
+                pid: std::process::id(),
                 players: Arc::new(Players::new(opts.aoi_radius)),
                 sites: Sites::default(),
                 next_seq: 1,
@@ -367,7 +367,6 @@ impl Resolver {
                 rejected: 0,
                 busy: 0,
                 produced: 0,
-                pool,
                 shared,
                 rx,
                 ring: VecDeque::new(),
@@ -1039,7 +1038,8 @@ impl Inner {
         // A changed world is a new snapshot: its frozen index is built anew.
         self.found_on_snapshot = 0;
         if Arc::strong_count(&self.players) > 1 {
-            let wait_ns = self.inflight_lower.saturating_mul(1000) / self.workers.max(1) as u64;
+            let running = self.workers.min(self.shared.pool.current_num_threads());
+            let wait_ns = self.inflight_lower.saturating_mul(1000) / running.max(1) as u64;
             let clone_ns = (self.players.len() as u64 + 64) * 50;
             if wait_ns < clone_ns {
                 // Workers drop their snapshot reference before publishing,
@@ -1155,8 +1155,8 @@ impl Inner {
             let done = run_chunk(chunk, &self.shared);
             self.receive(done);
         } else {
-            let shared = Arc::clone(&self.shared);
-            self.pool.spawn(move || run_and_publish(chunk, &shared));
+            self.shared.share.push(chunk);
+            start_queued(&self.shared);
         }
     }
 
@@ -1192,11 +1192,16 @@ impl Inner {
 }
 
 impl Drop for Inner {
-    /// Waits for in-flight chunks so no worker outlives the resolver's
-    /// state (workers hold `Arc`s, so this is about promptness and freeing
-    /// memory deterministically, not about safety).
+    /// Waits for this resolver's in-flight chunks (not the whole pool) so
+    /// no worker outlives the resolver's state (workers hold `Arc`s, so this
+    /// is about promptness and freeing memory deterministically, not about
+    /// safety). In a forked child the chunks in flight at the fork will
+    /// never finish (the pool's threads stayed in the parent), so it does
+    /// not wait there: what they hold is leaked.
     fn drop(&mut self) {
-        self.wait_all();
+        if std::process::id() == self.pid {
+            self.wait_all();
+        }
     }
 }
 
