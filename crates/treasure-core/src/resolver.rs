@@ -296,6 +296,19 @@ fn check_record_place(method: Method, n: usize, player: u32, xyz: [i32; 3]) -> R
     )
 }
 
+/// Refuses `digs` more digs (0 for an empty batch) if the last one would
+/// need a seq past 2^53-1 (docs/API.md, "Seq past 2^53").
+fn check_seq(method: Method, next_seq: u64, digs: u64) -> Result<(), Error> {
+    if digs == 0 {
+        return Ok(());
+    }
+    let last = next_seq.saturating_add(digs - 1);
+    if last > MAX_SAFE {
+        return Err(Error::new(method, ErrorKind::SeqExhausted { got: last }));
+    }
+    Ok(())
+}
+
 fn not_joined(method: Method, arg: Arg, player: u32) -> Error {
     Error::new(method, ErrorKind::NotJoined { arg, player })
 }
@@ -585,8 +598,9 @@ impl Resolver {
             .players
             .get(player)
             .ok_or_else(|| not_joined(m, Arg::Plain("player"), player))?;
+        check_seq(m, inner.next_seq, 1)?;
         if inner.is_busy(m)? {
-            inner.busy += 1;
+            inner.count_busy();
             return Ok(None);
         }
         let seq = inner.next_seq;
@@ -625,33 +639,36 @@ impl Resolver {
             }
             Ok(())
         })();
-        let result = validated.and_then(|()| inner.is_busy(m)).map(|busy| {
-            let first = inner.next_seq;
-            if busy {
-                inner.busy += 1;
-                return None;
-            }
-            inner.open_accepted = Instant::now();
-            // The site map is large (32 bytes per site) and its probe is a
-            // cache miss that dominated dig_batch (perf). Probing a block
-            // of records in a tight loop first, result discarded, lets the
-            // CPU overlap those misses; the accepts then hit the cache.
-            const WARM_BLOCK: usize = 256;
-            for (recs, views) in recs.chunks(WARM_BLOCK).zip(views.chunks(WARM_BLOCK)) {
-                let warm = recs.iter().fold(0u32, |acc, r| {
-                    acc ^ inner
-                        .sites
-                        .at(r.x.get(), r.y.get(), r.z.get())
-                        .map_or(0, |s| s.charges)
-                });
-                std::hint::black_box(warm);
-                for (r, &v) in recs.iter().zip(views) {
-                    inner.accept(v, r.x.get(), r.y.get(), r.z.get(), r.t_us.get());
+        let result = validated
+            .and_then(|()| check_seq(m, inner.next_seq, recs.len() as u64))
+            .and_then(|()| inner.is_busy(m))
+            .map(|busy| {
+                let first = inner.next_seq;
+                if busy {
+                    inner.count_busy();
+                    return None;
                 }
-            }
-            inner.submit();
-            Some((first, recs.len() as u64))
-        });
+                inner.open_accepted = Instant::now();
+                // The site map is large (32 bytes per site) and its probe is a
+                // cache miss that dominated dig_batch (perf). Probing a block
+                // of records in a tight loop first, result discarded, lets the
+                // CPU overlap those misses; the accepts then hit the cache.
+                const WARM_BLOCK: usize = 256;
+                for (recs, views) in recs.chunks(WARM_BLOCK).zip(views.chunks(WARM_BLOCK)) {
+                    let warm = recs.iter().fold(0u32, |acc, r| {
+                        acc ^ inner
+                            .sites
+                            .at(r.x.get(), r.y.get(), r.z.get())
+                            .map_or(0, |s| s.charges)
+                    });
+                    std::hint::black_box(warm);
+                    for (r, &v) in recs.iter().zip(views) {
+                        inner.accept(v, r.x.get(), r.y.get(), r.z.get(), r.t_us.get());
+                    }
+                }
+                inner.submit();
+                Some((first, recs.len() as u64))
+            });
         inner.scratch_views = views;
         result
     }
@@ -769,7 +786,7 @@ impl Resolver {
         let q = inner.shared.histogram.quantiles();
         Ok(Stats {
             digs: inner.digs,
-            packets: inner.produced + inner.inflight_lower,
+            packets: (inner.produced + inner.inflight_lower).min(MAX_SAFE),
             found: inner.found,
             empty: inner.empty,
             nothing: inner.nothing,
@@ -943,6 +960,11 @@ impl Resolver {
 }
 
 impl Inner {
+    /// One more refused call; a statistic, so it saturates at 2^53-1.
+    fn count_busy(&mut self) {
+        self.busy = (self.busy + 1).min(MAX_SAFE);
+    }
+
     /// Processes every result already published (non-blocking).
     fn drain(&mut self) {
         while let Ok(done) = self.rx.try_recv() {
@@ -985,7 +1007,8 @@ impl Inner {
             Ok(out) => {
                 let packets = out.len() as u64;
                 debug_assert!(lower <= packets && packets <= upper);
-                self.produced += packets;
+                // A statistic: saturates at 2^53-1 (only `digs` is an id).
+                self.produced = (self.produced + packets).min(MAX_SAFE);
                 self.known_pending += packets;
                 self.ready_chunks += 1;
                 self.ring[i] = Slot::Ready { out, pos: 0 };
