@@ -705,6 +705,65 @@ impl Resolver {
         Ok(n)
     }
 
+    /// The first half of an all-or-nothing poll: copies up to `max`
+    /// pollable packets to the start of `out` (`max * 128` must fit, as for
+    /// [`poll_into`]) *without* taking them off the stream, and returns how
+    /// many. A caller that must still allocate or convert before its call
+    /// can succeed (the Lua binding's `poll` builds a Lua string) does that
+    /// next and then calls [`consume`] with the count; if it fails instead,
+    /// it simply does not consume, and no packet is lost. `method` is the
+    /// API function the caller is serving, for the error messages. Never
+    /// blocks.
+    ///
+    /// [`poll_into`]: Resolver::poll_into
+    /// [`consume`]: Resolver::consume
+    pub fn peek_into(
+        &mut self,
+        method: Method,
+        out: &mut [u8],
+        max: usize,
+    ) -> Result<usize, Error> {
+        let inner = self.inner(method)?;
+        let capacity = out.len() / SIZE;
+        if max > capacity {
+            return Err(Error::new(
+                method,
+                ErrorKind::BufferTooSmall {
+                    capacity: capacity as u64,
+                    max: max as u64,
+                },
+            ));
+        }
+        let n = (max as u64).min(inner.available) as usize;
+        inner.copy_out(n, &mut out[..n * SIZE]);
+        Ok(n)
+    }
+
+    /// The second half of an all-or-nothing poll: takes the `n` packets a
+    /// [`peek_into`] just copied off the stream. `n` must be at most what
+    /// that `peek_into` returned, with no other call in between (then they
+    /// are the same packets: only polling removes packets, and new ones are
+    /// appended behind them).
+    ///
+    /// # Panics
+    ///
+    /// If the resolver is closed or fewer than `n` packets are pollable (the
+    /// caller broke the rule above).
+    ///
+    /// [`peek_into`]: Resolver::peek_into
+    pub fn consume(&mut self, n: usize) {
+        let inner = self
+            .inner
+            .as_deref_mut()
+            .expect("consume on a closed resolver");
+        assert!(
+            n as u64 <= inner.available,
+            "consume({n}) with {} packets pollable",
+            inner.available
+        );
+        inner.advance(n);
+    }
+
     /// `r:poll(max)`: appends up to `max` packets to `out` (use `usize::MAX`
     /// for "all available"); returns how many. Never blocks.
     pub fn poll(&mut self, max: usize, out: &mut Vec<u8>) -> Result<usize, Error> {
@@ -1186,15 +1245,39 @@ impl Inner {
     /// Writes the next `n <= available` packets, in stream order, into
     /// `dst` (exactly `n * SIZE` bytes) and releases fully polled chunks.
     fn take(&mut self, n: usize, dst: &mut [u8]) {
+        self.copy_out(n, dst);
+        self.advance(n);
+    }
+
+    /// Writes the next `n <= available` packets, in stream order, into
+    /// `dst` (exactly `n * SIZE` bytes), leaving them on the stream.
+    fn copy_out(&self, n: usize, dst: &mut [u8]) {
         debug_assert!(n as u64 <= self.available);
         debug_assert_eq!(dst.len(), n * SIZE);
+        let mut done = 0usize;
+        for slot in &self.ring {
+            if done == n {
+                break;
+            }
+            let Slot::Ready { out, pos } = slot else {
+                unreachable!("available packets are in ready chunks")
+            };
+            let k = (n - done).min(out.len() - pos);
+            out.write(*pos, &mut dst[done * SIZE..(done + k) * SIZE]);
+            done += k;
+        }
+    }
+
+    /// Takes the next `n <= available` packets off the stream and releases
+    /// fully polled chunks.
+    fn advance(&mut self, n: usize) {
+        debug_assert!(n as u64 <= self.available);
         let mut done = 0usize;
         while done < n {
             let Some(Slot::Ready { out, pos }) = self.ring.front_mut() else {
                 unreachable!("available packets are in ready chunks")
             };
             let k = (n - done).min(out.len() - *pos);
-            out.write(*pos, &mut dst[done * SIZE..(done + k) * SIZE]);
             *pos += k;
             done += k;
             if *pos == out.len() {
