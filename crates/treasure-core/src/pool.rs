@@ -15,7 +15,7 @@
 //! not exist in the child.
 //!
 //! A resolver's `workers` option is its *share*: at most that many of its
-//! chunks run at once ([`Share`]). Chunks beyond the share wait in the
+//! chunks run at once (`Share`). Chunks beyond the share wait in the
 //! resolver's own queue, and a worker that finishes one of its chunks starts
 //! the next one, so a resolver never needs its caller to come back to keep
 //! its work going.
