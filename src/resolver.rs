@@ -13,7 +13,7 @@ use mlua::{
     IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataFields, UserDataMethods,
     UserDataRefMut, Value,
 };
-use treasure_core::{Resolver, PACKET_SIZE as SIZE};
+use treasure_core::{Method, Resolver, PACKET_SIZE as SIZE};
 
 use crate::args::{self, Fail, CHARGES, COUNT, ID, PARTY, T_US};
 use crate::ffi::buffer::{self, PointerOffset};
@@ -195,7 +195,9 @@ impl CoreRef {
             .as_mut()
             .and_then(|g| g.resolver())
             .map(|(r, _)| r)
-            .ok_or_else(|| format!("treasure: {func}: resolver is in use by another thread"))
+            .ok_or_else(|| {
+                format!("treasure: {func}: resolver is already in a call (from another thread, or a __gc finalizer run inside that call)")
+            })
     }
 }
 
@@ -219,6 +221,10 @@ fn xyz(lua: &Lua, f: &str, a: &[Value], i: usize) -> Result<(i32, i32, i32), Fai
     ))
 }
 
+/// The "busy" reason string. `dig`/`dig_batch` create it *before* the core
+/// call: once the core has counted a busy refusal the call must not fail, and
+/// any Lua allocation can (out of memory, or a finalizer's error raised in
+/// the GC step it triggers).
 fn busy(lua: &Lua, f: &str) -> Result<Value, Fail> {
     lua.create_string("busy")
         .map(Value::String)
@@ -349,21 +355,25 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         let p = args::u32_in(lua, f, "player", arg(a, 0), ID)?;
         let (x, y, z) = xyz(lua, f, a, 1)?;
         let t = args::int(lua, f, "t_us", arg(a, 4), T_US)? as u64;
+        // Allocated before the core counts a busy refusal (see `busy`).
+        let busy = busy(lua, f)?;
         let seq = r.core().get(f)?.dig(p, x, y, z, t).map_err(msg)?;
         Ok(match seq {
             Some(seq) => MultiValue::from_vec(vec![Value::Number(seq as f64)]),
-            None => MultiValue::from_vec(vec![Value::Nil, busy(lua, f)?]),
+            None => MultiValue::from_vec(vec![Value::Nil, busy]),
         })
     })?;
 
     method(lua, &m, "dig_batch", |lua, r, a| {
         let f = "dig_batch";
         let records = bytes_arg(f, arg(a, 0))?;
+        // Allocated before the core counts a busy refusal (see `busy`).
+        let busy = busy(lua, f)?;
         let batch = r.core().get(f)?.dig_batch(&records.as_bytes()).map_err(msg)?;
         Ok(
             match batch {
                 Some((first, count)) => (Value::Number(first as f64), Value::Number(count as f64)),
-                None => (Value::Nil, busy(lua, f)?),
+                None => (Value::Nil, busy),
             },
         )
     })?;
@@ -382,11 +392,19 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         let avail = c.available_packets();
         let want = max.map_or(avail, |m| (m as usize).min(avail));
         r.scratch.resize(want * SIZE, 0);
-        let n = c.poll_into(&mut r.scratch, want).map_err(msg)?;
-        drop(core); // unlocked before Lua allocates (a finalizer may call in)
+        // Copy, allocate the Lua string, and only then take the packets off
+        // the stream: an allocation error (out of memory, or a __gc
+        // finalizer's error raised in the GC step it triggers) loses nothing.
+        let n = c
+            .peek_into(Method::Poll, &mut r.scratch, want)
+            .map_err(msg)?;
+        // The cell stays locked across the allocation: a finalizer that
+        // calls this resolver from inside it is refused (see CoreRef::get)
+        // rather than polling packets this call has copied but not taken.
         let s = lua
             .create_string(&r.scratch[..n * SIZE])
             .map_err(|e| format!("treasure: {f}: {e}"))?;
+        c.consume(n);
         if r.scratch.capacity() > (1 << 20) {
             // Do not pin a burst-sized buffer forever.
             r.scratch = Vec::new();

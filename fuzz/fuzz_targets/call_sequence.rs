@@ -10,7 +10,9 @@
 //! populated start (a loot table, 1-3 sites, 2-9 players), then up to 300
 //! operations: join, move, leave, set_party, add_loot_table, add_site,
 //! remove_site, dig, dig_batch, move_batch, poll, poll_into, flush, stats,
-//! close. Arguments are mostly a joined player and a site's block (picked
+//! close (any number of times; every later call must fail as closed). A
+//! quarter of the inputs continue from the resolver's own snapshot moved a
+//! few seqs below 2^53, so digs and batches reach the seq refusal. Arguments are mostly a joined player and a site's block (picked
 //! by index from the model's state), else small values (a few blocks around
 //! the origin, 10 player ids, 6 site ids) so digs hit sites, share AOIs and
 //! parties, and run charges out; now and then out of range, to take the
@@ -358,6 +360,13 @@ fn run(u: &mut Unstructured) -> AResult<()> {
     if u.ratio(3u8, 4)? {
         preamble(u, &mut r, &mut model)?;
     }
+    if u.ratio(1u8, 4)? {
+        // Continue from the resolver's own snapshot moved just below the
+        // seq limit, so digs run into the 2^53 refusal (which must change
+        // nothing) and packets and busy saturate.
+        let next = SAFE + 1 - u.int_in_range(0..=40)?;
+        jump_near_seq_limit(&mut r, &mut model, next, SAFE - 30, SAFE - 2);
+    }
     let mut polled = Vec::new();
     let mut ops = 0;
     while !u.is_empty() && ops < MAX_OPS {
@@ -509,11 +518,13 @@ fn run(u: &mut Unstructured) -> AResult<()> {
                 Err(e) => assert_eq!(Err(e.to_string()), model.open("stats")),
             },
             98 => {
+                // Closing twice is fine; every later call fails as closed.
                 if u.ratio(1u8, 4)? {
                     r.close();
-                    model.closed = true;
-                    model.queue.clear();
+                    model.close();
                     assert!(r.is_closed());
+                    assert!(r.snapshot().is_err());
+                    assert_eq!(r.available_packets(), 0);
                 }
             }
             _ => {

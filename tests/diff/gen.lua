@@ -760,6 +760,9 @@ function Gen:step()
     return { m = "close", n = 0 }
   end
   if self.closed and r:chance(0.02) then return { m = "close", n = 0 } end
+  -- a finalized, resurrected side resolver (run.lua's finalize_probe); by
+  -- call index, so the random stream of every other call is unchanged
+  if i % 397 == 0 then return { m = "finalize", n = 0 } end
   local kind = r:weighted({
     { 300, "dig" }, { 40, "dig_batch" }, { 90, "move" }, { 20, "move_batch" },
     { 22 + (#self.plist < 4 and 40 or 0), "join" }, { 16, "leave" }, { 25, "set_party" },

@@ -353,6 +353,68 @@ local function new_resolver(b, optsdesc, tuning)
   return pcall(b.mod.new, opts)
 end
 
+-- finalize (issue 12): a side resolver restored from the snapshot of the
+-- resolver under test (so it has its world and its undelivered packets), with
+-- digs in flight, is dropped together with a guard made just before it, so
+-- the GC finalizes the resolver first; the guard's __gc then calls methods
+-- fetched before the drop and resurrects it, and the resurrected resolver is
+-- called again. Every backend must log the same answers ("resolver is
+-- closed" for all but close). The finalizers run with the JIT off (a
+-- LuaJIT 2.1.0-beta3 bug, docs/API.md "Supported runtimes").
+local FINALIZE_CALLS
+local function finalize_calls()
+  if not FINALIZE_CALLS then
+    FINALIZE_CALLS = { { "dig", 1, 0, 0, 0, 1 }, { "move", 1, 0, 0, 0 }, { "flush" }, { "poll" },
+      { "poll_into", ffi.new("uint8_t[?]", 256), 2 }, { "wait", 0 }, { "stats" }, { "snapshot" },
+      { "dig_batch", "" }, { "close" } }
+  end
+  return FINALIZE_CALLS
+end
+
+local function finalize_probe(b)
+  local calls = finalize_calls()
+  local log = {}
+  local function call_all(tag, x, fns)
+    for _, c in ipairs(calls) do
+      local ok, e = pcall(fns and fns[c[1]] or x[c[1]], x, unpack(c, 2))
+      log[#log + 1] = tag .. c[1] .. "=" .. (ok and "ok" or tostring(e))
+    end
+  end
+  local function drop() -- in its own frame: nothing on the caller's stack keeps them
+    local box = {}
+    local guard = newproxy(true)
+    getmetatable(guard).__gc = function()
+      call_all("in_gc.", box.r, box.fetched)
+      log.resurrected = box.r
+    end
+    box.guard = guard
+    local ok, x = pcall(b.mod.restore, b.r:snapshot())
+    if not ok then log[1] = "no side resolver: " .. tostring(x); return end
+    local snap_players = x:snapshot().players
+    local p = snap_players[1]
+    if p then
+      for t = 1, 40 do x:dig(p.id, p.x, p.y, p.z, t) end -- in flight at the drop
+    end
+    box.fetched = {}
+    for _, c in ipairs(calls) do box.fetched[c[1]] = x[c[1]] end
+    box.r = x
+  end
+  drop()
+  local was_on = jit.status()
+  jit.off()
+  collectgarbage(); collectgarbage()
+  if was_on then jit.on() end
+  local x = log.resurrected
+  log.resurrected = nil
+  if x ~= nil then
+    call_all("resurrected.", x)
+    log[#log + 1] = "tostring=" .. tostring(x):gsub("^treasure%.native resolver", "R"):gsub("^treasure%.resolver%(lua(.*)%)$", "R%1")
+  elseif log[1] == nil then
+    log[1] = "the side resolver was not finalized"
+  end
+  return { ok = true, n = 1, table.concat(log, "\n") }
+end
+
 -- apply one call to one backend; returns a result record
 local function apply(b, c)
   local m = c.m
@@ -368,6 +430,7 @@ local function apply(b, c)
     end
     return res
   end
+  if m == "finalize" then return finalize_probe(b) end
   local r = b.r
   if m == "burst" then
     local ops, out = c.ops, {}

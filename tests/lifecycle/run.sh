@@ -28,6 +28,7 @@ for f in 1 0; do
   check "finalized_cases[ffi=$f]" 120 env TREASURE_NATIVE_FFI=$f luajit $L/finalized_cases.lua
 done
 check "many_resolvers[native]" 300 luajit $L/many_resolvers.lua native
+check "threads[native]" 120 luajit $L/threads.lua native
 check "worker_panic[native]" 60 luajit $L/worker_panic.lua
 for how in end exit exit-close; do
   for i in 1 2 3; do check "exit_inflight[$how#$i]" 60 luajit $L/exit_inflight.lua native $how; done

@@ -10,6 +10,11 @@ local ok, err = pcall(r.flush, r)
 C.check(not ok, "flush after a worker panic must raise")
 C.check(type(err) == "string" and err:match("^treasure: flush: worker panicked: "),
   "unexpected error: %s", tostring(err))
+-- Issue 12 item 7: each method names itself, not the core call behind it.
+for _, m in ipairs({ "poll", "wait", "stats", "flush" }) do
+  ok, err = pcall(r[m], r)
+  C.check(not ok and err:match("^treasure: " .. m .. ": worker panicked: "), "%s: %s", m, tostring(err))
+end
 ok, err = pcall(r.dig, r, 1, 0, 0, 0, 2)
 C.check(not ok and err:match("^treasure: dig: worker panicked: "), "later calls must keep failing: %s", tostring(err))
 r:close()

@@ -124,6 +124,10 @@ pub enum ErrorKind {
     BatchLength { unit: usize, len: usize },
     /// `max must be at most <capacity> (the packets buf holds), got max`
     BufferTooSmall { capacity: u64, max: u64 },
+    /// `seq must stay at most 9007199254740991, got <seq>`: the dig (for a
+    /// batch, its last record) would need a seq past 2^53-1 (the largest
+    /// integer a Lua number holds exactly). Refused; nothing changes.
+    SeqExhausted { got: u64 },
     /// `resolver is closed`
     Closed,
     /// `worker panicked: <msg>`: a worker thread panicked while resolving a
@@ -197,6 +201,9 @@ impl fmt::Display for Error {
                 f,
                 "max must be at most {capacity} (the packets buf holds), got {max}"
             ),
+            ErrorKind::SeqExhausted { got } => {
+                write!(f, "seq must stay at most {}, got {got}", limits::MAX_SAFE)
+            }
             ErrorKind::Closed => f.write_str("resolver is closed"),
             ErrorKind::WorkerPanicked(msg) => write!(f, "worker panicked: {msg}"),
             ErrorKind::Internal(msg) => f.write_str(msg),
@@ -212,8 +219,12 @@ pub mod limits {
     pub const COORD_MIN: i32 = -1_048_576;
     /// Largest block coordinate.
     pub const COORD_MAX: i32 = 1_048_575;
-    /// 2^53 - 1: the largest `t_us`, `seed`, `max_pending_packets`, `max`.
+    /// 2^53 - 1: the largest `t_us`, `seed`, `max_pending_packets`, `max`,
+    /// seq, and the value the `packets` and `busy` counters saturate at.
     pub const MAX_SAFE: u64 = 9_007_199_254_740_991;
+    /// 2^53: the largest `next_seq` (of a resolver whose last dig took seq
+    /// 2^53-1; it refuses every further dig).
+    pub const NEXT_SEQ_MAX: u64 = MAX_SAFE + 1;
     /// Largest `aoi_radius` and `reach`.
     pub const RADIUS_MAX: u32 = 1_048_576;
     /// Largest `workers`.
@@ -300,6 +311,16 @@ mod tests {
         assert_eq!(
             e.to_string(),
             "treasure: move_batch: records length must be a multiple of 16, got 17"
+        );
+        let e = Error::new(
+            Method::DigBatch,
+            ErrorKind::SeqExhausted {
+                got: 9_007_199_254_740_993,
+            },
+        );
+        assert_eq!(
+            e.to_string(),
+            "treasure: dig_batch: seq must stay at most 9007199254740991, got 9007199254740993"
         );
     }
 }

@@ -15,8 +15,10 @@
 //! * [`Resolver`] is the state machine. A dig is split in two. On the
 //!   caller's thread, cheaply and in call order: validate, busy check, assign
 //!   the seq, find the site, decide the kind, take a charge, roll the item.
-//!   This keeps "first dig wins" and every counter deterministic. On a rayon
-//!   pool of `workers` threads: for FOUND digs the AOI query, the party
+//!   This keeps "first dig wins" and every counter deterministic. On the
+//!   process-wide rayon pool ([`pool`]: one thread per core, shared by every
+//!   resolver, at most `workers` chunks of one resolver at a time, re-created
+//!   in a forked child): for FOUND digs the AOI query, the party
 //!   members, sorting the recipients, encoding one template packet and
 //!   computing each recipient's fields and CRC. A chunk's packets stay in
 //!   that compact form (`outbox.rs`, 20 bytes per packet) until `poll_into`
@@ -61,6 +63,7 @@ pub mod grid;
 pub mod histogram;
 mod outbox;
 mod pipeline;
+pub mod pool;
 pub mod records;
 pub mod resolver;
 pub mod roll;

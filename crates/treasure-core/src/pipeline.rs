@@ -25,6 +25,7 @@
 use crate::grid::Hit;
 use crate::histogram::Histogram;
 use crate::outbox::Outbox;
+use crate::pool::Share;
 use crate::wire::{self, Fields, Kind, Patcher, FLAG_DIGGER, FLAG_LAST_CHARGE, FLAG_PARTY, SIZE};
 use crate::world::Players;
 use crossbeam::channel::Sender;
@@ -86,6 +87,10 @@ pub(crate) struct Shared {
     /// (test hook, see `Resolver::inject_worker_panic_after`).
     pub panic_countdown: AtomicU64,
     pub tx: Sender<ChunkDone>,
+    /// The process-wide pool (see `pool.rs`).
+    pub pool: &'static rayon::ThreadPool,
+    /// This resolver's share of it: its chunks waiting for a slot.
+    pub share: Share<Chunk>,
 }
 
 thread_local! {
@@ -249,8 +254,22 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
     }
 }
 
+/// Starts as many of the resolver's queued chunks as its share allows, each
+/// as one pool job; a job that finishes starts the next queued one, so the
+/// queue drains without the caller (see `pool.rs`).
+pub(crate) fn start_queued(shared: &Arc<Shared>) {
+    while let Some(chunk) = shared.share.next() {
+        let s = Arc::clone(shared);
+        shared.pool.spawn(move || {
+            run_and_publish(chunk, &s);
+            s.share.finished();
+            start_queued(&s);
+        });
+    }
+}
+
 /// Worker entry point: resolve, then publish.
-pub(crate) fn run_and_publish(chunk: Chunk, shared: &Shared) {
+fn run_and_publish(chunk: Chunk, shared: &Shared) {
     let done = run_chunk(chunk, shared);
     // The receiver lives as long as the resolver, and the resolver waits for
     // every in-flight chunk before dropping it, so this cannot fail; if it

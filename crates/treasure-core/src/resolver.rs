@@ -36,7 +36,8 @@ use crate::error::{Arg, Error, ErrorKind, Method};
 use crate::grid::dist2;
 use crate::histogram::Histogram;
 use crate::outbox::Outbox;
-use crate::pipeline::{run_and_publish, run_chunk, Chunk, ChunkDone, DigJob, Shared};
+use crate::pipeline::{run_chunk, start_queued, Chunk, ChunkDone, DigJob, Shared};
+use crate::pool::{self, Share};
 use crate::records::{dig_records, move_records};
 use crate::roll::{self, LootEntry, LootTable};
 use crate::snapshot::{
@@ -64,7 +65,9 @@ pub struct Options {
     pub aoi_radius: u32,
     /// Max digger-to-block distance, [0, 1048576]. Default 8.
     pub reach: u32,
-    /// Worker threads, [0, 256]; 0 = `available_parallelism`. Default 0.
+    /// This resolver's share of the process-wide worker pool (which has
+    /// one thread per core, see `pool.rs`): at most this many of its chunks
+    /// run at once, [0, 256]; 0 = all pool threads. Default 0.
     pub workers: u32,
     /// Busy threshold, [1, 2^53-1]. Default 1048576.
     pub max_pending_packets: u64,
@@ -156,7 +159,8 @@ pub struct Stats {
     pub inflight_chunks: u64,
     /// Chunks finished and not yet fully polled.
     pub ready_chunks: u64,
-    /// Worker threads.
+    /// The resolver's share of the pool: at most this many of its chunks
+    /// run at once (`workers`, or the pool's thread count for 0).
     pub workers: u64,
 }
 
@@ -198,7 +202,10 @@ struct Inner {
     chunk_digs: usize,
     max_inflight: usize,
     inline_max: usize,
+    /// The share: `workers_opt`, or the pool's thread count for 0.
     workers: usize,
+    /// The process this resolver was made in (see `Drop`).
+    pid: u32,
 
     players: Arc<Players>,
     sites: Sites,
@@ -214,7 +221,6 @@ struct Inner {
     produced: u64,
 
     // Pipeline, caller side.
-    pool: rayon::ThreadPool,
     shared: Arc<Shared>,
     rx: Receiver<ChunkDone>,
     /// `ring[i]` is chunk `head + i`.
@@ -290,6 +296,19 @@ fn check_record_place(method: Method, n: usize, player: u32, xyz: [i32; 3]) -> R
     )
 }
 
+/// Refuses `digs` more digs (0 for an empty batch) if the last one would
+/// need a seq past 2^53-1 (docs/API.md, "Seq past 2^53").
+fn check_seq(method: Method, next_seq: u64, digs: u64) -> Result<(), Error> {
+    if digs == 0 {
+        return Ok(());
+    }
+    let last = next_seq.saturating_add(digs - 1);
+    if last > MAX_SAFE {
+        return Err(Error::new(method, ErrorKind::SeqExhausted { got: last }));
+    }
+    Ok(())
+}
+
 fn not_joined(method: Method, arg: Arg, player: u32) -> Error {
     Error::new(method, ErrorKind::NotJoined { arg, player })
 }
@@ -322,20 +341,11 @@ impl Resolver {
             1,
             MAX_SAFE as i128,
         )?;
+        let pool = pool::pool().map_err(|e| Error::new(m, ErrorKind::Internal(e)))?;
         let workers = match opts.workers {
-            0 => std::thread::available_parallelism().map_or(1, |n| n.get()),
+            0 => pool.current_num_threads(),
             n => n as usize,
         };
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(workers)
-            .thread_name(|i| format!("treasure-worker-{i}"))
-            .build()
-            .map_err(|e| {
-                Error::new(
-                    m,
-                    ErrorKind::Internal(format!("cannot start worker threads: {e}")),
-                )
-            })?;
         let max_inflight = opts.max_inflight_chunks.max(1);
         let chunk_digs = opts.chunk_digs.max(1);
         let (tx, rx) = unbounded();
@@ -345,6 +355,8 @@ impl Resolver {
             histogram: Histogram::new(),
             panic_countdown: AtomicU64::new(0),
             tx,
+            pool,
+            share: Share::new(workers),
         });
         Ok(Resolver {
             inner: Some(Box::new(Inner {
@@ -357,6 +369,7 @@ impl Resolver {
                 max_inflight,
                 inline_max: opts.inline_max_digs,
                 workers,
+                pid: std::process::id(),
                 players: Arc::new(Players::new(opts.aoi_radius)),
                 sites: Sites::default(),
                 next_seq: 1,
@@ -367,7 +380,6 @@ impl Resolver {
                 rejected: 0,
                 busy: 0,
                 produced: 0,
-                pool,
                 shared,
                 rx,
                 ring: VecDeque::new(),
@@ -586,8 +598,9 @@ impl Resolver {
             .players
             .get(player)
             .ok_or_else(|| not_joined(m, Arg::Plain("player"), player))?;
+        check_seq(m, inner.next_seq, 1)?;
         if inner.is_busy(m)? {
-            inner.busy += 1;
+            inner.count_busy();
             return Ok(None);
         }
         let seq = inner.next_seq;
@@ -626,33 +639,36 @@ impl Resolver {
             }
             Ok(())
         })();
-        let result = validated.and_then(|()| inner.is_busy(m)).map(|busy| {
-            let first = inner.next_seq;
-            if busy {
-                inner.busy += 1;
-                return None;
-            }
-            inner.open_accepted = Instant::now();
-            // The site map is large (32 bytes per site) and its probe is a
-            // cache miss that dominated dig_batch (perf). Probing a block
-            // of records in a tight loop first, result discarded, lets the
-            // CPU overlap those misses; the accepts then hit the cache.
-            const WARM_BLOCK: usize = 256;
-            for (recs, views) in recs.chunks(WARM_BLOCK).zip(views.chunks(WARM_BLOCK)) {
-                let warm = recs.iter().fold(0u32, |acc, r| {
-                    acc ^ inner
-                        .sites
-                        .at(r.x.get(), r.y.get(), r.z.get())
-                        .map_or(0, |s| s.charges)
-                });
-                std::hint::black_box(warm);
-                for (r, &v) in recs.iter().zip(views) {
-                    inner.accept(v, r.x.get(), r.y.get(), r.z.get(), r.t_us.get());
+        let result = validated
+            .and_then(|()| check_seq(m, inner.next_seq, recs.len() as u64))
+            .and_then(|()| inner.is_busy(m))
+            .map(|busy| {
+                let first = inner.next_seq;
+                if busy {
+                    inner.count_busy();
+                    return None;
                 }
-            }
-            inner.submit();
-            Some((first, recs.len() as u64))
-        });
+                inner.open_accepted = Instant::now();
+                // The site map is large (32 bytes per site) and its probe is a
+                // cache miss that dominated dig_batch (perf). Probing a block
+                // of records in a tight loop first, result discarded, lets the
+                // CPU overlap those misses; the accepts then hit the cache.
+                const WARM_BLOCK: usize = 256;
+                for (recs, views) in recs.chunks(WARM_BLOCK).zip(views.chunks(WARM_BLOCK)) {
+                    let warm = recs.iter().fold(0u32, |acc, r| {
+                        acc ^ inner
+                            .sites
+                            .at(r.x.get(), r.y.get(), r.z.get())
+                            .map_or(0, |s| s.charges)
+                    });
+                    std::hint::black_box(warm);
+                    for (r, &v) in recs.iter().zip(views) {
+                        inner.accept(v, r.x.get(), r.y.get(), r.z.get(), r.t_us.get());
+                    }
+                }
+                inner.submit();
+                Some((first, recs.len() as u64))
+            });
         inner.scratch_views = views;
         result
     }
@@ -687,6 +703,65 @@ impl Resolver {
         let n = (max as u64).min(inner.available) as usize;
         inner.take(n, &mut out[..n * SIZE]);
         Ok(n)
+    }
+
+    /// The first half of an all-or-nothing poll: copies up to `max`
+    /// pollable packets to the start of `out` (`max * 128` must fit, as for
+    /// [`poll_into`]) *without* taking them off the stream, and returns how
+    /// many. A caller that must still allocate or convert before its call
+    /// can succeed (the Lua binding's `poll` builds a Lua string) does that
+    /// next and then calls [`consume`] with the count; if it fails instead,
+    /// it simply does not consume, and no packet is lost. `method` is the
+    /// API function the caller is serving, for the error messages. Never
+    /// blocks.
+    ///
+    /// [`poll_into`]: Resolver::poll_into
+    /// [`consume`]: Resolver::consume
+    pub fn peek_into(
+        &mut self,
+        method: Method,
+        out: &mut [u8],
+        max: usize,
+    ) -> Result<usize, Error> {
+        let inner = self.inner(method)?;
+        let capacity = out.len() / SIZE;
+        if max > capacity {
+            return Err(Error::new(
+                method,
+                ErrorKind::BufferTooSmall {
+                    capacity: capacity as u64,
+                    max: max as u64,
+                },
+            ));
+        }
+        let n = (max as u64).min(inner.available) as usize;
+        inner.copy_out(n, &mut out[..n * SIZE]);
+        Ok(n)
+    }
+
+    /// The second half of an all-or-nothing poll: takes the `n` packets a
+    /// [`peek_into`] just copied off the stream. `n` must be at most what
+    /// that `peek_into` returned, with no other call in between (then they
+    /// are the same packets: only polling removes packets, and new ones are
+    /// appended behind them).
+    ///
+    /// # Panics
+    ///
+    /// If the resolver is closed or fewer than `n` packets are pollable (the
+    /// caller broke the rule above).
+    ///
+    /// [`peek_into`]: Resolver::peek_into
+    pub fn consume(&mut self, n: usize) {
+        let inner = self
+            .inner
+            .as_deref_mut()
+            .expect("consume on a closed resolver");
+        assert!(
+            n as u64 <= inner.available,
+            "consume({n}) with {} packets pollable",
+            inner.available
+        );
+        inner.advance(n);
     }
 
     /// `r:poll(max)`: appends up to `max` packets to `out` (use `usize::MAX`
@@ -770,7 +845,7 @@ impl Resolver {
         let q = inner.shared.histogram.quantiles();
         Ok(Stats {
             digs: inner.digs,
-            packets: inner.produced + inner.inflight_lower,
+            packets: (inner.produced + inner.inflight_lower).min(MAX_SAFE),
             found: inner.found,
             empty: inner.empty,
             nothing: inner.nothing,
@@ -944,6 +1019,11 @@ impl Resolver {
 }
 
 impl Inner {
+    /// One more refused call; a statistic, so it saturates at 2^53-1.
+    fn count_busy(&mut self) {
+        self.busy = (self.busy + 1).min(MAX_SAFE);
+    }
+
     /// Processes every result already published (non-blocking).
     fn drain(&mut self) {
         while let Ok(done) = self.rx.try_recv() {
@@ -986,7 +1066,8 @@ impl Inner {
             Ok(out) => {
                 let packets = out.len() as u64;
                 debug_assert!(lower <= packets && packets <= upper);
-                self.produced += packets;
+                // A statistic: saturates at 2^53-1 (only `digs` is an id).
+                self.produced = (self.produced + packets).min(MAX_SAFE);
                 self.known_pending += packets;
                 self.ready_chunks += 1;
                 self.ring[i] = Slot::Ready { out, pos: 0 };
@@ -1039,7 +1120,8 @@ impl Inner {
         // A changed world is a new snapshot: its frozen index is built anew.
         self.found_on_snapshot = 0;
         if Arc::strong_count(&self.players) > 1 {
-            let wait_ns = self.inflight_lower.saturating_mul(1000) / self.workers.max(1) as u64;
+            let running = self.workers.min(self.shared.pool.current_num_threads());
+            let wait_ns = self.inflight_lower.saturating_mul(1000) / running.max(1) as u64;
             let clone_ns = (self.players.len() as u64 + 64) * 50;
             if wait_ns < clone_ns {
                 // Workers drop their snapshot reference before publishing,
@@ -1155,23 +1237,47 @@ impl Inner {
             let done = run_chunk(chunk, &self.shared);
             self.receive(done);
         } else {
-            let shared = Arc::clone(&self.shared);
-            self.pool.spawn(move || run_and_publish(chunk, &shared));
+            self.shared.share.push(chunk);
+            start_queued(&self.shared);
         }
     }
 
     /// Writes the next `n <= available` packets, in stream order, into
     /// `dst` (exactly `n * SIZE` bytes) and releases fully polled chunks.
     fn take(&mut self, n: usize, dst: &mut [u8]) {
+        self.copy_out(n, dst);
+        self.advance(n);
+    }
+
+    /// Writes the next `n <= available` packets, in stream order, into
+    /// `dst` (exactly `n * SIZE` bytes), leaving them on the stream.
+    fn copy_out(&self, n: usize, dst: &mut [u8]) {
         debug_assert!(n as u64 <= self.available);
         debug_assert_eq!(dst.len(), n * SIZE);
+        let mut done = 0usize;
+        for slot in &self.ring {
+            if done == n {
+                break;
+            }
+            let Slot::Ready { out, pos } = slot else {
+                unreachable!("available packets are in ready chunks")
+            };
+            let k = (n - done).min(out.len() - pos);
+            out.write(*pos, &mut dst[done * SIZE..(done + k) * SIZE]);
+            done += k;
+        }
+    }
+
+    /// Takes the next `n <= available` packets off the stream and releases
+    /// fully polled chunks.
+    fn advance(&mut self, n: usize) {
+        debug_assert!(n as u64 <= self.available);
         let mut done = 0usize;
         while done < n {
             let Some(Slot::Ready { out, pos }) = self.ring.front_mut() else {
                 unreachable!("available packets are in ready chunks")
             };
             let k = (n - done).min(out.len() - *pos);
-            out.write(*pos, &mut dst[done * SIZE..(done + k) * SIZE]);
             *pos += k;
             done += k;
             if *pos == out.len() {
@@ -1192,11 +1298,16 @@ impl Inner {
 }
 
 impl Drop for Inner {
-    /// Waits for in-flight chunks so no worker outlives the resolver's
-    /// state (workers hold `Arc`s, so this is about promptness and freeing
-    /// memory deterministically, not about safety).
+    /// Waits for this resolver's in-flight chunks (not the whole pool) so
+    /// no worker outlives the resolver's state (workers hold `Arc`s, so this
+    /// is about promptness and freeing memory deterministically, not about
+    /// safety). In a forked child the chunks in flight at the fork will
+    /// never finish (the pool's threads stayed in the parent), so it does
+    /// not wait there: what they hold is leaked.
     fn drop(&mut self) {
-        self.wait_all();
+        if std::process::id() == self.pid {
+            self.wait_all();
+        }
     }
 }
 

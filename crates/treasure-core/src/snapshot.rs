@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::fmt;
 
-use crate::error::limits::{COORD_MAX, COORD_MIN, MAX_SAFE, RADIUS_MAX, WORKERS_MAX};
+use crate::error::limits::{COORD_MAX, COORD_MIN, MAX_SAFE, NEXT_SEQ_MAX, RADIUS_MAX, WORKERS_MAX};
 use crate::resolver::{Options, Resolver};
 use crate::roll::LootEntry;
 use crate::wire::{Packet, SIZE};
@@ -319,7 +319,13 @@ pub fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
         )));
     }
 
-    range("snapshot.next_seq", s.next_seq as i128, 1, safe)?;
+    // 2^53 once seq 2^53-1 was used: that resolver still snapshots.
+    range(
+        "snapshot.next_seq",
+        s.next_seq as i128,
+        1,
+        NEXT_SEQ_MAX as i128,
+    )?;
     if let Some((ls, _)) = last {
         if s.next_seq <= ls {
             return Err(bad(format!(

@@ -8,7 +8,7 @@
 use treasure_core::{LootEntry, Options, Resolver};
 
 mod reference;
-use reference::{encode, splitmix64 as sm64, Model, CMAX, CMIN, SAFE};
+use reference::{encode, jump_near_seq_limit, splitmix64 as sm64, Model, CMAX, CMIN, SAFE};
 
 // ----------------------------------------------------------- generator ---
 
@@ -74,9 +74,26 @@ enum Op {
     Wait(Option<u64>),
     Flush,
     Stats,
+    /// `close` (only in [`Extras`] runs): every later call must fail with
+    /// `resolver is closed` and change nothing; closing again is fine.
+    Close,
 }
 
-fn gen_op(r: &mut Rng) -> Op {
+/// What a run adds to the plain random sequence.
+#[derive(Clone, Copy, Debug, Default)]
+struct Extras {
+    /// Now and then a `close` (one op in 900: about half the runs close).
+    close: bool,
+    /// Restore the resolver from its own snapshot moved to this `next_seq`
+    /// after the prelude, with `packets` and `busy` just below saturation, so
+    /// the sequence runs into the 2^53 refusal.
+    start_seq: Option<u64>,
+}
+
+fn gen_op(r: &mut Rng, extras: Extras) -> Op {
+    if extras.close && r.below(900) == 0 {
+        return Op::Close;
+    }
     match r.below(100) {
         0..=9 => Op::Join(
             r.player(),
@@ -265,7 +282,25 @@ fn take_from_model(m: &mut Model, got: &[u8], ctx: &str) {
 /// Returns the model's counters (digs packets found empty nothing rejected busy)
 /// and the number of error outcomes, so the tests can check coverage.
 fn run(seed: u64, ops: usize, opts: Options) -> ([u64; 7], u64) {
+    let o = run_with(seed, ops, opts, Extras::default());
+    (o.counters, o.errors)
+}
+
+/// What [`run_with`] saw, for the tests' coverage checks.
+struct Outcome {
+    /// The model's counters at the end.
+    counters: [u64; 7],
+    /// Calls that failed (on both sides, with the same text).
+    errors: u64,
+    /// Of them, digs and batches refused by the seq rule.
+    seq_refusals: u64,
+    /// The run ended closed.
+    closed: bool,
+}
+
+fn run_with(seed: u64, ops: usize, opts: Options, extras: Extras) -> Outcome {
     let mut errors = 0u64;
+    let mut seq_refusals = 0u64;
     let mut rng = Rng(seed);
     // A prelude so that most random digs hit joined players and real sites.
     let mut all: Vec<Op> = (1..=12)
@@ -301,7 +336,8 @@ fn run(seed: u64, ops: usize, opts: Options) -> ([u64; 7], u64) {
             rng.below(20) as u32,
         ));
     }
-    all.extend((0..ops).map(|_| gen_op(&mut rng)));
+    let prelude = all.len();
+    all.extend((0..ops).map(|_| gen_op(&mut rng, extras)));
     let ops = all;
     let mut m = Model::new(&opts).expect("valid options");
     let mut r = Resolver::new(opts.clone()).unwrap();
@@ -311,6 +347,7 @@ fn run(seed: u64, ops: usize, opts: Options) -> ([u64; 7], u64) {
             let want = $m;
             errors += want.is_err() as u64;
             if let Err(e) = &want {
+                seq_refusals += e.contains(": seq must stay at most ") as u64;
                 if std::env::var("MODEL_DEBUG").is_ok() {
                     eprintln!("ERR {e}");
                 }
@@ -318,8 +355,53 @@ fn run(seed: u64, ops: usize, opts: Options) -> ([u64; 7], u64) {
             assert_eq!($r.map_err(s), want, "{}", $ctx);
         }};
     }
+    let closed = |m: &str| Err(format!("treasure: {m}: resolver is closed"));
     for (k, op) in ops.iter().enumerate() {
+        if k == prelude {
+            if let Some(next) = extras.start_seq {
+                jump_near_seq_limit(&mut r, &mut m, next, SAFE - 200, SAFE - 3);
+            }
+        }
         let ctx = format!("seed {seed} op {k} {op:?} opts {opts:?}");
+        if m.closed {
+            // Every call fails the same way and nothing changes (the
+            // model's own methods check `closed` first as well).
+            let mut buf = vec![0xAAu8; 4 * 128];
+            let got: Result<(), String> = match op {
+                Op::Poll(max) => r.poll(*max, &mut Vec::new()).map(drop).map_err(s),
+                Op::PollInto(..) => r.poll_into(&mut buf, 2).map(drop).map_err(s),
+                Op::Wait(t) => r
+                    .wait(t.map(std::time::Duration::from_micros))
+                    .map(drop)
+                    .map_err(s),
+                Op::Flush => r.flush().map_err(s),
+                Op::Stats => r.stats().map(drop).map_err(s),
+                Op::Available => {
+                    assert_eq!(r.available_packets(), 0, "{ctx}");
+                    continue;
+                }
+                Op::Close => {
+                    r.close();
+                    assert!(r.is_closed());
+                    continue;
+                }
+                _ => Ok(()),
+            };
+            let name = match op {
+                Op::Poll(_) => Some("poll"),
+                Op::PollInto(..) => Some("poll_into"),
+                Op::Wait(_) => Some("wait"),
+                Op::Flush => Some("flush"),
+                Op::Stats => Some("stats"),
+                _ => None,
+            };
+            if let Some(name) = name {
+                assert_eq!(got, closed(name), "{ctx}");
+                assert!(buf.iter().all(|&b| b == 0xAA), "{ctx}: wrote after close");
+                assert!(r.snapshot().is_err(), "{ctx}");
+                continue;
+            }
+        }
         match op.clone() {
             Op::Join(p, x, y, z, party) => {
                 same!(r.join(p, x, y, z, party), m.join(p, x, y, z, party), ctx)
@@ -397,7 +479,23 @@ fn run(seed: u64, ops: usize, opts: Options) -> ([u64; 7], u64) {
                 assert_eq!(r.available_packets(), m.queue.len(), "{ctx}");
             }
             Op::Stats => assert_eq!(stats_of(&mut r), model_stats(&m), "{ctx}"),
+            Op::Close => {
+                r.close();
+                m.close();
+                assert!(r.is_closed());
+                assert_eq!(r.players().map(|p| p.len()), None, "{ctx}");
+            }
         }
+    }
+    if m.closed {
+        r.close();
+        assert_eq!(r.dig(1, 0, 0, 0, 0).map(drop).map_err(s), closed("dig"));
+        return Outcome {
+            counters: m.c.as_array(),
+            errors,
+            seq_refusals,
+            closed: true,
+        };
     }
     r.flush().unwrap();
     assert_eq!(stats_of(&mut r), model_stats(&m), "seed {seed} final stats");
@@ -417,7 +515,12 @@ fn run(seed: u64, ops: usize, opts: Options) -> ([u64; 7], u64) {
         r.stats().map_err(s),
         Err("treasure: stats: resolver is closed".into())
     );
-    (m.c.as_array(), errors)
+    Outcome {
+        counters: m.c.as_array(),
+        errors,
+        seq_refusals,
+        closed: false,
+    }
 }
 
 fn options(rng: &mut Rng, workers: u32) -> Options {
@@ -483,6 +586,46 @@ fn model_long_sequences() {
         let (c, _) = run(seed, 5000, opts);
         assert!(c[2] > 100, "{c:?}");
     }
+}
+
+/// Issue 12 items 1 and 6 in the model: random sequences with `close` in
+/// them (every later call, whatever it is, gives the model's
+/// `resolver is closed`), half of them started from a restored snapshot a
+/// few hundred seqs below 2^53, so digs and batches run into the seq
+/// refusal (which must change nothing: every later result and packet is
+/// still compared) and `packets` and `busy` saturate.
+#[test]
+fn model_close_and_seq_limit() {
+    let mut refusals = 0;
+    let mut closed_runs = 0;
+    for seed in 0..24u64 {
+        let workers = [1, 2, 4][seed as usize % 3];
+        let mut orng = Rng(seed * 7919 + 5);
+        let opts = options(&mut orng, workers);
+        let start_seq = (seed % 2 == 0).then(|| SAFE + 1 - orng.below(300));
+        let extras = Extras {
+            close: true,
+            start_seq,
+        };
+        let o = run_with(1000 + seed, 600, opts, extras);
+        refusals += o.seq_refusals;
+        closed_runs += o.closed as u32;
+        if o.seq_refusals > 0 {
+            // A refused batch has at most 12 records.
+            assert!(
+                o.counters[0] > SAFE - 13,
+                "refused at digs {}",
+                o.counters[0]
+            );
+        }
+    }
+    eprintln!("seq refusals {refusals}, runs ended closed {closed_runs} of 24");
+    // The generator must reach both: the refusal and close.
+    assert!(refusals >= 10, "{refusals} seq refusals");
+    assert!(
+        (2..=22).contains(&closed_runs),
+        "{closed_runs} runs ended closed"
+    );
 }
 
 #[test]

@@ -2,7 +2,7 @@
 //! close/drop with work in flight, back-pressure.
 
 use treasure_core::records::encode_digs;
-use treasure_core::{DigRecord, LootEntry, Options, Resolver};
+use treasure_core::{DigRecord, LootEntry, Method, Options, Resolver, PACKET_SIZE};
 
 fn world(workers: u32, chunk_digs: usize) -> Resolver {
     world_inline(workers, chunk_digs, 0)
@@ -76,12 +76,35 @@ fn worker_panic_becomes_an_error_not_an_abort() {
         "treasure: join: worker panicked: injected worker panic at seq 6"
     );
     let mut buf = vec![0u8; 128 * 10];
-    assert!(r
-        .poll_into(&mut buf, 10)
-        .unwrap_err()
-        .to_string()
-        .contains("poll_into: worker panicked"));
-    assert!(r.stats().is_err());
+    let panicked = "worker panicked: injected worker panic at seq 6";
+    assert_eq!(
+        r.poll_into(&mut buf, 10).unwrap_err().to_string(),
+        format!("treasure: poll_into: {panicked}")
+    );
+    // Issue 12 item 7: the method the caller called, whichever core call
+    // serves it (the binding's `poll` peeks, then consumes).
+    assert_eq!(
+        r.peek_into(Method::Poll, &mut buf, 10)
+            .unwrap_err()
+            .to_string(),
+        format!("treasure: poll: {panicked}")
+    );
+    assert_eq!(
+        r.poll(10, &mut Vec::new()).unwrap_err().to_string(),
+        format!("treasure: poll: {panicked}")
+    );
+    assert_eq!(
+        r.wait(None).unwrap_err().to_string(),
+        format!("treasure: wait: {panicked}")
+    );
+    assert_eq!(
+        r.stats().unwrap_err().to_string(),
+        format!("treasure: stats: {panicked}")
+    );
+    assert_eq!(
+        r.snapshot().unwrap_err().to_string(),
+        format!("treasure: snapshot: {panicked}")
+    );
     // ... the packets before the hole are counted, but the stream is poisoned.
     assert!(r.available_packets() > 0);
     r.close();
@@ -346,4 +369,61 @@ fn wait_returns_when_packets_are_ready_and_at_once_when_idle() {
         r.wait(None).unwrap_err().to_string(),
         "treasure: wait: resolver is closed"
     );
+}
+
+/// Issue 12 item 3: `peek_into` copies without taking, so a caller whose
+/// own step fails after the copy (the binding allocating a Lua string) loses
+/// nothing; `consume` then takes exactly those packets. Peeks and partial
+/// consumes across chunk boundaries give the same stream as plain polls.
+#[test]
+fn peek_then_consume_takes_exactly_what_was_peeked() {
+    let run = |peek: bool| {
+        let mut r = world(2, 3);
+        r.dig_batch(&batch(40)).unwrap().unwrap();
+        r.flush().unwrap();
+        let total = r.available_packets();
+        assert!(total > 40);
+        let mut stream = Vec::new();
+        let mut buf = vec![0u8; 17 * PACKET_SIZE];
+        let mut step = 0;
+        while r.available_packets() > 0 {
+            step += 1;
+            let max = 1 + step % 17;
+            if peek {
+                let n = r.peek_into(Method::Poll, &mut buf, max).unwrap();
+                // A failed step after the peek: nothing is taken, and the
+                // next peek sees the same packets.
+                let mut again = vec![0u8; 17 * PACKET_SIZE];
+                assert_eq!(r.peek_into(Method::Poll, &mut again, max).unwrap(), n);
+                assert_eq!(again[..n * PACKET_SIZE], buf[..n * PACKET_SIZE]);
+                assert_eq!(r.available_packets(), total - stream.len() / PACKET_SIZE);
+                // Consume only part of it sometimes.
+                let k = if step % 3 == 0 { n / 2 } else { n };
+                r.consume(k);
+                stream.extend_from_slice(&buf[..k * PACKET_SIZE]);
+            } else {
+                let n = r.poll_into(&mut buf, max).unwrap();
+                stream.extend_from_slice(&buf[..n * PACKET_SIZE]);
+            }
+        }
+        assert_eq!(stream.len(), total * PACKET_SIZE);
+        assert_eq!(r.stats().unwrap().pending_packets, 0);
+        stream
+    };
+    assert!(run(true) == run(false));
+    // The buffer rule is poll_into's, reported for the caller's method.
+    let mut r = world(1, 1);
+    assert_eq!(
+        r.peek_into(Method::Poll, &mut [0u8; 128], 2)
+            .unwrap_err()
+            .to_string(),
+        "treasure: poll: max must be at most 1 (the packets buf holds), got 2"
+    );
+}
+
+#[test]
+#[should_panic(expected = "consume(1) with 0 packets pollable")]
+fn consume_more_than_pollable_panics() {
+    let mut r = world(1, 1);
+    r.consume(1);
 }

@@ -377,3 +377,135 @@ fn malformed_snapshots_are_rejected() {
         "snapshot.counters.packets must be at least the pending packets",
     );
 }
+
+const MAX_SEQ: u64 = 9_007_199_254_740_991;
+
+/// `base()`'s snapshot moved to just before the seq limit: nothing pending,
+/// `next_seq = next`, the counters consistent with it (extra digs counted as
+/// rejected), `packets` and `busy` one below their saturation point.
+fn near_the_seq_limit(next: u64) -> Snapshot {
+    let (_, mut s) = base();
+    s.pending.clear();
+    let c = &mut s.counters;
+    c.digs = next - 1;
+    c.rejected = c.digs - c.found - c.empty - c.nothing;
+    c.packets = MAX_SEQ - 1;
+    c.busy = MAX_SEQ - 1;
+    s.next_seq = next;
+    s
+}
+
+fn records(digs: &[(u32, i32, i32, i32)]) -> Vec<u8> {
+    let recs: Vec<DigRecord> = digs
+        .iter()
+        .map(|&(p, x, y, z)| DigRecord::new(p, x, y, z, 7))
+        .collect();
+    encode_digs(&recs)
+}
+
+/// Issue 12 item 6: seqs stop at 2^53-1. A dig that would need more is
+/// refused with the contract's message after the argument and id checks,
+/// before the busy check, and changes nothing; the resolver that used seq
+/// 2^53-1 still snapshots and restores; `packets` and `busy` saturate.
+#[test]
+fn digs_past_seq_2_pow_53_are_refused_and_change_nothing() {
+    let s = near_the_seq_limit(MAX_SEQ - 1);
+    let mut r = Resolver::restore(s.clone()).unwrap();
+    let p1 = *s.players.first().unwrap();
+    let site = s.sites[0];
+    // A FOUND dig by a player standing on the site: several recipients,
+    // so `packets` (2^53-2 before) saturates.
+    r.move_player(p1.id, site.x, site.y, site.z).unwrap();
+    let seq = r.dig(p1.id, site.x, site.y, site.z, 1).unwrap().unwrap();
+    assert_eq!(seq, MAX_SEQ - 1);
+    let st = r.stats().unwrap();
+    assert_eq!(st.packets, MAX_SEQ, "packets saturates");
+    let mut stream = Vec::new();
+    drain(&mut r, &mut stream);
+
+    // A batch of 2 would need seq 2^53: refused, nothing changes.
+    let before = r.snapshot().unwrap();
+    let two = records(&[(p1.id, 0, 0, 0), (p1.id, 1, 0, 0)]);
+    assert_eq!(
+        r.dig_batch(&two).unwrap_err().to_string(),
+        "treasure: dig_batch: seq must stay at most 9007199254740991, got 9007199254740992"
+    );
+    assert_eq!(r.snapshot().unwrap(), before);
+    // A batch of 1 takes the last seq.
+    let one = records(&[(p1.id, 0, 0, 0)]);
+    assert_eq!(r.dig_batch(&one).unwrap(), Some((MAX_SEQ, 1)));
+    drain(&mut r, &mut stream);
+    let at_limit = r.snapshot().unwrap();
+    assert_eq!(at_limit.next_seq, MAX_SEQ + 1);
+
+    let refused = [
+        (
+            r.dig(p1.id, 0, 0, 0, 1).unwrap_err().to_string(),
+            "treasure: dig: seq must stay at most 9007199254740991, got 9007199254740992",
+        ),
+        (
+            r.dig_batch(&two).unwrap_err().to_string(),
+            "treasure: dig_batch: seq must stay at most 9007199254740991, got 9007199254740993",
+        ),
+        // Argument and id checks come first.
+        (
+            r.dig(p1.id, 0, 0, 0, MAX_SEQ + 1).unwrap_err().to_string(),
+            "treasure: dig: t_us must be an integer in [0, 9007199254740991], got 9007199254740992",
+        ),
+        (
+            r.dig(999_999, 0, 0, 0, 1).unwrap_err().to_string(),
+            "treasure: dig: player must have joined, got 999999",
+        ),
+        (
+            r.dig_batch(&records(&[(p1.id, 0, 0, 0), (999_999, 0, 0, 0)]))
+                .unwrap_err()
+                .to_string(),
+            "treasure: dig_batch: records[2].player must have joined, got 999999",
+        ),
+    ];
+    for (got, want) in refused {
+        assert_eq!(got, want);
+    }
+    assert_eq!(r.snapshot().unwrap(), at_limit, "refusals change nothing");
+    // An empty batch needs no seq.
+    assert_eq!(r.dig_batch(&[]).unwrap(), Some((MAX_SEQ + 1, 0)));
+    // The resolver that used seq 2^53-1 still snapshots and restores.
+    let mut again = Resolver::restore(at_limit.clone()).unwrap();
+    assert_eq!(again.snapshot().unwrap(), at_limit);
+    assert!(again.dig(p1.id, 0, 0, 0, 1).is_err());
+    // next_seq 2^53 is the largest a snapshot may carry.
+    let mut past = at_limit.clone();
+    past.next_seq += 1;
+    past.counters.digs += 1;
+    past.counters.rejected += 1;
+    assert_eq!(
+        Resolver::restore(past).unwrap_err().to_string(),
+        "treasure: restore: snapshot.counters.digs must be an integer in [0, 9007199254740991], got 9007199254740992"
+    );
+    let mut past = at_limit;
+    past.next_seq += 1;
+    assert_eq!(
+        Resolver::restore(past).unwrap_err().to_string(),
+        "treasure: restore: snapshot.next_seq must be an integer in [1, 9007199254740992], got 9007199254740993"
+    );
+}
+
+/// `busy` is a statistic: it saturates at 2^53-1 instead of passing it.
+#[test]
+fn busy_saturates_at_2_pow_53_minus_1() {
+    let mut s = near_the_seq_limit(1000);
+    s.options.max_pending_packets = 1;
+    let mut r = Resolver::restore(s.clone()).unwrap();
+    let p = s.players[0];
+    // After two digs (the second may already be busy) at least 2 packets
+    // are pending, past max_pending_packets = 1: every later dig is busy.
+    r.dig(p.id, 0, 0, 0, 1).unwrap().unwrap();
+    let _ = r.dig(p.id, 0, 0, 0, 1).unwrap();
+    for _ in 0..3 {
+        assert_eq!(r.dig(p.id, 0, 0, 0, 1).unwrap(), None);
+    }
+    assert_eq!(r.stats().unwrap().busy, MAX_SEQ);
+    let snap = r.snapshot().unwrap();
+    assert_eq!(snap.counters.busy, MAX_SEQ);
+    Resolver::restore(snap).unwrap();
+}

@@ -9,7 +9,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use treasure_core::wire::Fields;
-use treasure_core::{LootEntry, Options};
+use treasure_core::{LootEntry, Options, Resolver};
 
 pub const CMIN: i32 = -1_048_576;
 pub const CMAX: i32 = 1_048_575;
@@ -129,6 +129,25 @@ impl Model {
         } else {
             Ok(())
         }
+    }
+
+    /// `close()`: every later call fails with `resolver is closed` and
+    /// changes nothing; closing again does nothing.
+    pub fn close(&mut self) {
+        self.closed = true;
+        self.queue.clear();
+    }
+
+    /// The seq rule: `digs` more digs (0 for an empty batch) must not need a
+    /// seq past 2^53-1; `got` is the seq the last one would take.
+    pub fn seq_room(&self, m: &str, digs: u64) -> R<()> {
+        let last = self.next_seq + digs.saturating_sub(1);
+        if digs > 0 && last > SAFE {
+            return Err(format!(
+                "treasure: {m}: seq must stay at most {SAFE}, got {last}"
+            ));
+        }
+        Ok(())
     }
 
     pub fn joined(&self, m: &str, arg: &str, p: u32) -> R<Player> {
@@ -282,7 +301,8 @@ impl Model {
     pub fn busy(&mut self) -> bool {
         let b = self.pending() > self.max_pending;
         if b {
-            self.c.busy += 1;
+            // A statistic: saturates at 2^53-1.
+            self.c.busy = (self.c.busy + 1).min(SAFE);
         }
         b
     }
@@ -294,6 +314,7 @@ impl Model {
         coords(m, "", x, y, z)?;
         range(m, "t_us", t as i128, 0, SAFE as i128)?;
         self.joined(m, "player", p)?;
+        self.seq_room(m, 1)?;
         if self.busy() {
             return Ok(None);
         }
@@ -376,7 +397,7 @@ impl Model {
                     };
                 f.dist2 = sat(dist2(ql.pos, b));
                 self.queue.push_back(f);
-                self.c.packets += 1;
+                self.c.packets = (self.c.packets + 1).min(SAFE);
             }
             return seq;
         } else {
@@ -384,7 +405,7 @@ impl Model {
             self.c.nothing += 1;
         }
         self.queue.push_back(f);
-        self.c.packets += 1;
+        self.c.packets = (self.c.packets + 1).min(SAFE);
         seq
     }
 
@@ -419,6 +440,7 @@ impl Model {
             self.joined(m, &format!("records[{n}].player"), p)?;
             ok.push((p, b, t));
         }
+        self.seq_room(m, ok.len() as u64)?;
         if self.busy() {
             return Ok(None);
         }
@@ -450,6 +472,32 @@ impl Model {
         }
         Ok(())
     }
+}
+
+/// Moves `r` and its model `m` close to the seq limit: `r` is replaced by
+/// the restore of its own snapshot edited to `next_seq = next` (the skipped
+/// digs counted as rejected) and the `packets` and `busy` counters raised to
+/// at least `packets` and `busy`, so sequences reach the 2^53 refusal and
+/// the counters' saturation. Both must be open; `next` must not be below
+/// the current next seq.
+pub fn jump_near_seq_limit(r: &mut Resolver, m: &mut Model, next: u64, packets: u64, busy: u64) {
+    let mut s = r.snapshot().expect("snapshot of an open resolver");
+    assert_eq!(
+        s.next_seq, m.next_seq,
+        "model and resolver agree on next_seq"
+    );
+    let skipped = next - s.next_seq;
+    s.next_seq = next;
+    s.counters.digs += skipped;
+    s.counters.rejected += skipped;
+    s.counters.packets = s.counters.packets.max(packets);
+    s.counters.busy = s.counters.busy.max(busy);
+    *r = Resolver::restore(s.clone()).expect("restore of an edited own snapshot");
+    m.next_seq = next;
+    m.c.digs += skipped;
+    m.c.rejected += skipped;
+    m.c.packets = s.counters.packets;
+    m.c.busy = s.counters.busy;
 }
 
 impl Counters {
