@@ -516,12 +516,30 @@ METHODS = {"add_loot_table", "add_site", "remove_site", "join", "move", "set_par
 SELF_SHOWN = {"nil": "nil", "table": "table", "number": "number"}
 
 
+# run.lua's finalize_probe: a side resolver restored from this one's snapshot
+# is finalized by the GC and resurrected; every call on it says closed.
+FINALIZE_CALLS = ["dig", "move", "flush", "poll", "poll_into", "wait", "stats", "snapshot", "dig_batch", "close"]
+
+
+def finalize_log(model):
+    if model.closed:
+        return "no side resolver: treasure: snapshot: resolver is closed"
+    lines = []
+    for tag in ("in_gc.", "resurrected."):
+        for m in FINALIZE_CALLS:
+            lines.append(tag + m + "=" + ("ok" if m == "close" else "treasure: %s: resolver is closed" % m))
+    lines.append("tostring=closed")
+    return "\n".join(lines)
+
+
 def model_call(model, m, self_marker, args):
     """returns ('ok', results) or ('err', message)"""
     try:
         if m == "new_check":
             check_opts(args[0] if args else None)
             return ("ok", ())
+        if m == "finalize":
+            return ("ok", (finalize_log(model),))
         if m not in METHODS:
             raise ValueError("unknown method " + m)
         if self_marker is not None:
