@@ -20,38 +20,7 @@ local SAFE = T53 - 1
 
 local function is_pos_zero(v) return v == 0 and 1 / v > 0 end
 
---- Serialize a call's results (numbers exactly, tables with sorted keys).
-local function ser(v, out)
-  out = out or {}
-  local t = type(v)
-  if t == "number" then
-    out[#out + 1] = string.format("%.17g", v)
-  elseif t == "table" then
-    local keys = {}
-    for k in pairs(v) do
-      if type(k) ~= "string" or not k:match("^resolve_p") and k ~= "resolve_max_us" then
-        keys[#keys + 1] = k
-      end
-    end
-    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-    out[#out + 1] = "{"
-    for _, k in ipairs(keys) do
-      out[#out + 1] = tostring(k) .. "="
-      ser(v[k], out)
-    end
-    out[#out + 1] = "}"
-  else
-    out[#out + 1] = type(v) .. ":" .. tostring(v)
-  end
-  out[#out + 1] = ","
-  return out
-end
-
-local function ser_all(...)
-  local out = {}
-  for i = 1, select("#", ...) do ser((select(i, ...)), out) end
-  return table.concat(out)
-end
+local ser_all = S.ser_all
 
 local function world(T, opts)
   local r = T.new(opts or { seed = 3, aoi_radius = 12, reach = 6, max_pending_packets = 400 })

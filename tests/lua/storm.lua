@@ -21,37 +21,7 @@ local ffi = require("ffi")
 local PAUSE, STEPMUL = tonumber(os.getenv("STORM_PAUSE") or 0), tonumber(os.getenv("STORM_STEPMUL") or 10000)
 local CALLS = tonumber(os.getenv("STORM_CALLS") or 1200)
 
---- Serialize a call's results (numbers exactly, tables with sorted keys;
--- stats' latency keys left out).
-local function ser(v, out)
-  out = out or {}
-  local t = type(v)
-  if t == "number" then
-    out[#out + 1] = string.format("%.17g", v)
-  elseif t == "table" then
-    local keys = {}
-    for k in pairs(v) do
-      if type(k) ~= "string" or not k:match("^resolve_") then keys[#keys + 1] = k end
-    end
-    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
-    out[#out + 1] = "{"
-    for _, k in ipairs(keys) do
-      out[#out + 1] = tostring(k) .. "="
-      ser(v[k], out)
-    end
-    out[#out + 1] = "}"
-  else
-    out[#out + 1] = type(v) .. ":" .. tostring(v)
-  end
-  out[#out + 1] = ","
-  return out
-end
-
-local function ser_all(...)
-  local out = {}
-  for i = 1, select("#", ...) do ser((select(i, ...)), out) end
-  return table.concat(out)
-end
+local ser_all = S.ser_all
 
 local function rng(seed) -- a small LCG: the same sequence every run
   local s = seed

@@ -78,4 +78,35 @@ function S.recipients(pkts)
   return t
 end
 
+--- Serializes values for exact comparison: numbers with all 17 digits,
+-- tables with sorted keys, stats' latency keys (resolve_*) left out since
+-- they are timings. One string for all arguments.
+local function ser(v, out)
+  local t = type(v)
+  if t == "number" then
+    out[#out + 1] = string.format("%.17g", v)
+  elseif t == "table" then
+    local keys = {}
+    for k in pairs(v) do
+      if type(k) ~= "string" or not k:match("^resolve_") then keys[#keys + 1] = k end
+    end
+    table.sort(keys, function(a, b) return tostring(a) < tostring(b) end)
+    out[#out + 1] = "{"
+    for _, k in ipairs(keys) do
+      out[#out + 1] = tostring(k) .. "="
+      ser(v[k], out)
+    end
+    out[#out + 1] = "}"
+  else
+    out[#out + 1] = type(v) .. ":" .. tostring(v)
+  end
+  out[#out + 1] = ","
+end
+
+function S.ser_all(...)
+  local out = {}
+  for i = 1, select("#", ...) do ser((select(i, ...)), out) end
+  return table.concat(out)
+end
+
 return S
