@@ -27,7 +27,7 @@ build: deps
 	@# copy then rename: never rewrite a .so in place under a running process
 	cp target/release/libtreasure_native.so $(NATIVE_SO).tmp && mv -f $(NATIVE_SO).tmp $(NATIVE_SO)
 
-test: build test-rust test-lua test-diff test-swap test-model test-vectors test-lifecycle test-overload test-memcheck test-rock fuzz-smoke
+test: build test-rust test-lua test-diff test-swap test-model test-vectors test-lifecycle test-overload test-memcheck test-rock test-runtimes fuzz-smoke
 
 test-rust:
 	$(CARGO) test --workspace
@@ -84,7 +84,7 @@ test-overload: build
 # FUZZ_SECONDS (3 targets); fuzz-long FUZZ_LONG_SECONDS each.
 FUZZ_SECONDS ?= 25
 FUZZ_LONG_SECONDS ?= 600
-.PHONY: fuzz-smoke fuzz-long soak test-overload
+.PHONY: fuzz-smoke fuzz-long soak test-overload test-runtimes
 fuzz-smoke:
 	bash fuzz/run.sh run $(FUZZ_SECONDS)
 fuzz-long:
@@ -110,3 +110,9 @@ demo: build
 
 clean:
 	rm -rf build target
+
+# Issue 15: the example servers (OpenResty from Debian's packages, unpacked
+# into build/runtimes, never installed; luv) on 127.0.0.1, driven by real
+# clients in another process that check every packet (tests/runtimes/run.sh).
+test-runtimes: build
+	timeout 300 bash tests/runtimes/run.sh

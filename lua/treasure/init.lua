@@ -92,4 +92,5 @@ return {
   backend = impl.backend,
   _VERSION = impl._VERSION,
   packet = packet,
+  metrics = require("treasure.metrics").render,
 }
