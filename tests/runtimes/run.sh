@@ -39,17 +39,19 @@ run_nginx() { # backend
   true
 }
 
-run_luv() { # backend
+run_luv() { # backend send
   local port; port=$(free_port)
-  TREASURE_BACKEND=$1 luajit examples/luv_server.lua --port "$port" --players "$CLIENTS" --stats build/runtimes/luv-$1.txt &
+  LUA_PATH="$REPO/lua/?.lua;$REPO/lua/?/init.lua;;" LUA_CPATH="$REPO/build/?.so;;" TREASURE_BACKEND=$1 luajit examples/luv_server.lua --port "$port" --players "$CLIENTS" --send "$2" --stats build/runtimes/luv-$1-$2.txt &
   local pid=$!; PIDS+=("$pid")
   wait_port "$port"
-  timeout 60 python3 tests/runtimes/clients.py --port "$port" --clients "$CLIENTS" --rate "$RATE" --seconds "$SECONDS_" --label "luv/$1:"
+  timeout 60 python3 tests/runtimes/clients.py --port "$port" --clients "$CLIENTS" --rate "$RATE" --seconds "$SECONDS_" --label "luv/$1/$2:"
   kill -INT "$pid"; wait "$pid"
-  cat build/runtimes/luv-$1.txt
+  cat build/runtimes/luv-$1-$2.txt
 }
 
-run_nginx native
-run_nginx lua
-if [ -f examples/luv_server.lua ]; then run_luv native; run_luv lua; fi
+[ -n "${RT_ONLY_LUV:-}" ] || run_nginx native
+[ -n "${RT_ONLY_LUV:-}" ] || run_nginx lua
+run_luv native ffi
+run_luv native string
+run_luv lua ffi
 echo "test-runtimes: ok"
