@@ -32,7 +32,7 @@ run_nginx() { # backend
   local pid=$!; PIDS+=("$pid")
   wait_port "$port"
   timeout 60 python3 tests/runtimes/clients.py --port "$port" --clients "$CLIENTS" --rate "$RATE" --seconds "$SECONDS_" --label "openresty/$1:"
-  timeout 20 python3 tests/runtimes/metrics_check.py "$port"
+  timeout 20 python3 tests/runtimes/metrics_check.py "$port" "$1"
   kill "$pid"; wait "$pid" || true
   if grep -E '\[(error|alert|crit|emerg)\]' "$run/error.log"; then echo "nginx error log has errors"; exit 1; fi
   grep -q 'treasure example: packet for disconnected' "$run/error.log" && { echo "undeliverable packets"; exit 1; }
