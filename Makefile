@@ -8,7 +8,7 @@ SHELL := /bin/bash
 # installing one removes the other and what needs it, e.g. nginx's Lua module).
 LUAJIT_PKGS := luajit libluajit-5.1-dev
 LUAJIT_INCDIR ?= /usr/include/luajit-2.1
-APT_PKGS := luarocks lua-busted valgrind
+APT_PKGS := luarocks lua-busted valgrind lua-luv
 # PUC Lua, only to test that it is refused clearly (test-puc)
 TEST_APT_PKGS := lua5.1 lua5.4
 CARGO ?= cargo
@@ -53,7 +53,7 @@ build: deps
 	@# copy then rename: never rewrite a .so in place under a running process
 	cp target/release/libtreasure_native.so $(NATIVE_SO).tmp && mv -f $(NATIVE_SO).tmp $(NATIVE_SO)
 
-test: build test-version test-rust test-lua test-other-luajit test-puc test-diff test-swap test-model test-vectors test-lifecycle test-overload test-memcheck test-rock fuzz-smoke
+test: build test-version test-rust test-lua test-other-luajit test-puc test-diff test-swap test-model test-vectors test-lifecycle test-overload test-memcheck test-rock test-runtimes fuzz-smoke
 
 test-rust:
 	$(CARGO) test --workspace
@@ -132,7 +132,7 @@ test-overload: build
 # FUZZ_SECONDS (3 targets); fuzz-long FUZZ_LONG_SECONDS each.
 FUZZ_SECONDS ?= 25
 FUZZ_LONG_SECONDS ?= 600
-.PHONY: fuzz-smoke fuzz-long soak test-overload
+.PHONY: fuzz-smoke fuzz-long soak test-overload test-runtimes
 fuzz-smoke:
 	bash fuzz/run.sh run $(FUZZ_SECONDS)
 fuzz-long:
@@ -158,3 +158,9 @@ demo: build
 
 clean:
 	rm -rf build target dist doc
+
+# Issue 15: the example servers (OpenResty from Debian's packages, unpacked
+# into build/runtimes, never installed; luv) on 127.0.0.1, driven by real
+# clients in another process that check every packet (tests/runtimes/run.sh).
+test-runtimes: build
+	timeout 300 bash tests/runtimes/run.sh

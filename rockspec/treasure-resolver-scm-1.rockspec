@@ -43,6 +43,7 @@ build = {
          ["treasure.packet"] = "lua/treasure/packet.lua",
          ["treasure.ffi_buffer"] = "lua/treasure/ffi_buffer.lua",
          ["treasure.snapshot"] = "lua/treasure/snapshot.lua",
+         ["treasure.metrics"] = "lua/treasure/metrics.lua",
       },
       lib = {
          ["treasure.native"] = "build/treasure/native.so",

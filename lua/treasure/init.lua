@@ -136,4 +136,5 @@ return {
   _VERSION = packet._VERSION,
   _VERSION_NUM = packet._VERSION_NUM,
   packet = packet,
+  metrics = require("treasure.metrics").render,
 }

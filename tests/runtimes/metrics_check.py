@@ -1,0 +1,26 @@
+#!/usr/bin/env python3
+"""Fetch /metrics from the OpenResty example and parse it with
+prometheus_client's text parser; require the treasure families with sane
+values (digs > 0, packets >= digs, the four resolve quantiles) and that
+the server runs the backend it was started with."""
+import sys, urllib.request
+from prometheus_client.parser import text_string_to_metric_families
+
+port = int(sys.argv[1])
+backend = sys.argv[2]  # the backend the server was started with: prove it loaded
+text = urllib.request.urlopen("http://127.0.0.1:%d/metrics" % port, timeout=10).read().decode()
+fam = {f.name: f for f in text_string_to_metric_families(text)}
+def one(name):
+    s = fam[name].samples
+    assert s, name
+    return s[0].value
+assert fam["treasure_digs"].type == "counter", fam["treasure_digs"].type
+digs, packets = one("treasure_digs"), one("treasure_packets")
+assert digs > 0 and packets >= digs, (digs, packets)
+qs = sorted(s.labels["quantile"] for s in fam["treasure_resolve_latency_us"].samples)
+assert qs == ["0.5", "0.99", "0.999", "1"], qs
+assert all("worker" in s.labels for f in fam.values() for s in f.samples)
+# only native reports its worker threads: the server runs the backend asked for
+assert ("treasure_workers" in fam) == (backend == "native"), (backend, sorted(fam))
+print(("metrics (%s): " % backend) + "%d families parsed by prometheus_client; this worker: digs %d, packets %d"
+      % (len(fam), digs, packets))
