@@ -28,7 +28,7 @@ end
 -- tools/version.sh (run by `make test` and `make rock`), and every other Lua
 -- module takes its _VERSION from here. _VERSION_NUM is the same version as one
 -- number, major * 1000000 + minor * 1000 + patch (1.2.3 -> 1002003), for `>=`.
-local RELEASE = "treasure 1.0.0"
+local RELEASE = "treasure 1.1.0"
 local major, minor, patch = RELEASE:match("^treasure (%d+)%.(%d+)%.(%d+)$")
 
 local M = {
