@@ -690,16 +690,7 @@ impl Resolver {
     pub fn poll_into(&mut self, out: &mut [u8], max: usize) -> Result<usize, Error> {
         let m = Method::PollInto;
         let inner = self.inner(m)?;
-        let capacity = out.len() / SIZE;
-        if max > capacity {
-            return Err(Error::new(
-                m,
-                ErrorKind::BufferTooSmall {
-                    capacity: capacity as u64,
-                    max: max as u64,
-                },
-            ));
-        }
+        check_capacity(m, out, max)?;
         let n = (max as u64).min(inner.available) as usize;
         inner.take(n, &mut out[..n * SIZE]);
         Ok(n)
@@ -724,16 +715,7 @@ impl Resolver {
         max: usize,
     ) -> Result<usize, Error> {
         let inner = self.inner(method)?;
-        let capacity = out.len() / SIZE;
-        if max > capacity {
-            return Err(Error::new(
-                method,
-                ErrorKind::BufferTooSmall {
-                    capacity: capacity as u64,
-                    max: max as u64,
-                },
-            ));
-        }
+        check_capacity(method, out, max)?;
         let n = (max as u64).min(inner.available) as usize;
         inner.copy_out(n, &mut out[..n * SIZE]);
         Ok(n)
@@ -1331,4 +1313,20 @@ impl Drop for Resolver {
     fn drop(&mut self) {
         self.close();
     }
+}
+
+/// The buffer rule of `poll_into` and `peek_into`: `max` packets must fit in
+/// `out`, checked before anything is copied.
+fn check_capacity(method: Method, out: &[u8], max: usize) -> Result<(), Error> {
+    let capacity = out.len() / SIZE;
+    if max > capacity {
+        return Err(Error::new(
+            method,
+            ErrorKind::BufferTooSmall {
+                capacity: capacity as u64,
+                max: max as u64,
+            },
+        ));
+    }
+    Ok(())
 }
