@@ -22,14 +22,7 @@ local function is_pos_zero(v) return v == 0 and 1 / v > 0 end
 
 local ser_all = S.ser_all
 
-local function world(T, opts)
-  local r = T.new(opts or { seed = 3, aoi_radius = 12, reach = 6, max_pending_packets = 400 })
-  r:add_loot_table(1, { { item = 10, weight = 3, min = 1, max = 4, rarity = 1 },
-                        { item = 11, weight = 1, min = 0, max = 0, rarity = 2 } })
-  for i = 1, 30 do r:add_site(i, i * 3, 0, 0, 1, 1 + i % 4) end
-  for p = 1, 24 do r:join(p, p * 4, 0, 0, p % 5) end
-  return r
-end
+local world = S.small_world
 
 for _, B in ipairs(backends) do
   local T = B.module

@@ -31,14 +31,7 @@ local function rng(seed) -- a small LCG: the same sequence every run
   end
 end
 
-local function world()
-  local r = T.new({ seed = 3, aoi_radius = 12, reach = 6, max_pending_packets = 400 })
-  r:add_loot_table(1, { { item = 10, weight = 3, min = 1, max = 4, rarity = 1 },
-                        { item = 11, weight = 1, min = 0, max = 0, rarity = 2 } })
-  for i = 1, 30 do r:add_site(i, i * 3, 0, 0, 1, 1 + i % 4) end
-  for p = 1, 24 do r:join(p, p * 4, 0, 0, p % 5) end
-  return r
-end
+local function world() return S.small_world(T) end
 
 local fired, inside = 0, 0
 local BOMB = "treasure-test-bomb"

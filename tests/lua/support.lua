@@ -103,6 +103,17 @@ local function ser(v, out)
   out[#out + 1] = ","
 end
 
+--- A small world for the hardening specs and the storm: 2 loot entries,
+-- 30 sites in a row, 24 players in 5 parties, a low max_pending_packets.
+function S.small_world(T, opts)
+  local r = T.new(opts or { seed = 3, aoi_radius = 12, reach = 6, max_pending_packets = 400 })
+  r:add_loot_table(1, { { item = 10, weight = 3, min = 1, max = 4, rarity = 1 },
+                        { item = 11, weight = 1, min = 0, max = 0, rarity = 2 } })
+  for i = 1, 30 do r:add_site(i, i * 3, 0, 0, 1, 1 + i % 4) end
+  for p = 1, 24 do r:join(p, p * 4, 0, 0, p % 5) end
+  return r
+end
+
 function S.ser_all(...)
   local out = {}
   for i = 1, select("#", ...) do ser((select(i, ...)), out) end

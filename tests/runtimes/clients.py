@@ -19,21 +19,10 @@ COLUMNS, SPACING = 100, 8          # must match the servers' home(p)
 PACKET = 128
 HDR = struct.Struct("<4sHBBQQIIII")  # magic version kind flags seq t_us site finder recipient party
 
-def _table():
-    t = []
-    for i in range(256):
-        c = i
-        for _ in range(8):
-            c = (c >> 1) ^ 0x82F63B78 if c & 1 else c >> 1
-        t.append(c)
-    return t
-CRC_T = _table()
-
-def crc32c(b):
-    c = 0xFFFFFFFF
-    for x in b:
-        c = CRC_T[(c ^ x) & 0xFF] ^ (c >> 8)
-    return c ^ 0xFFFFFFFF
+# CRC-32C: the one Python implementation of the tests, in the independent
+# model of the contract (tests/diff/model.py).
+sys.path.insert(0, __import__("os").path.join(__import__("os").path.dirname(__file__), "..", "diff"))
+from model import crc32c  # noqa: E402
 
 def home(p):
     return ((p - 1) % COLUMNS) * SPACING, ((p - 1) // COLUMNS) * SPACING
