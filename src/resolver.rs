@@ -125,7 +125,9 @@ fn borrow_self(func: &str, v: &Value) -> Result<Borrowed, Fail> {
     match ud.borrow_mut::<NativeResolver>() {
         Ok(r) => Ok(Borrowed::Live(r)),
         Err(mlua::Error::UserDataDestructed) => Ok(Borrowed::Finalized),
-        Err(_) => Err(format!("treasure: {func}: self must be a resolver, got userdata")),
+        Err(_) => Err(format!(
+            "treasure: {func}: self must be a resolver, got userdata"
+        )),
     }
 }
 
@@ -313,7 +315,10 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         let (x, y, z) = xyz(lua, f, a, 1)?;
         let table = args::u32_in(lua, f, "loot_table_id", arg(a, 4), ID)?;
         let charges = args::u32_in(lua, f, "charges", arg(a, 5), CHARGES)?;
-        r.core().get(f)?.add_site(id, x, y, z, table, charges).map_err(msg)
+        r.core()
+            .get(f)?
+            .add_site(id, x, y, z, table, charges)
+            .map_err(msg)
     })?;
 
     method(lua, &m, "remove_site", |lua, r, a| {
@@ -369,19 +374,24 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         let records = bytes_arg(f, arg(a, 0))?;
         // Allocated before the core counts a busy refusal (see `busy`).
         let busy = busy(lua, f)?;
-        let batch = r.core().get(f)?.dig_batch(&records.as_bytes()).map_err(msg)?;
-        Ok(
-            match batch {
-                Some((first, count)) => (Value::Number(first as f64), Value::Number(count as f64)),
-                None => (Value::Nil, busy),
-            },
-        )
+        let batch = r
+            .core()
+            .get(f)?
+            .dig_batch(&records.as_bytes())
+            .map_err(msg)?;
+        Ok(match batch {
+            Some((first, count)) => (Value::Number(first as f64), Value::Number(count as f64)),
+            None => (Value::Nil, busy),
+        })
     })?;
 
     method(lua, &m, "move_batch", |_, r, a| {
         let f = "move_batch";
         let records = bytes_arg(f, arg(a, 0))?;
-        r.core().get(f)?.move_batch(&records.as_bytes()).map_err(msg)
+        r.core()
+            .get(f)?
+            .move_batch(&records.as_bytes())
+            .map_err(msg)
     })?;
 
     method(lua, &m, "poll", |lua, r, a| {
@@ -412,7 +422,9 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         Ok((n as f64, s))
     })?;
 
-    method(lua, &m, "flush", |_, r, _| r.core().get("flush")?.flush().map_err(msg))?;
+    method(lua, &m, "flush", |_, r, _| {
+        r.core().get("flush")?.flush().map_err(msg)
+    })?;
 
     method(lua, &m, "wait", |lua, r, a| {
         let f = "wait";
@@ -546,7 +558,9 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
 
     method(lua, &raw, "_inject_worker_panic", |lua, r, a| {
         let n = args::int(lua, "_inject_worker_panic", "n", arg(a, 0), COUNT)? as u64;
-        r.core().get("_inject_worker_panic")?.inject_worker_panic_after(n);
+        r.core()
+            .get("_inject_worker_panic")?
+            .inject_worker_panic_after(n);
         Ok(())
     })?;
 

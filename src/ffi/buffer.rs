@@ -19,7 +19,12 @@ pub struct PointerOffset(isize);
 
 /// Learns the offset from two probe arrays (a VLA and a fixed-size array)
 /// whose payload addresses the FFI gave us. Both must agree.
-pub fn calibrate(vla: &Value, vla_addr: f64, fixed: &Value, fixed_addr: f64) -> Option<PointerOffset> {
+pub fn calibrate(
+    vla: &Value,
+    vla_addr: f64,
+    fixed: &Value,
+    fixed_addr: f64,
+) -> Option<PointerOffset> {
     if !is_cdata(vla) || !is_cdata(fixed) {
         return None;
     }
@@ -81,7 +86,10 @@ pub unsafe fn poll_into_raw(
     holds: usize,
     max: usize,
 ) -> Result<usize, treasure_core::Error> {
-    assert!(max <= holds, "poll_into: {max} packets into a buffer of {holds}");
+    assert!(
+        max <= holds,
+        "poll_into: {max} packets into a buffer of {holds}"
+    );
     let len = max * PACKET_SIZE;
     if len == 0 {
         return r.poll_into(&mut [], 0);

@@ -78,7 +78,14 @@ pub extern "C" fn treasure_native_move(h: f64, player: f64, x: f64, y: f64, z: f
 /// `r:dig(player, x, y, z, t_us)`: the seq (>= 1), 0 when busy, -1 to take
 /// the slow path.
 #[no_mangle]
-pub extern "C" fn treasure_native_dig(h: f64, player: f64, x: f64, y: f64, z: f64, t_us: f64) -> f64 {
+pub extern "C" fn treasure_native_dig(
+    h: f64,
+    player: f64,
+    x: f64,
+    y: f64,
+    z: f64,
+    t_us: f64,
+) -> f64 {
     with(h, |r| {
         if !int_in(t_us, 0.0, SAFE_MAX) {
             return None;
@@ -101,9 +108,15 @@ pub extern "C" fn treasure_native_dig(h: f64, player: f64, x: f64, y: f64, z: f6
 #[no_mangle]
 pub unsafe extern "C" fn treasure_native_dig_batch(h: f64, records: *const u8, len: usize) -> f64 {
     // SAFETY: this function's own contract, passed on.
-    let Some(bytes) = (unsafe { bytes(records, len) }) else { return FAIL };
+    let Some(bytes) = (unsafe { bytes(records, len) }) else {
+        return FAIL;
+    };
     with(h, |r| {
-        Some(r.dig_batch(bytes).ok()?.map_or(0.0, |(first, _)| first as f64))
+        Some(
+            r.dig_batch(bytes)
+                .ok()?
+                .map_or(0.0, |(first, _)| first as f64),
+        )
     })
 }
 
@@ -114,7 +127,9 @@ pub unsafe extern "C" fn treasure_native_dig_batch(h: f64, records: *const u8, l
 #[no_mangle]
 pub unsafe extern "C" fn treasure_native_move_batch(h: f64, records: *const u8, len: usize) -> f64 {
     // SAFETY: this function's own contract, passed on.
-    let Some(bytes) = (unsafe { bytes(records, len) }) else { return FAIL };
+    let Some(bytes) = (unsafe { bytes(records, len) }) else {
+        return FAIL;
+    };
     with(h, |r| {
         r.move_batch(bytes).ok()?;
         Some(0.0)
@@ -131,7 +146,12 @@ pub unsafe extern "C" fn treasure_native_move_batch(h: f64, records: *const u8, 
 /// its verdict for it (LuaJIT passes an array cdata as the address of its
 /// payload; the array is an argument of the running call, so it is alive).
 #[no_mangle]
-pub unsafe extern "C" fn treasure_native_poll_into(h: f64, buf: *mut u8, holds: f64, max: f64) -> f64 {
+pub unsafe extern "C" fn treasure_native_poll_into(
+    h: f64,
+    buf: *mut u8,
+    holds: f64,
+    max: f64,
+) -> f64 {
     with(h, |r| {
         if !int_in(holds, 0.0, SAFE_MAX) || !int_in(max, 0.0, holds) {
             return None;

@@ -168,7 +168,12 @@ impl Guard {
         let cell = cell(slot)?;
         let unlocked = gen << 1;
         cell.state
-            .compare_exchange(unlocked, unlocked | LOCKED, Ordering::Acquire, Ordering::Relaxed)
+            .compare_exchange(
+                unlocked,
+                unlocked | LOCKED,
+                Ordering::Acquire,
+                Ordering::Relaxed,
+            )
             .ok()?;
         Some(Guard { cell, unlocked })
     }
@@ -233,7 +238,9 @@ impl Ticket {
             list.next += 1;
             Some(s as u32)
         });
-        let Some(slot) = slot else { return Err(resolver) };
+        let Some(slot) = slot else {
+            return Err(resolver);
+        };
         let c = cell(slot as usize).expect("a handed-out slot has its chunk");
         // A free cell's generation was never handed out, so no issued handle
         // can lock it (a stale one fails the generation check); only a
@@ -338,7 +345,15 @@ mod tests {
 
     #[test]
     fn any_double_is_a_safe_handle() {
-        for h in [-1.0, 0.5, f64::NAN, f64::INFINITY, 1e300, 0.0, 9007199254740991.0] {
+        for h in [
+            -1.0,
+            0.5,
+            f64::NAN,
+            f64::INFINITY,
+            1e300,
+            0.0,
+            9007199254740991.0,
+        ] {
             let _ = lock_handle(h);
         }
     }

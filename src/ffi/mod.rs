@@ -20,4 +20,3 @@ mod entry;
 pub mod fast;
 pub mod fork;
 pub mod handles;
-
