@@ -193,15 +193,24 @@ local function grid_commit(g, pl, c, is_new)
   pl.cell, pl.ci = c, n
 end
 
+--- Swap-remove entry i of the dense array a[1..n] (plain assignments): the
+-- last entry moves into slot i and its position field `pos` follows. The
+-- caller updates the count. Serves the grid's cells, its list of occupied
+-- cells and the party lists.
+local function dense_remove(a, n, i, pos)
+  if i ~= n then
+    local last = a[n]
+    a[i] = last
+    last[pos] = i
+  end
+  a[n] = nil
+end
+
 --- Drop an empty cell from the map and the dense list (plain assignments).
 local function grid_drop(g, c)
   g.cells[c.key] = nil
-  local ln = g.n
-  local lastc = g.list[ln]
-  g.list[c.li] = lastc
-  lastc.li = c.li
-  g.list[ln] = nil
-  g.n = ln - 1
+  dense_remove(g.list, g.n, c.li, "li")
+  g.n = g.n - 1
 end
 
 --- Remove entry i of cell c (plain assignments). An emptied cell is dropped,
@@ -209,12 +218,7 @@ end
 -- true when the cell was emptied.
 local function grid_remove(g, c, i, keep_empty)
   local n = c.n
-  if i ~= n then
-    local last = c[n]
-    c[i] = last
-    last.ci = i
-  end
-  c[n] = nil
+  dense_remove(c, n, i, "ci")
   c.n = n - 1
   if n ~= 1 then return false end
   if not keep_empty then grid_drop(g, c) end
@@ -248,13 +252,7 @@ local function party_remove(st, pl)
   if party == 0 then return end
   local m = st.parties[party]
   local n = m.n
-  local i = pl.pi
-  if i ~= n then
-    local last = m[n]
-    m[i] = last
-    last.pi = i
-  end
-  m[n] = nil
+  dense_remove(m, n, pl.pi, "pi")
   m.n = n - 1
   if n == 1 then st.parties[party] = nil end
 end
