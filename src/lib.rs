@@ -8,17 +8,20 @@
 //! links its own LuaJIT so `cargo test` runs on a machine without Lua.
 //!
 //! Layout:
-//! * `args.rs`      numbers, ranges and the `got <value>` of error messages
-//! * `tables.rs`    `opts` and loot `entries` (checked, then via serde)
-//! * `resolver.rs`  the userdata and its raw methods
+//! * `error.rs`     the one place failures become Lua errors: core errors,
+//!   mlua errors, panics, and the binding's own argument rules
+//! * `args.rs`      numbers and strings, with the core's limits
+//! * `tables.rs`    `opts` and loot `entries`
+//! * `resolver/`    the userdata and one named function per raw method
+//! * `snapshot.rs`  `r:snapshot()` / `restore(snapshot)` as plain Lua data
 //! * `ffi/`         all of the binding's unsafe: the handle arena, fork
 //!   detection, the caller's FFI buffer, the C functions of the fast path
-//! * `snapshot.rs`  `r:snapshot()` / `restore(snapshot)` as plain Lua data
-//! * `native.lua`   the Lua half: raises errors as strings, measures buffers
+//! * `native.lua`   the Lua half: raises errors as strings, the fast path
 
 #![deny(unsafe_code)]
 
 mod args;
+mod error;
 #[allow(unsafe_code)]
 mod ffi;
 mod resolver;
@@ -39,14 +42,11 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     }
     ffi::fork::init();
     let tostring: Function = lua.globals().get("tostring")?;
-    lua.set_app_data(args::LuaHelpers { tostring });
+    lua.set_app_data(error::LuaHelpers { tostring });
     let err = lua.create_table()?;
-    lua.set_app_data(resolver::ErrSentinel(err.clone()));
+    lua.set_app_data(error::ErrSentinel(err.clone()));
     let raw = resolver::raw_functions(lua)?;
-    let packets_held: Function = lua
-        .load(include_str!("../lua/treasure/ffi_buffer.lua"))
-        .set_name("=treasure.ffi_buffer")
-        .call(())?;
+    let packets_held = ffi::buffer::install(lua)?;
     // The snapshot rules, shared with treasure.legacy (one definition), with
     // the packet module they need, both compiled in so native.so does not
     // depend on package.path.

@@ -7,7 +7,9 @@
 --    the wrapper below turns that into error(message, 0). A call still costs
 --    one Lua->C call; the wrapper is plain Lua that LuaJIT compiles.
 -- 2. Only Lua can ask LuaJIT's FFI what a cdata is and how big it is, which
---    poll_into must know before Rust writes into the caller's buffer.
+--    poll_into must know before Rust writes into the caller's buffer: Rust
+--    asks lua/treasure/ffi_buffer.lua itself on the mlua path (src/ffi/
+--    buffer.rs); the fast path below asks it here and passes the verdict.
 -- 3. Only LuaJIT's FFI can call into the library from a compiled trace: the
 --    fast path for the per-tick calls (below).
 -- 4. Snapshots cross as packed records read and written with the FFI, far
@@ -35,28 +37,7 @@ for name, fn in pairs(raw.methods) do
   end
 end
 
--- poll_into: measure the buffer here (treasure/ffi_buffer.lua, the same
--- file treasure.legacy uses), let Rust check everything in the contract's
--- order (self, closed, buf, max) and do the copy. A refused buffer (holds
--- -1) never reaches a write; Rust prints `what` (ffi_buffer's description
--- of it, e.g. ctype<unsigned char [256]>) in the message.
-local raw_poll_into = raw.poll_into
-methods.poll_into = function(self, buf, max)
-  local holds, what = packets_held(buf)
-  return check(raw_poll_into(self, buf, max, holds or -1, what or ""))
-end
-
--- Calibrate how lua_topointer reports a cdata: some LuaJIT builds return the
--- payload address, older ones the GC header. Rust learns the difference once
--- from two probes whose payload addresses the FFI tells us exactly.
-local probe_vla = ffi.new("uint8_t[?]", 8)
-local probe_fixed = ffi.new("uint8_t[8]")
-raw.calibrate(
-  probe_vla, tonumber(ffi.cast("uintptr_t", probe_vla)),
-  probe_fixed, tonumber(ffi.cast("uintptr_t", probe_fixed))
-)
-
--- The FFI fast path (src/fast.rs) for the calls a game loop makes every
+-- The FFI fast path (src/ffi/fast.rs) for the calls a game loop makes every
 -- tick. LuaJIT compiles these FFI calls into its traces; the classic C API
 -- calls above it cannot be. The fast functions only ever *succeed* or say
 -- "take the slow path" (-1) having changed nothing; the slow path then

@@ -24,7 +24,7 @@ use treasure_core::{
     Counters, LootEntry, LootTableSnapshot, Options, PlayerSnapshot, SiteSnapshot, Snapshot,
 };
 
-use crate::args::Fail;
+use crate::error::{self, Failure};
 
 #[derive(Deserialize)]
 struct OptionsDe {
@@ -95,12 +95,9 @@ fn packed<'a>(
     v: &'a [u8],
     size: usize,
     what: &str,
-) -> Result<std::slice::ChunksExact<'a, u8>, Fail> {
+) -> Result<std::slice::ChunksExact<'a, u8>, Failure> {
     if !v.len().is_multiple_of(size) {
-        return Err(format!(
-            "treasure: restore: packed {what} length must be a multiple of {size}, got {}",
-            v.len()
-        ));
+        return Err(error::packed_length("restore", what, size, v.len()));
     }
     Ok(v.chunks_exact(size))
 }
@@ -114,22 +111,20 @@ pub fn from_lua(
     sites: &[u8],
     players: &[u8],
     base: Options,
-) -> Result<Snapshot, Fail> {
+) -> Result<Snapshot, Failure> {
     let t = match header {
         Value::Table(t) => t,
         other => {
-            return Err(format!(
-                "treasure: restore: snapshot must be a table, got {}",
-                crate::args::type_name(other)
-            ))
+            let got = error::type_name(other);
+            return Err(error::must_be("restore", "snapshot", "a table", got));
         }
     };
     let de: HeaderDe = lua
         .from_value(header.clone())
-        .map_err(|e| format!("treasure: restore: snapshot: {e}"))?;
+        .map_err(|e| error::lua_in("restore", "snapshot", e))?;
     let pending = match t.raw_get::<Value>("pending") {
         Ok(Value::String(s)) => s.as_bytes().to_vec(),
-        _ => return Err("treasure: restore: snapshot.pending must be a string".to_owned()),
+        _ => return Err(error::rule("restore", "snapshot.pending must be a string")),
     };
     let sites = packed(sites, SITE_RECORD, "sites")?
         .map(|b| SiteSnapshot {

@@ -1,31 +1,31 @@
 //! Table arguments: the `opts` of `new` and the `entries` of
 //! `add_loot_table`.
 //!
-//! The contract's checks run first on the raw Lua values, in its documented
-//! order (unknown keys in `next()` order, then each field in turn), so the
-//! first failure is reported with the exact message treasure.legacy gives.
-//! Then mlua's serde support (`LuaSerdeExt::from_value`, with
-//! `deny_unknown_fields` as a backstop) turns the checked table into a typed
-//! Rust value for the core.
+//! The contract's checks run on the raw Lua values in its documented order
+//! (unknown keys in `next()` order, then each field in turn), so the first
+//! failure is reported with the exact message treasure.legacy gives; each
+//! checked field is then the typed value the core takes.
 
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 use serde::Deserialize;
-use treasure_core::{LootEntry, Options};
+use treasure_core::error::limits;
+use treasure_core::{Error, ErrorKind, LootEntry, Method, Options};
 
-use crate::args::{self, Fail, Range};
+use crate::args::{self, Range, ID, SAFE};
+use crate::error::{self, Failure};
 
 /// Reports the first key of `t` (in `next()` order) that is not in `known`.
-fn check_keys(lua: &Lua, func: &str, path: &str, t: &Table, known: &[&str]) -> Result<(), Fail> {
+fn check_keys(lua: &Lua, func: &str, path: &str, t: &Table, known: &[&str]) -> Result<(), Failure> {
     for pair in t.pairs::<Value, Value>() {
-        let (k, _) = pair.map_err(|e| format!("treasure: {func}: {path}: {e}"))?;
+        let (k, _) = pair.map_err(|e| error::lua_in(func, path, e))?;
         let is_known =
             matches!(&k, Value::String(s) if known.iter().any(|n| s.as_bytes() == n.as_bytes()));
         if !is_known {
             let name = match &k {
                 Value::String(s) => s.to_string_lossy(),
-                other => args::describe(lua, other),
+                other => error::describe(lua, other),
             };
-            return Err(format!("treasure: {func}: {path} has unknown key '{name}'"));
+            return Err(error::unknown_key(func, path, &name));
         }
     }
     Ok(())
@@ -35,84 +35,61 @@ fn field(t: &Table, key: &str) -> Value {
     t.raw_get::<Value>(key).unwrap_or(Value::Nil)
 }
 
-/// The contract's keys of `opts`, in check order, with their ranges.
-const OPTION_KEYS: [(&str, Range); 5] = [
-    (
-        "seed",
-        Range {
-            lo: 0,
-            hi: 9_007_199_254_740_991,
-        },
-    ),
-    (
-        "aoi_radius",
-        Range {
-            lo: 0,
-            hi: 1_048_576,
-        },
-    ),
-    (
-        "reach",
-        Range {
-            lo: 0,
-            hi: 1_048_576,
-        },
-    ),
-    ("workers", Range { lo: 0, hi: 256 }),
-    (
-        "max_pending_packets",
-        Range {
-            lo: 1,
-            hi: 9_007_199_254_740_991,
-        },
-    ),
+/// The keys of `opts`, in check order.
+const OPTION_KEYS: [&str; 5] = [
+    "seed",
+    "aoi_radius",
+    "reach",
+    "workers",
+    "max_pending_packets",
 ];
-
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct OptionsDe {
-    seed: Option<f64>,
-    aoi_radius: Option<f64>,
-    reach: Option<f64>,
-    workers: Option<f64>,
-    max_pending_packets: Option<f64>,
-}
+/// `aoi_radius` and `reach`.
+const RADIUS: Range = Range {
+    lo: 0,
+    hi: limits::RADIUS_MAX as i64,
+};
+const WORKERS: Range = Range {
+    lo: 0,
+    hi: limits::WORKERS_MAX as i64,
+};
+const MAX_PENDING: Range = Range { lo: 1, ..SAFE };
 
 /// `treasure.new(opts)`: `nil` or a table of the contract's keys.
-pub fn options(lua: &Lua, opts: &Value) -> Result<Options, Fail> {
+pub fn options(lua: &Lua, opts: &Value) -> Result<Options, Failure> {
     let mut out = Options::default();
     let t = match opts {
         Value::Nil => return Ok(out),
         Value::Table(t) => t,
         other => {
-            return Err(format!(
-                "treasure: new: opts must be a table, got {}",
-                args::type_name(other)
+            return Err(error::must_be(
+                "new",
+                "opts",
+                "a table",
+                error::type_name(other),
             ))
         }
     };
-    let known: Vec<&str> = OPTION_KEYS.iter().map(|(k, _)| *k).collect();
-    check_keys(lua, "new", "opts", t, &known)?;
-    for (key, range) in OPTION_KEYS {
-        args::opt_int(lua, "new", &format!("opts.{key}"), &field(t, key), range)?;
-    }
-    let de: OptionsDe = lua
-        .from_value(Value::Table(t.clone()))
-        .map_err(|e| format!("treasure: new: opts: {e}"))?;
-    // Every value below was checked to be an exact integer in range.
-    if let Some(v) = de.seed {
+    check_keys(lua, "new", "opts", t, &OPTION_KEYS)?;
+    let opt = |key: &str, range: Range| {
+        let v = field(t, key);
+        args::opt(&v, |v| {
+            args::int(lua, "new", &format!("opts.{key}"), v, range)
+        })
+    };
+    // Each value is an exact integer within its range, so the casts are exact.
+    if let Some(v) = opt("seed", SAFE)? {
         out.seed = v as u64;
     }
-    if let Some(v) = de.aoi_radius {
+    if let Some(v) = opt("aoi_radius", RADIUS)? {
         out.aoi_radius = v as u32;
     }
-    if let Some(v) = de.reach {
+    if let Some(v) = opt("reach", RADIUS)? {
         out.reach = v as u32;
     }
-    if let Some(v) = de.workers {
+    if let Some(v) = opt("workers", WORKERS)? {
         out.workers = v as u32;
     }
-    if let Some(v) = de.max_pending_packets {
+    if let Some(v) = opt("max_pending_packets", MAX_PENDING)? {
         out.max_pending_packets = v as u64;
     }
     Ok(out)
@@ -130,13 +107,14 @@ struct TuningDe {
     wait_spin_us: Option<u64>,
 }
 
-pub fn tuning(lua: &Lua, tuning: &Value, opts: &mut Options) -> Result<(), Fail> {
+/// Applies the test-only `tuning` table (nil: none) to `opts`.
+pub fn tuning(lua: &Lua, tuning: &Value, opts: &mut Options) -> Result<(), Failure> {
     if tuning.is_nil() {
         return Ok(());
     }
     let de: TuningDe = lua
         .from_value(tuning.clone())
-        .map_err(|e| format!("treasure: new: tuning: {e}"))?;
+        .map_err(|e| error::lua_in("new", "tuning", e))?;
     if let Some(v) = de.chunk_digs {
         opts.chunk_digs = v.max(1);
     }
@@ -155,48 +133,47 @@ pub fn tuning(lua: &Lua, tuning: &Value, opts: &mut Options) -> Result<(), Fail>
     Ok(())
 }
 
-/// The fields of a loot entry, in check order, with their ranges.
+/// The fields of a loot entry, in check order, with their ranges (the
+/// widths of `LootEntry`'s fields).
 const ENTRY_KEYS: [(&str, Range); 5] = [
+    ("item", ID),
+    ("weight", ID),
     (
-        "item",
+        "min",
         Range {
-            lo: 1,
-            hi: 4_294_967_295,
+            lo: 0,
+            hi: u16::MAX as i64,
         },
     ),
     (
-        "weight",
+        "max",
         Range {
-            lo: 1,
-            hi: 4_294_967_295,
+            lo: 0,
+            hi: u16::MAX as i64,
         },
     ),
-    ("min", Range { lo: 0, hi: 65_535 }),
-    ("max", Range { lo: 0, hi: 65_535 }),
-    ("rarity", Range { lo: 0, hi: 255 }),
+    (
+        "rarity",
+        Range {
+            lo: 0,
+            hi: u8::MAX as i64,
+        },
+    ),
 ];
 
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct EntryDe {
-    item: f64,
-    weight: f64,
-    min: f64,
-    max: f64,
-    rarity: f64,
-}
-
-const NOT_AN_ARRAY: &str = "must be a non-empty array of tables";
+const ENTRIES_RULE: &str = "a non-empty array of tables";
 
 /// `add_loot_table(id, entries)`: the entries array, checked in full.
-pub fn loot_entries(lua: &Lua, entries: &Value) -> Result<Vec<LootEntry>, Fail> {
+pub fn loot_entries(lua: &Lua, entries: &Value) -> Result<Vec<LootEntry>, Failure> {
     let func = "add_loot_table";
     let t = match entries {
         Value::Table(t) => t,
         other => {
-            return Err(format!(
-                "treasure: {func}: entries {NOT_AN_ARRAY}, got {}",
-                args::type_name(other)
+            return Err(error::must_be(
+                func,
+                "entries",
+                ENTRIES_RULE,
+                error::type_name(other),
             ))
         }
     };
@@ -205,67 +182,62 @@ pub fn loot_entries(lua: &Lua, entries: &Value) -> Result<Vec<LootEntry>, Fail> 
     let mut keys = 0usize;
     let mut shape_ok = n >= 1;
     for pair in t.pairs::<Value, Value>() {
-        let (k, _) = pair.map_err(|e| format!("treasure: {func}: entries: {e}"))?;
+        let (k, _) = pair.map_err(|e| error::lua_in(func, "entries", e))?;
         keys += 1;
-        let in_seq = match k {
+        shape_ok &= match k {
             Value::Integer(i) => i >= 1 && (i as usize) <= n,
             Value::Number(f) => f.fract() == 0.0 && f >= 1.0 && f <= n as f64,
             _ => false,
         };
-        shape_ok &= in_seq;
     }
     if !shape_ok || keys != n {
-        return Err(format!(
-            "treasure: {func}: entries {NOT_AN_ARRAY}, got table"
-        ));
+        return Err(error::must_be(func, "entries", ENTRIES_RULE, "table"));
     }
-    let known: Vec<&str> = ENTRY_KEYS.iter().map(|(k, _)| *k).collect();
+    let known = ENTRY_KEYS.map(|(k, _)| k);
+    let mut out = Vec::with_capacity(n);
     let mut total: u64 = 0;
     for i in 1..=n {
         let entry = match t.raw_get::<Value>(i).unwrap_or(Value::Nil) {
             Value::Table(e) => e,
             other => {
-                return Err(format!(
-                    "treasure: {func}: entries[{i}] must be a table, got {}",
-                    args::type_name(&other)
-                ))
+                let arg = format!("entries[{i}]");
+                return Err(error::must_be(
+                    func,
+                    &arg,
+                    "a table",
+                    error::type_name(&other),
+                ));
             }
         };
         check_keys(lua, func, &format!("entries[{i}]"), &entry, &known)?;
         let mut vals = [0i64; 5];
         for (slot, (key, range)) in vals.iter_mut().zip(ENTRY_KEYS) {
-            *slot = args::int(
-                lua,
-                func,
-                &format!("entries[{i}].{key}"),
-                &field(&entry, key),
-                range,
-            )?;
+            let arg = format!("entries[{i}].{key}");
+            *slot = args::int(lua, func, &arg, &field(&entry, key), range)?;
         }
-        let (min, max) = (vals[2], vals[3]);
-        if min > max {
-            return Err(format!(
-                "treasure: {func}: entries[{i}].min must be <= max, got {min} > {max}"
-            ));
+        // In range, so the casts are exact.
+        let [item, weight, min, max, rarity] = vals;
+        let e = LootEntry {
+            item: item as u32,
+            weight: weight as u32,
+            min: min as u16,
+            max: max as u16,
+            rarity: rarity as u8,
+        };
+        if e.min > e.max {
+            let kind = ErrorKind::MinGreaterThanMax {
+                entry: i,
+                min: e.min,
+                max: e.max,
+            };
+            return Err(Error::new(Method::AddLootTable, kind).into());
         }
-        total += vals[1] as u64;
+        total += e.weight as u64;
+        out.push(e);
     }
     if total > u32::MAX as u64 {
-        return Err(format!(
-            "treasure: {func}: entries total weight must be <= 4294967295, got {total}"
-        ));
+        let kind = ErrorKind::TotalWeight { total };
+        return Err(Error::new(Method::AddLootTable, kind).into());
     }
-    let de: Vec<EntryDe> = lua
-        .from_value(entries.clone())
-        .map_err(|e| format!("treasure: {func}: entries: {e}"))?;
-    Ok(de
-        .into_iter()
-        .map(|e| LootEntry {
-            item: e.item as u32,
-            weight: e.weight as u32,
-            min: e.min as u16,
-            max: e.max as u16,
-            rarity: e.rarity as u8,
-        })
-        .collect())
+    Ok(out)
 }

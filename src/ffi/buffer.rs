@@ -1,36 +1,50 @@
 //! The caller's LuaJIT FFI buffer that `poll_into` fills: where it is, and
 //! the one write through a raw pointer in the binding.
 //!
-//! Rust cannot ask LuaJIT what a cdata is or how big it is. The Lua shim
-//! asks (treasure/ffi_buffer.lua, the same file legacy uses) and passes its
-//! verdict: `holds`, the number of whole packets the value holds, given only
-//! for a uint8_t array *instance*. The mlua path learns the address from
+//! Rust cannot ask LuaJIT what a cdata is or how big it is; only Lua can
+//! (treasure/ffi_buffer.lua, the same file legacy uses), giving `holds`,
+//! the number of whole packets the value holds, only for a uint8_t array
+//! *instance*. The mlua path calls that function itself ([`measure`]), so
+//! no caller's claim is trusted; the fast path's `holds` comes from the
+//! shim, which is why that C function is `unsafe` (fast.rs). The mlua path
+//! learns the address from
 //! `lua_topointer`, which for a cdata points into the cdata object itself
 //! (payload or GC header, by LuaJIT build, calibrated once at load time):
 //! for a ctype object or a pointer cdata it is *not* memory of the caller's
 //! buffer, which is why nothing is written without the verdict.
 
-use mlua::Value;
+use mlua::{Function, Lua, Value};
+use treasure_core::error::limits::MAX_SAFE;
 use treasure_core::{Resolver, PACKET_SIZE};
 
 /// How far the payload of a cdata lies from what `lua_topointer` reports.
 #[derive(Clone, Copy, Debug)]
 pub struct PointerOffset(isize);
 
+/// The calibrated offset of this state, None if calibration failed.
+pub fn offset(lua: &Lua) -> Option<PointerOffset> {
+    lua.app_data_ref::<PointerOffset>().map(|o| *o)
+}
+
 /// Learns the offset from two probe arrays (a VLA and a fixed-size array)
-/// whose payload addresses the FFI gave us. Both must agree.
-pub fn calibrate(
-    vla: &Value,
-    vla_addr: f64,
-    fixed: &Value,
-    fixed_addr: f64,
-) -> Option<PointerOffset> {
-    if !is_cdata(vla) || !is_cdata(fixed) {
-        return None;
+/// whose payload addresses the FFI gives: both must agree. None when this
+/// LuaJIT build reports something else (poll_into's mlua path then refuses
+/// every buffer rather than guess).
+fn calibrate(lua: &Lua) -> mlua::Result<Option<PointerOffset>> {
+    let (vla, vla_addr, fixed, fixed_addr): (Value, f64, Value, f64) = lua
+        .load(
+            r#"local ffi = require("ffi")
+            local vla, fixed = ffi.new("uint8_t[?]", 8), ffi.new("uint8_t[8]")
+            return vla, tonumber(ffi.cast("uintptr_t", vla)), fixed, tonumber(ffi.cast("uintptr_t", fixed))"#,
+        )
+        .set_name("=treasure.native.calibrate")
+        .call(())?;
+    if !is_cdata(&vla) || !is_cdata(&fixed) {
+        return Ok(None);
     }
     let a = vla_addr as isize - vla.to_pointer() as isize;
     let b = fixed_addr as isize - fixed.to_pointer() as isize;
-    (a == b && (0..=64).contains(&a)).then_some(PointerOffset(a))
+    Ok((a == b && (0..=64).contains(&a)).then_some(PointerOffset(a)))
 }
 
 /// A LuaJIT cdata (mlua has no variant of its own for it: it is the only
@@ -39,36 +53,80 @@ pub fn is_cdata(v: &Value) -> bool {
     matches!(v, Value::Other(_))
 }
 
-/// A buffer the shim vouched for: a cdata value and the packets it holds.
-pub struct Vouched {
-    base: *mut u8,
+/// treasure/ffi_buffer.lua's measuring function, as this library loaded it
+/// (the one [`install`] compiled in); the mlua path asks it itself.
+struct PacketsHeld(Function);
+
+/// Loads treasure/ffi_buffer.lua (compiled in) into `lua`, keeps it for
+/// [`measure`] and returns it for native.lua's fast path; calibrates the
+/// [`PointerOffset`] (see [`offset`]). Both are this library's own doing,
+/// never values a caller hands in.
+pub fn install(lua: &Lua) -> mlua::Result<Function> {
+    if let Some(off) = calibrate(lua)? {
+        lua.set_app_data(off);
+    }
+    let packets_held: Function = lua
+        .load(include_str!("../../lua/treasure/ffi_buffer.lua"))
+        .set_name("=treasure.ffi_buffer")
+        .call(())?;
+    lua.set_app_data(PacketsHeld(packets_held.clone()));
+    Ok(packets_held)
+}
+
+/// A uint8_t array instance and the whole packets it holds, as measured by
+/// [`measure`] during the running call. Only `measure` makes one, so a
+/// `Measured` is proof that `buf` may be written `holds * 128` bytes deep.
+pub struct Measured<'a> {
+    buf: &'a Value,
     holds: usize,
 }
 
-impl Vouched {
-    /// The payload address of `buf` by the calibrated offset, or None if
-    /// `buf` is not a cdata at all.
-    ///
-    /// # Safety
-    /// `holds` must be the verdict of treasure/ffi_buffer.lua for this very
-    /// `buf`: it is a uint8_t array instance (`uint8_t[N]` / `uint8_t[?]`,
-    /// not a ctype object, pointer or reference) of at least
-    /// `holds * 128` bytes, and it stays alive (it is an argument of the
-    /// running call) until the `Vouched` is dropped.
-    pub unsafe fn new(buf: &Value, holds: usize, offset: PointerOffset) -> Option<Vouched> {
-        if !is_cdata(buf) {
-            return None;
-        }
-        let base = (buf.to_pointer() as *mut u8).wrapping_offset(offset.0);
-        Some(Vouched { base, holds })
+/// Asks treasure/ffi_buffer.lua (the function [`install`] loaded, never
+/// one a caller passes) about `buf`: `Ok(Measured)` for a uint8_t array
+/// instance, else `Err(description)` of what `buf` is, for the message
+/// (`table`, `cdata<unsigned char *>`, ...).
+pub fn measure<'a>(lua: &Lua, buf: &'a Value) -> mlua::Result<Result<Measured<'a>, String>> {
+    let Some(packets_held) = lua.app_data_ref::<PacketsHeld>().map(|p| p.0.clone()) else {
+        return Err(mlua::Error::runtime("treasure.ffi_buffer is not loaded"));
+    };
+    let (holds, what): (Value, Option<String>) = packets_held.call(buf.clone())?;
+    let holds = match holds {
+        Value::Integer(n) if n >= 0 && n as u64 <= MAX_SAFE => Some(n as f64),
+        Value::Number(n) if n >= 0.0 && n.fract() == 0.0 && n <= MAX_SAFE as f64 => Some(n),
+        _ => None,
+    };
+    Ok(match holds {
+        Some(n) if is_cdata(buf) => Ok(Measured {
+            buf,
+            holds: n as usize,
+        }),
+        _ => Err(what.unwrap_or_default()),
+    })
+}
+
+impl Measured<'_> {
+    /// How many whole packets the buffer holds.
+    pub fn holds(&self) -> usize {
+        self.holds
     }
 
-    /// Copies up to `max` packets into the buffer (panics if `max > holds`;
+    /// Copies up to `max` packets into the buffer, whose payload lies
+    /// `offset` from what `lua_topointer` reports (panics if `max > holds`;
     /// the caller checks it first, with the contract's message).
-    pub fn poll_into(&self, r: &mut Resolver, max: usize) -> Result<usize, treasure_core::Error> {
-        // SAFETY: `Vouched::new`'s contract: `base` is the payload of a
-        // live uint8_t array of at least `holds * 128` bytes.
-        unsafe { poll_into_raw(r, self.base, self.holds, max) }
+    pub fn poll_into(
+        &self,
+        r: &mut Resolver,
+        max: usize,
+        offset: PointerOffset,
+    ) -> Result<usize, treasure_core::Error> {
+        let base = (self.buf.to_pointer() as *mut u8).wrapping_offset(offset.0);
+        // SAFETY: `self` was made by `measure` from ffi_buffer.lua's verdict
+        // for this very `buf`: a uint8_t array instance (not a ctype object,
+        // pointer or reference) of at least `holds * 128` bytes, whose
+        // payload `base` is by the calibrated offset. `buf` is an argument
+        // of the running call (borrowed for `'_`), so it is alive, and
+        // LuaJIT is blocked in this call, so nothing else touches it.
+        unsafe { poll_into_raw(r, base, self.holds, max) }
     }
 }
 
@@ -104,21 +162,4 @@ pub unsafe fn poll_into_raw(
     // or validity requirements.
     let out = unsafe { std::slice::from_raw_parts_mut(buf, len) };
     r.poll_into(out, max)
-}
-
-/// The buffer argument of the raw `poll_into` (resolver.rs) with the
-/// verdict the shim passed for it; None if `buf` is not a cdata.
-///
-/// Not an `unsafe fn` because its caller is not free to call it: it is
-/// used only by the raw `poll_into`, which is registered only in the `raw`
-/// table that native.lua receives as a chunk argument and never exposes
-/// (users reach `poll_into` through the shim, `methods.poll_into`). The
-/// shim passes `holds = packets_held(buf)` from treasure/ffi_buffer.lua for
-/// this very `buf`, a non-negative integer only for a uint8_t array
-/// instance (the raw function refuses any other `holds` before calling).
-pub fn vouched_by_shim(buf: &Value, holds: usize, offset: PointerOffset) -> Option<Vouched> {
-    // SAFETY: see above: `holds` is ffi_buffer.lua's verdict for `buf`,
-    // which is an argument of the running call (alive, and LuaJIT is
-    // blocked in it), so `Vouched::new`'s contract holds.
-    unsafe { Vouched::new(buf, holds, offset) }
 }

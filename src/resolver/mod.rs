@@ -1,0 +1,231 @@
+//! The resolver userdata and its raw methods, one named function each.
+//!
+//! Each raw method validates its Lua arguments in the contract's order
+//! (self, forked, closed, then arguments left to right), converts them to
+//! the core's types, calls `treasure_core::Resolver`, and converts the
+//! result back; no resolver logic lives here. The methods are grouped by
+//! what they touch, in the order of a dig's route:
+//! * `world.rs`     loot tables, sites, players (and `move_batch`);
+//! * `dig.rs`       `dig` and `dig_batch`, which may answer "busy";
+//! * `stream.rs`    the packets coming back: `poll`, `poll_into`, `flush`,
+//!   `wait`, `stats` (the home of any further stream method);
+//! * `lifecycle.rs` `new`, `restore`, `snapshot`, `close` and the raw
+//!   functions only native.lua calls.
+//!
+//! [`raw_functions`] registers them all; failures become Lua values in
+//! crate::error.
+
+mod dig;
+mod lifecycle;
+mod stream;
+mod world;
+
+use mlua::{
+    IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataFields, UserDataMethods,
+    UserDataRefMut, Value,
+};
+use treasure_core::Resolver;
+
+use crate::error::{self, guarded, Failure};
+use crate::ffi::fork::Origin;
+use crate::ffi::handles::{self, Guard, Ticket};
+
+/// Registry key of the methods table the shim builds (the userdata's `__index`).
+pub const METHODS_KEY: &str = "treasure.native.methods";
+
+/// A raw method: the locked-in resolver (`self`, checked) and the other
+/// arguments.
+type Method<R> = fn(&Lua, &mut NativeResolver, &[Value]) -> Result<R, Failure>;
+
+/// Builds the table of raw functions the shim (native.lua) wraps.
+pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
+    let raw = lua.create_table()?;
+    let m = lua.create_table()?;
+    // The methods of a resolver (`raw.methods`; the shim raises failures).
+    method(lua, &m, "add_loot_table", world::add_loot_table)?;
+    method(lua, &m, "add_site", world::add_site)?;
+    method(lua, &m, "remove_site", world::remove_site)?;
+    method(lua, &m, "join", world::join)?;
+    method(lua, &m, "move", world::move_player)?;
+    method(lua, &m, "set_party", world::set_party)?;
+    method(lua, &m, "leave", world::leave)?;
+    method(lua, &m, "move_batch", world::move_batch)?;
+    method(lua, &m, "dig", dig::dig)?;
+    method(lua, &m, "dig_batch", dig::dig_batch)?;
+    method(lua, &m, "poll", stream::poll)?;
+    method(lua, &m, "poll_into", stream::poll_into)?;
+    method(lua, &m, "flush", stream::flush)?;
+    method(lua, &m, "wait", stream::wait)?;
+    method(lua, &m, "stats", stream::stats)?;
+    m.set("close", lua.create_function(lifecycle::close)?)?;
+    raw.set("methods", m)?;
+    // What native.lua builds the rest of the module from.
+    raw.set("new", lua.create_function(lifecycle::new)?)?;
+    raw.set("restore", lua.create_function(lifecycle::restore)?)?;
+    method(lua, &raw, "snapshot", lifecycle::snapshot)?;
+    method(lua, &raw, "handle", lifecycle::handle)?;
+    method(
+        lua,
+        &raw,
+        "_inject_worker_panic",
+        lifecycle::inject_worker_panic,
+    )?;
+    raw.set("identity", lua.create_function(lifecycle::identity)?)?;
+    raw.set(
+        "finalized_sample",
+        lua.create_function(lifecycle::finalized_sample)?,
+    )?;
+    lifecycle::set_version(&raw)?;
+    Ok(raw)
+}
+
+/// Registers the raw method `name` in `t`: it checks `self` (a resolver of
+/// this backend and process, open) and runs `body` with it and the other
+/// arguments, inside [`guarded`].
+fn method<R: IntoLuaMulti + 'static>(
+    lua: &Lua,
+    t: &Table,
+    name: &'static str,
+    body: Method<R>,
+) -> mlua::Result<()> {
+    let f = lua.create_function(move |lua, (s, rest): (Value, MultiValue)| {
+        guarded(lua, name, || {
+            let mut r = this(name, &s)?;
+            let rest: Vec<Value> = rest.into_iter().collect();
+            body(lua, &mut r, &rest)
+        })
+    })?;
+    t.set(name, f)
+}
+
+/// A resolver as Lua sees it. The core resolver lives in a cell of the
+/// handle arena (ffi/handles.rs), which both call paths lock for each call;
+/// the userdata owns the cell's ticket. `None` once closed or finalized:
+/// releasing makes every handle of the cell stale, then drops the core
+/// resolver (which waits for its in-flight work and frees its memory) —
+/// except in a forked child, where it is leaked (its threads are the
+/// parent's; waiting on them would hang).
+pub struct NativeResolver {
+    ticket: Option<Ticket>,
+    origin: Origin,
+    /// Reused by `poll` to gather packets before the one `create_string`.
+    scratch: Vec<u8>,
+}
+
+impl Drop for NativeResolver {
+    /// The userdata was finalized (GC, lua_close): release like `close()`.
+    fn drop(&mut self) {
+        self.release();
+    }
+}
+
+impl UserData for NativeResolver {
+    fn add_fields<F: UserDataFields<Self>>(fields: &mut F) {
+        fields.add_meta_field_with("__index", |lua| {
+            lua.named_registry_value::<Table>(METHODS_KEY)
+        });
+    }
+
+    fn add_methods<M: UserDataMethods<Self>>(methods: &mut M) {
+        methods.add_meta_method("__tostring", |_, this, ()| {
+            Ok(if this.ticket.is_some() {
+                "treasure.native resolver".to_owned()
+            } else {
+                "treasure.native resolver (closed)".to_owned()
+            })
+        });
+    }
+}
+
+impl NativeResolver {
+    /// Moves `core` into a cell of the arena (`lua_fn` names the Lua
+    /// function, for the message when every cell is taken).
+    fn new(lua_fn: &str, core: Resolver) -> Result<NativeResolver, Failure> {
+        let origin = Origin::here();
+        let ticket = Ticket::issue(core, origin.epoch())
+            .map_err(|_| error::too_many_open(lua_fn, handles::MAX_OPEN))?;
+        Ok(NativeResolver {
+            ticket: Some(ticket),
+            origin,
+            scratch: Vec::new(),
+        })
+    }
+
+    /// The open core resolver, locked for one call (`this()` has checked
+    /// it is open and of this process).
+    fn core(&self) -> CoreRef {
+        CoreRef(self.ticket.as_ref().and_then(Ticket::lock))
+    }
+
+    /// close() and Drop: make every handle stale, then free the core
+    /// resolver, or leak it when it belongs to the parent of a fork.
+    fn release(&mut self) {
+        self.scratch = Vec::new();
+        if let Some(t) = self.ticket.take() {
+            if self.origin.foreign().is_some() {
+                t.abandon();
+            } else {
+                drop(t.retire());
+            }
+        }
+    }
+}
+
+/// The locked cell of an open resolver, for one call. Locking fails only if
+/// another OS thread holds the cell through a copied handle, or a `__gc`
+/// finalizer run inside a call of this resolver calls it again; the methods
+/// then answer with an error instead of waiting.
+struct CoreRef(Option<Guard>);
+
+impl CoreRef {
+    fn get(&mut self, func: &str) -> Result<&mut Resolver, Failure> {
+        self.0
+            .as_mut()
+            .and_then(|g| g.resolver())
+            .map(|(r, _)| r)
+            .ok_or_else(|| error::in_another_call(func))
+    }
+}
+
+/// What borrowing `self` gave: the resolver, or a userdata mlua already
+/// finalized, which is a closed resolver.
+enum Borrowed {
+    Live(UserDataRefMut<NativeResolver>),
+    Finalized,
+}
+
+/// `self` as a resolver of this backend (step 1 of the check order).
+fn borrow_self(func: &str, v: &Value) -> Result<Borrowed, Failure> {
+    let ud = match v {
+        Value::UserData(ud) => ud,
+        other => {
+            return Err(error::must_be(
+                func,
+                "self",
+                "a resolver",
+                error::type_name(other),
+            ))
+        }
+    };
+    match ud.borrow_mut::<NativeResolver>() {
+        Ok(r) => Ok(Borrowed::Live(r)),
+        Err(e) if error::is_finalized(&e) => Ok(Borrowed::Finalized),
+        Err(_) => Err(error::must_be(func, "self", "a resolver", "userdata")),
+    }
+}
+
+/// `self` as an open resolver of this process, or the contract's error
+/// (check order: self, forked, closed).
+fn this(func: &str, v: &Value) -> Result<UserDataRefMut<NativeResolver>, Failure> {
+    let r = match borrow_self(func, v)? {
+        Borrowed::Live(r) => r,
+        Borrowed::Finalized => return Err(error::closed(func)),
+    };
+    if let Some((created, used)) = r.origin.foreign() {
+        return Err(error::forked(func, created, used));
+    }
+    if r.ticket.is_none() {
+        return Err(error::closed(func));
+    }
+    Ok(r)
+}

@@ -1,0 +1,103 @@
+//! The packets coming back: taking them off the ordered stream, waiting
+//! for them, and the counters. Further stream methods (readiness, in-flight
+//! counts) belong here.
+
+use std::time::Duration;
+
+use mlua::{Lua, Table, Value};
+use treasure_core::{Method, Stats, PACKET_SIZE};
+
+use super::NativeResolver;
+use crate::args::{self, nth};
+use crate::error::{self, Failure};
+use crate::ffi::buffer;
+
+/// `r:poll([max])` -> n, the n packets as one string.
+pub fn poll(
+    lua: &Lua,
+    r: &mut NativeResolver,
+    a: &[Value],
+) -> Result<(f64, mlua::LuaString), Failure> {
+    let f = "poll";
+    let max = args::opt(nth(a, 0), |v| args::safe(lua, f, "max", v))?;
+    let mut core = r.core();
+    let c = core.get(f)?;
+    let avail = c.available_packets();
+    let want = max.map_or(avail, |m| (m as usize).min(avail));
+    r.scratch.resize(want * PACKET_SIZE, 0);
+    // Copy, allocate the Lua string, and only then take the packets off
+    // the stream: an allocation error (out of memory, or a __gc
+    // finalizer's error raised in the GC step it triggers) loses nothing.
+    let n = c.peek_into(Method::Poll, &mut r.scratch, want)?;
+    // The cell stays locked across the allocation: a finalizer that
+    // calls this resolver from inside it is refused (see CoreRef::get)
+    // rather than polling packets this call has copied but not taken.
+    let s = lua
+        .create_string(&r.scratch[..n * PACKET_SIZE])
+        .map_err(|e| error::lua(f, e))?;
+    c.consume(n);
+    if r.scratch.capacity() > (1 << 20) {
+        // Do not pin a burst-sized buffer forever.
+        r.scratch = Vec::new();
+    }
+    Ok((n as f64, s))
+}
+
+/// `r:poll_into(buf, max)` -> n, the packets copied into `buf` (a uint8_t
+/// array cdata). Checks, in order: buf, max, max against what buf holds.
+pub fn poll_into(lua: &Lua, r: &mut NativeResolver, a: &[Value]) -> Result<f64, Failure> {
+    let f = "poll_into";
+    let buf = buffer::measure(lua, nth(a, 0))
+        .map_err(|e| error::lua(f, e))?
+        .map_err(|what| error::must_be(f, "buf", "a uint8_t array cdata", &what))?;
+    let max = args::safe(lua, f, "max", nth(a, 1))?;
+    let holds = buf.holds() as u64;
+    if max > holds {
+        return Err(error::buffer_too_small(f, holds, max));
+    }
+    let offset = buffer::offset(lua).ok_or_else(|| error::ffi_buffers_unsupported(f))?;
+    let n = buf.poll_into(r.core().get(f)?, max as usize, offset)?;
+    Ok(n as f64)
+}
+
+/// `r:flush()`: waits until every accepted dig's packets are pollable.
+pub fn flush(_: &Lua, r: &mut NativeResolver, _: &[Value]) -> Result<(), Failure> {
+    Ok(r.core().get("flush")?.flush()?)
+}
+
+/// `r:wait([timeout_us])` -> the packets pollable now.
+pub fn wait(lua: &Lua, r: &mut NativeResolver, a: &[Value]) -> Result<f64, Failure> {
+    let f = "wait";
+    let timeout =
+        args::opt(nth(a, 0), |v| args::safe(lua, f, "timeout_us", v))?.map(Duration::from_micros);
+    Ok(r.core().get(f)?.wait(timeout)? as f64)
+}
+
+/// `r:stats()` -> the counters table of docs/API.md.
+pub fn stats(lua: &Lua, r: &mut NativeResolver, _: &[Value]) -> Result<Table, Failure> {
+    let st = r.core().get("stats")?.stats()?;
+    stats_table(lua, &st).map_err(|e| error::lua("stats", e))
+}
+
+fn stats_table(lua: &Lua, s: &Stats) -> mlua::Result<Table> {
+    let t = lua.create_table_with_capacity(0, 24)?;
+    let n = |v: u64| v as f64;
+    t.raw_set("digs", n(s.digs))?;
+    t.raw_set("packets", n(s.packets))?;
+    t.raw_set("found", n(s.found))?;
+    t.raw_set("empty", n(s.empty))?;
+    t.raw_set("nothing", n(s.nothing))?;
+    t.raw_set("rejected", n(s.rejected))?;
+    t.raw_set("busy", n(s.busy))?;
+    t.raw_set("players", n(s.players))?;
+    t.raw_set("sites", n(s.sites))?;
+    t.raw_set("pending_packets", n(s.pending_packets))?;
+    t.raw_set("resolve_p50_us", s.resolve_p50_us)?;
+    t.raw_set("resolve_p99_us", s.resolve_p99_us)?;
+    t.raw_set("resolve_p999_us", s.resolve_p999_us)?;
+    t.raw_set("resolve_max_us", s.resolve_max_us)?;
+    t.raw_set("inflight_chunks", n(s.inflight_chunks))?;
+    t.raw_set("ready_chunks", n(s.ready_chunks))?;
+    t.raw_set("workers", n(s.workers))?;
+    Ok(t)
+}
