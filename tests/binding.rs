@@ -160,3 +160,102 @@ fn busy_refuses_and_recovers() {
         ),
     );
 }
+
+/// Every `.rs` file under `dir`, recursively.
+fn rust_files(dir: &std::path::Path, out: &mut Vec<std::path::PathBuf>) {
+    for e in std::fs::read_dir(dir).expect("read src") {
+        let p = e.expect("dir entry").path();
+        if p.is_dir() {
+            rust_files(&p, out);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+}
+
+/// The code of a line, without a `//` comment (good enough for this
+/// source: no string literal of src/ contains `//` followed by `unsafe`).
+fn code(line: &str) -> &str {
+    line.split("//").next().unwrap_or("")
+}
+
+/// Issue 13 item 4, as a test of the class: unsafe code exists only in
+/// src/ffi/ (the crate root denies it everywhere else and allows it for
+/// `mod ffi` alone), every unsafe block or impl there has a `// SAFETY:`
+/// comment right above it, and every unsafe fn has a `# Safety` section.
+#[test]
+fn unsafe_lives_only_in_src_ffi() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    assert!(files.len() >= 10, "found {} files under src", files.len());
+    let lib = std::fs::read_to_string(src.join("lib.rs")).unwrap();
+    assert!(
+        lib.contains("#![deny(unsafe_code)]"),
+        "src/lib.rs must deny unsafe_code"
+    );
+    let allows: Vec<&str> = lib
+        .lines()
+        .filter(|l| code(l).contains("allow(unsafe_code)"))
+        .collect();
+    assert_eq!(allows, ["#[allow(unsafe_code)]"], "one allow, for mod ffi");
+    assert!(
+        lib.contains("#[allow(unsafe_code)]\nmod ffi;"),
+        "the allow is for mod ffi"
+    );
+    let mut checked_blocks = 0;
+    let mut checked_fns = 0;
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        let rel = f.strip_prefix(&src).unwrap().display().to_string();
+        let lines: Vec<&str> = text.lines().collect();
+        if !rel.starts_with("ffi/") {
+            for (i, l) in lines.iter().enumerate() {
+                let c = code(l);
+                if rel == "lib.rs" && (c.contains("unsafe_code)]")) {
+                    continue;
+                }
+                assert!(
+                    !c.contains("unsafe"),
+                    "src/{rel}:{}: unsafe outside src/ffi: {l}",
+                    i + 1
+                );
+            }
+            continue;
+        }
+        for (i, l) in lines.iter().enumerate() {
+            let c = code(l);
+            let above = || {
+                lines[..i]
+                    .iter()
+                    .rev()
+                    .take_while(|p| {
+                        let t = p.trim_start();
+                        t.starts_with("//") || t.starts_with("#[")
+                    })
+                    .map(|p| p.trim_start())
+                    .collect::<Vec<_>>()
+            };
+            if c.contains("unsafe {") || c.contains("unsafe impl") {
+                checked_blocks += 1;
+                assert!(
+                    above().iter().any(|p| p.starts_with("// SAFETY:")),
+                    "src/{rel}:{}: unsafe without a // SAFETY: comment right above",
+                    i + 1
+                );
+            }
+            if c.contains("unsafe fn") || (c.contains("unsafe extern") && c.contains(" fn ")) {
+                checked_fns += 1;
+                assert!(
+                    above().iter().any(|p| p.starts_with("/// # Safety")),
+                    "src/{rel}:{}: unsafe fn without a # Safety section",
+                    i + 1
+                );
+            }
+        }
+    }
+    assert!(
+        checked_blocks >= 8 && checked_fns >= 5,
+        "{checked_blocks} blocks, {checked_fns} fns"
+    );
+}

@@ -19,6 +19,11 @@ fn treasure_native(lua: &mlua::Lua) -> mlua::Result<mlua::Table> {
 /// plain one-line string error (an error returned through mlua would reach
 /// PUC Lua as a userdata, which its `lua` prints as "error object is not a
 /// string").
+///
+/// # Safety
+/// `state` is a live Lua state with a C function's free stack slots, as the
+/// `require` of a Lua 5.1 API host passes to a C loader; nothing else may
+/// call this.
 #[cfg(feature = "module")]
 #[unsafe(no_mangle)]
 unsafe extern "C-unwind" fn luaopen_treasure_native(

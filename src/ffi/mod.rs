@@ -14,6 +14,18 @@
 //!   LuaJIT 2.1, then opens the module.
 //!
 //! What stays outside (safe code): argument checks, messages, the userdata.
+//!
+//! Rules, enforced by the lints below and by tests/binding.rs
+//! (`unsafe_lives_only_in_src_ffi`): every `unsafe` block says why it is
+//! sound in a `// SAFETY:` comment; every obligation a caller has is an
+//! `unsafe fn` with a `# Safety` section; an `unsafe fn` body states its
+//! own unsafe blocks (no implicit unsafe context).
+
+#![deny(
+    unsafe_op_in_unsafe_fn,
+    clippy::undocumented_unsafe_blocks,
+    clippy::missing_safety_doc
+)]
 
 pub mod buffer;
 mod entry;
