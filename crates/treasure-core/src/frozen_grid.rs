@@ -259,7 +259,7 @@ impl FrozenParties {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::error::limits::{COORD_MAX, COORD_MIN};
+    use crate::contract::limits::{COORD_MAX, COORD_MIN};
     use crate::roll::splitmix64;
 
     fn brute(players: &[PlayerView], x: i32, y: i32, z: i32, r: u32) -> Vec<Hit> {

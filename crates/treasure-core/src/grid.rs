@@ -25,7 +25,7 @@
 //! Results are pushed into a caller-provided `Vec`: no allocation per query
 //! once the vector has grown.
 
-use crate::error::limits::{COORD_MAX, COORD_MIN};
+use crate::contract::limits::{COORD_MAX, COORD_MIN};
 use rustc_hash::FxHashMap;
 
 /// Offset making a cell coordinate non-negative (cells of 2^0 blocks at

@@ -57,7 +57,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
-pub mod error;
+pub mod contract;
 pub mod frozen_grid;
 pub mod grid;
 pub mod histogram;
@@ -71,12 +71,11 @@ pub mod snapshot;
 pub mod wire;
 pub mod world;
 
-pub use error::{Arg, Error, ErrorKind, Method};
+pub use contract::{Arg, EntriesAt, Error, ErrorKind, Expected, Got, Method, SnapshotPath};
 pub use records::{DigRecord, MoveRecord, DIG_RECORD_SIZE, MOVE_RECORD_SIZE};
 pub use resolver::{Options, Resolver, Stats};
 pub use roll::{splitmix64, LootEntry, LootTable};
 pub use snapshot::{
-    Counters, LootTableSnapshot, PlayerSnapshot, SiteSnapshot, Snapshot, SnapshotError,
-    SNAPSHOT_VERSION,
+    Counters, LootTableSnapshot, PlayerSnapshot, SiteSnapshot, Snapshot, SNAPSHOT_VERSION,
 };
 pub use wire::{Fields, Kind, Packet, WireError, SIZE as PACKET_SIZE};

@@ -6,7 +6,7 @@
 //! Values are *not* range-checked here (the resolver does, with the exact
 //! error messages and check order of the contract).
 
-use crate::error::{Error, ErrorKind, Method};
+use crate::contract::{Arg, Error, Method};
 use zerocopy::byteorder::little_endian::{I32, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
@@ -64,12 +64,11 @@ impl MoveRecord {
 /// Views `bytes` as dig records; the error is the `dig_batch` length error.
 pub fn dig_records(bytes: &[u8]) -> Result<&[DigRecord], Error> {
     <[DigRecord]>::ref_from_bytes(bytes).map_err(|_| {
-        Error::new(
+        Error::length_not_multiple(
             Method::DigBatch,
-            ErrorKind::BatchLength {
-                unit: DIG_RECORD_SIZE,
-                len: bytes.len(),
-            },
+            Arg::Plain("records"),
+            DIG_RECORD_SIZE,
+            bytes.len(),
         )
     })
 }
@@ -77,12 +76,11 @@ pub fn dig_records(bytes: &[u8]) -> Result<&[DigRecord], Error> {
 /// Views `bytes` as move records; the error is the `move_batch` length error.
 pub fn move_records(bytes: &[u8]) -> Result<&[MoveRecord], Error> {
     <[MoveRecord]>::ref_from_bytes(bytes).map_err(|_| {
-        Error::new(
+        Error::length_not_multiple(
             Method::MoveBatch,
-            ErrorKind::BatchLength {
-                unit: MOVE_RECORD_SIZE,
-                len: bytes.len(),
-            },
+            Arg::Plain("records"),
+            MOVE_RECORD_SIZE,
+            bytes.len(),
         )
     })
 }

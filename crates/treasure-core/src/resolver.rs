@@ -31,8 +31,12 @@
 //! copies from the front onward and stops at the first chunk not done, so
 //! the stream is ordered by (seq, recipient) whatever the worker count.
 
-use crate::error::limits::{COORD_MAX, COORD_MIN, MAX_SAFE, RADIUS_MAX, WORKERS_MAX};
-use crate::error::{Arg, Error, ErrorKind, Method};
+use crate::contract::checks::{
+    check_capacity, check_coords, check_id, check_loot_entries, check_options, check_range,
+    check_seq, record_xyz, XYZ,
+};
+use crate::contract::limits::{self, MAX_SAFE, SNAPSHOT_VERSION};
+use crate::contract::{Arg, EntriesAt, Error, ErrorKind, Method};
 use crate::grid::dist2;
 use crate::histogram::Histogram;
 use crate::outbox::Outbox;
@@ -40,10 +44,7 @@ use crate::pipeline::{run_chunk, start_queued, Chunk, ChunkDone, DigJob, Shared}
 use crate::pool::{self, Share};
 use crate::records::{dig_records, move_records};
 use crate::roll::{self, LootEntry, LootTable};
-use crate::snapshot::{
-    Counters, LootTableSnapshot, PlayerSnapshot, SiteSnapshot, Snapshot, SnapshotError,
-    SNAPSHOT_VERSION,
-};
+use crate::snapshot::{Counters, LootTableSnapshot, PlayerSnapshot, SiteSnapshot, Snapshot};
 use crate::wire::{Kind, SIZE};
 use crate::world::{block_key, PlayerView, Players, Site, Sites};
 use crossbeam::channel::{unbounded, Receiver, RecvTimeoutError};
@@ -258,88 +259,20 @@ pub struct Resolver {
     inner: Option<Box<Inner>>,
 }
 
-fn check(method: Method, arg: Arg, v: i128, lo: i128, hi: i128) -> Result<(), Error> {
-    if v < lo || v > hi {
-        Err(Error::range(method, arg, lo, hi, v))
-    } else {
-        Ok(())
-    }
-}
-
-#[inline]
-fn check_id(method: Method, arg: Arg, v: u32) -> Result<(), Error> {
-    check(method, arg, v as i128, 1, u32::MAX as i128)
-}
-
-#[inline]
-fn check_coords(method: Method, args: [Arg; 3], xyz: [i32; 3]) -> Result<(), Error> {
-    for (arg, v) in args.into_iter().zip(xyz) {
-        check(method, arg, v as i128, COORD_MIN as i128, COORD_MAX as i128)?;
-    }
-    Ok(())
-}
-
-const XYZ: [Arg; 3] = [Arg::Plain("x"), Arg::Plain("y"), Arg::Plain("z")];
-
-/// The `player`, `x`, `y`, `z` fields of batch record `n` (1-based), in the
-/// contract's check order; shared by `dig_batch` and `move_batch`.
-fn check_record_place(method: Method, n: usize, player: u32, xyz: [i32; 3]) -> Result<(), Error> {
-    check_id(method, Arg::Record(n, "player"), player)?;
-    check_coords(
-        method,
-        [
-            Arg::Record(n, "x"),
-            Arg::Record(n, "y"),
-            Arg::Record(n, "z"),
-        ],
-        xyz,
-    )
-}
-
-/// Refuses `digs` more digs (0 for an empty batch) if the last one would
-/// need a seq past 2^53-1 (docs/API.md, "Seq past 2^53").
-fn check_seq(method: Method, next_seq: u64, digs: u64) -> Result<(), Error> {
-    if digs == 0 {
-        return Ok(());
-    }
-    let last = next_seq.saturating_add(digs - 1);
-    if last > MAX_SAFE {
-        return Err(Error::new(method, ErrorKind::SeqExhausted { got: last }));
-    }
-    Ok(())
-}
-
-fn not_joined(method: Method, arg: Arg, player: u32) -> Error {
-    Error::new(method, ErrorKind::NotJoined { arg, player })
-}
-
 impl Resolver {
     /// Validates the options (in contract order) and starts the worker pool.
     pub fn new(opts: Options) -> Result<Resolver, Error> {
         let m = Method::New;
-        check(m, Arg::Opt("seed"), opts.seed as i128, 0, MAX_SAFE as i128)?;
-        let radius = RADIUS_MAX as i128;
-        check(
+        check_options(
             m,
-            Arg::Opt("aoi_radius"),
-            opts.aoi_radius as i128,
-            0,
-            radius,
-        )?;
-        check(m, Arg::Opt("reach"), opts.reach as i128, 0, radius)?;
-        check(
-            m,
-            Arg::Opt("workers"),
-            opts.workers as i128,
-            0,
-            WORKERS_MAX as i128,
-        )?;
-        check(
-            m,
-            Arg::Opt("max_pending_packets"),
-            opts.max_pending_packets as i128,
-            1,
-            MAX_SAFE as i128,
+            Arg::Opt,
+            [
+                opts.seed,
+                opts.aoi_radius as u64,
+                opts.reach as u64,
+                opts.workers as u64,
+                opts.max_pending_packets,
+            ],
         )?;
         let pool = pool::pool().map_err(|e| Error::new(m, ErrorKind::Internal(e)))?;
         let workers = match opts.workers {
@@ -426,29 +359,7 @@ impl Resolver {
         let m = Method::AddLootTable;
         let inner = self.inner(m)?;
         check_id(m, Arg::Plain("id"), id)?;
-        if entries.is_empty() {
-            return Err(Error::new(m, ErrorKind::EmptyEntries));
-        }
-        let mut total = 0u64;
-        for (i, e) in entries.iter().enumerate() {
-            let n = i + 1;
-            check_id(m, Arg::Entry(n, "item"), e.item)?;
-            check_id(m, Arg::Entry(n, "weight"), e.weight)?;
-            if e.min > e.max {
-                return Err(Error::new(
-                    m,
-                    ErrorKind::MinGreaterThanMax {
-                        entry: n,
-                        min: e.min,
-                        max: e.max,
-                    },
-                ));
-            }
-            total += e.weight as u64;
-        }
-        if total > u32::MAX as u64 {
-            return Err(Error::new(m, ErrorKind::TotalWeight { total }));
-        }
+        check_loot_entries(m, EntriesAt::Argument, entries)?;
         if inner.sites.has_table(id) {
             return Err(Error::new(m, ErrorKind::DuplicateLootTable(id)));
         }
@@ -477,10 +388,25 @@ impl Resolver {
         }
         if let Some(site) = s.at(x, y, z) {
             let site = site.id;
-            return Err(Error::new(m, ErrorKind::OccupiedBlock { x, y, z, site }));
+            return Err(Error::new(
+                m,
+                ErrorKind::OccupiedBlock {
+                    snapshot_site: None,
+                    x,
+                    y,
+                    z,
+                    site,
+                },
+            ));
         }
         if !s.has_table(loot_table_id) {
-            return Err(Error::new(m, ErrorKind::UnknownLootTable(loot_table_id)));
+            return Err(Error::new(
+                m,
+                ErrorKind::UnknownLootTable {
+                    arg: Arg::Plain("loot_table_id"),
+                    id: loot_table_id,
+                },
+            ));
         }
         s.insert(Site {
             id,
@@ -524,7 +450,7 @@ impl Resolver {
         check_id(m, Arg::Plain("player"), player)?;
         check_coords(m, XYZ, [x, y, z])?;
         if !inner.players.contains(player) {
-            return Err(not_joined(m, Arg::Plain("player"), player));
+            return Err(Error::not_joined(m, Arg::Plain("player"), player));
         }
         inner.players_mut().move_to(player, x, y, z);
         Ok(())
@@ -536,7 +462,7 @@ impl Resolver {
         let inner = self.inner(m)?;
         check_id(m, Arg::Plain("player"), player)?;
         match inner.players.get(player) {
-            None => Err(not_joined(m, Arg::Plain("player"), player)),
+            None => Err(Error::not_joined(m, Arg::Plain("player"), player)),
             Some(p) if p.party == party => Ok(()),
             Some(_) => {
                 inner.players_mut().set_party(player, party);
@@ -551,7 +477,7 @@ impl Resolver {
         let inner = self.inner(m)?;
         check_id(m, Arg::Plain("player"), player)?;
         if !inner.players.contains(player) {
-            return Err(not_joined(m, Arg::Plain("player"), player));
+            return Err(Error::not_joined(m, Arg::Plain("player"), player));
         }
         inner.players_mut().leave(player);
         Ok(())
@@ -565,9 +491,10 @@ impl Resolver {
         for (i, r) in recs.iter().enumerate() {
             let n = i + 1;
             let player = r.player.get();
-            check_record_place(m, n, player, [r.x.get(), r.y.get(), r.z.get()])?;
+            check_id(m, Arg::Record(n, "player"), player)?;
+            check_coords(m, record_xyz(n), [r.x.get(), r.y.get(), r.z.get()])?;
             if !inner.players.contains(player) {
-                return Err(not_joined(m, Arg::Record(n, "player"), player));
+                return Err(Error::not_joined(m, Arg::Record(n, "player"), player));
             }
         }
         if recs.is_empty() {
@@ -593,11 +520,11 @@ impl Resolver {
         let inner = self.inner(m)?;
         check_id(m, Arg::Plain("player"), player)?;
         check_coords(m, XYZ, [x, y, z])?;
-        check(m, Arg::Plain("t_us"), t_us as i128, 0, MAX_SAFE as i128)?;
+        check_range(m, Arg::Plain("t_us"), limits::T_US, t_us)?;
         let view = inner
             .players
             .get(player)
-            .ok_or_else(|| not_joined(m, Arg::Plain("player"), player))?;
+            .ok_or_else(|| Error::not_joined(m, Arg::Plain("player"), player))?;
         check_seq(m, inner.next_seq, 1)?;
         if inner.is_busy(m)? {
             inner.count_busy();
@@ -623,18 +550,13 @@ impl Resolver {
             for (i, r) in recs.iter().enumerate() {
                 let n = i + 1;
                 let player = r.player.get();
-                check_record_place(m, n, player, [r.x.get(), r.y.get(), r.z.get()])?;
-                check(
-                    m,
-                    Arg::Record(n, "t_us"),
-                    r.t_us.get() as i128,
-                    0,
-                    MAX_SAFE as i128,
-                )?;
+                check_id(m, Arg::Record(n, "player"), player)?;
+                check_coords(m, record_xyz(n), [r.x.get(), r.y.get(), r.z.get()])?;
+                check_range(m, Arg::Record(n, "t_us"), limits::T_US, r.t_us.get())?;
                 let v = inner
                     .players
                     .get(player)
-                    .ok_or_else(|| not_joined(m, Arg::Record(n, "player"), player))?;
+                    .ok_or_else(|| Error::not_joined(m, Arg::Record(n, "player"), player))?;
                 views.push(v);
             }
             Ok(())
@@ -690,7 +612,7 @@ impl Resolver {
     pub fn poll_into(&mut self, out: &mut [u8], max: usize) -> Result<usize, Error> {
         let m = Method::PollInto;
         let inner = self.inner(m)?;
-        check_capacity(m, out, max)?;
+        check_capacity(m, out.len(), SIZE, max)?;
         let n = (max as u64).min(inner.available) as usize;
         inner.take(n, &mut out[..n * SIZE]);
         Ok(n)
@@ -715,7 +637,7 @@ impl Resolver {
         max: usize,
     ) -> Result<usize, Error> {
         let inner = self.inner(method)?;
-        check_capacity(method, out, max)?;
+        check_capacity(method, out.len(), SIZE, max)?;
         let n = (max as u64).min(inner.available) as usize;
         inner.copy_out(n, &mut out[..n * SIZE]);
         Ok(n)
@@ -873,16 +795,10 @@ impl Resolver {
 impl Resolver {
     /// Waits for every accepted dig, then copies the state out (lists in
     /// internal order; `snapshot()` sorts them).
-    pub(crate) fn export_state(&mut self) -> Result<Snapshot, SnapshotError> {
-        let m = "snapshot";
-        let inner = self
-            .inner
-            .as_deref_mut()
-            .ok_or_else(|| SnapshotError::new(m, "resolver is closed"))?;
+    pub(crate) fn export_state(&mut self) -> Result<Snapshot, Error> {
+        let inner = self.inner(Method::Snapshot)?;
         inner.wait_all();
-        if let Some(msg) = &inner.failed {
-            return Err(SnapshotError::new(m, format!("worker panicked: {msg}")));
-        }
+        inner.check_failed(Method::Snapshot)?;
         let mut pending = Vec::with_capacity(inner.known_pending as usize * SIZE);
         for slot in &inner.ring {
             match slot {
@@ -951,16 +867,10 @@ impl Resolver {
     }
 
     /// Builds a resolver from a snapshot that `snapshot::validate` accepted.
-    pub(crate) fn import_state(s: Snapshot) -> Result<Resolver, SnapshotError> {
+    pub(crate) fn import_state(s: Snapshot) -> Result<Resolver, Error> {
         // The options were validated, so only the environment can fail here
         // (the worker threads cannot be started).
-        let mut r = Resolver::new(s.options).map_err(|e| {
-            let msg = match e.kind {
-                ErrorKind::Internal(msg) => msg,
-                _ => e.to_string(),
-            };
-            SnapshotError::new("restore", msg)
-        })?;
+        let mut r = Resolver::new(s.options).map_err(|e| e.for_method(Method::Restore))?;
         let inner = r.inner.as_deref_mut().expect("new resolver is open");
         for t in &s.loot_tables {
             inner.sites.insert_table(t.id, LootTable::new(&t.entries));
@@ -1313,20 +1223,4 @@ impl Drop for Resolver {
     fn drop(&mut self) {
         self.close();
     }
-}
-
-/// The buffer rule of `poll_into` and `peek_into`: `max` packets must fit in
-/// `out`, checked before anything is copied.
-fn check_capacity(method: Method, out: &[u8], max: usize) -> Result<(), Error> {
-    let capacity = out.len() / SIZE;
-    if max > capacity {
-        return Err(Error::new(
-            method,
-            ErrorKind::BufferTooSmall {
-                capacity: capacity as u64,
-                max: max as u64,
-            },
-        ));
-    }
-    Ok(())
 }

@@ -24,16 +24,18 @@
 //! continue at `next_seq`, and `stats()` continues from the counters.
 
 use std::collections::HashMap;
-use std::fmt;
 
-use crate::error::limits::{COORD_MAX, COORD_MIN, MAX_SAFE, NEXT_SEQ_MAX, RADIUS_MAX, WORKERS_MAX};
+use crate::contract::checks::{
+    check_coords, check_id, check_loot_entries, check_options, check_range,
+};
+use crate::contract::limits::{self, COUNTER_NAMES};
+use crate::contract::{Arg, EntriesAt, Error, ErrorKind, Method, SnapshotPath};
 use crate::resolver::{Options, Resolver};
 use crate::roll::LootEntry;
 use crate::wire::{Packet, SIZE};
 use crate::world::block_key;
 
-/// The snapshot format version this crate writes and reads.
-pub const SNAPSHOT_VERSION: u32 = 1;
+pub use crate::contract::limits::SNAPSHOT_VERSION;
 
 /// A loot table, entries in table order.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -78,6 +80,21 @@ pub struct Counters {
     pub busy: u64,
 }
 
+impl Counters {
+    /// The values in [`COUNTER_NAMES`] order.
+    pub fn values(&self) -> [u64; 7] {
+        [
+            self.digs,
+            self.packets,
+            self.found,
+            self.empty,
+            self.nothing,
+            self.rejected,
+            self.busy,
+        ]
+    }
+}
+
 /// A resolver's state as plain data. Lists are sorted by id.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Snapshot {
@@ -97,251 +114,187 @@ pub struct Snapshot {
     pub pending: Vec<u8>,
 }
 
-/// Why a snapshot could not be taken or restored. Displays as the contract
-/// does: `treasure: <method>: <message>`.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct SnapshotError {
-    /// `snapshot` or `restore`.
-    pub method: &'static str,
-    pub message: String,
+const RESTORE: Method = Method::Restore;
+
+fn at(path: SnapshotPath) -> Arg {
+    Arg::Snapshot(path)
 }
 
-impl SnapshotError {
-    pub(crate) fn new(method: &'static str, message: impl Into<String>) -> SnapshotError {
-        SnapshotError {
-            method,
-            message: message.into(),
-        }
-    }
+/// `snapshot.<list>[i].x`, `.y`, `.z`.
+fn item_xyz(list: &'static str, n: usize) -> [Arg; 3] {
+    ["x", "y", "z"].map(|axis| at(SnapshotPath::ItemField(list, n, axis)))
 }
-
-impl fmt::Display for SnapshotError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "treasure: {}: {}", self.method, self.message)
-    }
-}
-
-impl std::error::Error for SnapshotError {}
-
-fn bad(message: String) -> SnapshotError {
-    SnapshotError::new("restore", message)
-}
-
-fn range(path: &str, v: i128, lo: i128, hi: i128) -> Result<(), SnapshotError> {
-    if v < lo || v > hi {
-        return Err(bad(format!(
-            "{path} must be an integer in [{lo}, {hi}], got {v}"
-        )));
-    }
-    Ok(())
-}
-
-fn coords(path: &str, x: i32, y: i32, z: i32) -> Result<(), SnapshotError> {
-    for (axis, v) in [("x", x), ("y", y), ("z", z)] {
-        range(
-            &format!("{path}.{axis}"),
-            v as i128,
-            COORD_MIN as i128,
-            COORD_MAX as i128,
-        )?;
-    }
-    Ok(())
-}
-
-const ID_MAX: i128 = u32::MAX as i128;
 
 /// Checks that `s` describes a consistent resolver (see the module docs).
-pub fn validate(s: &Snapshot) -> Result<(), SnapshotError> {
+///
+/// # Errors
+///
+/// The first rule broken, reported for `restore`.
+pub fn validate(s: &Snapshot) -> Result<(), Error> {
     if s.version != SNAPSHOT_VERSION {
-        return Err(bad(format!(
-            "snapshot.version must be {SNAPSHOT_VERSION}, got {}",
-            s.version
-        )));
+        let got = s.version;
+        return Err(Error::new(RESTORE, ErrorKind::SnapshotVersion { got }));
     }
     let o = &s.options;
-    let safe = MAX_SAFE as i128;
-    range("snapshot.options.seed", o.seed as i128, 0, safe)?;
-    let radius = RADIUS_MAX as i128;
-    range(
-        "snapshot.options.aoi_radius",
-        o.aoi_radius as i128,
-        0,
-        radius,
-    )?;
-    range("snapshot.options.reach", o.reach as i128, 0, radius)?;
-    range(
-        "snapshot.options.workers",
-        o.workers as i128,
-        0,
-        WORKERS_MAX as i128,
-    )?;
-    range(
-        "snapshot.options.max_pending_packets",
-        o.max_pending_packets as i128,
-        1,
-        safe,
+    check_options(
+        RESTORE,
+        |name| at(SnapshotPath::Option(name)),
+        [
+            o.seed,
+            o.aoi_radius as u64,
+            o.reach as u64,
+            o.workers as u64,
+            o.max_pending_packets,
+        ],
     )?;
 
     let mut tables: HashMap<u32, usize> = HashMap::new();
     for (i, t) in s.loot_tables.iter().enumerate() {
-        let path = format!("snapshot.loot_tables[{}]", i + 1);
-        range(&format!("{path}.id"), t.id as i128, 1, ID_MAX)?;
-        if let Some(first) = tables.insert(t.id, i + 1) {
-            return Err(bad(format!(
-                "{path}.id must not repeat snapshot.loot_tables[{first}].id, got {}",
-                t.id
-            )));
+        let n = i + 1;
+        let list = "loot_tables";
+        check_id(RESTORE, at(SnapshotPath::ItemField(list, n, "id")), t.id)?;
+        if let Some(first) = tables.insert(t.id, n) {
+            return Err(repeated(list, n, first, t.id));
         }
-        if t.entries.is_empty() {
-            return Err(bad(format!(
-                "{path}.entries must be a non-empty array of tables, got table"
-            )));
-        }
-        let mut total = 0u64;
-        for (j, e) in t.entries.iter().enumerate() {
-            let ep = format!("{path}.entries[{}]", j + 1);
-            range(&format!("{ep}.item"), e.item as i128, 1, ID_MAX)?;
-            range(&format!("{ep}.weight"), e.weight as i128, 1, ID_MAX)?;
-            if e.min > e.max {
-                return Err(bad(format!(
-                    "{ep}.min must be <= max, got {} > {}",
-                    e.min, e.max
-                )));
-            }
-            total += e.weight as u64;
-        }
-        if total > u32::MAX as u64 {
-            return Err(bad(format!(
-                "{path}.entries total weight must be <= 4294967295, got {total}"
-            )));
-        }
+        check_loot_entries(RESTORE, EntriesAt::LootTable(n), &t.entries)?;
     }
 
     let mut site_ids: HashMap<u32, usize> = HashMap::new();
     let mut blocks: HashMap<u64, u32> = HashMap::new();
     for (i, site) in s.sites.iter().enumerate() {
-        let path = format!("snapshot.sites[{}]", i + 1);
-        range(&format!("{path}.id"), site.id as i128, 1, ID_MAX)?;
-        coords(&path, site.x, site.y, site.z)?;
-        range(
-            &format!("{path}.loot_table_id"),
-            site.loot_table_id as i128,
-            1,
-            ID_MAX,
-        )?;
-        if let Some(first) = site_ids.insert(site.id, i + 1) {
-            return Err(bad(format!(
-                "{path}.id must not repeat snapshot.sites[{first}].id, got {}",
-                site.id
-            )));
+        let n = i + 1;
+        let list = "sites";
+        check_id(RESTORE, at(SnapshotPath::ItemField(list, n, "id")), site.id)?;
+        check_coords(RESTORE, item_xyz(list, n), [site.x, site.y, site.z])?;
+        let table_arg = at(SnapshotPath::ItemField(list, n, "loot_table_id"));
+        check_id(RESTORE, table_arg, site.loot_table_id)?;
+        if let Some(first) = site_ids.insert(site.id, n) {
+            return Err(repeated(list, n, first, site.id));
         }
         if let Some(other) = blocks.insert(block_key(site.x, site.y, site.z), site.id) {
-            return Err(bad(format!(
-                "{path} block must not hold a site already, got {}, {}, {} (site {other})",
-                site.x, site.y, site.z
-            )));
+            let kind = ErrorKind::OccupiedBlock {
+                snapshot_site: Some(n),
+                x: site.x,
+                y: site.y,
+                z: site.z,
+                site: other,
+            };
+            return Err(Error::new(RESTORE, kind));
         }
         if !tables.contains_key(&site.loot_table_id) {
-            return Err(bad(format!(
-                "{path}.loot_table_id must be an existing loot table, got {}",
-                site.loot_table_id
-            )));
+            let id = site.loot_table_id;
+            let kind = ErrorKind::UnknownLootTable { arg: table_arg, id };
+            return Err(Error::new(RESTORE, kind));
         }
     }
 
     let mut player_ids: HashMap<u32, usize> = HashMap::new();
     for (i, p) in s.players.iter().enumerate() {
-        let path = format!("snapshot.players[{}]", i + 1);
-        range(&format!("{path}.id"), p.id as i128, 1, ID_MAX)?;
-        coords(&path, p.x, p.y, p.z)?;
-        if let Some(first) = player_ids.insert(p.id, i + 1) {
-            return Err(bad(format!(
-                "{path}.id must not repeat snapshot.players[{first}].id, got {}",
-                p.id
-            )));
+        let n = i + 1;
+        let list = "players";
+        check_id(RESTORE, at(SnapshotPath::ItemField(list, n, "id")), p.id)?;
+        check_coords(RESTORE, item_xyz(list, n), [p.x, p.y, p.z])?;
+        if let Some(first) = player_ids.insert(p.id, n) {
+            return Err(repeated(list, n, first, p.id));
         }
     }
 
     let c = &s.counters;
-    for (name, v) in [
-        ("digs", c.digs),
-        ("packets", c.packets),
-        ("found", c.found),
-        ("empty", c.empty),
-        ("nothing", c.nothing),
-        ("rejected", c.rejected),
-        ("busy", c.busy),
-    ] {
-        range(&format!("snapshot.counters.{name}"), v as i128, 0, safe)?;
+    for (name, v) in COUNTER_NAMES.into_iter().zip(c.values()) {
+        check_range(RESTORE, at(SnapshotPath::Counter(name)), limits::COUNT, v)?;
     }
-    let kinds = c.found as i128 + c.empty as i128 + c.nothing as i128 + c.rejected as i128;
-    if c.digs as i128 != kinds {
-        return Err(bad(format!(
-            "snapshot.counters.digs must be found + empty + nothing + rejected ({kinds}), got {}",
-            c.digs
-        )));
+    let sum = c.found as i128 + c.empty as i128 + c.nothing as i128 + c.rejected as i128;
+    if c.digs as i128 != sum {
+        let digs = c.digs;
+        return Err(Error::new(
+            RESTORE,
+            ErrorKind::CountersDoNotAddUp { sum, digs },
+        ));
     }
 
     if !s.pending.len().is_multiple_of(SIZE) {
-        return Err(bad(format!(
-            "snapshot.pending length must be a multiple of 128, got {}",
-            s.pending.len()
-        )));
+        let arg = at(SnapshotPath::Field("pending"));
+        return Err(Error::length_not_multiple(
+            RESTORE,
+            arg,
+            SIZE,
+            s.pending.len(),
+        ));
     }
-    let npending = (s.pending.len() / SIZE) as u64;
+    let pending = (s.pending.len() / SIZE) as u64;
     let mut last: Option<(u64, u32)> = None;
     for (i, bytes) in s.pending.chunks_exact(SIZE).enumerate() {
-        let path = format!("snapshot.pending[{}]", i + 1);
+        let index = i + 1;
         let p = Packet::new_checked(bytes)
-            .map_err(|e| bad(format!("{path} must be a valid packet, got {e}")))?;
-        let (seq, rcpt) = (p.seq(), p.recipient());
+            .map_err(|error| Error::new(RESTORE, ErrorKind::InvalidPacket { index, error }))?;
+        let (seq, recipient) = (p.seq(), p.recipient());
         if seq < 1 {
-            return Err(bad(format!("{path}.seq must be at least 1, got {seq}")));
+            return Err(Error::new(
+                RESTORE,
+                ErrorKind::PendingSeqZero { index, seq },
+            ));
         }
-        if let Some((ls, lr)) = last {
-            if seq < ls {
-                return Err(bad(format!(
-                    "{path}.seq must not be below the previous packet's seq {ls}, got {seq}"
-                )));
+        if let Some((previous_seq, previous)) = last {
+            if seq < previous_seq {
+                let kind = ErrorKind::PendingSeqBelowPrevious {
+                    index,
+                    previous: previous_seq,
+                    seq,
+                };
+                return Err(Error::new(RESTORE, kind));
             }
-            if seq == ls && rcpt <= lr {
-                return Err(bad(format!(
-                    "{path}.recipient must be above the previous packet's recipient {lr} (same seq {seq}), got {rcpt}"
-                )));
+            if seq == previous_seq && recipient <= previous {
+                let kind = ErrorKind::PendingRecipientNotAbove {
+                    index,
+                    previous,
+                    seq,
+                    recipient,
+                };
+                return Err(Error::new(RESTORE, kind));
             }
         }
-        last = Some((seq, rcpt));
+        last = Some((seq, recipient));
     }
-    if c.packets < npending {
-        return Err(bad(format!(
-            "snapshot.counters.packets must be at least the pending packets ({npending}), got {}",
-            c.packets
-        )));
+    if c.packets < pending {
+        let packets = c.packets;
+        return Err(Error::new(
+            RESTORE,
+            ErrorKind::PacketsBelowPending { pending, packets },
+        ));
     }
 
     // 2^53 once seq 2^53-1 was used: that resolver still snapshots.
-    range(
-        "snapshot.next_seq",
-        s.next_seq as i128,
-        1,
-        NEXT_SEQ_MAX as i128,
+    let next_seq = s.next_seq;
+    check_range(
+        RESTORE,
+        at(SnapshotPath::Field("next_seq")),
+        limits::NEXT_SEQ,
+        next_seq,
     )?;
-    if let Some((ls, _)) = last {
-        if s.next_seq <= ls {
-            return Err(bad(format!(
-                "snapshot.next_seq must be above the last pending packet's seq {ls}, got {}",
-                s.next_seq
-            )));
+    if let Some((last, _)) = last {
+        if next_seq <= last {
+            let kind = ErrorKind::NextSeqNotAbovePending { last, next_seq };
+            return Err(Error::new(RESTORE, kind));
         }
     }
-    if s.next_seq as i128 != c.digs as i128 + 1 {
-        return Err(bad(format!(
-            "snapshot.next_seq must be counters.digs + 1 ({}), got {}",
-            c.digs as i128 + 1,
-            s.next_seq
-        )));
+    let expected = c.digs as i128 + 1;
+    if next_seq as i128 != expected {
+        let kind = ErrorKind::NextSeqNotDigsPlusOne { expected, next_seq };
+        return Err(Error::new(RESTORE, kind));
     }
     Ok(())
+}
+
+fn repeated(list: &'static str, index: usize, first: usize, id: u32) -> Error {
+    Error::new(
+        RESTORE,
+        ErrorKind::RepeatedId {
+            list,
+            index,
+            first,
+            id,
+        },
+    )
 }
 
 /// Sorts the lists by id (the order snapshots are written in).
@@ -355,7 +308,7 @@ impl Resolver {
     /// `r:snapshot()`: waits for every accepted dig (like `flush`), then
     /// returns the whole state, lists sorted by id. Changes nothing: the
     /// pending packets are copied, not taken.
-    pub fn snapshot(&mut self) -> Result<Snapshot, SnapshotError> {
+    pub fn snapshot(&mut self) -> Result<Snapshot, Error> {
         let mut s = self.export_state()?;
         sort(&mut s);
         Ok(s)
@@ -364,7 +317,7 @@ impl Resolver {
     /// `treasure.restore(snapshot)`: a new open resolver in exactly the
     /// state the snapshot describes. Everything is validated first; on an
     /// error nothing is built (no worker thread is started).
-    pub fn restore(snapshot: Snapshot) -> Result<Resolver, SnapshotError> {
+    pub fn restore(snapshot: Snapshot) -> Result<Resolver, Error> {
         validate(&snapshot)?;
         Resolver::import_state(snapshot)
     }

@@ -440,7 +440,7 @@ mod tests {
 
     #[test]
     fn block_keys_are_distinct_at_limits() {
-        use crate::error::limits::{COORD_MAX, COORD_MIN};
+        use crate::contract::limits::{COORD_MAX, COORD_MIN};
         let vals = [COORD_MIN, -1, 0, 1, COORD_MAX];
         let mut keys = std::collections::HashSet::new();
         for &x in &vals {

@@ -1,0 +1,103 @@
+//! Inclusive ranges and sizes of the contract (`docs/API.md`, "Numbers").
+//!
+//! Every bound is written here once; the ranges below are built from them
+//! and are what the checks and the binding use.
+
+/// Smallest block coordinate (-2^20: a coordinate packs into 21 bits).
+pub const COORD_MIN: i32 = -1_048_576;
+/// Largest block coordinate (2^20 - 1).
+pub const COORD_MAX: i32 = 1_048_575;
+/// 2^53 - 1, the largest integer a Lua number holds exactly: the largest
+/// `t_us`, `seed`, `max_pending_packets`, `max`, seq, and the value the
+/// `packets` and `busy` counters saturate at.
+pub const MAX_SAFE: u64 = 9_007_199_254_740_991;
+/// 2^53: the largest `next_seq` (of a resolver whose last dig took seq
+/// 2^53-1; it refuses every further dig).
+pub const NEXT_SEQ_MAX: u64 = MAX_SAFE + 1;
+/// Largest `aoi_radius` and `reach` (2^20).
+pub const RADIUS_MAX: u32 = 1_048_576;
+/// Largest `workers`.
+pub const WORKERS_MAX: u32 = 256;
+/// Largest sum of a loot table's weights (the roll is a `u32`).
+pub const TOTAL_WEIGHT_MAX: u64 = u32::MAX as u64;
+/// The snapshot format version this crate writes and reads.
+pub const SNAPSHOT_VERSION: u32 = 1;
+
+/// An inclusive integer range of the contract.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Range {
+    pub lo: i64,
+    pub hi: i64,
+}
+
+impl Range {
+    pub const fn new(lo: i64, hi: i64) -> Range {
+        Range { lo, hi }
+    }
+
+    /// True when `v` lies in the range.
+    pub fn contains(self, v: i128) -> bool {
+        self.lo as i128 <= v && v <= self.hi as i128
+    }
+
+    /// True when `n` is an exact integer in the range (a Lua number: not
+    /// NaN, not infinite, no fraction). The bounds are exact in a double.
+    pub fn contains_f64(self, n: f64) -> bool {
+        n.fract() == 0.0 && n >= self.lo as f64 && n <= self.hi as f64
+    }
+}
+
+const U32_MAX: i64 = u32::MAX as i64;
+const SAFE: i64 = MAX_SAFE as i64;
+
+/// A block coordinate `x`, `y`, `z`.
+pub const COORD: Range = Range::new(COORD_MIN as i64, COORD_MAX as i64);
+/// A player, site, loot table or item id.
+pub const ID: Range = Range::new(1, U32_MAX);
+/// A party (0 = none).
+pub const PARTY: Range = Range::new(0, U32_MAX);
+/// A site's charges.
+pub const CHARGES: Range = Range::new(0, U32_MAX);
+/// A dig's `t_us`.
+pub const T_US: Range = Range::new(0, SAFE);
+/// A count: `max`, `timeout_us`, a counter.
+pub const COUNT: Range = Range::new(0, SAFE);
+/// `opts.seed`.
+pub const SEED: Range = Range::new(0, SAFE);
+/// `opts.aoi_radius` and `opts.reach`.
+pub const RADIUS: Range = Range::new(0, RADIUS_MAX as i64);
+/// `opts.workers` (0 = one per core).
+pub const WORKERS: Range = Range::new(0, WORKERS_MAX as i64);
+/// `opts.max_pending_packets`.
+pub const MAX_PENDING: Range = Range::new(1, SAFE);
+/// A loot entry's `weight`.
+pub const WEIGHT: Range = Range::new(1, U32_MAX);
+/// A loot entry's `min` and `max` quantity.
+pub const QUANTITY: Range = Range::new(0, u16::MAX as i64);
+/// A loot entry's `rarity`.
+pub const RARITY: Range = Range::new(0, u8::MAX as i64);
+/// A snapshot's `next_seq`.
+pub const NEXT_SEQ: Range = Range::new(1, NEXT_SEQ_MAX as i64);
+
+/// The keys of `opts` (of `new`, and of a snapshot), in check order.
+pub const OPTION_FIELDS: [(&str, Range); 5] = [
+    ("seed", SEED),
+    ("aoi_radius", RADIUS),
+    ("reach", RADIUS),
+    ("workers", WORKERS),
+    ("max_pending_packets", MAX_PENDING),
+];
+
+/// The fields of a loot entry, in check order.
+pub const LOOT_ENTRY_FIELDS: [(&str, Range); 5] = [
+    ("item", ID),
+    ("weight", WEIGHT),
+    ("min", QUANTITY),
+    ("max", QUANTITY),
+    ("rarity", RARITY),
+];
+
+/// The counters of `stats()` a snapshot carries, in snapshot order.
+pub const COUNTER_NAMES: [&str; 7] = [
+    "digs", "packets", "found", "empty", "nothing", "rejected", "busy",
+];

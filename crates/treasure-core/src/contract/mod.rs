@@ -1,0 +1,16 @@
+//! The contract of `docs/API.md`, once: its limits ([`limits`]), the exact
+//! text of every error the core or the binding raises ([`Error`]), and the
+//! checks the live API and `restore` share ([`checks`]).
+//!
+//! A rule change is made here and nowhere else in Rust: the resolver and
+//! the snapshot validation call these checks, and the binding (`src/`)
+//! imports the limits and builds its messages with [`Error`]'s constructors,
+//! so it writes no message text itself. (The Lua reference has its own
+//! single copy in `lua/treasure/contract.lua`.)
+
+pub mod checks;
+pub mod limits;
+mod message;
+
+pub use limits::Range;
+pub use message::{Arg, EntriesAt, Error, ErrorKind, Expected, Got, Method, SnapshotPath};
