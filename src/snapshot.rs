@@ -20,11 +20,13 @@
 
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 use serde::Deserialize;
+use treasure_core::contract::Expected;
 use treasure_core::{
-    Counters, LootEntry, LootTableSnapshot, Options, PlayerSnapshot, SiteSnapshot, Snapshot,
+    Arg, Counters, Error, LootEntry, LootTableSnapshot, Method, Options, PlayerSnapshot,
+    SiteSnapshot, Snapshot, SnapshotPath,
 };
 
-use crate::error::{self, Failure};
+use crate::error;
 
 #[derive(Deserialize)]
 struct OptionsDe {
@@ -94,10 +96,16 @@ fn word(b: &[u8], i: usize) -> [u8; 4] {
 fn packed<'a>(
     v: &'a [u8],
     size: usize,
-    what: &str,
-) -> Result<std::slice::ChunksExact<'a, u8>, Failure> {
+    what: &'static str,
+) -> Result<std::slice::ChunksExact<'a, u8>, Error> {
     if !v.len().is_multiple_of(size) {
-        return Err(error::packed_length("restore", what, size, v.len()));
+        let arg = Arg::Plain(what);
+        return Err(Error::length_not_multiple(
+            Method::Restore,
+            arg,
+            size,
+            v.len(),
+        ));
     }
     Ok(v.chunks_exact(size))
 }
@@ -111,22 +119,34 @@ pub fn from_lua(
     sites: &[u8],
     players: &[u8],
     base: Options,
-) -> Result<Snapshot, Failure> {
+) -> Result<Snapshot, Error> {
     let t = match header {
         Value::Table(t) => t,
         other => {
-            let got = error::type_name(other);
-            return Err(error::must_be("restore", "snapshot", "a table", got));
+            let (arg, got) = (Arg::Snapshot(SnapshotPath::Root), error::type_name(other));
+            return Err(Error::wrong_type(
+                Method::Restore,
+                arg,
+                Expected::Table,
+                got,
+            ));
         }
     };
     let de: HeaderDe = lua
         .from_value(header.clone())
-        .map_err(|e| error::lua_in("restore", "snapshot", e))?;
+        .map_err(|e| error::lua_in(Method::Restore, Arg::Snapshot(SnapshotPath::Root), e))?;
     let pending = match t.raw_get::<Value>("pending") {
         Ok(Value::String(s)) => s.as_bytes().to_vec(),
-        _ => return Err(error::rule("restore", "snapshot.pending must be a string")),
+        _ => {
+            let arg = Arg::Snapshot(SnapshotPath::Field("pending"));
+            return Err(Error::wrong_type_bare(
+                Method::Restore,
+                arg,
+                Expected::String,
+            ));
+        }
     };
-    let sites = packed(sites, SITE_RECORD, "sites")?
+    let sites = packed(sites, SITE_RECORD, "packed sites")?
         .map(|b| SiteSnapshot {
             id: u32::from_le_bytes(word(b, 0)),
             x: i32::from_le_bytes(word(b, 1)),
@@ -136,7 +156,7 @@ pub fn from_lua(
             charges: u32::from_le_bytes(word(b, 5)),
         })
         .collect();
-    let players = packed(players, PLAYER_RECORD, "players")?
+    let players = packed(players, PLAYER_RECORD, "packed players")?
         .map(|b| PlayerSnapshot {
             id: u32::from_le_bytes(word(b, 0)),
             x: i32::from_le_bytes(word(b, 1)),

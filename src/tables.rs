@@ -2,22 +2,32 @@
 //! `add_loot_table`.
 //!
 //! The contract's checks run on the raw Lua values in its documented order
-//! (unknown keys in `next()` order, then each field in turn), so the first
-//! failure is reported with the exact message treasure.legacy gives; each
-//! checked field is then the typed value the core takes.
+//! (unknown keys in `next()` order, then each field in turn, then an
+//! entry's own rule before the next entry), so the first failure is the one
+//! treasure.legacy reports; each checked field is then the typed value the
+//! core takes. Keys, ranges, messages and the loot-entry rule are the
+//! core's (`treasure_core::contract`).
 
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 use serde::Deserialize;
-use treasure_core::error::limits;
-use treasure_core::{Error, ErrorKind, LootEntry, Method, Options};
+use treasure_core::contract::checks::{check_loot_entry, check_total_weight};
+use treasure_core::contract::limits::{LOOT_ENTRY_FIELDS, OPTION_FIELDS};
+use treasure_core::contract::Expected;
+use treasure_core::{Arg, EntriesAt, Error, ErrorKind, LootEntry, Method, Options};
 
-use crate::args::{self, Range, ID, SAFE};
-use crate::error::{self, Failure};
+use crate::args;
+use crate::error;
 
 /// Reports the first key of `t` (in `next()` order) that is not in `known`.
-fn check_keys(lua: &Lua, func: &str, path: &str, t: &Table, known: &[&str]) -> Result<(), Failure> {
+fn check_keys<const N: usize>(
+    lua: &Lua,
+    m: Method,
+    arg: Arg,
+    t: &Table,
+    known: [&str; N],
+) -> Result<(), Error> {
     for pair in t.pairs::<Value, Value>() {
-        let (k, _) = pair.map_err(|e| error::lua_in(func, path, e))?;
+        let (k, _) = pair.map_err(|e| error::lua_in(m, arg, e))?;
         let is_known =
             matches!(&k, Value::String(s) if known.iter().any(|n| s.as_bytes() == n.as_bytes()));
         if !is_known {
@@ -25,7 +35,7 @@ fn check_keys(lua: &Lua, func: &str, path: &str, t: &Table, known: &[&str]) -> R
                 Value::String(s) => s.to_string_lossy(),
                 other => error::describe(lua, other),
             };
-            return Err(error::unknown_key(func, path, &name));
+            return Err(Error::unknown_key(m, arg, name));
         }
     }
     Ok(())
@@ -35,61 +45,45 @@ fn field(t: &Table, key: &str) -> Value {
     t.raw_get::<Value>(key).unwrap_or(Value::Nil)
 }
 
-/// The keys of `opts`, in check order.
-const OPTION_KEYS: [&str; 5] = [
-    "seed",
-    "aoi_radius",
-    "reach",
-    "workers",
-    "max_pending_packets",
-];
-/// `aoi_radius` and `reach`.
-const RADIUS: Range = Range {
-    lo: 0,
-    hi: limits::RADIUS_MAX as i64,
-};
-const WORKERS: Range = Range {
-    lo: 0,
-    hi: limits::WORKERS_MAX as i64,
-};
-const MAX_PENDING: Range = Range { lo: 1, ..SAFE };
-
 /// `treasure.new(opts)`: `nil` or a table of the contract's keys.
-pub fn options(lua: &Lua, opts: &Value) -> Result<Options, Failure> {
+pub fn options(lua: &Lua, opts: &Value) -> Result<Options, Error> {
+    let m = Method::New;
     let mut out = Options::default();
     let t = match opts {
         Value::Nil => return Ok(out),
         Value::Table(t) => t,
         other => {
-            return Err(error::must_be(
-                "new",
-                "opts",
-                "a table",
-                error::type_name(other),
-            ))
+            let got = error::type_name(other);
+            return Err(Error::wrong_type(
+                m,
+                Arg::Plain("opts"),
+                Expected::Table,
+                got,
+            ));
         }
     };
-    check_keys(lua, "new", "opts", t, &OPTION_KEYS)?;
-    let opt = |key: &str, range: Range| {
-        let v = field(t, key);
-        args::opt(&v, |v| {
-            args::int(lua, "new", &format!("opts.{key}"), v, range)
-        })
-    };
+    check_keys(lua, m, Arg::Plain("opts"), t, OPTION_FIELDS.map(|(k, _)| k))?;
+    let mut values = [None; 5];
+    for (slot, (key, range)) in values.iter_mut().zip(OPTION_FIELDS) {
+        *slot = args::opt(&field(t, key), |v| {
+            args::int(lua, m, Arg::Opt(key), v, range)
+        })?;
+    }
     // Each value is an exact integer within its range, so the casts are exact.
-    if let Some(v) = opt("seed", SAFE)? {
+    let [seed, aoi_radius, reach, workers, max_pending_packets] = values;
+    if let Some(v) = seed {
         out.seed = v as u64;
     }
-    if let Some(v) = opt("aoi_radius", RADIUS)? {
+    if let Some(v) = aoi_radius {
         out.aoi_radius = v as u32;
     }
-    if let Some(v) = opt("reach", RADIUS)? {
+    if let Some(v) = reach {
         out.reach = v as u32;
     }
-    if let Some(v) = opt("workers", WORKERS)? {
+    if let Some(v) = workers {
         out.workers = v as u32;
     }
-    if let Some(v) = opt("max_pending_packets", MAX_PENDING)? {
+    if let Some(v) = max_pending_packets {
         out.max_pending_packets = v as u64;
     }
     Ok(out)
@@ -107,14 +101,15 @@ struct TuningDe {
     wait_spin_us: Option<u64>,
 }
 
-/// Applies the test-only `tuning` table (nil: none) to `opts`.
-pub fn tuning(lua: &Lua, tuning: &Value, opts: &mut Options) -> Result<(), Failure> {
+/// Applies the test-only `tuning` table (nil: none) to `opts`; `m` is the
+/// function it was passed to.
+pub fn tuning(lua: &Lua, m: Method, tuning: &Value, opts: &mut Options) -> Result<(), Error> {
     if tuning.is_nil() {
         return Ok(());
     }
     let de: TuningDe = lua
         .from_value(tuning.clone())
-        .map_err(|e| error::lua_in("new", "tuning", e))?;
+        .map_err(|e| error::lua_in(m, Arg::Plain("tuning"), e))?;
     if let Some(v) = de.chunk_digs {
         opts.chunk_digs = v.max(1);
     }
@@ -133,48 +128,20 @@ pub fn tuning(lua: &Lua, tuning: &Value, opts: &mut Options) -> Result<(), Failu
     Ok(())
 }
 
-/// The fields of a loot entry, in check order, with their ranges (the
-/// widths of `LootEntry`'s fields).
-const ENTRY_KEYS: [(&str, Range); 5] = [
-    ("item", ID),
-    ("weight", ID),
-    (
-        "min",
-        Range {
-            lo: 0,
-            hi: u16::MAX as i64,
-        },
-    ),
-    (
-        "max",
-        Range {
-            lo: 0,
-            hi: u16::MAX as i64,
-        },
-    ),
-    (
-        "rarity",
-        Range {
-            lo: 0,
-            hi: u8::MAX as i64,
-        },
-    ),
-];
-
-const ENTRIES_RULE: &str = "a non-empty array of tables";
-
 /// `add_loot_table(id, entries)`: the entries array, checked in full.
-pub fn loot_entries(lua: &Lua, entries: &Value) -> Result<Vec<LootEntry>, Failure> {
-    let func = "add_loot_table";
+pub fn loot_entries(lua: &Lua, entries: &Value) -> Result<Vec<LootEntry>, Error> {
+    let m = Method::AddLootTable;
+    let at = EntriesAt::Argument;
     let t = match entries {
         Value::Table(t) => t,
         other => {
-            return Err(error::must_be(
-                func,
-                "entries",
-                ENTRIES_RULE,
-                error::type_name(other),
-            ))
+            let (arg, got) = (Arg::Entries(at), error::type_name(other));
+            return Err(Error::wrong_type(
+                m,
+                arg,
+                Expected::NonEmptyArrayOfTables,
+                got,
+            ));
         }
     };
     // A non-empty sequence: exactly the keys 1..#entries.
@@ -182,7 +149,7 @@ pub fn loot_entries(lua: &Lua, entries: &Value) -> Result<Vec<LootEntry>, Failur
     let mut keys = 0usize;
     let mut shape_ok = n >= 1;
     for pair in t.pairs::<Value, Value>() {
-        let (k, _) = pair.map_err(|e| error::lua_in(func, "entries", e))?;
+        let (k, _) = pair.map_err(|e| error::lua_in(m, Arg::Entries(at), e))?;
         keys += 1;
         shape_ok &= match k {
             Value::Integer(i) => i >= 1 && (i as usize) <= n,
@@ -191,29 +158,23 @@ pub fn loot_entries(lua: &Lua, entries: &Value) -> Result<Vec<LootEntry>, Failur
         };
     }
     if !shape_ok || keys != n {
-        return Err(error::must_be(func, "entries", ENTRIES_RULE, "table"));
+        return Err(Error::new(m, ErrorKind::EmptyEntries { at }));
     }
-    let known = ENTRY_KEYS.map(|(k, _)| k);
     let mut out = Vec::with_capacity(n);
     let mut total: u64 = 0;
     for i in 1..=n {
         let entry = match t.raw_get::<Value>(i).unwrap_or(Value::Nil) {
             Value::Table(e) => e,
             other => {
-                let arg = format!("entries[{i}]");
-                return Err(error::must_be(
-                    func,
-                    &arg,
-                    "a table",
-                    error::type_name(&other),
-                ));
+                let (arg, got) = (Arg::EntryTable(at, i), error::type_name(&other));
+                return Err(Error::wrong_type(m, arg, Expected::Table, got));
             }
         };
-        check_keys(lua, func, &format!("entries[{i}]"), &entry, &known)?;
+        let known = LOOT_ENTRY_FIELDS.map(|(k, _)| k);
+        check_keys(lua, m, Arg::EntryTable(at, i), &entry, known)?;
         let mut vals = [0i64; 5];
-        for (slot, (key, range)) in vals.iter_mut().zip(ENTRY_KEYS) {
-            let arg = format!("entries[{i}].{key}");
-            *slot = args::int(lua, func, &arg, &field(&entry, key), range)?;
+        for (slot, (key, range)) in vals.iter_mut().zip(LOOT_ENTRY_FIELDS) {
+            *slot = args::int(lua, m, Arg::Entry(at, i, key), &field(&entry, key), range)?;
         }
         // In range, so the casts are exact.
         let [item, weight, min, max, rarity] = vals;
@@ -224,20 +185,9 @@ pub fn loot_entries(lua: &Lua, entries: &Value) -> Result<Vec<LootEntry>, Failur
             max: max as u16,
             rarity: rarity as u8,
         };
-        if e.min > e.max {
-            let kind = ErrorKind::MinGreaterThanMax {
-                entry: i,
-                min: e.min,
-                max: e.max,
-            };
-            return Err(Error::new(Method::AddLootTable, kind).into());
-        }
-        total += e.weight as u64;
+        total += check_loot_entry(m, at, i, &e)?;
         out.push(e);
     }
-    if total > u32::MAX as u64 {
-        let kind = ErrorKind::TotalWeight { total };
-        return Err(Error::new(Method::AddLootTable, kind).into());
-    }
+    check_total_weight(m, at, total)?;
     Ok(out)
 }

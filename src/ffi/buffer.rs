@@ -14,7 +14,7 @@
 //! buffer, which is why nothing is written without the verdict.
 
 use mlua::{Function, Lua, Value};
-use treasure_core::error::limits::MAX_SAFE;
+use treasure_core::contract::limits::MAX_SAFE;
 use treasure_core::{Resolver, PACKET_SIZE};
 
 /// How far the payload of a cdata lies from what `lua_topointer` reports.

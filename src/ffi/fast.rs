@@ -19,6 +19,7 @@
 
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
+use treasure_core::contract::limits;
 use treasure_core::Resolver;
 
 use super::{buffer, fork, handles};
@@ -26,24 +27,22 @@ use super::{buffer, fork, handles};
 /// The failure code: "repeat through the mlua path for the message".
 const FAIL: f64 = -1.0;
 
-const COORD_MIN: f64 = -1_048_576.0;
-const COORD_MAX: f64 = 1_048_575.0;
-const U32_MAX: f64 = 4_294_967_295.0;
-const SAFE_MAX: f64 = 9_007_199_254_740_991.0;
-
-#[inline]
-fn int_in(v: f64, lo: f64, hi: f64) -> bool {
-    v.fract() == 0.0 && v >= lo && v <= hi
-}
-
+// The contract's ranges, as the mlua path checks them (args.rs): a value
+// the fast path refuses is refused there too, with the message.
 #[inline]
 fn coord(v: f64) -> Option<i32> {
-    int_in(v, COORD_MIN, COORD_MAX).then_some(v as i32)
+    limits::COORD.contains_f64(v).then_some(v as i32)
 }
 
 #[inline]
 fn id(v: f64) -> Option<u32> {
-    int_in(v, 1.0, U32_MAX).then_some(v as u32)
+    limits::ID.contains_f64(v).then_some(v as u32)
+}
+
+/// An exact integer in [0, hi]: `holds` and `max` of poll_into.
+#[inline]
+fn count_to(v: f64, hi: f64) -> bool {
+    v.fract() == 0.0 && v >= 0.0 && v <= hi
 }
 
 /// Runs `f` on the resolver in the cell `h` names, if `h` is current and
@@ -87,7 +86,7 @@ pub extern "C" fn treasure_native_dig(
     t_us: f64,
 ) -> f64 {
     with(h, |r| {
-        if !int_in(t_us, 0.0, SAFE_MAX) {
+        if !limits::T_US.contains_f64(t_us) {
             return None;
         }
         let seq = r
@@ -153,7 +152,7 @@ pub unsafe extern "C" fn treasure_native_poll_into(
     max: f64,
 ) -> f64 {
     with(h, |r| {
-        if !int_in(holds, 0.0, SAFE_MAX) || !int_in(max, 0.0, holds) {
+        if !limits::COUNT.contains_f64(holds) || !count_to(max, holds) {
             return None;
         }
         // SAFETY: this function's own contract; `max <= holds` checked above.

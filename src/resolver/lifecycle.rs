@@ -3,23 +3,23 @@
 //! test hooks).
 
 use mlua::{Lua, LuaString, MultiValue, Table, UserData, Value};
-use treasure_core::{Options, Resolver};
+use treasure_core::{Error, Method, Options, Resolver};
 
 use super::{borrow_self, Borrowed, NativeResolver};
 use crate::args::{self, nth};
-use crate::error::{self, guarded, Failure};
+use crate::error::{self, guarded};
 use crate::ffi::handles::Ticket;
 use crate::{snapshot, tables};
 
 /// `raw.new(opts [, tuning])` -> a resolver (`tuning`: test-only queue
 /// sizes, see `_new_with_tuning` in native.lua).
 pub fn new(lua: &Lua, (opts, tuning): (Value, Value)) -> mlua::Result<MultiValue> {
-    guarded(lua, "new", || {
+    guarded(lua, Method::New, || {
         let mut o = tables::options(lua, &opts)?;
-        tables::tuning(lua, &tuning, &mut o)?;
+        tables::tuning(lua, Method::New, &tuning, &mut o)?;
         let core = Resolver::new(o)?;
-        lua.create_userdata(NativeResolver::new("new", core)?)
-            .map_err(|e| error::lua("new", e))
+        lua.create_userdata(NativeResolver::new(Method::New, core)?)
+            .map_err(|e| error::lua(Method::New, e))
     })
 }
 
@@ -30,13 +30,13 @@ pub fn restore(
     lua: &Lua,
     (header, sites, players, tuning): (Value, LuaString, LuaString, Value),
 ) -> mlua::Result<MultiValue> {
-    guarded(lua, "restore", || {
+    guarded(lua, Method::Restore, || {
         let mut base = Options::default();
-        tables::tuning(lua, &tuning, &mut base)?;
+        tables::tuning(lua, Method::Restore, &tuning, &mut base)?;
         let snap = snapshot::from_lua(lua, &header, &sites.as_bytes(), &players.as_bytes(), base)?;
         let core = Resolver::restore(snap)?;
-        lua.create_userdata(NativeResolver::new("restore", core)?)
-            .map_err(|e| error::lua("restore", e))
+        lua.create_userdata(NativeResolver::new(Method::Restore, core)?)
+            .map_err(|e| error::lua(Method::Restore, e))
     })
 }
 
@@ -46,16 +46,16 @@ pub fn snapshot(
     lua: &Lua,
     r: &mut NativeResolver,
     _: &[Value],
-) -> Result<(Table, LuaString, LuaString), Failure> {
-    let snap = r.core().get("snapshot")?.snapshot()?;
-    snapshot::to_lua(lua, &snap).map_err(|e| error::lua("snapshot", e))
+) -> Result<(Table, LuaString, LuaString), Error> {
+    let snap = r.core().get(Method::Snapshot)?.snapshot()?;
+    snapshot::to_lua(lua, &snap).map_err(|e| error::lua(Method::Snapshot, e))
 }
 
 /// `r:close()`: closing a closed or finalized resolver does nothing; in a
 /// forked child it releases the Lua side only (see NativeResolver::release).
 pub fn close(lua: &Lua, s: Value) -> mlua::Result<MultiValue> {
-    guarded(lua, "close", || {
-        if let Borrowed::Live(mut r) = borrow_self("close", &s)? {
+    guarded(lua, Method::Close, || {
+        if let Borrowed::Live(mut r) = borrow_self(Method::Close, &s)? {
             r.release();
         }
         Ok(())
@@ -64,7 +64,7 @@ pub fn close(lua: &Lua, s: Value) -> mlua::Result<MultiValue> {
 
 /// `raw.handle(r)` -> the number naming r's arena cell, which the shim
 /// passes to the fast path (ffi/fast.rs).
-pub fn handle(_: &Lua, r: &mut NativeResolver, _: &[Value]) -> Result<f64, Failure> {
+pub fn handle(_: &Lua, r: &mut NativeResolver, _: &[Value]) -> Result<f64, Error> {
     Ok(r.ticket.as_ref().map(Ticket::handle).unwrap_or(-1.0))
 }
 
@@ -92,10 +92,10 @@ pub fn finalized_sample(lua: &Lua, (): ()) -> mlua::Result<mlua::AnyUserData> {
 
 /// `raw._inject_worker_panic(r, n)`: test-only, the next worker task
 /// panics after `n` more chunks.
-pub fn inject_worker_panic(lua: &Lua, r: &mut NativeResolver, a: &[Value]) -> Result<(), Failure> {
-    let f = "_inject_worker_panic";
-    let n = args::safe(lua, f, "n", nth(a, 0))?;
-    r.core().get(f)?.inject_worker_panic_after(n);
+pub fn inject_worker_panic(lua: &Lua, r: &mut NativeResolver, a: &[Value]) -> Result<(), Error> {
+    let m = Method::InjectWorkerPanic;
+    let n = args::count(lua, m, "n", nth(a, 0))?;
+    r.core().get(m)?.inject_worker_panic_after(n);
     Ok(())
 }
 

@@ -24,9 +24,10 @@ use mlua::{
     IntoLuaMulti, Lua, MultiValue, Table, UserData, UserDataFields, UserDataMethods,
     UserDataRefMut, Value,
 };
-use treasure_core::Resolver;
+use treasure_core::contract::Expected;
+use treasure_core::{Arg, Error, Method as M, Resolver};
 
-use crate::error::{self, guarded, Failure};
+use crate::error::{self, guarded};
 use crate::ffi::fork::Origin;
 use crate::ffi::handles::{self, Guard, Ticket};
 
@@ -35,39 +36,39 @@ pub const METHODS_KEY: &str = "treasure.native.methods";
 
 /// A raw method: the locked-in resolver (`self`, checked) and the other
 /// arguments.
-type Method<R> = fn(&Lua, &mut NativeResolver, &[Value]) -> Result<R, Failure>;
+type RawMethod<R> = fn(&Lua, &mut NativeResolver, &[Value]) -> Result<R, Error>;
 
 /// Builds the table of raw functions the shim (native.lua) wraps.
 pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     let raw = lua.create_table()?;
     let m = lua.create_table()?;
     // The methods of a resolver (`raw.methods`; the shim raises failures).
-    method(lua, &m, "add_loot_table", world::add_loot_table)?;
-    method(lua, &m, "add_site", world::add_site)?;
-    method(lua, &m, "remove_site", world::remove_site)?;
-    method(lua, &m, "join", world::join)?;
-    method(lua, &m, "move", world::move_player)?;
-    method(lua, &m, "set_party", world::set_party)?;
-    method(lua, &m, "leave", world::leave)?;
-    method(lua, &m, "move_batch", world::move_batch)?;
-    method(lua, &m, "dig", dig::dig)?;
-    method(lua, &m, "dig_batch", dig::dig_batch)?;
-    method(lua, &m, "poll", stream::poll)?;
-    method(lua, &m, "poll_into", stream::poll_into)?;
-    method(lua, &m, "flush", stream::flush)?;
-    method(lua, &m, "wait", stream::wait)?;
-    method(lua, &m, "stats", stream::stats)?;
-    m.set("close", lua.create_function(lifecycle::close)?)?;
+    method(lua, &m, M::AddLootTable, world::add_loot_table)?;
+    method(lua, &m, M::AddSite, world::add_site)?;
+    method(lua, &m, M::RemoveSite, world::remove_site)?;
+    method(lua, &m, M::Join, world::join)?;
+    method(lua, &m, M::Move, world::move_player)?;
+    method(lua, &m, M::SetParty, world::set_party)?;
+    method(lua, &m, M::Leave, world::leave)?;
+    method(lua, &m, M::MoveBatch, world::move_batch)?;
+    method(lua, &m, M::Dig, dig::dig)?;
+    method(lua, &m, M::DigBatch, dig::dig_batch)?;
+    method(lua, &m, M::Poll, stream::poll)?;
+    method(lua, &m, M::PollInto, stream::poll_into)?;
+    method(lua, &m, M::Flush, stream::flush)?;
+    method(lua, &m, M::Wait, stream::wait)?;
+    method(lua, &m, M::Stats, stream::stats)?;
+    m.set(M::Close.name(), lua.create_function(lifecycle::close)?)?;
     raw.set("methods", m)?;
     // What native.lua builds the rest of the module from.
-    raw.set("new", lua.create_function(lifecycle::new)?)?;
-    raw.set("restore", lua.create_function(lifecycle::restore)?)?;
-    method(lua, &raw, "snapshot", lifecycle::snapshot)?;
-    method(lua, &raw, "handle", lifecycle::handle)?;
+    raw.set(M::New.name(), lua.create_function(lifecycle::new)?)?;
+    raw.set(M::Restore.name(), lua.create_function(lifecycle::restore)?)?;
+    method(lua, &raw, M::Snapshot, lifecycle::snapshot)?;
+    method(lua, &raw, M::Handle, lifecycle::handle)?;
     method(
         lua,
         &raw,
-        "_inject_worker_panic",
+        M::InjectWorkerPanic,
         lifecycle::inject_worker_panic,
     )?;
     raw.set("identity", lua.create_function(lifecycle::identity)?)?;
@@ -79,14 +80,14 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     Ok(raw)
 }
 
-/// Registers the raw method `name` in `t`: it checks `self` (a resolver of
+/// Registers the raw method of `name` in `t` (under its Lua name): it checks `self` (a resolver of
 /// this backend and process, open) and runs `body` with it and the other
 /// arguments, inside [`guarded`].
 fn method<R: IntoLuaMulti + 'static>(
     lua: &Lua,
     t: &Table,
-    name: &'static str,
-    body: Method<R>,
+    name: M,
+    body: RawMethod<R>,
 ) -> mlua::Result<()> {
     let f = lua.create_function(move |lua, (s, rest): (Value, MultiValue)| {
         guarded(lua, name, || {
@@ -95,7 +96,7 @@ fn method<R: IntoLuaMulti + 'static>(
             body(lua, &mut r, &rest)
         })
     })?;
-    t.set(name, f)
+    t.set(name.name(), f)
 }
 
 /// A resolver as Lua sees it. The core resolver lives in a cell of the
@@ -140,10 +141,10 @@ impl UserData for NativeResolver {
 impl NativeResolver {
     /// Moves `core` into a cell of the arena (`lua_fn` names the Lua
     /// function, for the message when every cell is taken).
-    fn new(lua_fn: &str, core: Resolver) -> Result<NativeResolver, Failure> {
+    fn new(m: M, core: Resolver) -> Result<NativeResolver, Error> {
         let origin = Origin::here();
         let ticket = Ticket::issue(core, origin.epoch())
-            .map_err(|_| error::too_many_open(lua_fn, handles::MAX_OPEN))?;
+            .map_err(|_| Error::too_many_open(m, handles::MAX_OPEN))?;
         Ok(NativeResolver {
             ticket: Some(ticket),
             origin,
@@ -178,12 +179,12 @@ impl NativeResolver {
 struct CoreRef(Option<Guard>);
 
 impl CoreRef {
-    fn get(&mut self, func: &str) -> Result<&mut Resolver, Failure> {
+    fn get(&mut self, m: M) -> Result<&mut Resolver, Error> {
         self.0
             .as_mut()
             .and_then(|g| g.resolver())
             .map(|(r, _)| r)
-            .ok_or_else(|| error::in_another_call(func))
+            .ok_or_else(|| Error::already_in_call(m))
     }
 }
 
@@ -195,37 +196,31 @@ enum Borrowed {
 }
 
 /// `self` as a resolver of this backend (step 1 of the check order).
-fn borrow_self(func: &str, v: &Value) -> Result<Borrowed, Failure> {
+fn borrow_self(m: M, v: &Value) -> Result<Borrowed, Error> {
+    let not_a_resolver = |got| Error::wrong_type(m, Arg::Plain("self"), Expected::Resolver, got);
     let ud = match v {
         Value::UserData(ud) => ud,
-        other => {
-            return Err(error::must_be(
-                func,
-                "self",
-                "a resolver",
-                error::type_name(other),
-            ))
-        }
+        other => return Err(not_a_resolver(error::type_name(other))),
     };
     match ud.borrow_mut::<NativeResolver>() {
         Ok(r) => Ok(Borrowed::Live(r)),
         Err(e) if error::is_finalized(&e) => Ok(Borrowed::Finalized),
-        Err(_) => Err(error::must_be(func, "self", "a resolver", "userdata")),
+        Err(_) => Err(not_a_resolver("userdata")),
     }
 }
 
 /// `self` as an open resolver of this process, or the contract's error
 /// (check order: self, forked, closed).
-fn this(func: &str, v: &Value) -> Result<UserDataRefMut<NativeResolver>, Failure> {
-    let r = match borrow_self(func, v)? {
+fn this(m: M, v: &Value) -> Result<UserDataRefMut<NativeResolver>, Error> {
+    let r = match borrow_self(m, v)? {
         Borrowed::Live(r) => r,
-        Borrowed::Finalized => return Err(error::closed(func)),
+        Borrowed::Finalized => return Err(Error::closed(m)),
     };
     if let Some((created, used)) = r.origin.foreign() {
-        return Err(error::forked(func, created, used));
+        return Err(Error::foreign_process(m, created, used));
     }
     if r.ticket.is_none() {
-        return Err(error::closed(func));
+        return Err(Error::closed(m));
     }
     Ok(r)
 }
