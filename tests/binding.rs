@@ -259,3 +259,45 @@ fn unsafe_lives_only_in_src_ffi() {
         "{checked_blocks} blocks, {checked_fns} fns"
     );
 }
+
+/// Issue 13 item 3, as a test of the class: the binding's messages and
+/// limits are the core's (`treasure_core::contract`). No src/ file spells
+/// a `treasure: <fn>: ...` message or a contract bound itself.
+#[test]
+fn binding_restates_no_message_or_limit() {
+    let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    let bounds = [
+        "1048575",
+        "1_048_575",
+        "1048576",
+        "1_048_576",
+        "4294967295",
+        "4_294_967_295",
+        "9007199254740991",
+        "9_007_199_254_740_991",
+        "9007199254740992",
+    ];
+    for f in &files {
+        let text = std::fs::read_to_string(f).unwrap();
+        // A file's unit tests may use such numbers as inputs.
+        let text = text.split("#[cfg(test)]").next().unwrap();
+        let rel = f.strip_prefix(&src).unwrap().display();
+        for (i, l) in text.lines().enumerate() {
+            let c = code(l);
+            assert!(
+                !c.contains("\"treasure: "),
+                "src/{rel}:{}: message text: {l}",
+                i + 1
+            );
+            for b in bounds {
+                assert!(
+                    !c.contains(b),
+                    "src/{rel}:{}: restated bound {b}: {l}",
+                    i + 1
+                );
+            }
+        }
+    }
+}
