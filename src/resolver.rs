@@ -264,13 +264,13 @@ fn bytes_arg(func: &str, v: &Value) -> Result<mlua::LuaString, Fail> {
 fn stats_table(lua: &Lua, s: &treasure_core::Stats) -> mlua::Result<Table> {
     let t = lua.create_table_with_capacity(0, 24)?;
     let n = |v: u64| v as f64;
-    t.raw_set("digs", n(s.digs))?;
-    t.raw_set("packets", n(s.packets))?;
-    t.raw_set("found", n(s.found))?;
-    t.raw_set("empty", n(s.empty))?;
-    t.raw_set("nothing", n(s.nothing))?;
-    t.raw_set("rejected", n(s.rejected))?;
-    t.raw_set("busy", n(s.busy))?;
+    t.raw_set("digs", n(s.counters.digs))?;
+    t.raw_set("packets", n(s.counters.packets))?;
+    t.raw_set("found", n(s.counters.found))?;
+    t.raw_set("empty", n(s.counters.empty))?;
+    t.raw_set("nothing", n(s.counters.nothing))?;
+    t.raw_set("rejected", n(s.counters.rejected))?;
+    t.raw_set("busy", n(s.counters.busy))?;
     t.raw_set("players", n(s.players))?;
     t.raw_set("sites", n(s.sites))?;
     t.raw_set("pending_packets", n(s.pending_packets))?;

@@ -4,12 +4,10 @@
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::collections::HashSet;
 use std::time::Duration;
-use treasure_core::frozen_grid::FrozenGrid;
-use treasure_core::grid::{Grid, Hit};
+use treasure_core::internals::{FrozenGrid, Grid, Hit, PlayerView};
 use treasure_core::records::encode_digs;
 use treasure_core::roll::splitmix64;
 use treasure_core::wire::{encode, patch_recipient, Fields, Kind};
-use treasure_core::world::PlayerView;
 use treasure_core::{DigRecord, LootEntry, Options, Resolver};
 
 const PLAYERS: u32 = 12_000;

@@ -22,11 +22,11 @@
 //! A panic inside a chunk is caught (`catch_unwind`) and published as
 //! `Err(message)`; the caller turns it into `worker panicked: <msg>`.
 
-use crate::grid::Hit;
 use crate::histogram::Histogram;
 use crate::outbox::Outbox;
 use crate::pool::Share;
 use crate::wire::{self, Fields, Kind, Patcher, FLAG_DIGGER, FLAG_LAST_CHARGE, FLAG_PARTY, SIZE};
+use crate::world::Hit;
 use crate::world::Players;
 use crossbeam::channel::Sender;
 use crossbeam::queue::ArrayQueue;

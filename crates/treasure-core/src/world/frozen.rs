@@ -1,7 +1,7 @@
 //! A read-only, contiguous copy of the players' positions for bursts of AOI
 //! queries against one snapshot.
 //!
-//! The live [`Grid`](crate::grid::Grid) is built for cheap updates: a hash
+//! The live [`Grid`](super::grid::Grid) is built for cheap updates: a hash
 //! map of cells, each cell its own `Vec`. A query then probes ~9 hash
 //! buckets and touches ~9 separate allocations; in a 12,000-dig burst over a
 //! 4096² world nearly every one of those is a cache miss, and perf showed the
@@ -23,12 +23,13 @@
 //! grid. Both give exactly the same set of hits (tests below and the model
 //! tests compare them with brute force).
 
-use crate::grid::{axis_dist2, dist2, for_each_row, Hit};
-use crate::world::PlayerView;
+use super::space::{
+    axis_dist2, cell_shift_for, dist2, for_each_row, Hit, PlayerView, MAX_CELL_SHIFT,
+};
 
 /// One player as stored in the frozen grid.
 #[derive(Clone, Copy, Debug)]
-struct Entry {
+struct FrozenPlayer {
     x: i32,
     y: i32,
     z: i32,
@@ -47,7 +48,7 @@ pub struct FrozenGrid {
     /// `starts[i]..starts[i + 1]` are the entries of cell `i`, where
     /// `i = ((cz - oz) * ny + (cy - oy)) * nx + (cx - ox)`; `len = cells + 1`.
     starts: Vec<u32>,
-    entries: Vec<Entry>,
+    entries: Vec<FrozenPlayer>,
 }
 
 impl FrozenGrid {
@@ -57,7 +58,7 @@ impl FrozenGrid {
     /// r/2 or r/4 follow the sphere more closely but cost more per row than
     /// they save in distance checks).
     pub fn shift_for(r: u32) -> u32 {
-        (r.clamp(16, 1 << 20).next_power_of_two().trailing_zeros()).min(20)
+        cell_shift_for(r)
     }
 
     /// Builds the frozen copy of `players` (an iterator that can be walked
@@ -68,7 +69,7 @@ impl FrozenGrid {
     where
         I: Iterator<Item = PlayerView> + Clone,
     {
-        let shift = shift.min(20);
+        let shift = shift.min(MAX_CELL_SHIFT);
         let cell = |v: i32| (v >> shift) as i64;
         let mut lo = [i64::MAX; 3];
         let mut hi = [i64::MIN; 3];
@@ -110,7 +111,7 @@ impl FrozenGrid {
         }
         let mut next = starts.clone();
         let mut entries = vec![
-            Entry {
+            FrozenPlayer {
                 x: 0,
                 y: 0,
                 z: 0,
@@ -121,7 +122,7 @@ impl FrozenGrid {
         ];
         for p in players {
             let slot = &mut next[index(&p)];
-            entries[*slot as usize] = Entry {
+            entries[*slot as usize] = FrozenPlayer {
                 x: p.x,
                 y: p.y,
                 z: p.z,
@@ -140,17 +141,19 @@ impl FrozenGrid {
     }
 
     /// Players in the grid.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Pushes every player with `dist2(player, (x, y, z)) <= r^2` into `out`
     /// (which is not cleared), in no particular order. Same contract as
-    /// [`Grid::query`](crate::grid::Grid::query).
+    /// [`Grid::query`](super::grid::Grid::query).
     pub fn query(&self, x: i32, y: i32, z: i32, r: u32, out: &mut Vec<Hit>) {
         if self.entries.is_empty() {
             return;
