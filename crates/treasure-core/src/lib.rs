@@ -54,5 +54,5 @@ pub mod internals {
     pub use crate::world::frozen::{FrozenGrid, FrozenParties};
     pub use crate::world::grid::{Grid, GridPlayer};
     pub use crate::world::players::Players;
-    pub use crate::world::space::{Hit, PlayerView};
+    pub use crate::world::space::{cell_shift_for, Hit, PlayerView};
 }

@@ -110,8 +110,8 @@ pub(crate) struct Scratch {
     /// Recipients found (AOI, party, digger), unordered, with duplicates.
     hits: Vec<Hit>,
     /// `id << 32 | index into hits`, sorted: the recipients in id order.
-    /// Sorting these 8-byte keys is about twice as fast as sorting the
-    /// 16-byte hits themselves (perf: the sort was ~15% of worker time).
+    /// Sorting these 8-byte keys is faster than sorting the 16-byte hits
+    /// themselves (the sort is a visible share of worker time).
     order: Vec<u64>,
 }
 

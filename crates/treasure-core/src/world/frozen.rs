@@ -4,13 +4,14 @@
 //! The live [`Grid`](super::grid::Grid) is built for cheap updates: a hash
 //! map of cells, each cell its own `Vec`. A query then probes ~9 hash
 //! buckets and touches ~9 separate allocations; in a 12,000-dig burst over a
-//! 4096² world nearly every one of those is a cache miss, and perf showed the
-//! query spending most of its time waiting on them.
+//! 4096² world nearly every one of those is a cache miss, and the query
+//! spends most of its time waiting on them.
 //!
 //! A `FrozenGrid` is built once per snapshot (O(players), a counting sort by
-//! cell, ≈150 µs at 12,000 players with the party lists, as
-//! `examples/burst_world.rs` prints it) once a burst's worth of FOUND digs
-//! (`Options::freeze_min_found`) has been accepted against the snapshot. It stores every cell of the occupied bounding box densely
+//! cell; `examples/burst_world.rs` prints what it costs) once a burst's
+//! worth of FOUND digs (`Options::freeze_min_found`) has been accepted
+//! against the snapshot. Its cells have the live grid's size
+//! ([`cell_shift_for`](super::space::cell_shift_for)). It stores every cell of the occupied bounding box densely
 //! (`starts`, like a CSR matrix), with cells numbered x-fastest, so the cells
 //! of one (y, z) row are one contiguous run of entries. A query visits the
 //! rows that intersect the AOI sphere and, in each, only the x-range of
@@ -23,9 +24,7 @@
 //! grid. Both give exactly the same set of hits (tests below and the model
 //! tests compare them with brute force).
 
-use super::space::{
-    axis_dist2, cell_shift_for, dist2, for_each_row, Hit, PlayerView, MAX_CELL_SHIFT,
-};
+use super::space::{axis_dist2, dist2, for_each_row, Hit, PlayerView, MAX_CELL_SHIFT};
 
 /// One player as stored in the frozen grid.
 #[derive(Clone, Copy, Debug)]
@@ -52,15 +51,6 @@ pub struct FrozenGrid {
 }
 
 impl FrozenGrid {
-    /// Cell edge (as a shift) for queries of radius `r`: the radius rounded
-    /// up to a power of two, at least 16 blocks, so a query reads at most
-    /// three rows per axis (measured with `examples/burst_world.rs`: cells of
-    /// r/2 or r/4 follow the sphere more closely but cost more per row than
-    /// they save in distance checks).
-    pub fn shift_for(r: u32) -> u32 {
-        cell_shift_for(r)
-    }
-
     /// Builds the frozen copy of `players` (an iterator that can be walked
     /// several times) with cells of `2^shift` blocks, or `None` when the
     /// occupied bounding box would need more than `max(65_536, 8 × players)`
@@ -264,6 +254,7 @@ mod tests {
     use super::*;
     use crate::contract::limits::{COORD_MAX, COORD_MIN};
     use crate::roll::splitmix64;
+    use crate::world::space::cell_shift_for;
 
     fn brute(players: &[PlayerView], x: i32, y: i32, z: i32, r: u32) -> Vec<Hit> {
         let r2 = r as u64 * r as u64;
@@ -417,10 +408,10 @@ mod tests {
 
     #[test]
     fn shift_follows_radius() {
-        assert_eq!(FrozenGrid::shift_for(0), 4);
-        assert_eq!(FrozenGrid::shift_for(16), 4);
-        assert_eq!(FrozenGrid::shift_for(64), 6);
-        assert_eq!(FrozenGrid::shift_for(65), 7);
-        assert_eq!(FrozenGrid::shift_for(1 << 20), 20);
+        assert_eq!(cell_shift_for(0), 4);
+        assert_eq!(cell_shift_for(16), 4);
+        assert_eq!(cell_shift_for(64), 6);
+        assert_eq!(cell_shift_for(65), 7);
+        assert_eq!(cell_shift_for(1 << 20), 20);
     }
 }

@@ -17,7 +17,7 @@ use rustc_hash::FxHashMap;
 
 use super::frozen::{FrozenGrid, FrozenParties};
 use super::grid::Grid;
-use super::space::{dist2, Hit, PlayerView};
+use super::space::{cell_shift_for, dist2, Hit, PlayerView};
 
 #[derive(Clone, Copy, Debug)]
 struct PlayerSlot {
@@ -218,9 +218,9 @@ impl Players {
     /// Builds this snapshot's [`FrozenGrid`] (and party table) if nobody
     /// has started to, so that [`query`] uses it from then on. A worker that
     /// finds another one building goes on with the live grid instead of
-    /// waiting (perf: the second worker of a burst sat blocked for the whole
-    /// build). Worth it for a burst (see `Options::freeze_min_found`): ~12 µs per
-    /// 1,000 players once, against ≈0.2 µs saved per query.
+    /// waiting (a blocked worker would sit out the whole build). Worth it
+    /// for a burst only (see `Options::freeze_min_found`): one O(players)
+    /// build against a little saved per query.
     ///
     /// [`query`]: Players::query
     pub fn freeze(&self) {
@@ -237,7 +237,7 @@ impl Players {
                 .iter()
                 .filter(|s| s.id != 0)
                 .map(PlayerSlot::view);
-            let grid = FrozenGrid::build(players, FrozenGrid::shift_for(self.aoi_radius));
+            let grid = FrozenGrid::build(players, cell_shift_for(self.aoi_radius));
             let parties = FrozenParties::build(self.parties.iter().map(|(&party, slots)| {
                 (
                     party,

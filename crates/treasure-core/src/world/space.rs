@@ -50,7 +50,7 @@ pub(crate) const MAX_CELL_SHIFT: u32 = COORD_BITS - 1;
 /// touches at most three cells per axis and cells stay small enough that
 /// few players outside the sphere are examined. Both grids use it.
 #[inline]
-pub(crate) fn cell_shift_for(r: u32) -> u32 {
+pub fn cell_shift_for(r: u32) -> u32 {
     r.clamp(16, 1 << MAX_CELL_SHIFT)
         .next_power_of_two()
         .trailing_zeros()
