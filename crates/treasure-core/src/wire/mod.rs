@@ -37,76 +37,11 @@
 pub mod field;
 mod packet;
 mod patch;
+mod values;
 
-pub use packet::{crc, encode, encode_to_array, Fields, Packet};
+pub use packet::{crc, encode, encode_to_array, Fields, Packet, WireError};
 pub use patch::{patch_recipient, patch_recipient_full_crc, Patcher, RecipientPatch};
-
-/// Bytes in one packet.
-pub const SIZE: usize = 128;
-/// The magic at offset 0.
-pub const MAGIC: [u8; 4] = *b"TRSR";
-/// The layout version at offset 4.
-pub const VERSION: u16 = 1;
-
-/// Flag bit 0: the recipient is the digger.
-pub const FLAG_DIGGER: u8 = 1;
-/// Flag bit 1: the recipient is in the digger's non-zero party and is not the digger.
-pub const FLAG_PARTY: u8 = 2;
-/// Flag bit 2: this dig took the site's last charge (set on every packet of that dig).
-pub const FLAG_LAST_CHARGE: u8 = 4;
-
-/// Outcome of a dig.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-#[repr(u8)]
-pub enum Kind {
-    Found = 1,
-    Empty = 2,
-    Nothing = 3,
-    Rejected = 4,
-}
-
-impl Kind {
-    pub fn from_u8(v: u8) -> Option<Kind> {
-        match v {
-            1 => Some(Kind::Found),
-            2 => Some(Kind::Empty),
-            3 => Some(Kind::Nothing),
-            4 => Some(Kind::Rejected),
-            _ => None,
-        }
-    }
-}
-
-/// Why bytes are not a valid packet.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum WireError {
-    /// The slice is not exactly [`SIZE`] bytes.
-    Length(usize),
-    /// Bytes 0..4 are not `"TRSR"`.
-    Magic([u8; 4]),
-    /// Unknown layout version.
-    Version(u16),
-    /// Stored CRC vs computed CRC.
-    Crc { stored: u32, computed: u32 },
-}
-
-impl std::fmt::Display for WireError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            WireError::Length(n) => write!(f, "packet length must be 128, got {n}"),
-            WireError::Magic(m) => write!(f, "bad packet magic {m:?}"),
-            WireError::Version(v) => write!(f, "unknown packet version {v}"),
-            WireError::Crc { stored, computed } => {
-                write!(
-                    f,
-                    "bad packet crc: stored {stored:#010x}, computed {computed:#010x}"
-                )
-            }
-        }
-    }
-}
-
-impl std::error::Error for WireError {}
+pub use values::{Kind, FLAG_DIGGER, FLAG_LAST_CHARGE, FLAG_PARTY, MAGIC, SIZE, VERSION};
 
 #[cfg(test)]
 mod tests {

@@ -4,7 +4,39 @@
 use zerocopy::byteorder::little_endian::{I32, U16, U32, U64};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
 
-use super::{field, Kind, WireError, MAGIC, SIZE, VERSION};
+use super::field;
+use super::values::{Kind, MAGIC, SIZE, VERSION};
+
+/// Why bytes are not a valid packet.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WireError {
+    /// The slice is not exactly [`SIZE`] bytes.
+    Length(usize),
+    /// Bytes 0..4 are not `"TRSR"`.
+    Magic([u8; 4]),
+    /// Unknown layout version.
+    Version(u16),
+    /// Stored CRC vs computed CRC.
+    Crc { stored: u32, computed: u32 },
+}
+
+impl std::fmt::Display for WireError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WireError::Length(n) => write!(f, "packet length must be 128, got {n}"),
+            WireError::Magic(m) => write!(f, "bad packet magic {m:?}"),
+            WireError::Version(v) => write!(f, "unknown packet version {v}"),
+            WireError::Crc { stored, computed } => {
+                write!(
+                    f,
+                    "bad packet crc: stored {stored:#010x}, computed {computed:#010x}"
+                )
+            }
+        }
+    }
+}
+
+impl std::error::Error for WireError {}
 
 /// A zero-copy view of one packet. Obtain it with [`Packet::new_checked`].
 #[derive(FromBytes, IntoBytes, KnownLayout, Immutable, Unaligned, Debug)]

@@ -2,8 +2,9 @@
 //! dist2, so the pipeline encodes one template per dig and derives each
 //! recipient's packet, CRC included, by table lookups ([`Patcher`]).
 
+use super::field;
 use super::packet::crc;
-use super::{field, SIZE};
+use super::values::SIZE;
 
 /// Byte positions rewritten by [`patch_recipient`]: flags, recipient, dist2.
 const PATCHED: [usize; 9] = [
