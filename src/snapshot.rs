@@ -20,6 +20,7 @@
 
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 use serde::Deserialize;
+use treasure_core::contract::limits::COUNTER_NAMES;
 use treasure_core::contract::Expected;
 use treasure_core::{
     Arg, Counters, Error, LootEntry, LootTableSnapshot, Method, Options, PlayerSnapshot,
@@ -271,16 +272,7 @@ pub fn to_lua(lua: &Lua, s: &Snapshot) -> mlua::Result<(Table, mlua::LuaString, 
 
     t.raw_set("next_seq", n(s.next_seq as f64))?;
     let c = lua.create_table_with_capacity(0, 7)?;
-    let k = &s.counters;
-    for (name, v) in [
-        ("digs", k.digs),
-        ("packets", k.packets),
-        ("found", k.found),
-        ("empty", k.empty),
-        ("nothing", k.nothing),
-        ("rejected", k.rejected),
-        ("busy", k.busy),
-    ] {
+    for (name, v) in COUNTER_NAMES.into_iter().zip(s.counters.values()) {
         c.raw_set(name, n(v as f64))?;
     }
     t.raw_set("counters", c)?;

@@ -212,8 +212,8 @@ fuzz_target!(|data: &[u8]| {
         r.players().unwrap().check_invariants();
         let after = r.stats().unwrap();
         assert_eq!(
-            (after.digs, after.packets, after.busy),
-            (before.digs, before.packets, before.busy)
+            (after.counters.digs, after.counters.packets, after.counters.busy),
+            (before.counters.digs, before.counters.packets, before.counters.busy)
         );
         return;
     }
@@ -226,8 +226,8 @@ fuzz_target!(|data: &[u8]| {
         (Err(e), Err(w)) => {
             assert_eq!(e.to_string(), w);
             assert_eq!(
-                after.counters(),
-                before.counters(),
+                after.contract_values(),
+                before.contract_values(),
                 "a rejected batch changed stats"
             );
         }
@@ -237,8 +237,8 @@ fuzz_target!(|data: &[u8]| {
                 "busy with {} pending <= {max_pending}",
                 before.pending_packets
             );
-            assert_eq!(after.busy, before.busy + 1);
-            assert_eq!((after.digs, after.packets), (before.digs, before.packets));
+            assert_eq!(after.counters.busy, before.counters.busy + 1);
+            assert_eq!((after.counters.digs, after.counters.packets), (before.counters.digs, before.counters.packets));
         }
         (Ok(Some((first, count))), Ok(n)) => {
             assert!(
@@ -246,10 +246,10 @@ fuzz_target!(|data: &[u8]| {
                 "accepted with {} pending > {max_pending}",
                 before.pending_packets
             );
-            assert_eq!(first, before.digs + 1, "first seq");
+            assert_eq!(first, before.counters.digs + 1, "first seq");
             assert_eq!(count, n as u64);
-            assert_eq!(after.digs, before.digs + count);
-            assert_eq!(after.busy, before.busy);
+            assert_eq!(after.counters.digs, before.counters.digs + count);
+            assert_eq!(after.counters.busy, before.counters.busy);
             r.flush().unwrap();
             let mut out = Vec::new();
             let total = r.poll(usize::MAX, &mut out).unwrap();
@@ -260,7 +260,7 @@ fuzz_target!(|data: &[u8]| {
                 .collect();
             // the batch's packets are the last ones of the stream
             let batch: Vec<&&Packet> = ps.iter().filter(|p| p.seq() >= first).collect();
-            assert_eq!(batch.len() as u64, after.packets - before.packets);
+            assert_eq!(batch.len() as u64, after.counters.packets - before.counters.packets);
             let mut it = batch.iter().peekable();
             for (k, raw) in recs.chunks_exact(24).enumerate() {
                 let seq = first + k as u64;

@@ -78,16 +78,16 @@ fn take_packets(model: &mut Model, bytes: &[u8], n: usize) {
 
 fn check_stats(model: &Model, s: &Stats) {
     let got = Counters {
-        digs: s.digs,
-        packets: s.packets,
-        found: s.found,
-        empty: s.empty,
-        nothing: s.nothing,
-        rejected: s.rejected,
-        busy: s.busy,
+        digs: s.counters.digs,
+        packets: s.counters.packets,
+        found: s.counters.found,
+        empty: s.counters.empty,
+        nothing: s.counters.nothing,
+        rejected: s.counters.rejected,
+        busy: s.counters.busy,
     };
     assert_eq!(got, model.c, "stats() counters");
-    assert_eq!(s.digs, s.found + s.empty + s.nothing + s.rejected);
+    assert_eq!(s.counters.digs, s.counters.found + s.counters.empty + s.counters.nothing + s.counters.rejected);
     assert_eq!(s.players, model.players.len() as u64, "stats().players");
     assert_eq!(s.sites, model.sites.len() as u64, "stats().sites");
     assert_eq!(

@@ -5,6 +5,7 @@
 use std::time::Duration;
 
 use mlua::{Lua, Table, Value};
+use treasure_core::contract::limits::COUNTER_NAMES;
 use treasure_core::contract::Expected;
 use treasure_core::{Arg, Error, Method, Stats, PACKET_SIZE};
 
@@ -85,13 +86,9 @@ pub fn stats(lua: &Lua, r: &mut NativeResolver, _: &[Value]) -> Result<Table, Er
 fn stats_table(lua: &Lua, s: &Stats) -> mlua::Result<Table> {
     let t = lua.create_table_with_capacity(0, 24)?;
     let n = |v: u64| v as f64;
-    t.raw_set("digs", n(s.digs))?;
-    t.raw_set("packets", n(s.packets))?;
-    t.raw_set("found", n(s.found))?;
-    t.raw_set("empty", n(s.empty))?;
-    t.raw_set("nothing", n(s.nothing))?;
-    t.raw_set("rejected", n(s.rejected))?;
-    t.raw_set("busy", n(s.busy))?;
+    for (name, v) in COUNTER_NAMES.into_iter().zip(s.counters.values()) {
+        t.raw_set(name, n(v))?;
+    }
     t.raw_set("players", n(s.players))?;
     t.raw_set("sites", n(s.sites))?;
     t.raw_set("pending_packets", n(s.pending_packets))?;

@@ -4,12 +4,10 @@
 use criterion::{black_box, criterion_group, criterion_main, BatchSize, Criterion, Throughput};
 use std::collections::HashSet;
 use std::time::Duration;
-use treasure_core::frozen_grid::FrozenGrid;
-use treasure_core::grid::{Grid, Hit};
+use treasure_core::internals::{cell_shift_for, FrozenGrid, Grid, Hit, PlayerView};
 use treasure_core::records::encode_digs;
 use treasure_core::roll::splitmix64;
 use treasure_core::wire::{encode, patch_recipient, Fields, Kind};
-use treasure_core::world::PlayerView;
 use treasure_core::{DigRecord, LootEntry, Options, Resolver};
 
 const PLAYERS: u32 = 12_000;
@@ -170,7 +168,7 @@ fn bench_aoi(c: &mut Criterion) {
             y,
             z,
         });
-    let frozen = FrozenGrid::build(views, FrozenGrid::shift_for(64)).expect("dense enough");
+    let frozen = FrozenGrid::build(views, cell_shift_for(64)).expect("dense enough");
     g.bench_function("frozen_query_12000_players_r64", |b| {
         b.iter(|| {
             i = (i + 7919) % pos.len();

@@ -93,6 +93,7 @@ impl Histogram {
 
     /// Records one value.
     #[inline]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn record(&self, ns: u64) {
         self.record_n(ns, 1)
     }

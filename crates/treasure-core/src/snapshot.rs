@@ -2,14 +2,14 @@
 //! can move a running resolver to another backend (or another process)
 //! without a client noticing (docs/API.md, "Snapshot, restore and swap").
 //!
-//! [`Resolver::snapshot`] waits for in-flight work (like `flush`) and copies
+//! [`Resolver::snapshot`](crate::Resolver::snapshot) waits for in-flight work (like `flush`) and copies
 //! out the options, loot tables, sites (with their charges left), players
 //! (position, party), the next seq, the counters `stats()` reports and the
 //! packets not yet polled, in stream order. Everything is sorted by id, so
 //! two resolvers with the same history give equal snapshots whatever their
 //! internal layout (and the pure-Lua reference gives the same one too).
 //!
-//! [`Resolver::restore`] validates the whole snapshot *before* it starts a
+//! [`Resolver::restore`](crate::Resolver::restore) validates the whole snapshot *before* it starts a
 //! single worker thread, so a bad snapshot builds nothing. The contract's
 //! validation (the error texts a Lua caller sees) lives once, in
 //! `lua/treasure/snapshot.lua`; the checks here are the core's own defence,
@@ -30,7 +30,7 @@ use crate::contract::checks::{
 };
 use crate::contract::limits::{self, COUNTER_NAMES};
 use crate::contract::{Arg, EntriesAt, Error, ErrorKind, Method, SnapshotPath};
-use crate::resolver::{Options, Resolver};
+use crate::options::Options;
 use crate::roll::LootEntry;
 use crate::wire::{Packet, SIZE};
 use crate::world::block_key;
@@ -66,34 +66,7 @@ pub struct PlayerSnapshot {
     pub party: u32,
 }
 
-/// The counters of `stats()` that are history, not state: restoring them
-/// makes `stats()` continue seamlessly. (`players`, `sites` and
-/// `pending_packets` follow from the state; latency quantiles restart.)
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-pub struct Counters {
-    pub digs: u64,
-    pub packets: u64,
-    pub found: u64,
-    pub empty: u64,
-    pub nothing: u64,
-    pub rejected: u64,
-    pub busy: u64,
-}
-
-impl Counters {
-    /// The values in [`COUNTER_NAMES`] order.
-    pub fn values(&self) -> [u64; 7] {
-        [
-            self.digs,
-            self.packets,
-            self.found,
-            self.empty,
-            self.nothing,
-            self.rejected,
-            self.busy,
-        ]
-    }
-}
+use crate::stats::Counters;
 
 /// A resolver's state as plain data. Lists are sorted by id.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -302,23 +275,4 @@ pub(crate) fn sort(s: &mut Snapshot) {
     s.loot_tables.sort_unstable_by_key(|t| t.id);
     s.sites.sort_unstable_by_key(|t| t.id);
     s.players.sort_unstable_by_key(|t| t.id);
-}
-
-impl Resolver {
-    /// `r:snapshot()`: waits for every accepted dig (like `flush`), then
-    /// returns the whole state, lists sorted by id. Changes nothing: the
-    /// pending packets are copied, not taken.
-    pub fn snapshot(&mut self) -> Result<Snapshot, Error> {
-        let mut s = self.export_state()?;
-        sort(&mut s);
-        Ok(s)
-    }
-
-    /// `treasure.restore(snapshot)`: a new open resolver in exactly the
-    /// state the snapshot describes. Everything is validated first; on an
-    /// error nothing is built (no worker thread is started).
-    pub fn restore(snapshot: Snapshot) -> Result<Resolver, Error> {
-        validate(&snapshot)?;
-        Resolver::import_state(snapshot)
-    }
 }

@@ -52,7 +52,7 @@ fn child(inherited: Resolver) -> i32 {
     let mut out = Vec::new();
     // Every packet of the 40 digs (some FOUND, seen by all 300 players).
     match r.poll(usize::MAX, &mut out) {
-        Ok(n) if n as u64 == stats.packets && stats.found > 0 && n > 300 => 0,
+        Ok(n) if n as u64 == stats.counters.packets && stats.counters.found > 0 && n > 300 => 0,
         _ => 6,
     }
 }

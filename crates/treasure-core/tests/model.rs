@@ -239,7 +239,7 @@ fn gen_op(r: &mut Rng, extras: Extras) -> Op {
 
 fn stats_of(r: &mut Resolver) -> [u64; 10] {
     let s = r.stats().unwrap();
-    s.counters()
+    s.contract_values()
 }
 
 fn model_stats(m: &Model) -> [u64; 10] {

@@ -274,7 +274,10 @@ fn busy_is_exact_with_found_digs_in_flight() {
     }
     assert_eq!(accepted, 6);
     let s = r.stats().unwrap();
-    assert_eq!((s.busy, s.pending_packets, s.packets), (4, 1200, 1200));
+    assert_eq!(
+        (s.counters.busy, s.pending_packets, s.counters.packets),
+        (4, 1200, 1200)
+    );
     // Batches: one check before the first record.
     assert_eq!(r.dig_batch(&[]).unwrap(), None);
     let mut out = Vec::new();
@@ -321,7 +324,7 @@ fn wait_returns_when_packets_are_ready_and_at_once_when_idle() {
     assert_eq!(r.wait(Some(Duration::from_secs(3600))).unwrap(), 0);
     let digs = 3_000;
     assert_eq!(r.dig_batch(&batch(digs)).unwrap(), Some((1, digs as u64)));
-    let expected = r.stats().unwrap().packets;
+    let expected = r.stats().unwrap().counters.packets;
     let (mut got, mut buf) = (0u64, vec![0u8; 128 * 64]);
     while got < expected {
         let n = r.wait(None).unwrap();

@@ -190,7 +190,10 @@ fn swap_run(seed: u64, workers: u32, chunk_digs: usize, max_pending: u64) -> Sta
             let before = b.stats().unwrap();
             b.close();
             b = Resolver::restore(snap.clone()).unwrap();
-            assert_eq!(b.stats().unwrap().counters(), before.counters());
+            assert_eq!(
+                b.stats().unwrap().contract_values(),
+                before.contract_values()
+            );
             assert_eq!(
                 b.snapshot().unwrap(),
                 snap,
@@ -204,7 +207,10 @@ fn swap_run(seed: u64, workers: u32, chunk_digs: usize, max_pending: u64) -> Sta
     assert!(restored > 5, "seed {seed}: only {restored} swaps");
     assert!(sa.len() > 100 * PACKET_SIZE, "seed {seed}: too few packets");
     assert!(sa == sb, "seed {seed}: streams differ");
-    assert_eq!(a.stats().unwrap().counters(), b.stats().unwrap().counters());
+    assert_eq!(
+        a.stats().unwrap().contract_values(),
+        b.stats().unwrap().contract_values()
+    );
     let (snap_a, snap_b) = (a.snapshot().unwrap(), b.snapshot().unwrap());
     assert_eq!(snap_a, snap_b, "same history, same snapshot");
     a.stats().unwrap()
@@ -219,7 +225,11 @@ fn restore_continues_the_stream_exactly() {
             1 + (seed % 4) as usize,
             1 << 20,
         );
-        assert!(st.found > 10, "seed {seed}: found {}", st.found);
+        assert!(
+            st.counters.found > 10,
+            "seed {seed}: found {}",
+            st.counters.found
+        );
     }
 }
 
@@ -229,7 +239,11 @@ fn restore_continues_busy_answers_exactly() {
     // counts must be exact for the answers to stay the same
     for seed in 10..=13 {
         let st = swap_run(seed, 2, 2, 1 + seed % 7);
-        assert!(st.busy > 10, "seed {seed}: busy {} (want many)", st.busy);
+        assert!(
+            st.counters.busy > 10,
+            "seed {seed}: busy {} (want many)",
+            st.counters.busy
+        );
     }
 }
 
@@ -419,7 +433,7 @@ fn digs_past_seq_2_pow_53_are_refused_and_change_nothing() {
     let seq = r.dig(p1.id, site.x, site.y, site.z, 1).unwrap().unwrap();
     assert_eq!(seq, MAX_SEQ - 1);
     let st = r.stats().unwrap();
-    assert_eq!(st.packets, MAX_SEQ, "packets saturates");
+    assert_eq!(st.counters.packets, MAX_SEQ, "packets saturates");
     let mut stream = Vec::new();
     drain(&mut r, &mut stream);
 
@@ -504,7 +518,7 @@ fn busy_saturates_at_2_pow_53_minus_1() {
     for _ in 0..3 {
         assert_eq!(r.dig(p.id, 0, 0, 0, 1).unwrap(), None);
     }
-    assert_eq!(r.stats().unwrap().busy, MAX_SEQ);
+    assert_eq!(r.stats().unwrap().counters.busy, MAX_SEQ);
     let snap = r.snapshot().unwrap();
     assert_eq!(snap.counters.busy, MAX_SEQ);
     Resolver::restore(snap).unwrap();

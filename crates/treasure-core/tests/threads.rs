@@ -3,7 +3,7 @@
 //! process-wide pool. Alone in its test binary, so no other test's threads
 //! are counted.
 
-use treasure_core::{pool, LootEntry, Options, Resolver};
+use treasure_core::{pool_threads, LootEntry, Options, Resolver};
 
 fn threads() -> usize {
     std::fs::read_dir("/proc/self/task")
@@ -36,7 +36,7 @@ fn resolver() -> Resolver {
 #[test]
 fn four_hundred_resolvers_share_one_pool() {
     // The test harness's main and test threads, plus the pool's.
-    let bound = pool::pool_threads() + 4;
+    let bound = pool_threads() + 4;
     let mut live = Vec::new();
     let mut peak = threads();
     for i in 0..400u64 {

@@ -2,7 +2,8 @@
 //! error for the first rule broken, in the contract's check order.
 
 use super::limits::{self, Range, MAX_SAFE, OPTION_FIELDS, TOTAL_WEIGHT_MAX};
-use super::message::{Arg, EntriesAt, Error, ErrorKind, Method};
+use super::error::{Error, ErrorKind};
+use super::names::{Arg, EntriesAt, Method};
 use crate::roll::LootEntry;
 
 /// `<arg> must be an integer in [lo, hi]`.

@@ -9,8 +9,10 @@
 //! single copy in `lua/treasure/contract.lua`.)
 
 pub mod checks;
+mod error;
 pub mod limits;
-mod message;
+mod names;
 
+pub use error::{Error, ErrorKind};
 pub use limits::Range;
-pub use message::{Arg, EntriesAt, Error, ErrorKind, Expected, Got, Method, SnapshotPath};
+pub use names::{Arg, EntriesAt, Expected, Got, Method, SnapshotPath};

@@ -1,5 +1,4 @@
-//! The resolver's state: players (the part workers read) and sites and loot
-//! tables (only read and written on the caller's thread).
+//! Players: the part of the world workers read.
 //!
 //! [`Players`] is what a chunk of digs snapshots: the pipeline keeps it in an
 //! `Arc` and mutates it with `Arc::make_mut`, so a mutation while chunks are
@@ -14,13 +13,14 @@
 //! Parties map to their members' slots so a dig finds far-away party members
 //! without scanning every player.
 
-use crate::frozen_grid::{FrozenGrid, FrozenParties};
-use crate::grid::{dist2, Grid, Hit};
-use crate::roll::LootTable;
 use rustc_hash::FxHashMap;
 
+use super::frozen::{FrozenGrid, FrozenParties};
+use super::grid::Grid;
+use super::space::{cell_shift_for, dist2, Hit, PlayerView};
+
 #[derive(Clone, Copy, Debug)]
-struct Slot {
+struct PlayerSlot {
     /// 0 when free (player ids are >= 1).
     id: u32,
     party: u32,
@@ -33,7 +33,7 @@ struct Slot {
     z: i32,
 }
 
-impl Slot {
+impl PlayerSlot {
     fn view(&self) -> PlayerView {
         PlayerView {
             id: self.id,
@@ -49,7 +49,7 @@ impl Slot {
 #[derive(Clone, Debug)]
 pub struct Players {
     by_id: FxHashMap<u32, u32>,
-    slots: Vec<Slot>,
+    slots: Vec<PlayerSlot>,
     free: Vec<u32>,
     /// Non-zero party -> slots of its members.
     parties: FxHashMap<u32, Vec<u32>>,
@@ -83,16 +83,6 @@ impl Clone for FrozenCache {
     }
 }
 
-/// A player as seen by a query.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct PlayerView {
-    pub id: u32,
-    pub party: u32,
-    pub x: i32,
-    pub y: i32,
-    pub z: i32,
-}
-
 impl Players {
     pub fn new(aoi_radius: u32) -> Players {
         Players {
@@ -110,6 +100,7 @@ impl Players {
         self.by_id.len()
     }
 
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn is_empty(&self) -> bool {
         self.by_id.is_empty()
     }
@@ -132,7 +123,7 @@ impl Players {
         let slot = match self.free.pop() {
             Some(s) => s,
             None => {
-                self.slots.push(Slot {
+                self.slots.push(PlayerSlot {
                     id: 0,
                     party: 0,
                     party_idx: 0,
@@ -143,7 +134,7 @@ impl Players {
                 (self.slots.len() - 1) as u32
             }
         };
-        self.slots[slot as usize] = Slot {
+        self.slots[slot as usize] = PlayerSlot {
             id,
             party: 0,
             party_idx: 0,
@@ -227,9 +218,9 @@ impl Players {
     /// Builds this snapshot's [`FrozenGrid`] (and party table) if nobody
     /// has started to, so that [`query`] uses it from then on. A worker that
     /// finds another one building goes on with the live grid instead of
-    /// waiting (perf: the second worker of a burst sat blocked for the whole
-    /// build). Worth it for a burst (see `Options::freeze_min_found`): ~12 µs per
-    /// 1,000 players once, against ≈0.2 µs saved per query.
+    /// waiting (a blocked worker would sit out the whole build). Worth it
+    /// for a burst only (see `Options::freeze_min_found`): one O(players)
+    /// build against a little saved per query.
     ///
     /// [`query`]: Players::query
     pub fn freeze(&self) {
@@ -241,8 +232,12 @@ impl Players {
             return;
         }
         self.frozen.cell.get_or_init(|| {
-            let players = self.slots.iter().filter(|s| s.id != 0).map(Slot::view);
-            let grid = FrozenGrid::build(players, FrozenGrid::shift_for(self.aoi_radius));
+            let players = self
+                .slots
+                .iter()
+                .filter(|s| s.id != 0)
+                .map(PlayerSlot::view);
+            let grid = FrozenGrid::build(players, cell_shift_for(self.aoi_radius));
             let parties = FrozenParties::build(self.parties.iter().map(|(&party, slots)| {
                 (
                     party,
@@ -255,6 +250,7 @@ impl Players {
 
     /// True when [`freeze`](Players::freeze) built a frozen grid that
     /// queries use.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn is_frozen(&self) -> bool {
         matches!(self.frozen.cell.get(), Some(Frozen { grid: Some(_), .. }))
     }
@@ -302,7 +298,7 @@ impl Players {
     }
 
     /// Checks internal invariants (tests).
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn check_invariants(&self) {
         self.grid.check_invariants();
         assert_eq!(self.grid.len(), self.by_id.len());
@@ -324,77 +320,6 @@ impl Players {
                 .filter(|s| s.id != 0 && s.party != 0)
                 .count()
         );
-    }
-}
-
-/// A dig site.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Site {
-    pub id: u32,
-    pub x: i32,
-    pub y: i32,
-    pub z: i32,
-    pub loot_table: u32,
-    pub charges: u32,
-}
-
-/// Packs a block position into a map key (coordinates fit in 21 bits).
-#[inline]
-pub fn block_key(x: i32, y: i32, z: i32) -> u64 {
-    let f = |v: i32| ((v as i64 + (1 << 20)) as u64) & ((1 << 21) - 1);
-    f(x) | (f(y) << 21) | (f(z) << 42)
-}
-
-/// Sites (keyed by block, the lookup every dig makes: one hash probe finds
-/// the site and its charges), the id index, and loot tables. Caller-thread
-/// only, never snapshotted.
-#[derive(Clone, Debug, Default)]
-pub struct Sites {
-    pub(crate) by_block: FxHashMap<u64, Site>,
-    pub(crate) by_id: FxHashMap<u32, u64>,
-    pub(crate) tables: FxHashMap<u32, LootTable>,
-}
-
-impl Sites {
-    /// Sites present.
-    pub fn len(&self) -> usize {
-        self.by_id.len()
-    }
-
-    pub fn is_empty(&self) -> bool {
-        self.by_id.is_empty()
-    }
-
-    pub fn contains(&self, id: u32) -> bool {
-        self.by_id.contains_key(&id)
-    }
-
-    pub fn has_table(&self, id: u32) -> bool {
-        self.tables.contains_key(&id)
-    }
-
-    /// The site on a block.
-    #[inline]
-    pub fn at(&self, x: i32, y: i32, z: i32) -> Option<&Site> {
-        self.by_block.get(&block_key(x, y, z))
-    }
-
-    /// Adds a site; the caller checked the id, the block and the table.
-    pub fn insert(&mut self, site: Site) {
-        let key = block_key(site.x, site.y, site.z);
-        self.by_id.insert(site.id, key);
-        self.by_block.insert(key, site);
-    }
-
-    /// Removes a site by id.
-    pub fn remove(&mut self, id: u32) -> Option<Site> {
-        let key = self.by_id.remove(&id)?;
-        self.by_block.remove(&key)
-    }
-
-    /// Adds a loot table; the caller checked the id.
-    pub fn insert_table(&mut self, id: u32, table: LootTable) {
-        self.tables.insert(id, table);
     }
 }
 
@@ -436,19 +361,5 @@ mod tests {
         );
         p.check_invariants();
         assert_eq!(p.len(), 3);
-    }
-
-    #[test]
-    fn block_keys_are_distinct_at_limits() {
-        use crate::contract::limits::{COORD_MAX, COORD_MIN};
-        let vals = [COORD_MIN, -1, 0, 1, COORD_MAX];
-        let mut keys = std::collections::HashSet::new();
-        for &x in &vals {
-            for &y in &vals {
-                for &z in &vals {
-                    assert!(keys.insert(block_key(x, y, z)));
-                }
-            }
-        }
     }
 }

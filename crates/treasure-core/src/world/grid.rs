@@ -13,7 +13,7 @@
 //! carry everything a query needs (id, party, position) so a query reads
 //! contiguous memory and never chases a pointer per player. Players are
 //! addressed by a *slot* (a small dense index chosen by the owner, see
-//! `world.rs`); `loc[slot]` is the back-index (cell key, index in the cell),
+//! `players.rs`); `loc[slot]` is the back-index (cell key, index in the cell),
 //! which makes insert, remove and move O(1) (`swap_remove` + fixing the
 //! back-index of the entry that moved). Empty cells are removed so memory
 //! follows the population and "iterate occupied cells" stays accurate.
@@ -25,17 +25,18 @@
 //! Results are pushed into a caller-provided `Vec`: no allocation per query
 //! once the vector has grown.
 
-use crate::contract::limits::{COORD_MAX, COORD_MIN};
 use rustc_hash::FxHashMap;
 
-/// Offset making a cell coordinate non-negative (cells of 2^0 blocks at
-/// worst span [-2^20, 2^20)).
-const KEY_OFFSET: i64 = 1 << 20;
+use super::space::{
+    axis_dist2, cell_shift_for, dist2, for_each_row, pack_xyz, Hit, MAX_CELL_SHIFT,
+};
+use crate::contract::limits::{COORD_MAX, COORD_MIN};
+
 const NO_CELL: u64 = u64::MAX;
 
-/// One player as stored in a cell.
+/// One player as stored in a grid cell: everything a query reads.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Entry {
+pub struct GridPlayer {
     pub id: u32,
     pub party: u32,
     pub x: i32,
@@ -44,71 +45,10 @@ pub struct Entry {
     slot: u32,
 }
 
-/// One query result: a player within the radius.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Hit {
-    pub id: u32,
-    pub party: u32,
-    /// Exact squared distance to the query point.
-    pub dist2: u64,
-}
-
 #[derive(Clone, Copy, Debug)]
 struct Loc {
     key: u64,
     idx: u32,
-}
-
-/// Squared distance along one axis from coordinate `v` to the cell `c` of
-/// edge `2^shift`, i.e. the blocks `[c << shift, ((c + 1) << shift) - 1]`
-/// (0 inside it): the bound both grids use to skip cells out of reach.
-#[inline]
-pub(crate) fn axis_dist2(v: i64, c: i64, shift: u32) -> u64 {
-    let a = c << shift;
-    let b = a + (1i64 << shift) - 1;
-    let d = if v < a {
-        a - v
-    } else if v > b {
-        v - b
-    } else {
-        0
-    } as u64;
-    d * d
-}
-
-/// Calls `f(cz, cy, dyz)` for every (z, y) row of cells in `z0..=z1` ×
-/// `y0..=y1` that a sphere of squared radius `r2` around `(y, z)` can reach,
-/// with `dyz` the squared distance from the centre to that row along y and
-/// z: the row walk both grids share (cells of edge `2^shift`).
-#[inline]
-pub(crate) fn for_each_row(
-    (y, y0, y1): (i64, i64, i64),
-    (z, z0, z1): (i64, i64, i64),
-    shift: u32,
-    r2: u64,
-    mut f: impl FnMut(i64, i64, u64),
-) {
-    for cz in z0..=z1 {
-        let dz = axis_dist2(z, cz, shift);
-        if dz > r2 {
-            continue;
-        }
-        for cy in y0..=y1 {
-            let dyz = dz + axis_dist2(y, cy, shift);
-            if dyz <= r2 {
-                f(cz, cy, dyz);
-            }
-        }
-    }
-}
-
-/// Exact squared distance between two block positions.
-#[inline]
-pub fn dist2(ax: i32, ay: i32, az: i32, bx: i32, by: i32, bz: i32) -> u64 {
-    let dx = (ax as i64 - bx as i64).unsigned_abs();
-    let dy = (ay as i64 - by as i64).unsigned_abs();
-    let dz = (az as i64 - bz as i64).unsigned_abs();
-    dx * dx + dy * dy + dz * dz
 }
 
 /// The AOI grid. Cheap to clone relative to rebuilding (one allocation per
@@ -116,7 +56,7 @@ pub fn dist2(ax: i32, ay: i32, az: i32, bx: i32, by: i32, bz: i32) -> u64 {
 #[derive(Clone, Debug)]
 pub struct Grid {
     shift: u32,
-    cells: FxHashMap<u64, Vec<Entry>>,
+    cells: FxHashMap<u64, Vec<GridPlayer>>,
     loc: Vec<Loc>,
     len: usize,
     /// Grow-only bounding box of every cell ever occupied (min, max cell
@@ -129,15 +69,14 @@ pub struct Grid {
 impl Grid {
     /// A grid tuned for queries of `aoi_radius`.
     pub fn new(aoi_radius: u32) -> Grid {
-        let size = aoi_radius.clamp(16, 1 << 20).next_power_of_two();
-        Grid::with_shift(size.trailing_zeros())
+        Grid::with_shift(cell_shift_for(aoi_radius))
     }
 
     /// A grid with cells of `2^shift` blocks (`shift` is clamped to 0..=20);
     /// mainly for tests of cell borders.
     pub fn with_shift(shift: u32) -> Grid {
         Grid {
-            shift: shift.min(20),
+            shift: shift.min(MAX_CELL_SHIFT),
             cells: FxHashMap::default(),
             loc: Vec::new(),
             len: 0,
@@ -146,20 +85,24 @@ impl Grid {
     }
 
     /// Cell edge length in blocks.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn cell_size(&self) -> u32 {
         1 << self.shift
     }
 
     /// Players in the grid.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn len(&self) -> usize {
         self.len
     }
 
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn is_empty(&self) -> bool {
         self.len == 0
     }
 
     /// Occupied cells.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn occupied_cells(&self) -> usize {
         self.cells.len()
     }
@@ -170,18 +113,12 @@ impl Grid {
     }
 
     #[inline]
-    fn pack(cx: i64, cy: i64, cz: i64) -> u64 {
-        ((cx + KEY_OFFSET) as u64)
-            | (((cy + KEY_OFFSET) as u64) << 21)
-            | (((cz + KEY_OFFSET) as u64) << 42)
-    }
-
-    #[inline]
     fn key_of(&self, x: i32, y: i32, z: i32) -> u64 {
-        Self::pack(self.cell_of(x), self.cell_of(y), self.cell_of(z))
+        pack_xyz(self.cell_of(x), self.cell_of(y), self.cell_of(z))
     }
 
     /// True when `slot` holds a player.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn contains(&self, slot: u32) -> bool {
         self.loc
             .get(slot as usize)
@@ -189,7 +126,8 @@ impl Grid {
     }
 
     /// The entry of `slot`. Panics if the slot is empty (an owner bug).
-    pub fn get(&self, slot: u32) -> &Entry {
+    #[cfg(any(test, feature = "test-hooks"))]
+    pub fn get(&self, slot: u32) -> &GridPlayer {
         let l = self.loc[slot as usize];
         &self.cells[&l.key][l.idx as usize]
     }
@@ -212,7 +150,7 @@ impl Grid {
         let key = self.key_of(x, y, z);
         self.push(
             key,
-            Entry {
+            GridPlayer {
                 id,
                 party,
                 x,
@@ -232,7 +170,7 @@ impl Grid {
         }
     }
 
-    fn push(&mut self, key: u64, e: Entry) {
+    fn push(&mut self, key: u64, e: GridPlayer) {
         self.grow_bounds(e.x, e.y, e.z);
         let cell = self.cells.entry(key).or_default();
         self.loc[e.slot as usize] = Loc {
@@ -242,7 +180,7 @@ impl Grid {
         cell.push(e);
     }
 
-    fn take(&mut self, slot: u32) -> Entry {
+    fn take(&mut self, slot: u32) -> GridPlayer {
         let l = self.loc[slot as usize];
         assert!(l.key != NO_CELL, "slot not in use");
         let cell = self.cells.get_mut(&l.key).expect("cell of a live slot");
@@ -258,7 +196,7 @@ impl Grid {
     }
 
     /// Removes the player in `slot`; returns its entry.
-    pub fn remove(&mut self, slot: u32) -> Entry {
+    pub fn remove(&mut self, slot: u32) -> GridPlayer {
         let e = self.take(slot);
         self.len -= 1;
         e
@@ -308,7 +246,7 @@ impl Grid {
             return;
         }
         let boxed = ((x1 - x0 + 1) as u64) * ((y1 - y0 + 1) as u64) * ((z1 - z0 + 1) as u64);
-        let scan = |cell: &Vec<Entry>, out: &mut Vec<Hit>| {
+        let scan = |cell: &Vec<GridPlayer>, out: &mut Vec<Hit>| {
             for e in cell {
                 let d2 = dist2(e.x, e.y, e.z, x, y, z);
                 if d2 <= r2 {
@@ -332,7 +270,7 @@ impl Grid {
                 if dyz + axis_dist2(x64, cx, shift) > r2 {
                     continue;
                 }
-                if let Some(cell) = self.cells.get(&Self::pack(cx, cy, cz)) {
+                if let Some(cell) = self.cells.get(&pack_xyz(cx, cy, cz)) {
                     scan(cell, out);
                 }
             }
@@ -340,12 +278,12 @@ impl Grid {
     }
 
     /// Iterates every entry (test and debugging aid).
-    pub fn iter(&self) -> impl Iterator<Item = &Entry> {
+    pub fn iter(&self) -> impl Iterator<Item = &GridPlayer> {
         self.cells.values().flatten()
     }
 
     /// Checks the internal invariants (tests).
-    #[doc(hidden)]
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn check_invariants(&self) {
         let mut n = 0;
         for (&key, cell) in &self.cells {

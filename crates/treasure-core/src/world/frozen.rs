@@ -1,16 +1,17 @@
 //! A read-only, contiguous copy of the players' positions for bursts of AOI
 //! queries against one snapshot.
 //!
-//! The live [`Grid`](crate::grid::Grid) is built for cheap updates: a hash
+//! The live [`Grid`](super::grid::Grid) is built for cheap updates: a hash
 //! map of cells, each cell its own `Vec`. A query then probes ~9 hash
 //! buckets and touches ~9 separate allocations; in a 12,000-dig burst over a
-//! 4096² world nearly every one of those is a cache miss, and perf showed the
-//! query spending most of its time waiting on them.
+//! 4096² world nearly every one of those is a cache miss, and the query
+//! spends most of its time waiting on them.
 //!
 //! A `FrozenGrid` is built once per snapshot (O(players), a counting sort by
-//! cell, ≈150 µs at 12,000 players with the party lists, as
-//! `examples/burst_world.rs` prints it) once a burst's worth of FOUND digs
-//! (`Options::freeze_min_found`) has been accepted against the snapshot. It stores every cell of the occupied bounding box densely
+//! cell; `examples/burst_world.rs` prints what it costs) once a burst's
+//! worth of FOUND digs (`Options::freeze_min_found`) has been accepted
+//! against the snapshot. Its cells have the live grid's size
+//! ([`cell_shift_for`](super::space::cell_shift_for)). It stores every cell of the occupied bounding box densely
 //! (`starts`, like a CSR matrix), with cells numbered x-fastest, so the cells
 //! of one (y, z) row are one contiguous run of entries. A query visits the
 //! rows that intersect the AOI sphere and, in each, only the x-range of
@@ -23,12 +24,11 @@
 //! grid. Both give exactly the same set of hits (tests below and the model
 //! tests compare them with brute force).
 
-use crate::grid::{axis_dist2, dist2, for_each_row, Hit};
-use crate::world::PlayerView;
+use super::space::{axis_dist2, dist2, for_each_row, Hit, PlayerView, MAX_CELL_SHIFT};
 
 /// One player as stored in the frozen grid.
 #[derive(Clone, Copy, Debug)]
-struct Entry {
+struct FrozenPlayer {
     x: i32,
     y: i32,
     z: i32,
@@ -47,19 +47,10 @@ pub struct FrozenGrid {
     /// `starts[i]..starts[i + 1]` are the entries of cell `i`, where
     /// `i = ((cz - oz) * ny + (cy - oy)) * nx + (cx - ox)`; `len = cells + 1`.
     starts: Vec<u32>,
-    entries: Vec<Entry>,
+    entries: Vec<FrozenPlayer>,
 }
 
 impl FrozenGrid {
-    /// Cell edge (as a shift) for queries of radius `r`: the radius rounded
-    /// up to a power of two, at least 16 blocks, so a query reads at most
-    /// three rows per axis (measured with `examples/burst_world.rs`: cells of
-    /// r/2 or r/4 follow the sphere more closely but cost more per row than
-    /// they save in distance checks).
-    pub fn shift_for(r: u32) -> u32 {
-        (r.clamp(16, 1 << 20).next_power_of_two().trailing_zeros()).min(20)
-    }
-
     /// Builds the frozen copy of `players` (an iterator that can be walked
     /// several times) with cells of `2^shift` blocks, or `None` when the
     /// occupied bounding box would need more than `max(65_536, 8 × players)`
@@ -68,7 +59,7 @@ impl FrozenGrid {
     where
         I: Iterator<Item = PlayerView> + Clone,
     {
-        let shift = shift.min(20);
+        let shift = shift.min(MAX_CELL_SHIFT);
         let cell = |v: i32| (v >> shift) as i64;
         let mut lo = [i64::MAX; 3];
         let mut hi = [i64::MIN; 3];
@@ -110,7 +101,7 @@ impl FrozenGrid {
         }
         let mut next = starts.clone();
         let mut entries = vec![
-            Entry {
+            FrozenPlayer {
                 x: 0,
                 y: 0,
                 z: 0,
@@ -121,7 +112,7 @@ impl FrozenGrid {
         ];
         for p in players {
             let slot = &mut next[index(&p)];
-            entries[*slot as usize] = Entry {
+            entries[*slot as usize] = FrozenPlayer {
                 x: p.x,
                 y: p.y,
                 z: p.z,
@@ -140,17 +131,19 @@ impl FrozenGrid {
     }
 
     /// Players in the grid.
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn len(&self) -> usize {
         self.entries.len()
     }
 
+    #[cfg(any(test, feature = "test-hooks"))]
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
 
     /// Pushes every player with `dist2(player, (x, y, z)) <= r^2` into `out`
     /// (which is not cleared), in no particular order. Same contract as
-    /// [`Grid::query`](crate::grid::Grid::query).
+    /// [`Grid::query`](super::grid::Grid::query).
     pub fn query(&self, x: i32, y: i32, z: i32, r: u32, out: &mut Vec<Hit>) {
         if self.entries.is_empty() {
             return;
@@ -261,6 +254,7 @@ mod tests {
     use super::*;
     use crate::contract::limits::{COORD_MAX, COORD_MIN};
     use crate::roll::splitmix64;
+    use crate::world::space::cell_shift_for;
 
     fn brute(players: &[PlayerView], x: i32, y: i32, z: i32, r: u32) -> Vec<Hit> {
         let r2 = r as u64 * r as u64;
@@ -414,10 +408,10 @@ mod tests {
 
     #[test]
     fn shift_follows_radius() {
-        assert_eq!(FrozenGrid::shift_for(0), 4);
-        assert_eq!(FrozenGrid::shift_for(16), 4);
-        assert_eq!(FrozenGrid::shift_for(64), 6);
-        assert_eq!(FrozenGrid::shift_for(65), 7);
-        assert_eq!(FrozenGrid::shift_for(1 << 20), 20);
+        assert_eq!(cell_shift_for(0), 4);
+        assert_eq!(cell_shift_for(16), 4);
+        assert_eq!(cell_shift_for(64), 6);
+        assert_eq!(cell_shift_for(65), 7);
+        assert_eq!(cell_shift_for(1 << 20), 20);
     }
 }

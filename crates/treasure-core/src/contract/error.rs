@@ -12,249 +12,8 @@
 use std::fmt;
 
 use super::limits::{Range, MAX_SAFE, SNAPSHOT_VERSION, TOTAL_WEIGHT_MAX};
+use super::names::{Arg, EntriesAt, Expected, Got, Method, SnapshotPath};
 use crate::wire::WireError;
-
-/// The API function an error is reported for (`treasure: <method>: ...`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub enum Method {
-    New,
-    AddLootTable,
-    AddSite,
-    RemoveSite,
-    Join,
-    Move,
-    SetParty,
-    Leave,
-    Dig,
-    DigBatch,
-    MoveBatch,
-    Poll,
-    PollInto,
-    Flush,
-    Wait,
-    Stats,
-    Close,
-    Snapshot,
-    Restore,
-    /// The binding's `handle` (the FFI fast path's resolver handle).
-    Handle,
-    /// The binding's test hook `_inject_worker_panic`.
-    InjectWorkerPanic,
-}
-
-impl Method {
-    /// Every method, for [`Method::from_name`] and tests.
-    pub const ALL: [Method; 21] = [
-        Method::New,
-        Method::AddLootTable,
-        Method::AddSite,
-        Method::RemoveSite,
-        Method::Join,
-        Method::Move,
-        Method::SetParty,
-        Method::Leave,
-        Method::Dig,
-        Method::DigBatch,
-        Method::MoveBatch,
-        Method::Poll,
-        Method::PollInto,
-        Method::Flush,
-        Method::Wait,
-        Method::Stats,
-        Method::Close,
-        Method::Snapshot,
-        Method::Restore,
-        Method::Handle,
-        Method::InjectWorkerPanic,
-    ];
-
-    /// The Lua-visible name (`move`, not `move_player`).
-    pub const fn name(self) -> &'static str {
-        match self {
-            Method::New => "new",
-            Method::AddLootTable => "add_loot_table",
-            Method::AddSite => "add_site",
-            Method::RemoveSite => "remove_site",
-            Method::Join => "join",
-            Method::Move => "move",
-            Method::SetParty => "set_party",
-            Method::Leave => "leave",
-            Method::Dig => "dig",
-            Method::DigBatch => "dig_batch",
-            Method::MoveBatch => "move_batch",
-            Method::Poll => "poll",
-            Method::PollInto => "poll_into",
-            Method::Flush => "flush",
-            Method::Wait => "wait",
-            Method::Stats => "stats",
-            Method::Close => "close",
-            Method::Snapshot => "snapshot",
-            Method::Restore => "restore",
-            Method::Handle => "handle",
-            Method::InjectWorkerPanic => "_inject_worker_panic",
-        }
-    }
-
-    /// The method with this Lua-visible name.
-    pub fn from_name(name: &str) -> Option<Method> {
-        Method::ALL.into_iter().find(|m| m.name() == name)
-    }
-}
-
-impl fmt::Display for Method {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.name())
-    }
-}
-
-/// Whose loot entries a check is about: the `entries` argument of
-/// `add_loot_table`, or a loot table of a snapshot being restored.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum EntriesAt {
-    /// `entries`
-    Argument,
-    /// `snapshot.loot_tables[i].entries` (1-based `i`)
-    LootTable(usize),
-}
-
-impl fmt::Display for EntriesAt {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            EntriesAt::Argument => f.write_str("entries"),
-            EntriesAt::LootTable(t) => write!(f, "snapshot.loot_tables[{t}].entries"),
-        }
-    }
-}
-
-/// A place inside a snapshot (`restore`'s argument), printed from
-/// `snapshot` on. Indexes are 1-based.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum SnapshotPath {
-    /// `snapshot`
-    Root,
-    /// `snapshot.<field>`: `version`, `next_seq`, `pending`.
-    Field(&'static str),
-    /// `snapshot.options.<field>`
-    Option(&'static str),
-    /// `snapshot.counters.<field>`
-    Counter(&'static str),
-    /// `snapshot.<list>[i]`: `sites[3]`, `pending[2]`.
-    Item(&'static str, usize),
-    /// `snapshot.<list>[i].<field>`: `players[2].x`.
-    ItemField(&'static str, usize, &'static str),
-}
-
-impl fmt::Display for SnapshotPath {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("snapshot")?;
-        match *self {
-            SnapshotPath::Root => Ok(()),
-            SnapshotPath::Field(name) => write!(f, ".{name}"),
-            SnapshotPath::Option(name) => write!(f, ".options.{name}"),
-            SnapshotPath::Counter(name) => write!(f, ".counters.{name}"),
-            SnapshotPath::Item(list, i) => write!(f, ".{list}[{i}]"),
-            SnapshotPath::ItemField(list, i, name) => write!(f, ".{list}[{i}].{name}"),
-        }
-    }
-}
-
-/// The path of the argument an error is about, printed as in the contract.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Arg {
-    /// A plain argument or a named part: `x`, `player`, `id`, `max`,
-    /// `records`, `opts`, `tuning`, `packed sites`.
-    Plain(&'static str),
-    /// An option field: `opts.aoi_radius`.
-    Opt(&'static str),
-    /// The entries of a loot table: `entries`.
-    Entries(EntriesAt),
-    /// One loot entry, 1-based: `entries[2]`.
-    EntryTable(EntriesAt, usize),
-    /// A field of a loot entry, 1-based: `entries[2].weight`.
-    Entry(EntriesAt, usize, &'static str),
-    /// A field of a batch record, 1-based: `records[3].x`.
-    Record(usize, &'static str),
-    /// A part of a snapshot: `snapshot.sites[3].x`.
-    Snapshot(SnapshotPath),
-}
-
-impl fmt::Display for Arg {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match *self {
-            Arg::Plain(name) => f.write_str(name),
-            Arg::Opt(name) => write!(f, "opts.{name}"),
-            Arg::Entries(at) => write!(f, "{at}"),
-            Arg::EntryTable(at, i) => write!(f, "{at}[{i}]"),
-            Arg::Entry(at, i, name) => write!(f, "{at}[{i}].{name}"),
-            Arg::Record(i, name) => write!(f, "records[{i}].{name}"),
-            Arg::Snapshot(path) => write!(f, "{path}"),
-        }
-    }
-}
-
-/// The value after `got` in a range message.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum Got {
-    /// An integer the core holds: printed in decimal.
-    Int(i128),
-    /// A Lua value as the binding describes it (`tostring(v)` for a number:
-    /// `1.5`, `nan`, `inf`; the type name otherwise).
-    Shown(String),
-}
-
-impl fmt::Display for Got {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Got::Int(v) => write!(f, "{v}"),
-            Got::Shown(s) => f.write_str(s),
-        }
-    }
-}
-
-impl From<i128> for Got {
-    fn from(v: i128) -> Got {
-        Got::Int(v)
-    }
-}
-
-impl From<String> for Got {
-    fn from(s: String) -> Got {
-        Got::Shown(s)
-    }
-}
-
-impl From<&str> for Got {
-    fn from(s: &str) -> Got {
-        Got::Shown(s.to_owned())
-    }
-}
-
-/// What a value must be, in a type rule (`<arg> must be <expected>`).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Expected {
-    /// `a resolver` (`self`)
-    Resolver,
-    /// `a table`
-    Table,
-    /// `a string`
-    String,
-    /// `a non-empty array of tables` (`entries`)
-    NonEmptyArrayOfTables,
-    /// `a uint8_t array cdata` (`buf` of `poll_into`)
-    Uint8ArrayCdata,
-}
-
-impl fmt::Display for Expected {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            Expected::Resolver => "a resolver",
-            Expected::Table => "a table",
-            Expected::String => "a string",
-            Expected::NonEmptyArrayOfTables => "a non-empty array of tables",
-            Expected::Uint8ArrayCdata => "a uint8_t array cdata",
-        })
-    }
-}
 
 /// What went wrong, independent of the method. Each variant's doc is its
 /// message text.
@@ -635,7 +394,7 @@ impl fmt::Display for ErrorKind {
 
 #[cfg(test)]
 mod tests {
-    use super::super::limits::{COORD, RADIUS};
+    use super::super::limits::{COORD, COUNT, ID, RADIUS};
     use super::*;
 
     fn text(method: Method, kind: ErrorKind) -> String {
@@ -713,7 +472,7 @@ mod tests {
         );
         let arg = Arg::Entry(EntriesAt::LootTable(1), 3, "item");
         assert_eq!(
-            Error::out_of_range(Method::Restore, arg, super::super::limits::ID, 0).to_string(),
+            Error::out_of_range(Method::Restore, arg, ID, 0).to_string(),
             "treasure: restore: snapshot.loot_tables[1].entries[3].item must be an integer in [1, 4294967295], got 0"
         );
         let kind = ErrorKind::OccupiedBlock {
@@ -739,7 +498,7 @@ mod tests {
         );
         let arg = Arg::Snapshot(SnapshotPath::Counter("busy"));
         assert_eq!(
-            Error::out_of_range(Method::Restore, arg, super::super::limits::COUNT, -1).to_string(),
+            Error::out_of_range(Method::Restore, arg, COUNT, -1).to_string(),
             "treasure: restore: snapshot.counters.busy must be an integer in [0, 9007199254740991], got -1"
         );
     }

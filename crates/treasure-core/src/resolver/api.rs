@@ -1,0 +1,461 @@
+//! The public methods, in the contract's order (`docs/API.md`). Each checks
+//! closed, then its arguments left to right, then ids against the state,
+//! then (digs only) the seq bound and busy; a failing call changes nothing.
+
+use std::time::{Duration, Instant};
+
+use crate::contract::checks::{
+    check_capacity, check_coords, check_id, check_loot_entries, check_range, check_seq, record_xyz,
+    XYZ,
+};
+use crate::contract::limits::{self, MAX_SAFE};
+use crate::contract::{Arg, EntriesAt, Error, ErrorKind, Method};
+use crate::records::{dig_records, move_records};
+use crate::roll::{LootEntry, LootTable};
+use crate::stats::Stats;
+use crate::wire::SIZE;
+use crate::world::Site;
+
+use super::Resolver;
+
+const PLAYER: Arg = Arg::Plain("player");
+
+impl Resolver {
+    /// `r:add_loot_table(id, entries)`.
+    ///
+    /// # Errors
+    ///
+    /// Closed, `id` out of range, invalid entries (see
+    /// [`check_loot_entries`]), or an existing loot table `id`.
+    pub fn add_loot_table(&mut self, id: u32, entries: &[LootEntry]) -> Result<(), Error> {
+        let m = Method::AddLootTable;
+        let open = self.open(m)?;
+        check_id(m, Arg::Plain("id"), id)?;
+        check_loot_entries(m, EntriesAt::Argument, entries)?;
+        if open.sites.has_table(id) {
+            return Err(Error::new(m, ErrorKind::DuplicateLootTable(id)));
+        }
+        open.sites.insert_table(id, LootTable::new(entries));
+        Ok(())
+    }
+
+    /// `r:add_site(id, x, y, z, loot_table_id, charges)`.
+    ///
+    /// # Errors
+    ///
+    /// Closed, an argument out of range, an existing site `id`, a block that
+    /// holds a site, or an unknown loot table.
+    pub fn add_site(
+        &mut self,
+        id: u32,
+        x: i32,
+        y: i32,
+        z: i32,
+        loot_table_id: u32,
+        charges: u32,
+    ) -> Result<(), Error> {
+        let m = Method::AddSite;
+        let open = self.open(m)?;
+        check_id(m, Arg::Plain("id"), id)?;
+        check_coords(m, XYZ, [x, y, z])?;
+        let table_arg = Arg::Plain("loot_table_id");
+        check_id(m, table_arg, loot_table_id)?;
+        let s = &mut open.sites;
+        if s.contains(id) {
+            return Err(Error::new(m, ErrorKind::DuplicateSite(id)));
+        }
+        if let Some(site) = s.at(x, y, z) {
+            let site = site.id;
+            let snapshot_site = None;
+            let kind = ErrorKind::OccupiedBlock {
+                snapshot_site,
+                x,
+                y,
+                z,
+                site,
+            };
+            return Err(Error::new(m, kind));
+        }
+        if !s.has_table(loot_table_id) {
+            let kind = ErrorKind::UnknownLootTable {
+                arg: table_arg,
+                id: loot_table_id,
+            };
+            return Err(Error::new(m, kind));
+        }
+        let loot_table = loot_table_id;
+        s.insert(Site {
+            id,
+            x,
+            y,
+            z,
+            loot_table,
+            charges,
+        });
+        Ok(())
+    }
+
+    /// `r:remove_site(id)`.
+    ///
+    /// # Errors
+    ///
+    /// Closed, `id` out of range, or no site `id`.
+    pub fn remove_site(&mut self, id: u32) -> Result<(), Error> {
+        let m = Method::RemoveSite;
+        let open = self.open(m)?;
+        check_id(m, Arg::Plain("id"), id)?;
+        match open.sites.remove(id) {
+            Some(_) => Ok(()),
+            None => Err(Error::new(m, ErrorKind::UnknownSite(id))),
+        }
+    }
+
+    /// `r:join(player, x, y, z, party)` (the binding passes 0 for no party).
+    ///
+    /// # Errors
+    ///
+    /// Closed, an argument out of range, or a player that has joined.
+    pub fn join(&mut self, player: u32, x: i32, y: i32, z: i32, party: u32) -> Result<(), Error> {
+        let m = Method::Join;
+        let open = self.open(m)?;
+        check_id(m, PLAYER, player)?;
+        check_coords(m, XYZ, [x, y, z])?;
+        if open.players.contains(player) {
+            return Err(Error::new(m, ErrorKind::AlreadyJoined(player)));
+        }
+        open.players_mut().join(player, x, y, z, party);
+        Ok(())
+    }
+
+    /// `r:move(player, x, y, z)`.
+    ///
+    /// # Errors
+    ///
+    /// Closed, an argument out of range, or a player that has not joined.
+    pub fn move_player(&mut self, player: u32, x: i32, y: i32, z: i32) -> Result<(), Error> {
+        let m = Method::Move;
+        let open = self.open(m)?;
+        check_id(m, PLAYER, player)?;
+        check_coords(m, XYZ, [x, y, z])?;
+        if !open.players.contains(player) {
+            return Err(Error::not_joined(m, PLAYER, player));
+        }
+        open.players_mut().move_to(player, x, y, z);
+        Ok(())
+    }
+
+    /// `r:set_party(player, party)`.
+    ///
+    /// # Errors
+    ///
+    /// Closed, `player` out of range, or a player that has not joined.
+    pub fn set_party(&mut self, player: u32, party: u32) -> Result<(), Error> {
+        let m = Method::SetParty;
+        let open = self.open(m)?;
+        check_id(m, PLAYER, player)?;
+        match open.players.get(player) {
+            None => Err(Error::not_joined(m, PLAYER, player)),
+            Some(p) if p.party == party => Ok(()),
+            Some(_) => {
+                open.players_mut().set_party(player, party);
+                Ok(())
+            }
+        }
+    }
+
+    /// `r:leave(player)`.
+    ///
+    /// # Errors
+    ///
+    /// Closed, `player` out of range, or a player that has not joined.
+    pub fn leave(&mut self, player: u32) -> Result<(), Error> {
+        let m = Method::Leave;
+        let open = self.open(m)?;
+        check_id(m, PLAYER, player)?;
+        if !open.players.contains(player) {
+            return Err(Error::not_joined(m, PLAYER, player));
+        }
+        open.players_mut().leave(player);
+        Ok(())
+    }
+
+    /// `r:move_batch(records)`: 16-byte records, all-or-nothing.
+    ///
+    /// # Errors
+    ///
+    /// Closed, a length that is not whole records, or the first record with
+    /// a field out of range or a player that has not joined.
+    pub fn move_batch(&mut self, records: &[u8]) -> Result<(), Error> {
+        let m = Method::MoveBatch;
+        let open = self.open(m)?;
+        let recs = move_records(records)?;
+        for (i, r) in recs.iter().enumerate() {
+            let n = i + 1;
+            let player = r.player.get();
+            check_id(m, Arg::Record(n, "player"), player)?;
+            check_coords(m, record_xyz(n), [r.x.get(), r.y.get(), r.z.get()])?;
+            if !open.players.contains(player) {
+                return Err(Error::not_joined(m, Arg::Record(n, "player"), player));
+            }
+        }
+        if recs.is_empty() {
+            return Ok(());
+        }
+        let players = open.players_mut();
+        for r in recs {
+            players.move_to(r.player.get(), r.x.get(), r.y.get(), r.z.get());
+        }
+        Ok(())
+    }
+
+    /// `r:dig(player, x, y, z, t_us)`: `Ok(Some(seq))`, or `Ok(None)` when busy.
+    ///
+    /// # Errors
+    ///
+    /// Closed, an argument out of range, a player that has not joined, the
+    /// seq past 2^53-1, or a worker panic met while deciding busy.
+    pub fn dig(
+        &mut self,
+        player: u32,
+        x: i32,
+        y: i32,
+        z: i32,
+        t_us: u64,
+    ) -> Result<Option<u64>, Error> {
+        let m = Method::Dig;
+        let open = self.open(m)?;
+        check_id(m, PLAYER, player)?;
+        check_coords(m, XYZ, [x, y, z])?;
+        check_range(m, Arg::Plain("t_us"), limits::T_US, t_us)?;
+        let view = open
+            .players
+            .get(player)
+            .ok_or_else(|| Error::not_joined(m, PLAYER, player))?;
+        let seq = open.counters.digs + 1;
+        check_seq(m, seq, 1)?;
+        let max_pending = open.options.max_pending_packets;
+        if open.stream.is_busy(m, max_pending, &mut open.counters)? {
+            open.count_busy();
+            return Ok(None);
+        }
+        open.stream.open_accepted = Instant::now();
+        open.accept(view, x, y, z, t_us);
+        open.stream.submit(&open.players, &mut open.counters);
+        Ok(Some(seq))
+    }
+
+    /// `r:dig_batch(records)`: 24-byte records, all-or-nothing. Returns
+    /// `Ok(Some((first_seq, count)))`, or `Ok(None)` when busy (checked once,
+    /// before the first record, also for an empty batch).
+    ///
+    /// # Errors
+    ///
+    /// As [`dig`](Resolver::dig), for the first record that breaks a rule
+    /// (`records[i].<field>`), or a length that is not whole records.
+    pub fn dig_batch(&mut self, records: &[u8]) -> Result<Option<(u64, u64)>, Error> {
+        let m = Method::DigBatch;
+        let open = self.open(m)?;
+        let recs = dig_records(records)?;
+        let mut views = std::mem::take(&mut open.scratch_views);
+        views.clear();
+        let validated = (|| {
+            for (i, r) in recs.iter().enumerate() {
+                let n = i + 1;
+                let player = r.player.get();
+                check_id(m, Arg::Record(n, "player"), player)?;
+                check_coords(m, record_xyz(n), [r.x.get(), r.y.get(), r.z.get()])?;
+                check_range(m, Arg::Record(n, "t_us"), limits::T_US, r.t_us.get())?;
+                let v = open
+                    .players
+                    .get(player)
+                    .ok_or_else(|| Error::not_joined(m, Arg::Record(n, "player"), player))?;
+                views.push(v);
+            }
+            Ok(())
+        })();
+        let first = open.counters.digs + 1;
+        let max_pending = open.options.max_pending_packets;
+        let result = validated
+            .and_then(|()| check_seq(m, first, recs.len() as u64))
+            .and_then(|()| open.stream.is_busy(m, max_pending, &mut open.counters))
+            .map(|busy| {
+                if busy {
+                    open.count_busy();
+                    return None;
+                }
+                open.stream.open_accepted = Instant::now();
+                open.accept_batch(recs, &views);
+                open.stream.submit(&open.players, &mut open.counters);
+                Some((first, recs.len() as u64))
+            });
+        open.scratch_views = views;
+        result
+    }
+
+    /// Packets pollable now without blocking (0 when closed). Never blocks.
+    pub fn available_packets(&mut self) -> usize {
+        match self.open.as_deref_mut() {
+            Some(open) => {
+                open.stream.drain(&mut open.counters);
+                open.stream.available() as usize
+            }
+            None => 0,
+        }
+    }
+
+    /// `r:poll_into(buf, max)`: copies up to `max` packets (`n * 128` bytes)
+    /// to the start of `out`, returns `n`. Never blocks.
+    ///
+    /// # Errors
+    ///
+    /// Closed, a worker panic, or `max * 128` not fitting in `out` (checked
+    /// before anything is copied).
+    pub fn poll_into(&mut self, out: &mut [u8], max: usize) -> Result<usize, Error> {
+        let m = Method::PollInto;
+        let open = self.open(m)?;
+        check_capacity(m, out.len(), SIZE, max)?;
+        let n = (max as u64).min(open.stream.available()) as usize;
+        open.stream.take(n, &mut out[..n * SIZE]);
+        Ok(n)
+    }
+
+    /// The first half of an all-or-nothing poll: copies up to `max`
+    /// pollable packets to the start of `out` *without* taking them off the
+    /// stream, and returns how many. A caller that must still allocate or
+    /// convert before its call can succeed (the Lua binding's `poll` builds
+    /// a Lua string) does that next and then calls [`consume`] with the
+    /// count; if it fails instead, it simply does not consume, and no packet
+    /// is lost. `method` is the API function the caller is serving, for the
+    /// error messages. Never blocks.
+    ///
+    /// # Errors
+    ///
+    /// As [`poll_into`], reported for `method`.
+    ///
+    /// [`poll_into`]: Resolver::poll_into
+    /// [`consume`]: Resolver::consume
+    pub fn peek_into(
+        &mut self,
+        method: Method,
+        out: &mut [u8],
+        max: usize,
+    ) -> Result<usize, Error> {
+        let open = self.open(method)?;
+        check_capacity(method, out.len(), SIZE, max)?;
+        let n = (max as u64).min(open.stream.available()) as usize;
+        open.stream.copy_out(n, &mut out[..n * SIZE]);
+        Ok(n)
+    }
+
+    /// The second half of an all-or-nothing poll: takes the `n` packets a
+    /// [`peek_into`] just copied off the stream. `n` must be at most what
+    /// that `peek_into` returned, with no other call in between (then they
+    /// are the same packets: only polling removes packets, and new ones are
+    /// appended behind them).
+    ///
+    /// # Panics
+    ///
+    /// If the resolver is closed or fewer than `n` packets are pollable (the
+    /// caller broke the rule above).
+    ///
+    /// [`peek_into`]: Resolver::peek_into
+    pub fn consume(&mut self, n: usize) {
+        let open = self
+            .open
+            .as_deref_mut()
+            .expect("consume on a closed resolver");
+        let available = open.stream.available();
+        assert!(
+            n as u64 <= available,
+            "consume({n}) with {available} packets pollable"
+        );
+        open.stream.advance(n);
+    }
+
+    /// `r:poll(max)`: appends up to `max` packets to `out` (use `usize::MAX`
+    /// for "all available"); returns how many. Never blocks.
+    ///
+    /// # Errors
+    ///
+    /// Closed, or a worker panic.
+    pub fn poll(&mut self, max: usize, out: &mut Vec<u8>) -> Result<usize, Error> {
+        let open = self.open(Method::Poll)?;
+        let n = (max as u64).min(open.stream.available()) as usize;
+        let start = out.len();
+        out.resize(start + n * SIZE, 0);
+        open.stream.take(n, &mut out[start..]);
+        Ok(n)
+    }
+
+    /// `r:flush()`: waits until every accepted dig's packets are pollable.
+    ///
+    /// # Errors
+    ///
+    /// Closed, or a worker panic.
+    pub fn flush(&mut self) -> Result<(), Error> {
+        let m = Method::Flush;
+        let open = self.open(m)?;
+        open.stream.wait_all(&mut open.counters);
+        open.stream.check_failed(m)
+    }
+
+    /// `r:wait([timeout_us])`: blocks until at least one packet is pollable,
+    /// and returns how many are (as [`available_packets`]). Returns at once
+    /// when some already are, or when no dig is in flight (then no packet can
+    /// arrive before the caller's next `dig`/`dig_batch`); otherwise after at
+    /// most `timeout` (`None`: until the next in-order chunk is resolved,
+    /// which every dig in flight eventually is). A game loop that has polled
+    /// everything calls this instead of sleeping a fixed interval. The
+    /// thread first stays on the CPU for up to `Options::wait_spin_us`,
+    /// yielding it to any runnable thread, then parks on the result channel:
+    /// a worker publishing the next packets wakes it, and it burns no CPU
+    /// meanwhile.
+    ///
+    /// # Errors
+    ///
+    /// Closed, or a worker panic.
+    ///
+    /// [`available_packets`]: Resolver::available_packets
+    pub fn wait(&mut self, timeout: Option<Duration>) -> Result<usize, Error> {
+        let m = Method::Wait;
+        let open = self.open(m)?;
+        // A deadline past Instant's range is the same as none.
+        let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+        open.stream.wait_for_packets(deadline, &mut open.counters);
+        open.stream.check_failed(m)?;
+        Ok(open.stream.available() as usize)
+    }
+
+    /// `r:stats()`. May wait for in-flight FOUND digs to make
+    /// `pending_packets` and `packets` exact.
+    ///
+    /// # Errors
+    ///
+    /// Closed, or a worker panic.
+    pub fn stats(&mut self) -> Result<Stats, Error> {
+        let m = Method::Stats;
+        let open = self.open(m)?;
+        if !open.stream.pending_packets().1 {
+            open.stream.wait_all(&mut open.counters);
+            open.stream.check_failed(m)?;
+        }
+        let (pending_packets, exact) = open.stream.pending_packets();
+        debug_assert!(exact);
+        let q = open.stream.shared.histogram.quantiles();
+        let mut counters = open.counters;
+        counters.packets = (counters.packets + open.stream.inflight_lower()).min(MAX_SAFE);
+        Ok(Stats {
+            counters,
+            players: open.players.len() as u64,
+            sites: open.sites.len() as u64,
+            pending_packets,
+            resolve_p50_us: q.p50_us,
+            resolve_p99_us: q.p99_us,
+            resolve_p999_us: q.p999_us,
+            resolve_max_us: q.max_us,
+            inflight_chunks: open.stream.inflight_chunks() as u64,
+            ready_chunks: open.stream.ready_chunks() as u64,
+            workers: open.stream.config.workers as u64,
+        })
+    }
+}
