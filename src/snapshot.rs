@@ -29,6 +29,14 @@ use treasure_core::{
 
 use crate::error;
 
+/// Bytes of a packed site record (native.lua's `treasure_snapshot_site_v1`).
+pub const SITE_RECORD: usize = 24;
+/// Bytes of a packed player record (`treasure_snapshot_player_v1`).
+pub const PLAYER_RECORD: usize = 20;
+
+/// Every failure here is `restore`'s.
+const M: Method = Method::Restore;
+
 #[derive(Deserialize)]
 struct OptionsDe {
     seed: f64,
@@ -52,11 +60,6 @@ struct LootTableDe {
     id: f64,
     entries: Vec<EntryDe>,
 }
-
-/// Bytes of a packed site record.
-pub const SITE_RECORD: usize = 24;
-/// Bytes of a packed player record.
-pub const PLAYER_RECORD: usize = 20;
 
 #[derive(Deserialize)]
 struct CountersDe {
@@ -100,10 +103,9 @@ fn packed<'a>(
     what: &'static str,
 ) -> Result<std::slice::ChunksExact<'a, u8>, Error> {
     if !v.len().is_multiple_of(size) {
-        let arg = Arg::Plain(what);
         return Err(Error::length_not_multiple(
-            Method::Restore,
-            arg,
+            M,
+            Arg::Plain(what),
             size,
             v.len(),
         ));
@@ -125,26 +127,17 @@ pub fn from_lua(
         Value::Table(t) => t,
         other => {
             let (arg, got) = (Arg::Snapshot(SnapshotPath::Root), error::type_name(other));
-            return Err(Error::wrong_type(
-                Method::Restore,
-                arg,
-                Expected::Table,
-                got,
-            ));
+            return Err(Error::wrong_type(M, arg, Expected::Table, got));
         }
     };
     let de: HeaderDe = lua
         .from_value(header.clone())
-        .map_err(|e| error::lua_in(Method::Restore, Arg::Snapshot(SnapshotPath::Root), e))?;
+        .map_err(|e| error::lua_in(M, Arg::Snapshot(SnapshotPath::Root), e))?;
     let pending = match t.raw_get::<Value>("pending") {
         Ok(Value::String(s)) => s.as_bytes().to_vec(),
         _ => {
             let arg = Arg::Snapshot(SnapshotPath::Field("pending"));
-            return Err(Error::wrong_type_bare(
-                Method::Restore,
-                arg,
-                Expected::String,
-            ));
+            return Err(Error::wrong_type_bare(M, arg, Expected::String));
         }
     };
     let sites = packed(sites, SITE_RECORD, "packed sites")?
