@@ -1,8 +1,8 @@
 //! The checks the live API and `restore` share. Each returns the contract's
 //! error for the first rule broken, in the contract's check order.
 
-use super::limits::{self, Range, MAX_SAFE, OPTION_FIELDS, TOTAL_WEIGHT_MAX};
 use super::error::{Error, ErrorKind};
+use super::limits::{self, Range, MAX_SAFE, OPTION_FIELDS, TOTAL_WEIGHT_MAX};
 use super::names::{Arg, EntriesAt, Method};
 use crate::roll::LootEntry;
 

@@ -147,7 +147,7 @@ impl Patcher {
 
 /// Rewrites recipient, flags and dist2 of an already encoded packet (whose
 /// CRC is valid) and updates its CRC incrementally (see [`RecipientPatch`]).
-/// The result equals a full [`encode`] of the new fields.
+/// The result equals a full [`encode`](super::encode) of the new fields.
 #[inline]
 pub fn patch_recipient(pkt: &mut [u8; SIZE], recipient: u32, flags: u8, dist2: u32) {
     RecipientPatch::new(pkt, recipient, flags, dist2).apply(pkt);
