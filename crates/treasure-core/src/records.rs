@@ -61,7 +61,11 @@ impl MoveRecord {
     }
 }
 
-/// Views `bytes` as dig records; the error is the `dig_batch` length error.
+/// Views `bytes` as dig records (zero-copy).
+///
+/// # Errors
+///
+/// `records length must be a multiple of 24` for `dig_batch`.
 pub fn dig_records(bytes: &[u8]) -> Result<&[DigRecord], Error> {
     <[DigRecord]>::ref_from_bytes(bytes).map_err(|_| {
         Error::length_not_multiple(
@@ -73,7 +77,11 @@ pub fn dig_records(bytes: &[u8]) -> Result<&[DigRecord], Error> {
     })
 }
 
-/// Views `bytes` as move records; the error is the `move_batch` length error.
+/// Views `bytes` as move records (zero-copy).
+///
+/// # Errors
+///
+/// `records length must be a multiple of 16` for `move_batch`.
 pub fn move_records(bytes: &[u8]) -> Result<&[MoveRecord], Error> {
     <[MoveRecord]>::ref_from_bytes(bytes).map_err(|_| {
         Error::length_not_multiple(

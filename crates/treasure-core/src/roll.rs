@@ -45,8 +45,14 @@ pub struct LootTable {
 }
 
 impl LootTable {
-    /// Builds the table. The caller (the resolver) has validated the entries;
+    /// Builds the table. The caller (the resolver) has validated the entries
+    /// ([`contract::checks::check_loot_entries`](crate::contract::checks::check_loot_entries));
     /// this only asserts the invariants it relies on.
+    ///
+    /// # Panics
+    ///
+    /// If `entries` is empty, an entry has weight 0 or `min > max`, or the
+    /// total weight exceeds 2^32-1.
     pub fn new(entries: &[LootEntry]) -> LootTable {
         assert!(!entries.is_empty(), "loot table must not be empty");
         let mut sum: u64 = 0;

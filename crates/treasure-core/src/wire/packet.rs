@@ -101,8 +101,14 @@ pub fn crc(bytes: &[u8; SIZE]) -> u32 {
 }
 
 impl Packet {
-    /// Validates length, magic, version and CRC. Reserved bytes are not
-    /// checked (they are covered by the CRC anyway).
+    /// The one constructor: validates length, magic, version and CRC, so
+    /// every accessor of the returned view is infallible. Reserved bytes are
+    /// not checked (they are covered by the CRC anyway).
+    ///
+    /// # Errors
+    ///
+    /// The first of [`WireError::Length`], [`WireError::Magic`],
+    /// [`WireError::Version`], [`WireError::Crc`] that applies.
     pub fn new_checked(bytes: &[u8]) -> Result<&Packet, WireError> {
         let arr: &[u8; SIZE] = bytes
             .try_into()
