@@ -1,5 +1,5 @@
 # treasure-resolver: every target installs what it needs first (Debian 12).
-#   make demo   - install, build, run the game-server harness ~10 s on the best backend
+#   make demo   - install, build, run examples/game_loop.lua, then the game-server harness ~10 s on the best backend
 #   make test   - install, build, run every test (cargo, busted on both backends, differential, vectors)
 #   make bench  - criterion benches + harness legacy vs native, rewrites docs/BENCHMARKS.md and the plot
 SHELL := /bin/bash
@@ -153,8 +153,12 @@ bench: build
 	python3 bench/micro.py build/call_cost.md
 	bash bench/run.sh
 
+# The user's example first (it exits 1 on a bad CRC, recipient or count),
+# on both backends; then the harness (bench/harness.lua) on the best one.
 demo: build
-	$(LUAJIT) examples/harness.lua --seconds 10
+	TREASURE_BACKEND=legacy $(LUAJIT) examples/game_loop.lua
+	TREASURE_BACKEND=native $(LUAJIT) examples/game_loop.lua
+	$(LUAJIT) bench/harness.lua --seconds 10
 
 clean:
 	rm -rf build target dist doc

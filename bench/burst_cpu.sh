@@ -30,7 +30,7 @@ threads_ns() {
   done
   echo "$sum_c $sum_w"
 }
-luajit examples/harness.lua --backend native --seed 1 --digs-per-tick 0 --burst 12000 \
+luajit bench/harness.lua --backend native --seed 1 --digs-per-tick 0 --burst 12000 \
   --seconds 12 --warmup 2 --json --quiet "$@" >"$out" 2>/dev/null &
 pid=$!
 sleep 2.5; w1=$(threads_ns $pid workers); m1=$(threads_ns $pid main)

@@ -446,7 +446,7 @@ def render(results_path, doc_path):
     out.append("```sh")
     ex = runs.get(("burst", "native")) or runs.get(("burst", "lua"))
     out.append("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' \\")
-    out.append("  luajit examples/harness.lua " + (harness_flags(ex) if ex else "--digs-per-tick 0 --burst 12000 --seconds 13 --warmup 3"))
+    out.append("  luajit bench/harness.lua " + (harness_flags(ex) if ex else "--digs-per-tick 0 --burst 12000 --seconds 13 --warmup 3"))
     out.append("```")
     out.append("")
 

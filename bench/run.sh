@@ -4,7 +4,7 @@
 #   bench/run.sh            full run (~4 min with both backends)
 #   bench/run.sh --quick    short runs, same scenarios (a smoke test of the pipeline)
 #
-# Runs examples/harness.lua on every backend that loads, on the same scenarios:
+# Runs bench/harness.lua on every backend that loads, on the same scenarios:
 #   steady   default flags at 20 Hz (12,000 players, 100,000 sites, 20 digs/tick),
 #            60 s, with a full-GC heap checkpoint at 5 s (the "heap flat" target)
 #   burst    12,000 players digging at once, once a second (--digs-per-tick 0 --burst 12000),
@@ -67,8 +67,8 @@ failures=0
 run() {  # run BACKEND LABEL [harness flags...]
   local b=$1 label=$2; shift 2
   local log=$TMP/$b-$label.log
-  echo "bench: $b $label: $LUAJIT examples/harness.lua --backend $b $*" >&2
-  "$LUAJIT" examples/harness.lua --backend "$b" --seed "$SEED" --workers "$WORKERS" \
+  echo "bench: $b $label: $LUAJIT bench/harness.lua --backend $b $*" >&2
+  "$LUAJIT" bench/harness.lua --backend "$b" --seed "$SEED" --workers "$WORKERS" \
     --label "$label" --json --quiet "$@" >"$log" 2>"$TMP/$b-$label.err"
   local rc=$?
   grep -v '^{' "$log" | sed 's/^/    /' >&2
