@@ -146,12 +146,16 @@ soak: build
 
 # Benchmarks (speed and memory targets live here, not in tests): criterion
 # micro-benchmarks of the core, per-call costs from LuaJIT, then the harness,
-# legacy and native back to back. Rewrites docs/BENCHMARKS.md and docs/latency.svg.
+# legacy and native back to back (bench/run.sh: 5 burst runs per backend judged
+# on the worst, one beside a competing CPU load, a --workers sweep). Rewrites
+# docs/BENCHMARKS.md and docs/latency.svg. BENCH_FLAGS="--small --quick" for a
+# short validation run (with BENCH_DOC=... elsewhere, to keep the recorded doc).
+BENCH_FLAGS ?=
 bench: build
 	$(CARGO) bench -p treasure-core --bench core
 	$(LUAJIT) bench/call_cost.lua --md > build/call_cost.md
 	python3 bench/micro.py build/call_cost.md
-	bash bench/run.sh
+	bash bench/run.sh $(BENCH_FLAGS)
 
 # The user's example first (it exits 1 on a bad CRC, recipient or count),
 # on both backends; then the harness (bench/harness.lua) on the best one.

@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/report.py: the harness section of docs/BENCHMARKS.md.
 
-    python3 bench/report.py meta [--quick 0|1] [--command CMD]   # one JSON line: this machine
+    python3 bench/report.py meta [--quick 0|1] [--small 0|1] [--command CMD]   # one JSON line: this machine
     python3 bench/report.py render RESULTS.jsonl docs/BENCHMARKS.md
 
 `render` reads the JSON lines bench/run.sh collected (a "meta" line, one line
@@ -57,11 +57,14 @@ def sh(*cmd):
 
 
 def meta(argv):
-    quick, command = "0", "bench/run.sh"
+    quick, small, command = "0", "0", "bench/run.sh"
     i = 0
     while i < len(argv):
         if argv[i] == "--quick":
             quick = argv[i + 1]
+            i += 2
+        elif argv[i] == "--small":
+            small = argv[i + 1]
             i += 2
         elif argv[i] == "--command":
             command = argv[i + 1]
@@ -107,6 +110,7 @@ def meta(argv):
         "commit": commit + ("+dirty" if dirty else ""),
         "loadavg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "quick": quick == "1",
+        "small": small == "1",
         "command": command,
     }))
 
@@ -165,6 +169,12 @@ ROWS = [
     ("burst_packets_per_s", "packets/s in bursts (submit → last packet)", None),
     ("burst_ms_mean", "burst: submit → last packet, mean (ms)", None),
     ("burst_ms_max", "burst: submit → last packet, max (ms)", None),
+    ("burst_lua_ms", "burst: Lua thread inside resolver calls, mean (ms)", 3),
+    ("burst_dig_batch_cpu_ms", "burst: its dig_batch call, CPU (ms)", 3),
+    ("send_loop_ms", "burst: the harness's send loop, mean (ms)", 3),
+    ("burst_cpu_ms", "burst: CPU of all threads, mean (ms)", 3),
+    ("floor_ms", "floor: write + read the burst's bytes once (ms)", 3),
+    ("burst_floor_x", "burst mean ÷ floor", 1),
     ("busy", "dig_batch busy refusals", None),
     ("poll_ns_per_packet", "poll_into CPU per packet (ns)", 1),
     ("harness_ns_per_packet", "harness send-loop checks, CPU per packet (ns)", 1),
@@ -181,7 +191,8 @@ ROWS = [
     ("errors", "harness check errors", None),
 ]
 
-BURST_ONLY = {"burst_packets_per_s", "burst_ms_mean", "burst_ms_max"}
+BURST_ONLY = {"burst_packets_per_s", "burst_ms_mean", "burst_ms_max", "burst_lua_ms", "burst_dig_batch_cpu_ms",
+              "send_loop_ms", "burst_cpu_ms", "floor_ms", "burst_floor_x"}
 
 
 def scenario_table(label, runs, backends):
@@ -239,96 +250,119 @@ def harness_flags(r):
     return f
 
 
+# Issue 16's targets (2-core machine, native, 12,000 players, 12,000-dig
+# burst). Each: (key, label, limit, how the runs are combined).
+TARGET_PLAYERS = 12000
+TARGET_BURST = 12000
+
+
+def floor_of(runs, b):
+    """The day's memory floor for backend b: the burst run's floor_ms."""
+    r = runs.get(("burst", b))
+    return r.get("floor_ms") if r else None
+
+
+def over(v, limit):
+    return f"{v / limit:.2f}× the limit" + ("" if v <= limit else f" ({v - limit:.2f} over)")
+
+
 def targets(runs, missing, meta_):
-    """The native targets, computed from the measured JSON."""
+    """The native targets of issue 16, judged on the worst of the repeated
+    burst runs, with each figure also as a ratio to the same run's floor_ms
+    and to legacy's figure."""
     n_b, l_b = runs.get(("burst", "native")), runs.get(("burst", "lua"))
     n_s, l_s = runs.get(("steady", "native")), runs.get(("steady", "lua"))
+    n_load, l_load = runs.get(("burst-load", "native")), runs.get(("burst-load", "lua"))
+    fl_n = floor_of(runs, "native")
     rows = []
 
-    def row(name, native_val, legacy_val, ok, off):
-        if ok is None:
-            verdict = "not measured"
+    def row(name, nat, leg, ok, off, fl=None):
+        verdict = "not measured" if ok is None else ("**pass**" if ok else "**FAIL**")
+        to_floor = f"{nat / fl:,.1f}×" if (isinstance(nat, (int, float)) and fl) else "–"
+        to_leg = ratio(nat, leg) if isinstance(nat, (int, float)) and isinstance(leg, (int, float)) else "–"
+        rows.append(f"| {name} | {fnum(nat) if isinstance(nat, (int, float)) else nat} | "
+                    f"{fnum(leg) if isinstance(leg, (int, float)) else leg} | {verdict} | {off} | {to_floor} | {to_leg} |")
+
+    def worst(r, k):
+        """The worst (largest) value of k over the repeats of a folded run."""
+        if not r:
+            return None
+        reps = r.get("repeats") or [r]
+        vals = [d.get(k) for d in reps if isinstance(d.get(k), (int, float))]
+        return max(vals) if vals else None
+
+    def judged(name, key, limit, unit, r_n, r_l, fl, worst_of_runs=True):
+        v = worst(r_n, key) if worst_of_runs else (r_n or {}).get(key)
+        lv = worst(r_l, key) if worst_of_runs else (r_l or {}).get(key)
+        if v is None:
+            row(name, "–", lv if lv is not None else "–", None, "native not run")
         else:
-            verdict = "**pass**" if ok else "**FAIL**"
-        rows.append(f"| {name} | {native_val} | {legacy_val} | {verdict} | {off} |")
+            row(name, v, lv if lv is not None else "–", v <= limit, over(v, limit) + f" ({unit})", fl)
 
-    def lat(r, k):
-        return fnum(r[k]) + " ms" if r else "–"
-
-    # 1. burst p99
-    if n_b:
-        v = n_b["p99_ms"]
-        note = repeats_note(n_b)
-        row("12,000-dig burst, 12,000 players: p99 ≤ 8 ms", lat(n_b, "p99_ms"), lat(l_b, "p99_ms"),
-            v <= 8, f"{v / 8:.2f}× the limit" + ("" if v <= 8 else f" ({v - 8:.2f} ms over)")
-            + (f" ({note})" if note else ""))
+    nruns = len(n_b.get("repeats", [])) if n_b else 0
+    every = f"worst of {nruns} runs" if nruns > 1 else "one run"
+    judged(f"burst_lua_ms ≤ 1.0 (Lua thread inside resolver calls per burst; {every})",
+           "burst_lua_ms", 1.0, "ms", n_b, l_b, fl_n)
+    judged(f"burst_cpu_ms ≤ 8 (CPU of all threads per burst; {every})", "burst_cpu_ms", 8, "ms", n_b, l_b, fl_n)
+    judged(f"burst p99 ≤ 8 ms in every run ({every})", "p99_ms", 8, "ms", n_b, l_b, fl_n)
+    judged(f"burst max ≤ 12 ms in every run ({every})", "max_ms", 12, "ms", n_b, l_b, fl_n)
+    if n_load:
+        judged("burst p99 ≤ 20 ms beside a competing CPU load (one run)", "p99_ms", 20, "ms",
+               n_load, l_load, n_load.get("floor_ms"), worst_of_runs=False)
     else:
-        row("12,000-dig burst, 12,000 players: p99 ≤ 8 ms", "–", lat(l_b, "p99_ms"), None, "native not run")
-    # 2. burst: no dig over 20 ms (in any run, when the scenario was repeated)
-    def misses(r):
-        return r.get("misses_20ms_all", r["misses_20ms"]), r.get("max_ms_all", r["max_ms"])
-    if n_b:
-        m, mx = misses(n_b)
-        every = f" in all {len(n_b['repeats'])} runs" if n_b.get("repeats") else ""
-        row("12,000-dig burst: no dig over 20 ms", f"{m:,} over{every} (max {fnum(mx)} ms)",
-            "{:,} over (max {} ms)".format(misses(l_b)[0], fnum(misses(l_b)[1])) if l_b else "–",
-            m == 0, f"max {mx / 20:.2f}× the limit" + (f", {m:,} digs late" if m else ""))
-    else:
-        row("12,000-dig burst: no dig over 20 ms", "–", "–", None, "native not run")
-    # 3. steady p99
-    if n_s:
-        v = n_s["p99_ms"]
-        row("steady 20 Hz: p99 ≤ 2 ms", lat(n_s, "p99_ms"), lat(l_s, "p99_ms"),
-            v <= 2, f"{v / 2:.2f}× the limit" + ("" if v <= 2 else f" ({v - 2:.2f} ms over)"))
-    else:
-        row("steady 20 Hz: p99 ≤ 2 ms", "–", lat(l_s, "p99_ms"), None, "native not run")
-    # 4. throughput
-    if n_b and l_b and l_b.get("burst_packets_per_s"):
-        rr = n_b["burst_packets_per_s"] / l_b["burst_packets_per_s"]
-        row("burst throughput (packets/s) ≥ 50× legacy", f"{n_b['burst_packets_per_s']:,}/s",
-            f"{l_b['burst_packets_per_s']:,}/s", rr >= 50,
-            f"{rr:.1f}× legacy" + ("" if rr >= 50 else f" ({50 / rr:.1f}× short)"))
-    else:
-        row("burst throughput (packets/s) ≥ 50× legacy",
-            f"{n_b['burst_packets_per_s']:,}/s" if n_b else "–",
-            f"{l_b['burst_packets_per_s']:,}/s" if l_b else "–", None, "needs both backends")
-    # 5. RSS
-    nat = [r for r in (n_s, n_b) if r]
-    leg = [r for r in (l_s, l_b) if r]
+        row("burst p99 ≤ 20 ms beside a competing CPU load", "–", "–", None, "not run (BENCH_LOAD=0?)")
+    judged("steady 20 Hz p99 ≤ 0.5 ms", "p99_ms", 0.5, "ms", n_s, l_s, fl_n, worst_of_runs=False)
+    # RSS: the largest of steady and every burst run
+    nat = [x for x in (worst(n_s, "peak_rss_mb"), worst(n_b, "peak_rss_mb")) if x is not None]
+    leg = [x for x in (worst(l_s, "peak_rss_mb"), worst(l_b, "peak_rss_mb")) if x is not None]
     if nat:
-        v = max(r["peak_rss_mb"] for r in nat)
-        row("peak RSS ≤ 64 MB (12,000 players, 100,000 sites; max of steady and burst)", f"{v:.1f} MB",
-            f"{max(r['peak_rss_mb'] for r in leg):.1f} MB" if leg else "–", v <= 64,
-            f"{v / 64:.2f}× the limit" + ("" if v <= 64 else f" ({v - 64:.1f} MB over)"))
+        v = max(nat)
+        row("peak RSS ≤ 64 MB (max of steady and every burst run)", v, max(leg) if leg else "–", v <= 64,
+            over(v, 64) + " (MB)")
     else:
         row("peak RSS ≤ 64 MB", "–", "–", None, "native not run")
-    # 6. heap flat
+
     def growth(r):
         if not r or r.get("lua_heap_kb_checkpoint", -1) < 0:
             return None
         return r["lua_heap_kb_end"] - r["lua_heap_kb_checkpoint"]
     g_n, g_l = growth(n_s), growth(l_s)
-    name = "Lua heap flat over a 60 s run (end − checkpoint at 5 s, both after a full GC, ≤ 1024 kB)"
+    name = "Lua heap flat over 60 s (end − checkpoint, both after a full GC, ≤ 1024 kB)"
     short = n_s is not None and n_s["seconds"] < 60
     if g_n is not None:
-        row(name, f"{g_n:+,.0f} kB", f"{g_l:+,.0f} kB" if g_l is not None else "–", g_n <= 1024,
-            f"{g_n / 1024:+.2f} MB" + (f" (run was only {n_s['seconds']:g} s)" if short else ""))
+        row(name, round(g_n), round(g_l) if g_l is not None else "–", g_n <= 1024,
+            f"{g_n:+,.0f} kB" + (f" (run was only {n_s['seconds']:g} s)" if short else ""))
     else:
-        row(name, "–", f"{g_l:+,.0f} kB" if g_l is not None else "–", None, "native not run")
+        row(name, "–", "–", None, "native not run")
+    # the 20 ms contract, every run
+    if n_b:
+        m = sum(d["misses_20ms"] for d in (n_b.get("repeats") or [n_b]))
+        row(f"contract: no burst dig over 20 ms ({every})", m, l_b.get("misses_20ms_all", l_b["misses_20ms"]) if l_b else "–",
+            m == 0, f"{m:,} digs late")
 
-    head = ["| target (native) | native | legacy (reference) | verdict | how far |",
-            "|---|---:|---:|:---:|---|"]
+    head = ["| target (native) | native | legacy (reference) | verdict | how far | ÷ floor_ms | native ÷ legacy |",
+            "|---|---:|---:|:---:|---|---:|---:|"]
     return "\n".join(head + rows)
+
+
+def scale_note(runs):
+    """A warning when the runs are smaller than the targets' scenario."""
+    r = runs.get(("burst", "native")) or runs.get(("burst", "lua"))
+    if not r:
+        return ""
+    if r["players"] == TARGET_PLAYERS and r["burst"] == TARGET_BURST:
+        return ""
+    return (f"> **These runs are smaller than the targets' scenario** ({r['players']:,} players and "
+            f"{r['burst']:,}-dig bursts, not {TARGET_PLAYERS:,} and {TARGET_BURST:,}): the verdicts below "
+            "check the pipeline, they are not evidence for or against the targets.")
 
 
 def fold_repeats(runs, order):
     """Repeated runs of one scenario (labels `burst#1`, `burst#2`, ...) become
-    one entry `burst` per backend: the run with the median p99, carrying
-    `repeats` (every run, in order) so the tables can show them all and the
-    all-runs rules (no dig over 20 ms, peak RSS) can use the worst. A
-    burst's p99 follows its slowest bursts, and this VM's speed drifts by
-    ±20% from minute to minute: the median of three runs is the figure one
-    rerun is most likely to reproduce."""
+    one entry `burst` per backend: the run with the WORST p99 (issue 16: a
+    target holds only if it holds on every run), carrying `repeats` (every
+    run, in order) so the tables can show them all and the other figures can
+    be judged on their own worst run."""
     groups = {}
     for (label, b), d in list(runs.items()):
         if "#" in label:
@@ -336,12 +370,11 @@ def fold_repeats(runs, order):
     for (base, b), items in groups.items():
         items.sort(key=lambda x: int(x[0].split("#")[1]))
         reps = [d for _, d in items]
-        # the upper median when the count is even: never the flattering one
-        med = sorted(reps, key=lambda d: d["p99_ms"])[len(reps) // 2]
-        pick = dict(med)
+        bad = max(reps, key=lambda d: d["p99_ms"])
+        pick = dict(bad)
         pick["label"] = base
         pick["repeats"] = reps
-        pick["repeat_index"] = reps.index(med) + 1
+        pick["repeat_index"] = reps.index(bad) + 1
         pick["misses_20ms_all"] = sum(d["misses_20ms"] for d in reps)
         pick["max_ms_all"] = max(d["max_ms"] for d in reps)
         pick["peak_rss_mb"] = max(d["peak_rss_mb"] for d in reps)
@@ -355,11 +388,141 @@ def fold_repeats(runs, order):
 
 
 def repeats_note(r):
-    """`p99 of each run: a, b, c ms (median: run k)` for a folded run."""
+    """`p99 of each run: a, b, c ms (worst: run k)` for a folded run."""
     if not r or not r.get("repeats"):
         return ""
     p99s = ", ".join(fnum(d["p99_ms"]) for d in r["repeats"])
-    return f"p99 of the {len(r['repeats'])} runs: {p99s} ms; this is run {r['repeat_index']}"
+    return f"p99 of the {len(r['repeats'])} runs: {p99s} ms; the worst is run {r['repeat_index']}"
+
+
+def median(xs):
+    xs = sorted(xs)
+    n = len(xs)
+    return None if n == 0 else (xs[n // 2] if n % 2 else (xs[n // 2 - 1] + xs[n // 2]) / 2)
+
+
+def share_section(runs, backends):
+    """The game loop's share of a burst (issue 16 item 3), every run."""
+    out = ["### The game loop's share of a burst", ""]
+    out.append("Per burst, mean over the measured bursts of each run: the burst's time (submit → last packet), "
+               "the Lua thread's time inside resolver calls (`burst_lua_ms`: `dig_batch` plus every `poll_into` "
+               "of the burst), the harness's own per-packet loop (`send_loop_ms`), the CPU of every thread of "
+               "the process (`burst_cpu_ms`), and the memory floor measured in the same run (`floor_ms`).")
+    out.append("")
+    out.append("| backend | run | burst mean (ms) | p99 (ms) | max (ms) | burst_lua_ms | dig_batch CPU (ms) | "
+               "send_loop_ms | burst_cpu_ms | floor_ms | burst ÷ floor | p99 ÷ floor |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    any_row = False
+    for b in backends:
+        r = runs.get(("burst", b))
+        if not r:
+            continue
+        for i, d in enumerate(r.get("repeats") or [r], 1):
+            if "burst_lua_ms" not in d:
+                continue
+            any_row = True
+            fl = d.get("floor_ms") or 0
+            out.append(f"| {b} | {i} | {fnum(d['burst_ms_mean'])} | {fnum(d['p99_ms'])} | {fnum(d['max_ms'])} | "
+                       f"{fnum(d['burst_lua_ms'], 3)} | {fnum(d['burst_dig_batch_cpu_ms'], 3)} | "
+                       f"{fnum(d['send_loop_ms'], 3)} | {fnum(d['burst_cpu_ms'], 3)} | {fnum(fl, 3)} | "
+                       f"{ratio(d['burst_ms_mean'], fl)} | {ratio(d['p99_ms'], fl)} |")
+    if not any_row:
+        return []
+    n, l = runs.get(("burst", "native")), runs.get(("burst", "lua"))
+    if n and l:
+        out.append("")
+        out.append(f"Native ÷ legacy on each backend's worst run: burst mean {ratio(n['burst_ms_mean'], l['burst_ms_mean'])}, "
+                   f"p99 {ratio(n['p99_ms'], l['p99_ms'])}, Lua thread in calls "
+                   f"{ratio(n.get('burst_lua_ms'), l.get('burst_lua_ms'))}, CPU of all threads "
+                   f"{ratio(n.get('burst_cpu_ms'), l.get('burst_cpu_ms'))}.")
+    out.append("")
+    return out
+
+
+def load_section(runs, backends):
+    """The burst beside a competing CPU load (issue 16 item 4)."""
+    rows = []
+    for b in backends:
+        q, ld = runs.get(("burst", b)), runs.get(("burst-load", b))
+        if not q or not ld:
+            continue
+        reps = q.get("repeats") or [q]
+        med = median([d["p99_ms"] for d in reps])
+        w = max(d["p99_ms"] for d in reps)
+        rows.append(f"| {b} | {fnum(med)} | {fnum(w)} | {fnum(ld['p99_ms'])} | {ld['p99_ms'] - med:+.2f} ms | "
+                    f"{ratio(ld['p99_ms'], med)} | {fnum(ld['max_ms'])} | {fnum(ld.get('burst_cpu_ms'), 3)} | "
+                    f"{fnum(ld.get('loadavg_1m'), 2)} |")
+    if not rows:
+        return []
+    out = ["### Beside a competing CPU load", ""]
+    out.append("The burst scenario once more while one busy process (a shell loop, same nice value as the "
+               "bench) runs on the same machine: it is started 1 s before the run and killed by its pid "
+               "after it. How far p99 moves from the quiet runs (their median):")
+    out.append("")
+    out.append("| backend | quiet p99, median (ms) | quiet p99, worst (ms) | loaded p99 (ms) | moved by | loaded ÷ quiet | "
+               "loaded max (ms) | loaded burst_cpu_ms | load average at the end |")
+    out.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|")
+    out += rows
+    out.append("")
+    return out
+
+
+def fit_scaling(points):
+    """Least squares of y = serial + parallel / w over (w, y) points; returns
+    (serial, parallel, rms residual) or None with fewer than 2 distinct w."""
+    xs = [1.0 / w for w, _ in points]
+    ys = [y for _, y in points]
+    n = len(points)
+    if n < 2 or len(set(xs)) < 2:
+        return None
+    mx, my = sum(xs) / n, sum(ys) / n
+    sxx = sum((x - mx) ** 2 for x in xs)
+    sxy = sum((x - mx) * (y - my) for x, y in zip(xs, ys))
+    par = sxy / sxx
+    ser = my - par * mx
+    rms = (sum((ser + par * x - y) ** 2 for x, y in zip(xs, ys)) / n) ** 0.5
+    return ser, par, rms
+
+
+def sweep_section(runs, meta_):
+    """The --workers sweep and its scaling model (issue 16 item 5)."""
+    pts = sorted(((r["workers"], r) for (label, b), r in runs.items()
+                  if label.startswith("workers-") and b == "native"), key=lambda x: x[0])
+    if not pts:
+        return []
+    out = ["### Cores: the `--workers` sweep", ""]
+    out.append(f"The burst scenario on native with 1 .. {pts[-1][0]} workers (this machine: `nproc` = "
+               f"{meta_.get('nproc', '?')}).")
+    out.append("")
+    out.append("| workers | burst mean (ms) | p99 (ms) | max (ms) | burst_lua_ms | burst_cpu_ms | floor_ms |")
+    out.append("|---:|---:|---:|---:|---:|---:|---:|")
+    for w, r in pts:
+        out.append(f"| {w} | {fnum(r['burst_ms_mean'])} | {fnum(r['p99_ms'])} | {fnum(r['max_ms'])} | "
+                   f"{fnum(r.get('burst_lua_ms'), 3)} | {fnum(r.get('burst_cpu_ms'), 3)} | {fnum(r.get('floor_ms'), 3)} |")
+    out.append("")
+    for key, what in (("burst_ms_mean", "burst mean"), ("p99_ms", "p99")):
+        fit = fit_scaling([(w, r[key]) for w, r in pts])
+        if not fit:
+            out.append(f"{what}: one worker count only; no fit.")
+            out.append("")
+            continue
+        ser, par, rms = fit
+        pred = ", ".join(f"{c} cores {ser + par / c:.2f} ms" for c in (8, 16, 32))
+        out.append(f"**Model, {what}** (least squares over the {len(pts)} points, `serial + parallel / workers`): "
+                   f"serial {ser:.2f} ms + parallel {par:.2f} ms / workers (rms residual {rms:.2f} ms). "
+                   f"Predicted: {pred}."
+                   + (" **The parallel part is negative**: on this machine more workers made the burst slower "
+                      "(they compete with the game loop's thread and each other for the cores), so the model does "
+                      "not describe this machine and the predictions mean nothing." if par < 0 else ""))
+        out.append("")
+    out.append("How far to trust it: with as many points as this machine has cores, the fit has "
+               f"{max(0, len(pts) - 2)} degree(s) of freedom (with 2 points it is exact, so the residual says "
+               "nothing). On a 2-core machine the game loop's thread shares the cores with the workers, so "
+               "the last point mixes contention into the parallel part; the model also ignores memory "
+               "bandwidth, which the workers share. The sweep runs on whatever machine the bench is on: a "
+               "bigger machine checks the prediction.")
+    out.append("")
+    return out
 
 
 def render(results_path, doc_path):
@@ -391,9 +554,11 @@ def render(results_path, doc_path):
     out.append("")
     out.append("## Game-server harness: legacy vs native")
     out.append("")
-    if meta_.get("quick"):
-        out.append("> **Quick run** (`bench/run.sh --quick`): short scenarios, a smoke test of the "
-                   "pipeline. Run `make bench` for the real figures.")
+    if meta_.get("quick") or meta_.get("small"):
+        what = " and ".join(x for x, on in (("short scenarios (`--quick`)", meta_.get("quick")),
+                                              ("a small world (`--small`)", meta_.get("small"))) if on)
+        out.append(f"> **Validation run** ({what}): a smoke test of the pipeline, not the recorded "
+                   "figures. Run `make bench` for those.")
         out.append("")
     for b, err in missing.items():
         first = err.strip().splitlines()[0] if err.strip() else "(no message)"
@@ -450,24 +615,30 @@ def render(results_path, doc_path):
     out.append("```")
     out.append("")
 
-    out.append("### Targets")
+    out.append("### Targets (issue 16)")
     out.append("")
+    note = scale_note(runs)
+    if note:
+        out.append(note)
+        out.append("")
     out.append(targets(runs, missing, meta_))
     out.append("")
     reps = (runs.get(("burst", "native")) or {}).get("repeats")
-    out.append("How each verdict is computed: the burst rows use the `burst` run (bursts of 12,000 digs, "
-               "one per second; every dig submitted after the warm-up counted, the first seconds "
-               "left out as the scenario says"
-               + (f"; the scenario runs {len(reps)} times per backend and the rows use each backend's run "
-                  "with the median p99, except \"no dig over 20 ms\" and RSS, which take the worst of "
-                  "all runs" if reps else "")
-               + "); the steady row uses the `steady` run; throughput is "
-               "`burst packets/s` (a burst's packets over the time from its `dig_batch` to its last packet "
-               "polled, summed over the bursts) of native over legacy; RSS is the largest `VmHWM` of the "
-               "native steady and burst runs (whole process: LuaJIT, harness, backend); the heap row compares "
-               "`collectgarbage('count')` after full GCs at the 5 s checkpoint and at the end of the 60 s "
-               "steady run. \"How far\" is measured / limit.")
+    out.append("How each verdict is computed: the burst rows use the `burst` scenario (one burst per second; "
+               "every dig submitted after the warm-up counted"
+               + (f"; it runs {len(reps)} times per backend and every burst row takes the WORST of the "
+                  "runs, each figure on its own" if reps else "")
+               + "); the loaded row is the `burst-load` run; the steady row the `steady` run; RSS is the largest "
+               "`VmHWM` of the native steady and burst runs (whole process: LuaJIT, harness, backend); the heap "
+               "row compares `collectgarbage('count')` after full GCs at the checkpoint and at the end of the "
+               "steady run. \"How far\" is measured / limit; \"÷ floor_ms\" divides the figure by the memory "
+               "floor of the same day's burst (writing and reading the burst's bytes once); \"native ÷ legacy\" "
+               "by legacy's figure. The machine drifts by 2× from day to day: the ratios are what to compare "
+               "across days.")
     out.append("")
+    out += share_section(runs, backends)
+    out += load_section(runs, backends)
+    out += sweep_section(runs, meta_)
 
     titles = {
         "steady": "Steady load at 20 Hz",
@@ -475,10 +646,12 @@ def render(results_path, doc_path):
         "fast": "As fast as it goes (`--fast`)",
     }
     for label in order:
-        if label.startswith("aoi-"):
+        if label.startswith("aoi-") or label.startswith("workers-") or label == "burst-load":
             continue
         cols = [b for b in backends if (label, b) in runs]
         r0 = runs[(label, cols[0])]
+        if label == "burst":
+            titles["burst"] = f"{r0['burst']:,}-dig burst"
         out.append(f"### {titles.get(label, label)}")
         out.append("")
         out.append(f"`{label}`: {scenario_flags(r0)}. Harness flags: `{harness_flags(r0).split(' ', 2)[2]}`.")
@@ -488,7 +661,7 @@ def render(results_path, doc_path):
         for b in cols:
             r = runs[(label, b)]
             if r.get("repeats"):
-                out.append(f"{b}: the table shows run {r['repeat_index']} of {len(r['repeats'])} (the median p99). "
+                out.append(f"{b}: the table shows run {r['repeat_index']} of {len(r['repeats'])} (the worst p99). "
                            "Every run, in order:")
                 out.append("")
                 out.append("| run | p99 (ms) | max (ms) | burst mean (ms) | each burst, submit → last packet (ms) | burst packets/s |")
@@ -568,6 +741,18 @@ def render(results_path, doc_path):
         "While polling, the send loop only notes when each dig completed; the per-dig bookkeeping "
         "(histogram, counters, checks; ≈45–50 ns per dig, `account_ns_per_dig`) runs when `poll_into` "
         "returns nothing or the tick ends, so the measuring does not delay the digs it measures.")
+    out.append(
+        "* **A burst's share** (issue 16): a burst's window opens just before the `dig_batch` that carries it "
+        "and closes after the first `poll_into` that returns its last dig and leaves the buffer not full. "
+        "`burst_lua_ms` is the wall time (`CLOCK_MONOTONIC`) inside `dig_batch` and every `poll_into` in the "
+        "window (not `r:wait`, which only blocks); `send_loop_ms` the wall time of the harness's per-packet "
+        "loop in the window; `burst_cpu_ms` the CPU of every thread of the process over the window "
+        "(`getrusage(RUSAGE_SELF)` before and after, through LuaJIT's FFI; it includes the send loop and "
+        "any worker spinning); each the mean over the measured bursts. `floor_ms` is measured in the same "
+        "process after the run: `ffi.fill` of the mean burst's bytes (packets × 128) then one 32-bit load "
+        "from every 64-byte line, on one thread, the fastest of 5 passes over a buffer touched once before; "
+        "about 22 MB for a 12,000-dig burst, more than the last-level cache, so it is memory bound. "
+        "`burst_floor_x` = burst mean ÷ floor_ms.")
     out.append(
         "* **Load**: players walk between dig sites (half the sites lie in 256 treasure fields), stand "
         "next to the site and dig it, so nearly every dig is FOUND; each tick sends one `move_batch` with "
