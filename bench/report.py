@@ -295,7 +295,8 @@ def targets(runs, missing, meta_):
         v = worst(r_n, key) if worst_of_runs else (r_n or {}).get(key)
         lv = worst(r_l, key) if worst_of_runs else (r_l or {}).get(key)
         if v is None:
-            row(name, "–", lv if lv is not None else "–", None, "native not run")
+            row(name, "–", lv if lv is not None else "–", None,
+                "native not run" if not r_n else f"`{key}` not in these results (recorded before it existed)")
         else:
             row(name, v, lv if lv is not None else "–", v <= limit, over(v, limit) + f" ({unit})", fl)
 
@@ -310,7 +311,7 @@ def targets(runs, missing, meta_):
         judged("burst p99 ≤ 20 ms beside a competing CPU load (one run)", "p99_ms", 20, "ms",
                n_load, l_load, n_load.get("floor_ms"), worst_of_runs=False)
     else:
-        row("burst p99 ≤ 20 ms beside a competing CPU load", "–", "–", None, "not run (BENCH_LOAD=0?)")
+        row("burst p99 ≤ 20 ms beside a competing CPU load", "–", "–", None, "not run in this bench")
     judged("steady 20 Hz p99 ≤ 0.5 ms", "p99_ms", 0.5, "ms", n_s, l_s, fl_n, worst_of_runs=False)
     # RSS: the largest of steady and every burst run
     nat = [x for x in (worst(n_s, "peak_rss_mb"), worst(n_b, "peak_rss_mb")) if x is not None]
