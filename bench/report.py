@@ -439,10 +439,12 @@ def render(results_path, doc_path):
         "window (not `r:wait`, which only blocks); `send_loop_ms` the wall time of the harness's per-packet "
         "loop in the window; `burst_cpu_ms` the CPU of every thread of the process over the window "
         "(`getrusage(RUSAGE_SELF)` before and after, through LuaJIT's FFI; it includes the send loop and "
-        "any worker spinning); each the mean over the measured bursts. `floor_ms` is measured in the same "
+        "any worker spinning, not the harness's per-dig bookkeeping, which waits until the window closes); "
+        "each the mean over the measured bursts. `floor_ms` is measured in the same "
         "process after the run: `ffi.fill` of the mean burst's bytes (packets × 128) then one 32-bit load "
         "from every 64-byte line, on one thread, the fastest of 5 passes over a buffer touched once before; "
-        "about 22 MB for a 12,000-dig burst, more than the last-level cache, so it is memory bound. "
+        "about 22.5 MB for a 12,000-dig burst: bound by whichever level holds that many bytes (RAM, or a "
+        "last-level cache of 32 MB or more, as this 2-core VM reports), the levels the burst's packets pass through. "
         "`burst_floor_x` = burst mean ÷ floor_ms.")
     out.append(
         "* **Load**: players walk between dig sites (half the sites lie in 256 treasure fields), stand "

@@ -111,10 +111,12 @@ end
 -- the physical floor of a burst: the time to write `bytes` bytes once
 -- (ffi.fill, i.e. memset) and read them once (one 32-bit load from every
 -- 64-byte cache line, so that every line comes back from memory), on one
--- thread. A burst of 12,000 digs is ~170,000 packets, 22 MB: more than the
--- last-level cache, so this is memory bound. The buffer is touched once
--- before the timed passes (no page faults timed); the fastest of `passes`
--- passes is the floor. Returns ms (0 when passes or bytes is 0).
+-- thread. A burst of 12,000 digs is ~175,000 packets, 22.5 MB: bound by
+-- whichever level of the memory hierarchy holds that many bytes (RAM, or a
+-- last-level cache of 32 MB or more), the same levels the burst's packets
+-- pass through. The buffer is touched once before the timed passes (no page
+-- faults timed); the fastest of `passes` passes is the floor. Returns ms (0
+-- when passes or bytes is 0).
 ---------------------------------------------------------------------------
 function M.floor_ms(bytes, passes)
   if passes <= 0 or bytes < 64 then return 0 end
