@@ -186,8 +186,8 @@ function M.run(ctx)
     -- 3. send loop
     next_tick = next_tick + TICK
     while true do
-      -- the thread CPU clock is a ~0.6 us system call: split the send loop's
-      -- CPU between poll_into and the checks on one poll in 16 only
+      -- the thread CPU clock is a system call, not a vDSO read: split the
+      -- send loop's CPU between poll_into and the checks on one poll in 16 only
       local timed = band(st.polls, 15) == 0
       st.polls = st.polls + 1
       local n, t = poll_once(timed)

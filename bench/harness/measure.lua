@@ -30,13 +30,14 @@ local CLOCK_MONOTONIC, CLOCK_THREAD_CPUTIME_ID, RUSAGE_SELF = 1, 3, 0
 local ts_now, ts_cpu, ts_sleep = ffi.new("harness_timespec"), ffi.new("harness_timespec"), ffi.new("harness_timespec")
 local ru = ffi.new("harness_rusage")
 
---- Seconds, CLOCK_MONOTONIC (vDSO: tens of ns, cheap enough per call).
+--- Seconds, CLOCK_MONOTONIC (a vDSO read, no system call: cheap enough per call).
 function M.now()
   C.harness_clock_gettime(CLOCK_MONOTONIC, ts_now)
   return (ts_now.sec_hi * 4294967296 + ts_now.sec_lo) + ts_now.nsec_lo * 1e-9
 end
 
---- Seconds of this thread's CPU time (immune to preemption; a ~0.6 us system call).
+--- Seconds of this thread's CPU time (immune to preemption; a real system call,
+-- so the hot loop reads it sparingly).
 function M.cpu_now()
   C.harness_clock_gettime(CLOCK_THREAD_CPUTIME_ID, ts_cpu)
   return (ts_cpu.sec_hi * 4294967296 + ts_cpu.sec_lo) + ts_cpu.nsec_lo * 1e-9
@@ -111,10 +112,9 @@ end
 -- the physical floor of a burst: the time to write `bytes` bytes once
 -- (ffi.fill, i.e. memset) and read them once (one 32-bit load from every
 -- 64-byte cache line, so that every line comes back from memory), on one
--- thread. A burst of 12,000 digs is ~175,000 packets, 22.5 MB: bound by
--- whichever level of the memory hierarchy holds that many bytes (RAM, or a
--- last-level cache of 32 MB or more), the same levels the burst's packets
--- pass through. The buffer is touched once before the timed passes (no page
+-- thread: bound by whichever level of the memory hierarchy holds that many
+-- bytes (RAM, or a large last-level cache), the levels the burst's packets
+-- pass through (sizes for the 12,000-dig burst: docs/BENCHMARKS.md). The buffer is touched once before the timed passes (no page
 -- faults timed); the fastest of `passes` passes is the floor. Returns ms (0
 -- when passes or bytes is 0).
 ---------------------------------------------------------------------------

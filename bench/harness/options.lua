@@ -36,7 +36,7 @@ usage: luajit bench/harness.lua [flags]
                          (200; 0 = spin)
   --poll-max N           packets per poll_into call: the send buffer (4096, 512 kB;
                          smaller buffers cost more per packet in calls and loop
-                         entries than they gain in cache: 256 measured ~10 ns worse)
+                         entries than they gain in cache: docs/BENCHMARKS.md)
   --digest               hash the whole packet stream (every byte but t_us and crc,
                          which carry the wall clock) to compare backends; use with
                          --fast so that timing cannot change what is dug
