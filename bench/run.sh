@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # bench/run.sh: the harness benchmark, legacy vs native, back to back.
 #
-#   bench/run.sh                 full run (an estimate: ~10 min with both backends)
+#   bench/run.sh                 full run (~7 min with both backends on 2 cores: an estimate)
 #   bench/run.sh --quick         short runs, same scenarios (a smoke test of the pipeline)
 #   bench/run.sh --small         a small world (2,000 players, 10,000 sites, 2,000-dig
 #                                bursts): for validating on a shared machine
