@@ -30,7 +30,7 @@ threads_ns() {
   done
   echo "$sum_c $sum_w"
 }
-luajit examples/harness.lua --backend native --seed 1 --digs-per-tick 0 --burst 12000 \
+luajit bench/harness.lua --backend native --seed 1 --digs-per-tick 0 --burst 12000 \
   --seconds 12 --warmup 2 --json --quiet "$@" >"$out" 2>/dev/null &
 pid=$!
 sleep 2.5; w1=$(threads_ns $pid workers); m1=$(threads_ns $pid main)
@@ -46,8 +46,9 @@ wait_workers = (w2[1] - w1[1]) / 8 / 1e6
 wait_main = (m2[1] - m1[1]) / 8 / 1e6
 send = packets * (d["poll_ns_per_packet"] + d["harness_ns_per_packet"]) / 1e6
 call = d["burst_dig_batch_cpu_ms"]
-print(f"per 12,000-dig burst ({packets:,.0f} packets): workers {workers:.2f} ms CPU "
-      f"({workers / 12000 * 1e6:.0f} ns per dig); Lua thread: dig_batch {call:.2f} ms CPU "
+digs = d["burst"]
+print(f"per {digs:,}-dig burst ({packets:,.0f} packets): workers {workers:.2f} ms CPU "
+      f"({workers / digs * 1e6:.0f} ns per dig); Lua thread: dig_batch {call:.2f} ms CPU "
       f"({d['burst_dig_batch_wall_ms']:.2f} ms wall), send loop {send:.2f} ms CPU "
       f"(poll_into {d['poll_ns_per_packet']:.1f} + harness {d['harness_ns_per_packet']:.1f} ns/packet); "
       f"floor on 2 cores {(workers + send + call) / 2:.2f} ms; "

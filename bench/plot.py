@@ -3,7 +3,7 @@
 
     python3 bench/plot.py --out docs/latency.svg lat-lua-steady.txt lat-native-burst.txt ...
 
-Each input is a file written by `examples/harness.lua --latency-out FILE`
+Each input is a file written by `bench/harness.lua --latency-out FILE`
 (one dig latency in ms per line), named lat-<backend>-<scenario>.txt. Draws
 one panel per scenario with the CDF of every backend on a log x axis, and
 marks the 2 ms / 8 ms / 20 ms limits of the targets.

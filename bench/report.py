@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """bench/report.py: the harness section of docs/BENCHMARKS.md.
 
-    python3 bench/report.py meta [--quick 0|1] [--command CMD]   # one JSON line: this machine
+    python3 bench/report.py meta [--quick 0|1] [--small 0|1] [--command CMD]   # one JSON line: this machine
     python3 bench/report.py render RESULTS.jsonl docs/BENCHMARKS.md
 
 `render` reads the JSON lines bench/run.sh collected (a "meta" line, one line
@@ -22,6 +22,11 @@ import platform
 import re
 import subprocess
 import sys
+
+# bench/ is on sys.path (this script's directory); no __pycache__ in the checkout
+sys.dont_write_bytecode = True
+from report_fmt import fnum, ratio  # noqa: E402
+from report_issue16 import fold_repeats, load_section, scale_note, share_section, sweep_section, targets  # noqa: E402
 
 BEGIN = "<!-- harness:begin -->"
 END = "<!-- harness:end -->"
@@ -57,11 +62,14 @@ def sh(*cmd):
 
 
 def meta(argv):
-    quick, command = "0", "bench/run.sh"
+    quick, small, command = "0", "0", "bench/run.sh"
     i = 0
     while i < len(argv):
         if argv[i] == "--quick":
             quick = argv[i + 1]
+            i += 2
+        elif argv[i] == "--small":
+            small = argv[i + 1]
             i += 2
         elif argv[i] == "--command":
             command = argv[i + 1]
@@ -107,47 +115,9 @@ def meta(argv):
         "commit": commit + ("+dirty" if dirty else ""),
         "loadavg": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
         "quick": quick == "1",
+        "small": small == "1",
         "command": command,
     }))
-
-
-# --------------------------------------------------------------------------
-# formatting
-
-
-def fnum(v, nd=None):
-    if v is None:
-        return "–"
-    if isinstance(v, bool):
-        return "yes" if v else "no"
-    if isinstance(v, int) or (isinstance(v, float) and v.is_integer() and abs(v) >= 1000):
-        return f"{int(v):,}"
-    if nd is not None:
-        return f"{v:,.{nd}f}"
-    a = abs(v)
-    if a >= 100:
-        return f"{v:,.0f}"
-    if a >= 10:
-        return f"{v:.1f}"
-    if a >= 1:
-        return f"{v:.2f}"
-    return f"{v:.3f}"
-
-
-def ratio(n, l):
-    if n is None or l is None or not isinstance(n, (int, float)) or not isinstance(l, (int, float)):
-        return "–"
-    if isinstance(n, bool) or isinstance(l, bool):
-        return "–"
-    if l == 0:
-        return "–" if n == 0 else "∞"
-    r = n / l
-    if r >= 100:
-        return f"{r:,.0f}×"
-    if r >= 10:
-        return f"{r:.1f}×"
-    return f"{r:.2f}×"
-
 
 # (key, label, decimals) rows of the per-scenario tables
 ROWS = [
@@ -165,6 +135,12 @@ ROWS = [
     ("burst_packets_per_s", "packets/s in bursts (submit → last packet)", None),
     ("burst_ms_mean", "burst: submit → last packet, mean (ms)", None),
     ("burst_ms_max", "burst: submit → last packet, max (ms)", None),
+    ("burst_lua_ms", "burst: Lua thread inside resolver calls, mean (ms)", 3),
+    ("burst_dig_batch_cpu_ms", "burst: its dig_batch call, CPU (ms)", 3),
+    ("send_loop_ms", "burst: the harness's send loop, mean (ms)", 3),
+    ("burst_cpu_ms", "burst: CPU of all threads, mean (ms)", 3),
+    ("floor_ms", "floor: write + read the burst's bytes once (ms)", 3),
+    ("burst_floor_x", "burst mean ÷ floor", 1),
     ("busy", "dig_batch busy refusals", None),
     ("poll_ns_per_packet", "poll_into CPU per packet (ns)", 1),
     ("harness_ns_per_packet", "harness send-loop checks, CPU per packet (ns)", 1),
@@ -181,7 +157,8 @@ ROWS = [
     ("errors", "harness check errors", None),
 ]
 
-BURST_ONLY = {"burst_packets_per_s", "burst_ms_mean", "burst_ms_max"}
+BURST_ONLY = {"burst_packets_per_s", "burst_ms_mean", "burst_ms_max", "burst_lua_ms", "burst_dig_batch_cpu_ms",
+              "send_loop_ms", "burst_cpu_ms", "floor_ms", "burst_floor_x"}
 
 
 def scenario_table(label, runs, backends):
@@ -239,129 +216,6 @@ def harness_flags(r):
     return f
 
 
-def targets(runs, missing, meta_):
-    """The native targets, computed from the measured JSON."""
-    n_b, l_b = runs.get(("burst", "native")), runs.get(("burst", "lua"))
-    n_s, l_s = runs.get(("steady", "native")), runs.get(("steady", "lua"))
-    rows = []
-
-    def row(name, native_val, legacy_val, ok, off):
-        if ok is None:
-            verdict = "not measured"
-        else:
-            verdict = "**pass**" if ok else "**FAIL**"
-        rows.append(f"| {name} | {native_val} | {legacy_val} | {verdict} | {off} |")
-
-    def lat(r, k):
-        return fnum(r[k]) + " ms" if r else "–"
-
-    # 1. burst p99
-    if n_b:
-        v = n_b["p99_ms"]
-        note = repeats_note(n_b)
-        row("12,000-dig burst, 12,000 players: p99 ≤ 8 ms", lat(n_b, "p99_ms"), lat(l_b, "p99_ms"),
-            v <= 8, f"{v / 8:.2f}× the limit" + ("" if v <= 8 else f" ({v - 8:.2f} ms over)")
-            + (f" ({note})" if note else ""))
-    else:
-        row("12,000-dig burst, 12,000 players: p99 ≤ 8 ms", "–", lat(l_b, "p99_ms"), None, "native not run")
-    # 2. burst: no dig over 20 ms (in any run, when the scenario was repeated)
-    def misses(r):
-        return r.get("misses_20ms_all", r["misses_20ms"]), r.get("max_ms_all", r["max_ms"])
-    if n_b:
-        m, mx = misses(n_b)
-        every = f" in all {len(n_b['repeats'])} runs" if n_b.get("repeats") else ""
-        row("12,000-dig burst: no dig over 20 ms", f"{m:,} over{every} (max {fnum(mx)} ms)",
-            "{:,} over (max {} ms)".format(misses(l_b)[0], fnum(misses(l_b)[1])) if l_b else "–",
-            m == 0, f"max {mx / 20:.2f}× the limit" + (f", {m:,} digs late" if m else ""))
-    else:
-        row("12,000-dig burst: no dig over 20 ms", "–", "–", None, "native not run")
-    # 3. steady p99
-    if n_s:
-        v = n_s["p99_ms"]
-        row("steady 20 Hz: p99 ≤ 2 ms", lat(n_s, "p99_ms"), lat(l_s, "p99_ms"),
-            v <= 2, f"{v / 2:.2f}× the limit" + ("" if v <= 2 else f" ({v - 2:.2f} ms over)"))
-    else:
-        row("steady 20 Hz: p99 ≤ 2 ms", "–", lat(l_s, "p99_ms"), None, "native not run")
-    # 4. throughput
-    if n_b and l_b and l_b.get("burst_packets_per_s"):
-        rr = n_b["burst_packets_per_s"] / l_b["burst_packets_per_s"]
-        row("burst throughput (packets/s) ≥ 50× legacy", f"{n_b['burst_packets_per_s']:,}/s",
-            f"{l_b['burst_packets_per_s']:,}/s", rr >= 50,
-            f"{rr:.1f}× legacy" + ("" if rr >= 50 else f" ({50 / rr:.1f}× short)"))
-    else:
-        row("burst throughput (packets/s) ≥ 50× legacy",
-            f"{n_b['burst_packets_per_s']:,}/s" if n_b else "–",
-            f"{l_b['burst_packets_per_s']:,}/s" if l_b else "–", None, "needs both backends")
-    # 5. RSS
-    nat = [r for r in (n_s, n_b) if r]
-    leg = [r for r in (l_s, l_b) if r]
-    if nat:
-        v = max(r["peak_rss_mb"] for r in nat)
-        row("peak RSS ≤ 64 MB (12,000 players, 100,000 sites; max of steady and burst)", f"{v:.1f} MB",
-            f"{max(r['peak_rss_mb'] for r in leg):.1f} MB" if leg else "–", v <= 64,
-            f"{v / 64:.2f}× the limit" + ("" if v <= 64 else f" ({v - 64:.1f} MB over)"))
-    else:
-        row("peak RSS ≤ 64 MB", "–", "–", None, "native not run")
-    # 6. heap flat
-    def growth(r):
-        if not r or r.get("lua_heap_kb_checkpoint", -1) < 0:
-            return None
-        return r["lua_heap_kb_end"] - r["lua_heap_kb_checkpoint"]
-    g_n, g_l = growth(n_s), growth(l_s)
-    name = "Lua heap flat over a 60 s run (end − checkpoint at 5 s, both after a full GC, ≤ 1024 kB)"
-    short = n_s is not None and n_s["seconds"] < 60
-    if g_n is not None:
-        row(name, f"{g_n:+,.0f} kB", f"{g_l:+,.0f} kB" if g_l is not None else "–", g_n <= 1024,
-            f"{g_n / 1024:+.2f} MB" + (f" (run was only {n_s['seconds']:g} s)" if short else ""))
-    else:
-        row(name, "–", f"{g_l:+,.0f} kB" if g_l is not None else "–", None, "native not run")
-
-    head = ["| target (native) | native | legacy (reference) | verdict | how far |",
-            "|---|---:|---:|:---:|---|"]
-    return "\n".join(head + rows)
-
-
-def fold_repeats(runs, order):
-    """Repeated runs of one scenario (labels `burst#1`, `burst#2`, ...) become
-    one entry `burst` per backend: the run with the median p99, carrying
-    `repeats` (every run, in order) so the tables can show them all and the
-    all-runs rules (no dig over 20 ms, peak RSS) can use the worst. A
-    burst's p99 follows its slowest bursts, and this VM's speed drifts by
-    ±20% from minute to minute: the median of three runs is the figure one
-    rerun is most likely to reproduce."""
-    groups = {}
-    for (label, b), d in list(runs.items()):
-        if "#" in label:
-            groups.setdefault((label.split("#")[0], b), []).append((label, d))
-    for (base, b), items in groups.items():
-        items.sort(key=lambda x: int(x[0].split("#")[1]))
-        reps = [d for _, d in items]
-        # the upper median when the count is even: never the flattering one
-        med = sorted(reps, key=lambda d: d["p99_ms"])[len(reps) // 2]
-        pick = dict(med)
-        pick["label"] = base
-        pick["repeats"] = reps
-        pick["repeat_index"] = reps.index(med) + 1
-        pick["misses_20ms_all"] = sum(d["misses_20ms"] for d in reps)
-        pick["max_ms_all"] = max(d["max_ms"] for d in reps)
-        pick["peak_rss_mb"] = max(d["peak_rss_mb"] for d in reps)
-        first = min((order.index(label) for label, _ in items if label in order), default=len(order))
-        for label, _ in items:
-            del runs[(label, b)]
-        if base not in order:
-            order.insert(first, base)
-        order[:] = [label for label in order if "#" not in label]
-        runs[(base, b)] = pick
-
-
-def repeats_note(r):
-    """`p99 of each run: a, b, c ms (median: run k)` for a folded run."""
-    if not r or not r.get("repeats"):
-        return ""
-    p99s = ", ".join(fnum(d["p99_ms"]) for d in r["repeats"])
-    return f"p99 of the {len(r['repeats'])} runs: {p99s} ms; this is run {r['repeat_index']}"
-
-
 def render(results_path, doc_path):
     meta_, runs, missing, failed = {}, {}, {}, []
     order = []
@@ -391,9 +245,11 @@ def render(results_path, doc_path):
     out.append("")
     out.append("## Game-server harness: legacy vs native")
     out.append("")
-    if meta_.get("quick"):
-        out.append("> **Quick run** (`bench/run.sh --quick`): short scenarios, a smoke test of the "
-                   "pipeline. Run `make bench` for the real figures.")
+    if meta_.get("quick") or meta_.get("small"):
+        what = " and ".join(x for x, on in (("short scenarios (`--quick`)", meta_.get("quick")),
+                                              ("a small world (`--small`)", meta_.get("small"))) if on)
+        out.append(f"> **Validation run** ({what}): a smoke test of the pipeline, not the recorded "
+                   "figures. Run `make bench` for those.")
         out.append("")
     for b, err in missing.items():
         first = err.strip().splitlines()[0] if err.strip() else "(no message)"
@@ -446,28 +302,34 @@ def render(results_path, doc_path):
     out.append("```sh")
     ex = runs.get(("burst", "native")) or runs.get(("burst", "lua"))
     out.append("LUA_PATH='lua/?.lua;lua/?/init.lua;;' LUA_CPATH='build/?.so;;' \\")
-    out.append("  luajit examples/harness.lua " + (harness_flags(ex) if ex else "--digs-per-tick 0 --burst 12000 --seconds 13 --warmup 3"))
+    out.append("  luajit bench/harness.lua " + (harness_flags(ex) if ex else "--digs-per-tick 0 --burst 12000 --seconds 13 --warmup 3"))
     out.append("```")
     out.append("")
 
-    out.append("### Targets")
+    out.append("### Targets (issue 16)")
     out.append("")
+    note = scale_note(runs)
+    if note:
+        out.append(note)
+        out.append("")
     out.append(targets(runs, missing, meta_))
     out.append("")
     reps = (runs.get(("burst", "native")) or {}).get("repeats")
-    out.append("How each verdict is computed: the burst rows use the `burst` run (bursts of 12,000 digs, "
-               "one per second; every dig submitted after the warm-up counted, the first seconds "
-               "left out as the scenario says"
-               + (f"; the scenario runs {len(reps)} times per backend and the rows use each backend's run "
-                  "with the median p99, except \"no dig over 20 ms\" and RSS, which take the worst of "
-                  "all runs" if reps else "")
-               + "); the steady row uses the `steady` run; throughput is "
-               "`burst packets/s` (a burst's packets over the time from its `dig_batch` to its last packet "
-               "polled, summed over the bursts) of native over legacy; RSS is the largest `VmHWM` of the "
-               "native steady and burst runs (whole process: LuaJIT, harness, backend); the heap row compares "
-               "`collectgarbage('count')` after full GCs at the 5 s checkpoint and at the end of the 60 s "
-               "steady run. \"How far\" is measured / limit.")
+    out.append("How each verdict is computed: the burst rows use the `burst` scenario (one burst per second; "
+               "every dig submitted after the warm-up counted"
+               + (f"; it runs {len(reps)} times per backend and every burst row takes the WORST of the "
+                  "runs, each figure on its own" if reps else "")
+               + "); the loaded row is the `burst-load` run; the steady row the `steady` run; RSS is the largest "
+               "`VmHWM` of the native steady and burst runs (whole process: LuaJIT, harness, backend); the heap "
+               "row compares `collectgarbage('count')` after full GCs at the checkpoint and at the end of the "
+               "steady run. \"How far\" is measured / limit; \"÷ floor_ms\" divides the figure by the memory "
+               "floor of the same day's burst (writing and reading the burst's bytes once); \"native ÷ legacy\" "
+               "by legacy's figure. The machine drifts by 2× from day to day: the ratios are what to compare "
+               "across days.")
     out.append("")
+    out += share_section(runs, backends)
+    out += load_section(runs, backends)
+    out += sweep_section(runs, meta_)
 
     titles = {
         "steady": "Steady load at 20 Hz",
@@ -475,10 +337,12 @@ def render(results_path, doc_path):
         "fast": "As fast as it goes (`--fast`)",
     }
     for label in order:
-        if label.startswith("aoi-"):
+        if label.startswith("aoi-") or label.startswith("workers-") or label == "burst-load":
             continue
         cols = [b for b in backends if (label, b) in runs]
         r0 = runs[(label, cols[0])]
+        if label == "burst":
+            titles["burst"] = f"{r0['burst']:,}-dig burst"
         out.append(f"### {titles.get(label, label)}")
         out.append("")
         out.append(f"`{label}`: {scenario_flags(r0)}. Harness flags: `{harness_flags(r0).split(' ', 2)[2]}`.")
@@ -488,7 +352,7 @@ def render(results_path, doc_path):
         for b in cols:
             r = runs[(label, b)]
             if r.get("repeats"):
-                out.append(f"{b}: the table shows run {r['repeat_index']} of {len(r['repeats'])} (the median p99). "
+                out.append(f"{b}: the table shows run {r['repeat_index']} of {len(r['repeats'])} (the worst p99). "
                            "Every run, in order:")
                 out.append("")
                 out.append("| run | p99 (ms) | max (ms) | burst mean (ms) | each burst, submit → last packet (ms) | burst packets/s |")
@@ -568,6 +432,20 @@ def render(results_path, doc_path):
         "While polling, the send loop only notes when each dig completed; the per-dig bookkeeping "
         "(histogram, counters, checks; ≈45–50 ns per dig, `account_ns_per_dig`) runs when `poll_into` "
         "returns nothing or the tick ends, so the measuring does not delay the digs it measures.")
+    out.append(
+        "* **A burst's share** (issue 16): a burst's window opens just before the `dig_batch` that carries it "
+        "and closes after the first `poll_into` that returns its last dig and leaves the buffer not full. "
+        "`burst_lua_ms` is the wall time (`CLOCK_MONOTONIC`) inside `dig_batch` and every `poll_into` in the "
+        "window (not `r:wait`, which only blocks); `send_loop_ms` the wall time of the harness's per-packet "
+        "loop in the window; `burst_cpu_ms` the CPU of every thread of the process over the window "
+        "(`getrusage(RUSAGE_SELF)` before and after, through LuaJIT's FFI; it includes the send loop and "
+        "any worker spinning, not the harness's per-dig bookkeeping, which waits until the window closes); "
+        "each the mean over the measured bursts. `floor_ms` is measured in the same "
+        "process after the run: `ffi.fill` of the mean burst's bytes (packets × 128) then one 32-bit load "
+        "from every 64-byte line, on one thread, the fastest of 5 passes over a buffer touched once before; "
+        "about 22.5 MB for a 12,000-dig burst: bound by whichever level holds that many bytes (RAM, or a "
+        "last-level cache of 32 MB or more, as this 2-core VM reports), the levels the burst's packets pass through. "
+        "`burst_floor_x` = burst mean ÷ floor_ms.")
     out.append(
         "* **Load**: players walk between dig sites (half the sites lie in 256 treasure fields), stand "
         "next to the site and dig it, so nearly every dig is FOUND; each tick sends one `move_batch` with "

@@ -5,7 +5,7 @@
 --     luajit examples/hot_swap.lua [--players N] [--sites N] [--seconds S]
 --       [--digs-per-tick N] [--burst N] [--from lua] [--to native] [--fast]
 --
--- The load is the harness's in miniature (examples/harness.lua has the full
+-- The load is the harness's in miniature (bench/harness.lua has the full
 -- one): players in parties of four standing around dig sites, some of them
 -- stepping each tick (one move_batch), --digs-per-tick digs every tick plus
 -- a burst of --burst digs every second (one dig_batch; a busy refusal is

@@ -7,7 +7,7 @@ native backend for a bounded time, watched from outside.
 (from the repo root after `make build`; `make soak` runs it, SOAK_SECONDS=
 sets S, default 120). It runs
 
-    luajit examples/harness.lua --backend native --seconds S --json --quiet
+    luajit bench/harness.lua --backend native --seconds S --json --quiet
         --heap-checkpoint C --burst 200 --burst-every 20 [harness flags]
 
 i.e. the 12,000-player, 100,000-site world at 20 Hz in real time, 20 random
@@ -31,7 +31,7 @@ Reported and checked (exit 1 on any failure):
   gaps, digger, kind, sampled decode with CRC). All must be 0, and packets
   and digs must be > 0.
 The harness is killed if it runs past S + 600 s (bounded). It runs from a
-snapshot of lua/, examples/harness.lua and build/treasure/native.so in a
+snapshot of lua/, bench/harness.lua (with bench/harness/) and build/treasure/native.so in a
 temporary directory, so rebuilding during a long soak cannot disturb it.
 Prints "soak: 1 passed, 0 failed" (or 0/1) last.
 """
@@ -88,12 +88,13 @@ def main():
     shutil.copytree(os.path.join(ROOT, "lua"), os.path.join(snap, "lua"))
     os.makedirs(os.path.join(snap, "build", "treasure"))
     shutil.copy(os.path.join(ROOT, "build", "treasure", "native.so"), os.path.join(snap, "build", "treasure"))
-    os.makedirs(os.path.join(snap, "examples"))
-    shutil.copy(os.path.join(ROOT, "examples", "harness.lua"), os.path.join(snap, "examples"))
+    os.makedirs(os.path.join(snap, "bench"))
+    shutil.copy(os.path.join(ROOT, "bench", "harness.lua"), os.path.join(snap, "bench"))
+    shutil.copytree(os.path.join(ROOT, "bench", "harness"), os.path.join(snap, "bench", "harness"))
     env = dict(os.environ)
     env["LUA_PATH"] = f"{snap}/lua/?.lua;{snap}/lua/?/init.lua;;"
     env["LUA_CPATH"] = f"{snap}/build/?.so;;"
-    cmd = ["luajit", "examples/harness.lua", "--backend", "native", "--seconds", f"{secs:g}",
+    cmd = ["luajit", "bench/harness.lua", "--backend", "native", "--seconds", f"{secs:g}",
            "--json", "--quiet", "--heap-checkpoint", f"{ck:g}", "--burst", "200",
            "--burst-every", "20"] + a.harness_args
     print("soak: " + " ".join(cmd), flush=True)
