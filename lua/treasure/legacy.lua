@@ -85,7 +85,7 @@ end
 
 --- A number the module holds or computed, as it prints in a message: an
 -- exact decimal integer, -0 as 0 (docs/API.md, "Numbers in messages").
-local I = packet._int_text
+local I = require("treasure.contract").int_text
 
 --- The map inserts that make one call visible, in order: each t[k] = v adds
 -- a key t lacks, so growing t may run out of memory. If one fails, those
