@@ -50,7 +50,7 @@ for _, B in ipairs(backends) do
           error_of(r.add_loot_table, r, 7, case[2]))
         -- the table was not added: the same id is still free
         r:add_loot_table(7, { E() })
-        local s = T.new():snapshot()
+        local s = r:snapshot()
         s.loot_tables = { { id = 7, entries = case[2] } }
         assert.are.equal("treasure: restore: snapshot.loot_tables[1].entries" .. case[3],
           error_of(T.restore, s))
