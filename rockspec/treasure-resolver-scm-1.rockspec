@@ -40,6 +40,7 @@ build = {
       lua = {
          ["treasure"] = "lua/treasure/init.lua",
          ["treasure.legacy"] = "lua/treasure/legacy.lua",
+         ["treasure.contract"] = "lua/treasure/contract.lua",
          ["treasure.packet"] = "lua/treasure/packet.lua",
          ["treasure.ffi_buffer"] = "lua/treasure/ffi_buffer.lua",
          ["treasure.snapshot"] = "lua/treasure/snapshot.lua",

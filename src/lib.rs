@@ -46,18 +46,22 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     let err = lua.create_table()?;
     lua.set_app_data(error::ErrSentinel(err.clone()));
     let raw = resolver::raw_functions(lua)?;
-    let packets_held = ffi::buffer::install(lua)?;
-    // The snapshot rules, shared with treasure.legacy (one definition), with
-    // the packet module they need, both compiled in so native.so does not
-    // depend on package.path.
+    // The Lua files shared with treasure.legacy (one definition each), all
+    // compiled in so native.so does not depend on package.path: the
+    // contract's limits and texts first, handed to the files that use them.
+    let contract: Table = lua
+        .load(include_str!("../lua/treasure/contract.lua"))
+        .set_name("=treasure.contract")
+        .call(())?;
+    let packets_held = ffi::buffer::install(lua, contract.clone())?;
     let packet: Table = lua
         .load(include_str!("../lua/treasure/packet.lua"))
         .set_name("=treasure.packet")
-        .call(())?;
+        .call(contract.clone())?;
     let snapshot_rules: Table = lua
         .load(include_str!("../lua/treasure/snapshot.lua"))
         .set_name("=treasure.snapshot")
-        .call(packet)?;
+        .call((packet, contract))?;
     let (module, methods): (Table, Table) = lua
         .load(include_str!("native.lua"))
         .set_name("=treasure.native")

@@ -1,4 +1,6 @@
 --- How many 128-byte packets a caller's FFI buffer holds, for poll_into.
+-- (The refusal's message, "buf must be a uint8_t array cdata, got <what>",
+-- is raised by each backend with the `what` this module returns.)
 --
 -- One definition for both backends: treasure.legacy requires this module,
 -- and treasure.native compiles the same file into native.so (include_str!),
@@ -23,8 +25,13 @@
 -- size never change, so the cache is exact and a steady send loop that polls
 -- many times a tick creates no garbage and calls no FFI library function.
 local ffi = require("ffi")
+-- treasure.native passes the contract module in (a require passes its name).
+local contract = ...
+if type(contract) ~= "table" then contract = require("treasure.contract") end
+
 local typeof, sizeof, floor, format, type, tostring, tonumber =
   ffi.typeof, ffi.sizeof, math.floor, string.format, type, tostring, tonumber
+local PACKET_SIZE = contract.PACKET_SIZE
 
 local u8_vla_t = typeof("uint8_t[?]")
 local u8_fixed_t = {} -- byte size -> ctype uint8_t[size] (interned by LuaJIT anyway)
@@ -63,7 +70,7 @@ return function(buf)
   if type(buf) ~= "cdata" then return nil, type(buf) end
   local held = known[buf]
   if held == nil then
-    held = is_u8_array_instance(buf) and floor(sizeof(buf) / 128)
+    held = is_u8_array_instance(buf) and floor(sizeof(buf) / PACKET_SIZE)
     known[buf] = held
   end
   if held then return held end

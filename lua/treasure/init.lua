@@ -22,6 +22,7 @@ do
   end
 end
 
+local contract = require("treasure.contract")
 local packet = require("treasure.packet")
 
 --- Backend names: "legacy" is the module's name (treasure.legacy), "lua" the
@@ -75,12 +76,6 @@ local impl = pick()
 -- treasure/snapshot.lua; each backend's restore runs them before building.
 local snapshot_rules = require("treasure.snapshot")
 
-local function show(v)
-  if type(v) == "string" then return "'" .. v .. "'" end
-  if type(v) == "number" then return tostring(v) end
-  return type(v)
-end
-
 --- The backend module for `backend` ("legacy", "lua", "native" or nil = impl).
 local function backend_module(fn, backend)
   if backend == nil then return impl end
@@ -88,12 +83,12 @@ local function backend_module(fn, backend)
     local native, why, fatal = load_native()
     if not native then
       if fatal then error(why, 0) end
-      error("treasure: " .. fn .. ": backend 'native' failed to load: " .. why, 0)
+      contract.fail(fn, "backend 'native' failed to load: " .. why)
     end
     return native
   end
   if type(backend) == "string" and MODULE_OF[backend] then return require(MODULE_OF[backend]) end
-  error("treasure: " .. fn .. ": backend must be 'legacy', 'lua' or 'native', got " .. show(backend), 0)
+  contract.fail(fn, "backend must be 'legacy', 'lua' or 'native', got " .. contract.show_choice(backend))
 end
 
 --- treasure.restore(snapshot [, backend]) -> resolver
@@ -102,24 +97,31 @@ local function restore(snapshot, backend)
   return backend_module("restore", backend).restore(snapshot)
 end
 
+--- A message of `fn` ("treasure: snapshot: ...") as swap's own.
+local function rename(message, fn)
+  local prefix = contract.message(fn, "")
+  if message:sub(1, #prefix) ~= prefix then return message end
+  return contract.message("swap", message:sub(#prefix + 1))
+end
+
 --- treasure.swap(r, backend) -> new resolver; r is closed. The stream a
 -- client reads continues unchanged: pending packets move to the new one.
 local function swap(r, backend)
   local f = (type(r) == "table" or type(r) == "userdata") and r.snapshot
   if type(f) ~= "function" then
-    error("treasure: swap: r must be a resolver, got " .. type(r), 0)
+    contract.fail("swap", "r must be a resolver, got " .. type(r))
   end
   local mod = backend_module("swap", backend)
   -- snapshot() waits for every accepted dig first (it flushes)
   local ok, snap = pcall(f, r)
   if not ok then
-    if type(snap) == "string" then snap = snap:gsub("^treasure: snapshot: ", "treasure: swap: ") end
+    if type(snap) == "string" then snap = rename(snap, "snapshot") end
     error(snap, 0)
   end
   -- on failure r is untouched and still open; the message names swap
   local restored, new = pcall(mod.restore, snap)
   if not restored then
-    if type(new) == "string" then new = new:gsub("^treasure: restore: ", "treasure: swap: ") end
+    if type(new) == "string" then new = rename(new, "restore") end
     error(new, 0)
   end
   r:close()

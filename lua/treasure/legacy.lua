@@ -2,13 +2,21 @@
 --
 -- Every other backend must produce the same packets and the same errors as
 -- this one. It resolves each dig inside the call, so `flush()` is a no-op and
--- the latency keys of `stats()` are 0.
+-- the latency keys of `stats()` are 0. It shares the contract's vocabulary
+-- (limits, ranges, message texts, the loot entry rule: treasure/contract.lua)
+-- and the packet layout (treasure/packet.lua) with the native backend, never
+-- its code: what a dig decides is written out again here, in plain Lua.
 --
--- Layout of this file:
---   validation helpers (exact messages, check order of docs/API.md)
---   spatial index      (uniform grid for the area-of-interest query)
---   packet queue       (one growing FFI buffer of 128-byte packets)
---   resolver methods
+-- The file reads in the order of a resolver's life:
+--   1. vocabulary        the contract's limits and messages, as used here
+--   2. world indexes     the spatial grid, party lists, sites by block
+--   3. packet queue      one growing FFI buffer of 128-byte packets
+--   4. resolver objects  new(opts), the state registry, close, finalizer
+--   5. the world         loot tables, sites, players (add, move, leave)
+--   6. a dig             loot roll, recipients, packets; dig and dig_batch
+--   7. move_batch        batch records read in place
+--   8. the stream        poll, poll_into, flush, wait, stats
+--   9. snapshot, restore
 --
 -- Hot-path notes: the world is plain Lua tables; 64-bit arithmetic (uint64_t
 -- cdata) is confined to the FOUND path, where the roll needs exact mod-2^64
@@ -30,62 +38,59 @@
 
 local ffi = require("ffi")
 local bit = require("bit")
+local contract = require("treasure.contract")
 local packet = require("treasure.packet")
 local packets_held = require("treasure.ffi_buffer")
 local snapshot_rules = require("treasure.snapshot")
 
 local bxor, lshift, rshift = bit.bxor, bit.lshift, bit.rshift
 local cast, copy, sizeof, typeof = ffi.cast, ffi.copy, ffi.sizeof, ffi.typeof
-local floor = math.floor
 local format = string.format
 local sort = table.sort
-local type, tostring, tonumber, error, next, pairs, rawget, rawset, setmetatable, pcall, newproxy =
-      type, tostring, tonumber, error, next, pairs, rawget, rawset, setmetatable, pcall, newproxy
+local type, tostring, tonumber, error, next, pairs, rawget, rawset, setmetatable, getmetatable, pcall, newproxy =
+      type, tostring, tonumber, error, next, pairs, rawget, rawset, setmetatable, getmetatable, pcall, newproxy
 
 if not ffi.abi("le") then
   error("treasure.legacy: batch records are read through host-order FFI structs; a little-endian host is required", 0)
 end
 
-
-local U32_MAX = 4294967295
-local T_MAX = 9007199254740991          -- 2^53 - 1
-local C_MIN, C_MAX = -1048576, 1048575 -- block coordinate range
-local C_OFF = 1048576                   -- shifts coordinates to [0, 2^21)
-
--- Ranges as printed in messages (tostring would print 2^53-1 as 9.007e+15).
-local R_ID     = "[1, 4294967295]"
-local R_U32_0  = "[0, 4294967295]"
-local R_COORD  = "[-1048576, 1048575]"
-local R_T      = "[0, 9007199254740991]"
-local R_RADIUS = "[0, 1048576]"
-local R_WORKERS = "[0, 256]"
-local R_MAXP   = "[1, 9007199254740991]"
-local R_QTY    = "[0, 65535]"
-local R_RARITY = "[0, 255]"
-
-local KIND_FOUND, KIND_EMPTY, KIND_NOTHING, KIND_REJECTED = 1, 2, 3, 4
-local FLAG_DIGGER, FLAG_PARTY, FLAG_LAST = 1, 2, 4
-
 ---------------------------------------------------------------------------
--- Validation helpers
+-- 1. Vocabulary: the contract's limits and messages, as this file uses them
 ---------------------------------------------------------------------------
 
---- How a bad value is shown by the integer rules: numbers as LuaJIT prints
--- them, everything else by type name (never an address, so backends agree).
--- The rules that demand a type ("must be a table", "a string", "a resolver",
--- "a uint8_t array cdata") always show type(v) instead (docs/API.md, Errors).
-local function show(v)
-  if type(v) == "number" then return tostring(v) end
-  return type(v)
-end
+local U32_MAX = contract.U32_MAX
+local SAFE_INT_MAX = contract.SAFE_INT_MAX -- 2^53 - 1
+local COORD_MIN, COORD_MAX = contract.COORD_MIN, contract.COORD_MAX
+local COORD_OFFSET = contract.COORD_OFFSET -- shifts a coordinate onto [0, 2^21)
+local PACKET_SIZE = contract.PACKET_SIZE
 
-local function fail(fn, msg)
-  error("treasure: " .. fn .. ": " .. msg, 0)
-end
+-- Ranges (bounds and their printed form).
+local ID, U32, COORD, COUNT = contract.ID, contract.U32, contract.COORD, contract.COUNT
 
+local KIND, FLAG = packet.KIND, packet.FLAG
+local KIND_FOUND, KIND_EMPTY, KIND_NOTHING, KIND_REJECTED = KIND.FOUND, KIND.EMPTY, KIND.NOTHING, KIND.REJECTED
+local FLAG_DIGGER, FLAG_PARTY, FLAG_LAST_CHARGE = FLAG.DIGGER, FLAG.PARTY, FLAG.LAST_CHARGE
+
+local fail = contract.fail             -- fail(fn, text): "treasure: <fn>: <text>"
+local check_int = contract.check_int   -- check_int(fn, name, v, range)
+local check_block = contract.check_block
+local not_in_range = contract.not_in_range
+local show = contract.show
 --- A number the module holds or computed, as it prints in a message: an
 -- exact decimal integer, -0 as 0 (docs/API.md, "Numbers in messages").
-local I = packet._int_text
+local I = contract.int_text
+
+--- Exact decimal text of a + b for integers a, b < 2^53 (their sum may not
+-- be exact in a double; only built for a message).
+local function sum_text(a, b)
+  return (tostring(cast("uint64_t", a) + b):gsub("ULL$", ""))
+end
+
+--- Exact decimal text of a 64-bit record value (tostring(u64) ends in "ULL").
+local function u64_text(lo, hi)
+  local v = cast("uint64_t", hi) * 4294967296ULL + lo
+  return (tostring(v):gsub("ULL$", ""))
+end
 
 --- The map inserts that make one call visible, in order: each t[k] = v adds
 -- a key t lacks, so growing t may run out of memory. If one fails, those
@@ -108,90 +113,9 @@ local function insert_all(t1, k1, v1, t2, k2, v2, t3, k3, v3)
   if not ok then error(err, 0) end
 end
 
-local function is_int(v, lo, hi)
-  -- NaN fails both comparisons; +-inf fails the range; fractions fail floor.
-  return type(v) == "number" and v >= lo and v <= hi and floor(v) == v
-end
-
-local function check_int(fn, name, v, lo, hi, range)
-  if not is_int(v, lo, hi) then
-    fail(fn, name .. " must be an integer in " .. range .. ", got " .. show(v))
-  end
-end
-
-local function check_coords(fn, x, y, z)
-  check_int(fn, "x", x, C_MIN, C_MAX, R_COORD)
-  check_int(fn, "y", y, C_MIN, C_MAX, R_COORD)
-  check_int(fn, "z", z, C_MIN, C_MAX, R_COORD)
-end
-
---- Private registry: resolver object -> its state. Weak keys so a dropped
--- resolver is collected; the state never points back at its object.
-local states = setmetatable({}, { __mode = "k" })
-
---- Step 1 of the check order: self is ours, then not closed.
-local function state_of(fn, self)
-  local st = states[self]
-  if st == nil then fail(fn, "self must be a resolver, got " .. type(self)) end
-  if st.closed then fail(fn, "resolver is closed") end
-  return st
-end
-
-local function known_player(fn, st, id)
-  local p = st.players[id]
-  if p == nil then fail(fn, "player must have joined, got " .. I(id)) end
-  return p
-end
-
 ---------------------------------------------------------------------------
--- Spatial index: a uniform grid of cells, each an array of players.
---
--- The cell edge is the power of two >= aoi_radius (at least 16), so an AOI
--- box spans at most 3 cells per axis. Cell keys pack (cx, cy, cz) into one
--- exact integer: with cells of >= 16 blocks there are <= 2^17 per axis, so
--- the key stays below 2^51. Occupied cells are also kept in a dense list so a
--- query whose box covers more cells than are occupied walks that list
--- instead (keeps a huge aoi_radius fast).
+-- 2. World indexes
 ---------------------------------------------------------------------------
-
-local function grid_new(aoi_radius)
-  local shift = 4
-  while lshift(1, shift) < aoi_radius and shift < 21 do shift = shift + 1 end
-  return {
-    shift = shift,
-    dim = rshift(2 * C_OFF - 1, shift) + 1, -- cells per axis
-    cells = {},                             -- key -> cell
-    list = {}, n = 0,                       -- occupied cells, dense
-  }
-end
-
-local function cell_key(g, x, y, z)
-  local s, d = g.shift, g.dim
-  return (rshift(x + C_OFF, s) * d + rshift(y + C_OFF, s)) * d + rshift(z + C_OFF, s)
-end
-
---- Prepare pl's entry in the cell of `key`, unseen: a new cell (not yet in
--- the map, past the dense list's count) or pl past the cell's count.
--- Returns the cell and whether it is new; the caller inserts a new cell
--- into g.cells (the one write that can fail), then calls grid_commit.
-local function grid_stage(g, pl, key)
-  local c = g.cells[key]
-  local is_new = c == nil
-  if is_new then
-    c = { key = key, n = 0, li = g.n + 1, token = 0, extra = 0 }
-    g.list[g.n + 1] = c
-  end
-  c[c.n + 1] = pl
-  return c, is_new
-end
-
---- Make a staged entry count (plain assignments).
-local function grid_commit(g, pl, c, is_new)
-  if is_new then g.n = g.n + 1 end
-  local n = c.n + 1
-  c.n = n
-  pl.cell, pl.ci = c, n
-end
 
 --- Swap-remove entry i of the dense array a[1..n] (plain assignments): the
 -- last entry moves into slot i and its position field `pos` follows. The
@@ -204,6 +128,71 @@ local function dense_remove(a, n, i, pos)
     last[pos] = i
   end
   a[n] = nil
+end
+
+-- The spatial grid: uniform cells, each a dense array of players, for the
+-- area-of-interest query.
+--
+-- The cell edge is the power of two >= aoi_radius (at least 16), so an AOI
+-- box spans at most 3 cells per axis. Cell keys pack (cx, cy, cz) into one
+-- exact integer: with cells of >= 16 blocks there are <= 2^17 per axis, so
+-- the key stays below 2^51. Occupied cells are also kept in a dense list so a
+-- query whose box covers more cells than are occupied walks that list
+-- instead (keeps a huge aoi_radius fast).
+
+local MIN_CELL_SHIFT = 4 -- cells of at least 16 blocks
+local COORD_BITS = contract.COORD_BITS
+
+--- The cell edge's log2 for an aoi_radius: the smallest power of two that
+-- is >= aoi_radius, between 2^4 and the whole axis (2^21).
+local function cell_shift(aoi_radius)
+  local shift = MIN_CELL_SHIFT
+  while lshift(1, shift) < aoi_radius and shift < COORD_BITS do shift = shift + 1 end
+  return shift
+end
+
+local function grid_new(aoi_radius)
+  local shift = cell_shift(aoi_radius)
+  return {
+    shift = shift,
+    dim = rshift(contract.COORD_SPAN - 1, shift) + 1, -- cells per axis
+    cells = {},                                      -- key -> cell
+    list = {}, n = 0,                                -- occupied cells, dense
+  }
+end
+
+local function cell_key(g, x, y, z)
+  local s, d = g.shift, g.dim
+  return (rshift(x + COORD_OFFSET, s) * d + rshift(y + COORD_OFFSET, s)) * d + rshift(z + COORD_OFFSET, s)
+end
+
+--- A cell not yet in the map: its key, its entry count, its place in the
+-- dense list, and move_batch's per-call scratch (token, extra slots).
+local function cell_new(g, key)
+  return { key = key, n = 0, li = g.n + 1, token = 0, extra = 0 }
+end
+
+--- Prepare pl's entry in the cell of `key`, unseen: a new cell (not yet in
+-- the map, past the dense list's count) or pl past the cell's count.
+-- Returns the cell and whether it is new; the caller inserts a new cell
+-- into g.cells (the one write that can fail), then calls grid_commit.
+local function grid_stage(g, pl, key)
+  local c = g.cells[key]
+  local is_new = c == nil
+  if is_new then
+    c = cell_new(g, key)
+    g.list[g.n + 1] = c
+  end
+  c[c.n + 1] = pl
+  return c, is_new
+end
+
+--- Make a staged entry count (plain assignments).
+local function grid_commit(g, pl, c, is_new)
+  if is_new then g.n = g.n + 1 end
+  local n = c.n + 1
+  c.n = n
+  pl.cell, pl.ci = c, n
 end
 
 --- Drop an empty cell from the map and the dense list (plain assignments).
@@ -225,10 +214,23 @@ local function grid_remove(g, c, i, keep_empty)
   return true
 end
 
----------------------------------------------------------------------------
--- Party index: party id -> dense array of its members (party 0 not kept).
--- Staged and committed like the grid's cells.
----------------------------------------------------------------------------
+--- Move a known player: stage, then commit (the one insert that can fail
+-- comes before any change).
+local function grid_move(g, pl, x, y, z)
+  local key = cell_key(g, x, y, z)
+  local from = pl.cell
+  if key ~= from.key then
+    local c, is_new = grid_stage(g, pl, key)
+    if is_new then g.cells[key] = c end -- the one write that can fail
+    local i = pl.ci
+    grid_commit(g, pl, c, is_new)
+    grid_remove(g, from, i)
+  end
+  pl.x, pl.y, pl.z = x, y, z
+end
+
+-- Party lists: party id -> dense array of its members (party 0, "no party",
+-- is not kept). Staged and committed like the grid's cells.
 
 local function party_stage(st, pl, party)
   if party == 0 then return nil, false end
@@ -257,24 +259,23 @@ local function party_remove(st, pl)
   if n == 1 then st.parties[party] = nil end
 end
 
----------------------------------------------------------------------------
--- Sites are found by block: blocks[xy key][z]. (x, y, z) needs 63 bits,
--- more than a double holds exactly, so the index is two levels deep.
----------------------------------------------------------------------------
+-- Sites by block: blocks[column key][z] (contract.column_key: a whole block
+-- needs 63 bits, more than a double holds exactly).
 
-local function xy_key(x, y) return (x + C_OFF) * 2097152 + (y + C_OFF) end
+local column_key = contract.column_key
 
 local function site_at(st, x, y, z)
-  local col = st.blocks[xy_key(x, y)]
+  local col = st.blocks[column_key(x, y)]
   return col and col[z]
 end
 
 ---------------------------------------------------------------------------
--- Packet queue: packets [head, tail) of a uint8_t buffer of cap packets.
+-- 3. Packet queue: packets [head, tail) of a uint8_t buffer of cap packets
 ---------------------------------------------------------------------------
 
 local buf_t = typeof("uint8_t[?]")
 local pkt_ptr_t = packet.ptr_t
+local QUEUE_START_PACKETS = 64
 
 --- Make room for `n` packets past the tail, of which the first `staged` are
 -- already written there (a call's packets, not yet visible). Polled space is
@@ -288,65 +289,53 @@ local function queue_reserve(st, staged, n)
   local keep = tail - head + staged
   local cap = st.cap
   while keep - staged + n > cap do cap = cap * 2 end
-  local nb = buf_t(cap * 128)
-  if keep > 0 then copy(nb, st.buf + head * 128, keep * 128) end
+  local nb = buf_t(cap * PACKET_SIZE)
+  if keep > 0 then copy(nb, st.buf + head * PACKET_SIZE, keep * PACKET_SIZE) end
   st.buf, st.cap, st.head, st.tail = nb, cap, 0, tail - head
 end
 
----------------------------------------------------------------------------
--- Batch records (read in place from the caller's string)
----------------------------------------------------------------------------
-
--- dig record: u32 player, i32 x, y, z, u64 t_us (split into halves so the
--- hot path needs no boxed 64-bit value; little-endian: low word first).
--- Named (and declared once per process) rather than anonymous: LuaJIT
--- 2.1.0-beta3 can resolve "$ *" of a re-created anonymous struct to an older
--- struct of the same shape when a module is loaded twice.
-if not pcall(sizeof, "struct treasure_dig_record_v1") then
-  ffi.cdef([[
-struct treasure_dig_record_v1 { uint32_t player; int32_t x, y, z; uint32_t t_lo, t_hi; };
-struct treasure_move_record_v1 { uint32_t player; int32_t x, y, z; };
-]])
+--- How many of the pending packets a poll of up to `max` takes (nothing
+-- changes yet), and where they start.
+local function queue_to_take(st, max)
+  local head = st.head
+  local pending = st.tail - head
+  local n = (max == nil or max > pending) and pending or max + 0 -- -0 is 0
+  return n, head
 end
-assert(sizeof("struct treasure_dig_record_v1") == 24 and sizeof("struct treasure_move_record_v1") == 16,
-  "treasure.legacy: batch record structs must be 24 and 16 bytes")
-local dig_rec_ptr_t = typeof("const struct treasure_dig_record_v1 *")
-local move_rec_ptr_t = typeof("const struct treasure_move_record_v1 *")
 
---- Exact decimal text of a 64-bit record value (tostring(u64) ends in "ULL").
-local function u64_text(lo, hi)
-  local v = cast("uint64_t", hi) * 4294967296ULL + lo
-  return (tostring(v):gsub("ULL$", ""))
+--- Take n packets off the head of the queue (plain assignments).
+local function queue_take(st, n)
+  local h2 = st.head + n
+  if h2 == st.tail then st.head, st.tail = 0, 0 else st.head = h2 end
 end
 
 ---------------------------------------------------------------------------
--- Loot roll (FOUND path only: exact 64-bit math with uint64_t cdata)
----------------------------------------------------------------------------
-
-local function splitmix64(z)
-  z = z + 0x9E3779B97F4A7C15ULL
-  z = bxor(z, rshift(z, 30)) * 0xBF58476D1CE4E5B9ULL
-  z = bxor(z, rshift(z, 27)) * 0x94D049BB133111EBULL
-  return bxor(z, rshift(z, 31))
-end
-
---- Index of the first entry whose running weight sum exceeds pick
--- (binary search over the strictly increasing prefix sums).
-local function pick_entry(lt, pick)
-  local cum = lt.cum
-  local lo, hi = 1, lt.n
-  while lo < hi do
-    local mid = rshift(lo + hi, 1)
-    if cum[mid] > pick then hi = mid else lo = mid + 1 end
-  end
-  return lo
-end
-
----------------------------------------------------------------------------
--- Resolver
+-- 4. Resolver objects
 ---------------------------------------------------------------------------
 
 local Resolver = {}
+
+--- Private registry: resolver object -> its state. Weak keys so a dropped
+-- resolver is collected; the state never points back at its object.
+local states = setmetatable({}, { __mode = "k" })
+
+local function not_a_resolver(fn, self)
+  fail(fn, "self must be a resolver, got " .. type(self))
+end
+
+--- Step 1 of every method's check order: self is ours, then not closed.
+local function state_of(fn, self)
+  local st = states[self]
+  if st == nil then not_a_resolver(fn, self) end
+  if st.closed then fail(fn, "resolver is closed") end
+  return st
+end
+
+local function known_player(fn, st, id)
+  local p = st.players[id]
+  if p == nil then fail(fn, "player must have joined, got " .. I(id)) end
+  return p
+end
 
 --- Releases a resolver's state (close, or its finalizer): drop everything,
 -- keep only the closed flag so later calls can say so. The flag is set
@@ -377,36 +366,21 @@ resolver_mt.__gc = function(self)
 end
 resolver_mt.__metatable = "treasure.resolver"
 
-local OPTS = {
-  { "seed", 0, T_MAX, R_T, 0 },
-  { "aoi_radius", 0, 1048576, R_RADIUS, 64 },
-  { "reach", 0, 1048576, R_RADIUS, 8 },
-  { "workers", 0, 256, R_WORKERS, 0 },
-  { "max_pending_packets", 1, T_MAX, R_MAXP, 1048576 },
-}
-local OPT_KNOWN = {}
-for i = 1, #OPTS do OPT_KNOWN[OPTS[i][1]] = true end
-
---- Text of an unknown table key (strings as-is, numbers printed; other key
--- types by type name, so the message never contains an address).
-local function key_text(k)
-  if type(k) == "string" then return k end
-  return show(k)
-end
-
+--- new([opts]) -> resolver. Options are read raw (a metatable cannot
+-- supply them), checked in contract.OPTIONS order, defaults filled in.
 local function new(opts)
   local o = {}
   if opts ~= nil then
     if type(opts) ~= "table" then fail("new", "opts must be a table, got " .. type(opts)) end
     for k in next, opts do
-      if not OPT_KNOWN[k] then fail("new", "opts has unknown key '" .. key_text(k) .. "'") end
+      if not contract.OPTION_KEYS[k] then fail("new", contract.unknown_key("opts", k)) end
     end
   end
-  for i = 1, #OPTS do
-    local name, lo, hi, range, default = OPTS[i][1], OPTS[i][2], OPTS[i][3], OPTS[i][4], OPTS[i][5]
-    local v = opts and rawget(opts, name) -- raw: a metatable cannot supply options
+  for i = 1, #contract.OPTIONS do
+    local name, range, default = contract.OPTIONS[i][1], contract.OPTIONS[i][2], contract.OPTIONS[i][3]
+    local v = opts and rawget(opts, name)
     if v == nil then v = default end
-    check_int("new", "opts." .. name, v, lo, hi, range)
+    check_int("new", "opts." .. name, v, range)
     o[name] = v + 0 -- "+ 0": -0 is stored (and snapshot) as 0
   end
 
@@ -418,20 +392,20 @@ local function new(opts)
     aoi2 = o.aoi_radius * o.aoi_radius,
     reach2 = o.reach * o.reach,
     max_pending = o.max_pending_packets,
-    loot = {},            -- id -> { n, item[], cum[], min[], max[], rarity[], total }
+    loot = {},            -- id -> { n, item[], cum[], min[], max[], rarity[], total, total64 }
     sites = {}, nsites = 0,
-    blocks = {},          -- xy key -> { [z] = site }
+    blocks = {},          -- column key -> { [z] = site }
     players = {}, nplayers = 0,
     parties = {},         -- party -> { n, [i] = player }
     grid = grid_new(o.aoi_radius),
-    seq = 0,
+    seq = 0,              -- the last seq a dig took
     stamp = 0,            -- scratch: per-dig mark for recipient dedupe
     rcpt = {}, nrcpt = 0, -- scratch: recipient ids of the current dig
     token = 0,            -- scratch: per-call mark of sites with staged charges
     touched = {},         -- scratch: the sites a dig_batch stages charges for
     moves = {}, emptied = {}, -- scratch: move_batch's records and emptied cells
     tpl = packet.init(packet.ctype()), -- scratch: the current dig's common packet
-    buf = buf_t(64 * 128), cap = 64, head = 0, tail = 0,
+    buf = buf_t(QUEUE_START_PACKETS * PACKET_SIZE), cap = QUEUE_START_PACKETS, head = 0, tail = 0,
     digs = 0, packets = 0, found = 0, empty = 0, nothing = 0, rejected = 0, busy = 0,
   }
   local self = newproxy(resolver_proto)
@@ -439,48 +413,33 @@ local function new(opts)
   return self
 end
 
+--- close(): idempotent; every later call but close raises "resolver is closed".
+function Resolver:close()
+  local st = states[self]
+  if st == nil then not_a_resolver("close", self) end
+  if st.closed then return end
+  release(st)
+end
+
+---------------------------------------------------------------------------
+-- 5. The world: loot tables, sites, players
+---------------------------------------------------------------------------
+
 function Resolver:add_loot_table(id, entries)
   local fn = "add_loot_table"
   local st = state_of(fn, self)
-  check_int(fn, "id", id, 1, U32_MAX, R_ID)
-  local bad_shape = "entries must be a non-empty array of tables, got "
-  if type(entries) ~= "table" then fail(fn, bad_shape .. type(entries)) end
-  -- Array shape: keys are exactly 1..n (no holes, no other keys, n >= 1).
-  local count = 0
-  for _ in next, entries do count = count + 1 end
-  if count == 0 then fail(fn, bad_shape .. "table") end
-  for k in next, entries do
-    if not is_int(k, 1, count) then fail(fn, bad_shape .. "table") end
-  end
-  -- check and prepare together: lt is not reachable until the commit
-  local lt = { n = count, item = {}, cum = {}, min = {}, max = {}, rarity = {}, total = 0, total64 = 0 }
-  local total = 0
-  for i = 1, count do
-    local e = rawget(entries, i)
-    local path = "entries[" .. i .. "]"
-    if type(e) ~= "table" then fail(fn, path .. " must be a table, got " .. type(e)) end
-    for k in next, e do
-      if k ~= "item" and k ~= "weight" and k ~= "min" and k ~= "max" and k ~= "rarity" then
-        fail(fn, path .. " has unknown key '" .. key_text(k) .. "'")
-      end
-    end
-    local item, weight, mn, mx, rarity =
-      rawget(e, "item"), rawget(e, "weight"), rawget(e, "min"), rawget(e, "max"), rawget(e, "rarity")
-    check_int(fn, path .. ".item", item, 1, U32_MAX, R_ID)
-    check_int(fn, path .. ".weight", weight, 1, U32_MAX, R_ID)
-    check_int(fn, path .. ".min", mn, 0, 65535, R_QTY)
-    check_int(fn, path .. ".max", mx, 0, 65535, R_QTY)
-    check_int(fn, path .. ".rarity", rarity, 0, 255, R_RARITY)
-    if mn > mx then fail(fn, path .. ".min must be <= max, got " .. I(mn) .. " > " .. I(mx)) end
-    total = total + weight
-    lt.item[i], lt.cum[i], lt.min[i], lt.max[i], lt.rarity[i] = item, total, mn + 0, mx + 0, rarity + 0
-  end
-  if total > U32_MAX then
-    fail(fn, "entries total weight must be <= 4294967295, got " .. I(total))
-  end
+  check_int(fn, "id", id, ID)
+  -- check and prepare together: lt is not reachable until the commit. The
+  -- weights become running sums, so a roll picks its entry by binary search.
+  local lt = { n = 0, item = {}, cum = {}, min = {}, max = {}, rarity = {}, total = 0, total64 = 0 }
+  local n, total = contract.check_loot_entries(fn, "entries", entries,
+    function(i, item, _, mn, mx, rarity, running_total)
+      lt.item[i], lt.cum[i], lt.min[i], lt.max[i], lt.rarity[i] = item, running_total, mn + 0, mx + 0, rarity + 0
+    end)
   if st.loot[id] ~= nil then
     fail(fn, "id must not be an existing loot table, got " .. I(id))
   end
+  lt.n = n
   lt.total = total
   lt.total64 = cast("uint64_t", total)
   -- commit
@@ -490,26 +449,23 @@ end
 function Resolver:add_site(id, x, y, z, loot_table_id, charges)
   local fn = "add_site"
   local st = state_of(fn, self)
-  check_int(fn, "id", id, 1, U32_MAX, R_ID)
-  check_coords(fn, x, y, z)
-  check_int(fn, "loot_table_id", loot_table_id, 1, U32_MAX, R_ID)
-  check_int(fn, "charges", charges, 0, U32_MAX, R_U32_0)
+  check_int(fn, "id", id, ID)
+  check_block(fn, x, y, z)
+  check_int(fn, "loot_table_id", loot_table_id, ID)
+  check_int(fn, "charges", charges, U32)
   if st.sites[id] ~= nil then fail(fn, "id must not be an existing site, got " .. I(id)) end
   local other = site_at(st, x, y, z)
   if other ~= nil then
     -- the block as the integers it is (-0 is block 0, as in the packet)
-    fail(fn, format("block must not hold a site already, got %s, %s, %s (site %s)",
-      I(x), I(y), I(z), I(other.id)))
+    fail(fn, contract.block_taken(x, y, z, other.id))
   end
   local lt = st.loot[loot_table_id]
-  if lt == nil then
-    fail(fn, "loot_table_id must be an existing loot table, got " .. I(loot_table_id))
-  end
+  if lt == nil then fail(fn, contract.unknown_loot_table(loot_table_id)) end
   -- prepare ("+ 0": -0 is stored and snapshot as 0)
   x, y, z = x + 0, y + 0, z + 0
   local site = { id = id, x = x, y = y, z = z, loot = lt, charges = charges + 0,
     token = 0, staged = 0 } -- scratch: charges a dig being staged leaves
-  local k = xy_key(x, y)
+  local k = column_key(x, y)
   local col = st.blocks[k]
   local new_col = nil
   if col == nil then col = {}; new_col = st.blocks end
@@ -521,13 +477,13 @@ end
 function Resolver:remove_site(id)
   local fn = "remove_site"
   local st = state_of(fn, self)
-  check_int(fn, "id", id, 1, U32_MAX, R_ID)
+  check_int(fn, "id", id, ID)
   local site = st.sites[id]
   if site == nil then fail(fn, "id must be an existing site, got " .. I(id)) end
   -- commit only (removals cannot raise)
   st.sites[id] = nil
   st.nsites = st.nsites - 1
-  local k = xy_key(site.x, site.y)
+  local k = column_key(site.x, site.y)
   local col = st.blocks[k]
   col[site.z] = nil
   if next(col) == nil then st.blocks[k] = nil end
@@ -536,16 +492,19 @@ end
 function Resolver:join(player, x, y, z, party)
   local fn = "join"
   local st = state_of(fn, self)
-  check_int(fn, "player", player, 1, U32_MAX, R_ID)
-  check_coords(fn, x, y, z)
+  check_int(fn, "player", player, ID)
+  check_block(fn, x, y, z)
   if party == nil then party = 0 end
-  check_int(fn, "party", party, 0, U32_MAX, R_U32_0)
+  check_int(fn, "party", party, U32)
   if st.players[player] ~= nil then
     fail(fn, "player must not have joined already, got " .. I(player))
   end
   -- prepare ("+ 0" turns -0 into 0 so it is stored and compared canonically)
   x, y, z, party = x + 0, y + 0, z + 0, party + 0
-  local pl = { id = player, x = x, y = y, z = z, party = 0, mark = 0, cell = false, ci = 0, pi = 0 }
+  local pl = { id = player, x = x, y = y, z = z, party = 0,
+    mark = 0,              -- the stamp of the last dig that listed it as a recipient
+    cell = false, ci = 0,  -- its grid cell and its index there
+    pi = 0 }               -- its index in its party's list
   local g = st.grid
   local key = cell_key(g, x, y, z)
   local c, new_cell = grid_stage(g, pl, key)
@@ -557,34 +516,20 @@ function Resolver:join(player, x, y, z, party)
   st.nplayers = st.nplayers + 1
 end
 
---- Move a known player (shared by move and move_batch): stage, then commit.
-local function move_player(g, pl, x, y, z)
-  local key = cell_key(g, x, y, z)
-  local from = pl.cell
-  if key ~= from.key then
-    local c, is_new = grid_stage(g, pl, key)
-    if is_new then g.cells[key] = c end -- the one write that can fail
-    local i = pl.ci
-    grid_commit(g, pl, c, is_new)
-    grid_remove(g, from, i)
-  end
-  pl.x, pl.y, pl.z = x, y, z
-end
-
 function Resolver:move(player, x, y, z)
   local fn = "move"
   local st = state_of(fn, self)
-  check_int(fn, "player", player, 1, U32_MAX, R_ID)
-  check_coords(fn, x, y, z)
+  check_int(fn, "player", player, ID)
+  check_block(fn, x, y, z)
   local pl = known_player(fn, st, player)
-  move_player(st.grid, pl, x + 0, y + 0, z + 0)
+  grid_move(st.grid, pl, x + 0, y + 0, z + 0)
 end
 
 function Resolver:set_party(player, party)
   local fn = "set_party"
   local st = state_of(fn, self)
-  check_int(fn, "player", player, 1, U32_MAX, R_ID)
-  check_int(fn, "party", party, 0, U32_MAX, R_U32_0)
+  check_int(fn, "player", player, ID)
+  check_int(fn, "party", party, U32)
   local pl = known_player(fn, st, player)
   party = party + 0
   if party == pl.party then return end -- the same party: nothing to change
@@ -597,7 +542,7 @@ end
 function Resolver:leave(player)
   local fn = "leave"
   local st = state_of(fn, self)
-  check_int(fn, "player", player, 1, U32_MAX, R_ID)
+  check_int(fn, "player", player, ID)
   local pl = known_player(fn, st, player)
   -- commit only (removals cannot raise)
   grid_remove(st.grid, pl.cell, pl.ci)
@@ -607,9 +552,33 @@ function Resolver:leave(player)
 end
 
 ---------------------------------------------------------------------------
--- Resolving a dig: stage_dig prepares one dig (its packets past the tail),
--- the calling method commits the call's digs at once.
+-- 6. A dig: stage_dig prepares one dig (its packets past the tail), the
+-- calling method commits the call's digs at once.
 ---------------------------------------------------------------------------
+
+-- The loot roll (FOUND only): exact 64-bit math with uint64_t cdata.
+
+local function splitmix64(z)
+  z = z + 0x9E3779B97F4A7C15ULL
+  z = bxor(z, rshift(z, 30)) * 0xBF58476D1CE4E5B9ULL
+  z = bxor(z, rshift(z, 27)) * 0x94D049BB133111EBULL
+  return bxor(z, rshift(z, 31))
+end
+
+--- Index of the first entry whose running weight sum exceeds pick
+-- (binary search over the strictly increasing prefix sums).
+local function pick_entry(lt, pick)
+  local cum = lt.cum
+  local lo, hi = 1, lt.n
+  while lo < hi do
+    local mid = rshift(lo + hi, 1)
+    if cum[mid] > pick then hi = mid else lo = mid + 1 end
+  end
+  return lo
+end
+
+-- Recipients: the digger, every player within aoi_radius, the digger's
+-- party; each once (the dig's stamp), in ascending id order.
 
 local function add_recipient(st, pl, stamp)
   if pl.mark ~= stamp then
@@ -627,12 +596,12 @@ local function gather_aoi(st, x, y, z, stamp)
   local x0, x1 = x - r, x + r
   local y0, y1 = y - r, y + r
   local z0, z1 = z - r, z + r
-  if x0 < C_MIN then x0 = C_MIN end; if x1 > C_MAX then x1 = C_MAX end
-  if y0 < C_MIN then y0 = C_MIN end; if y1 > C_MAX then y1 = C_MAX end
-  if z0 < C_MIN then z0 = C_MIN end; if z1 > C_MAX then z1 = C_MAX end
-  local cx0, cx1 = rshift(x0 + C_OFF, s), rshift(x1 + C_OFF, s)
-  local cy0, cy1 = rshift(y0 + C_OFF, s), rshift(y1 + C_OFF, s)
-  local cz0, cz1 = rshift(z0 + C_OFF, s), rshift(z1 + C_OFF, s)
+  if x0 < COORD_MIN then x0 = COORD_MIN end; if x1 > COORD_MAX then x1 = COORD_MAX end
+  if y0 < COORD_MIN then y0 = COORD_MIN end; if y1 > COORD_MAX then y1 = COORD_MAX end
+  if z0 < COORD_MIN then z0 = COORD_MIN end; if z1 > COORD_MAX then z1 = COORD_MAX end
+  local cx0, cx1 = rshift(x0 + COORD_OFFSET, s), rshift(x1 + COORD_OFFSET, s)
+  local cy0, cy1 = rshift(y0 + COORD_OFFSET, s), rshift(y1 + COORD_OFFSET, s)
+  local cz0, cz1 = rshift(z0 + COORD_OFFSET, s), rshift(z1 + COORD_OFFSET, s)
   local ncells = (cx1 - cx0 + 1) * (cy1 - cy0 + 1) * (cz1 - cz0 + 1)
   if ncells > g.n then
     -- The box covers more cells than are occupied: walk the occupied ones.
@@ -671,7 +640,7 @@ end
 local function emit(st, at, n, digger, party, last_flag, x, y, z)
   queue_reserve(st, at, at + n)
   local tpl, players, rcpt = st.tpl, st.players, st.rcpt
-  local dst = st.buf + (st.tail + at) * 128
+  local dst = st.buf + (st.tail + at) * PACKET_SIZE
   for i = 1, n do
     local id = rcpt[i]
     local pl = players[id]
@@ -683,14 +652,14 @@ local function emit(st, at, n, digger, party, last_flag, x, y, z)
     end
     local dx, dy, dz = pl.x - x, pl.y - y, pl.z - z
     local d2 = dx * dx + dy * dy + dz * dz
-    if d2 > U32_MAX then d2 = U32_MAX end
-    copy(dst, tpl, 128)
+    if d2 > U32_MAX then d2 = U32_MAX end -- dist2 is a u32 that saturates
+    copy(dst, tpl, PACKET_SIZE)
     local p = cast(pkt_ptr_t, dst)
     p.recipient = id
     p.flags = flags
     p.dist2 = d2
     packet.seal(p)
-    dst = dst + 128
+    dst = dst + PACKET_SIZE
   end
 end
 
@@ -733,7 +702,7 @@ local function stage_dig(st, pl, x, y, z, t_us, seq, at, token)
     return 1, kind, nil
   end
 
-  -- FOUND
+  -- FOUND: the roll depends only on the seed, the site and its charges
   local lt = site.loot
   local roll = splitmix64(bxor(st.seed, lshift(cast("uint64_t", site.id), 32), before))
   local e = pick_entry(lt, tonumber(roll % lt.total64))
@@ -748,7 +717,6 @@ local function stage_dig(st, pl, x, y, z, t_us, seq, at, token)
   tpl.charges_left = after
   tpl.roll = roll
 
-  -- Recipients: digger, AOI, party; each once (stamp), ascending id.
   local stamp = st.stamp + 1
   st.stamp = stamp
   local oldn = st.nrcpt
@@ -763,7 +731,7 @@ local function stage_dig(st, pl, x, y, z, t_us, seq, at, token)
   local n, rcpt = st.nrcpt, st.rcpt
   for i = n + 1, oldn do rcpt[i] = nil end -- keep #rcpt == n for sort
   if n > 1 then sort(rcpt) end
-  emit(st, at, n, pl.id, party, after == 0 and FLAG_LAST or 0, x, y, z)
+  emit(st, at, n, pl.id, party, after == 0 and FLAG_LAST_CHARGE or 0, x, y, z)
   return n, kind, site
 end
 
@@ -772,37 +740,33 @@ end
 local function commit_digs(st, ndigs, npackets, found, empty, nothing, rejected)
   st.tail = st.tail + npackets
   local packets = st.packets + npackets
-  st.packets = packets < T_MAX and packets or T_MAX -- a statistic: saturates
+  st.packets = packets < SAFE_INT_MAX and packets or SAFE_INT_MAX -- a statistic: saturates
   st.seq = st.seq + ndigs
   st.digs = st.digs + ndigs
   st.found, st.empty = st.found + found, st.empty + empty
   st.nothing, st.rejected = st.nothing + nothing, st.rejected + rejected
 end
 
---- A refusal for a full queue counts (saturating) and changes nothing else.
+--- The busy rule: while more than max_pending_packets are pending, a dig
+-- is refused with nil, "busy"; the refusal counts (saturating) and changes
+-- nothing else.
 local function is_busy(st)
   if st.tail - st.head > st.max_pending then
-    if st.busy < T_MAX then st.busy = st.busy + 1 end
+    if st.busy < SAFE_INT_MAX then st.busy = st.busy + 1 end
     return true
   end
   return false
 end
 
---- Exact decimal text of a + b for integers a, b < 2^53 (their sum may not
--- be exact in a double; only built for a message).
-local function sum_text(a, b)
-  return (tostring(cast("uint64_t", a) + b):gsub("ULL$", ""))
-end
-
 function Resolver:dig(player, x, y, z, t_us)
   local fn = "dig"
   local st = state_of(fn, self)
-  check_int(fn, "player", player, 1, U32_MAX, R_ID)
-  check_coords(fn, x, y, z)
-  check_int(fn, "t_us", t_us, 0, T_MAX, R_T)
+  check_int(fn, "player", player, ID)
+  check_block(fn, x, y, z)
+  check_int(fn, "t_us", t_us, COUNT)
   local pl = known_player(fn, st, player)
   local seq = st.seq + 1
-  if seq > T_MAX then fail(fn, "seq must stay at most 9007199254740991, got " .. sum_text(st.seq, 1)) end
+  if seq > SAFE_INT_MAX then fail(fn, contract.past_limit("seq", sum_text(st.seq, 1))) end
   if is_busy(st) then return nil, "busy" end
   -- prepare
   local token = st.token + 1
@@ -815,20 +779,45 @@ function Resolver:dig(player, x, y, z, t_us)
   return seq
 end
 
---- Validate record i (0-based) of a batch; returns the joined player.
+-- Batch records, read in place from the caller's string (docs/API.md,
+-- "Batches"). dig: u32 player, i32 x, y, z, u64 t_us (split into halves so
+-- the hot path needs no boxed 64-bit value; little-endian: low word first).
+-- Named (and declared once per process) rather than anonymous: LuaJIT
+-- 2.1.0-beta3 can resolve "$ *" of a re-created anonymous struct to an older
+-- struct of the same shape when a module is loaded twice.
+if not pcall(sizeof, "struct treasure_dig_record_v1") then
+  ffi.cdef([[
+struct treasure_dig_record_v1 { uint32_t player; int32_t x, y, z; uint32_t t_lo, t_hi; };
+struct treasure_move_record_v1 { uint32_t player; int32_t x, y, z; };
+]])
+end
+local DIG_RECORD_SIZE, MOVE_RECORD_SIZE = contract.DIG_RECORD_SIZE, contract.MOVE_RECORD_SIZE
+assert(sizeof("struct treasure_dig_record_v1") == DIG_RECORD_SIZE
+  and sizeof("struct treasure_move_record_v1") == MOVE_RECORD_SIZE,
+  "treasure.legacy: batch record structs must be 24 and 16 bytes")
+local dig_rec_ptr_t = typeof("const struct treasure_dig_record_v1 *")
+local move_rec_ptr_t = typeof("const struct treasure_move_record_v1 *")
+
+--- A record's t_us is at most 2^53-1 exactly when its high word is below
+-- this (2^21).
+local T_HI_LIMIT = (SAFE_INT_MAX + 1) / 4294967296
+
+--- Validate record i (0-based) of a batch; returns the joined player. The
+-- fields are already integers of their C type, so only the ranges remain
+-- (a u32 player can be 0; an i32 coordinate can leave the block range).
 local function check_record(fn, st, r, i, with_t)
   local path = "records[" .. (i + 1) .. "]."
   local player = r.player
-  if player < 1 then fail(fn, path .. "player must be an integer in " .. R_ID .. ", got " .. player) end
+  if player < 1 then fail(fn, not_in_range(path .. "player", ID, show(player))) end
   local x, y, z = r.x, r.y, r.z
-  if x < C_MIN or x > C_MAX then fail(fn, path .. "x must be an integer in " .. R_COORD .. ", got " .. x) end
-  if y < C_MIN or y > C_MAX then fail(fn, path .. "y must be an integer in " .. R_COORD .. ", got " .. y) end
-  if z < C_MIN or z > C_MAX then fail(fn, path .. "z must be an integer in " .. R_COORD .. ", got " .. z) end
-  if with_t and r.t_hi >= 2097152 then -- t_us >= 2^53
-    fail(fn, path .. "t_us must be an integer in " .. R_T .. ", got " .. u64_text(r.t_lo, r.t_hi))
+  if x < COORD_MIN or x > COORD_MAX then fail(fn, not_in_range(path .. "x", COORD, show(x))) end
+  if y < COORD_MIN or y > COORD_MAX then fail(fn, not_in_range(path .. "y", COORD, show(y))) end
+  if z < COORD_MIN or z > COORD_MAX then fail(fn, not_in_range(path .. "z", COORD, show(z))) end
+  if with_t and r.t_hi >= T_HI_LIMIT then
+    fail(fn, not_in_range(path .. "t_us", COUNT, u64_text(r.t_lo, r.t_hi)))
   end
   local pl = st.players[player]
-  if pl == nil then fail(fn, path .. "player must have joined, got " .. player) end
+  if pl == nil then fail(fn, path .. "player must have joined, got " .. I(player)) end
   return pl
 end
 
@@ -847,10 +836,10 @@ end
 function Resolver:dig_batch(records)
   local fn = "dig_batch"
   local st = state_of(fn, self)
-  local n, recs = batch_records(fn, st, records, 24, dig_rec_ptr_t, true)
+  local n, recs = batch_records(fn, st, records, DIG_RECORD_SIZE, dig_rec_ptr_t, true)
   local first = st.seq + 1
-  if n > 0 and st.seq + n > T_MAX then
-    fail(fn, "seq must stay at most 9007199254740991, got " .. sum_text(st.seq, n))
+  if n > 0 and st.seq + n > SAFE_INT_MAX then
+    fail(fn, contract.past_limit("seq", sum_text(st.seq, n)))
   end
   if is_busy(st) then return nil, "busy" end
   -- prepare: every dig staged past the tail, charges in the sites' scratch
@@ -883,10 +872,14 @@ function Resolver:dig_batch(records)
   return first, n
 end
 
+---------------------------------------------------------------------------
+-- 7. move_batch
+---------------------------------------------------------------------------
+
 function Resolver:move_batch(records)
   local fn = "move_batch"
   local st = state_of(fn, self)
-  local n, recs = batch_records(fn, st, records, 16, move_rec_ptr_t, false)
+  local n, recs = batch_records(fn, st, records, MOVE_RECORD_SIZE, move_rec_ptr_t, false)
   -- prepare: the records as numbers (scratch), every cell a record moves
   -- into registered (an empty registered cell changes no query) with a slot
   -- past its count for each move into it, and a slot per record for the
@@ -900,7 +893,7 @@ function Resolver:move_batch(records)
     local key = cell_key(g, x, y, z)
     local c = g.cells[key]
     if c == nil then
-      c = { key = key, n = 0, li = g.n + 1, token = 0, extra = 0 }
+      c = cell_new(g, key)
       g.list[g.n + 1] = c
       g.cells[key] = c
       g.n = g.n + 1
@@ -937,29 +930,18 @@ function Resolver:move_batch(records)
   end
 end
 
---- How many of the pending packets a poll of up to `max` takes (nothing
--- changes yet), and where they start.
-local function to_take(st, max)
-  local head = st.head
-  local pending = st.tail - head
-  local n = (max == nil or max > pending) and pending or max + 0 -- -0 is 0
-  return n, head
-end
-
---- Take n packets off the head of the queue (plain assignments).
-local function take(st, n)
-  local h2 = st.head + n
-  if h2 == st.tail then st.head, st.tail = 0, 0 else st.head = h2 end
-end
+---------------------------------------------------------------------------
+-- 8. The stream: the queue's packets in seq order, then recipient order
+---------------------------------------------------------------------------
 
 function Resolver:poll(max)
   local fn = "poll"
   local st = state_of(fn, self)
-  if max ~= nil then check_int(fn, "max", max, 0, T_MAX, R_T) end
-  local n, head = to_take(st, max)
+  if max ~= nil then check_int(fn, "max", max, COUNT) end
+  local n, head = queue_to_take(st, max)
   if n == 0 then return 0, "" end
-  local s = ffi.string(st.buf + head * 128, n * 128) -- prepare
-  take(st, n)                                         -- commit
+  local s = ffi.string(st.buf + head * PACKET_SIZE, n * PACKET_SIZE) -- prepare
+  queue_take(st, n)                                                   -- commit
   return n, s
 end
 
@@ -968,14 +950,14 @@ function Resolver:poll_into(buf, max)
   local st = state_of(fn, self)
   local holds, what = packets_held(buf) -- the buffer proven before anything is taken
   if holds == nil then fail(fn, "buf must be a uint8_t array cdata, got " .. what) end
-  check_int(fn, "max", max, 0, T_MAX, R_T)
+  check_int(fn, "max", max, COUNT)
   if max > holds then
     fail(fn, "max must be at most " .. I(holds) .. " (the packets buf holds), got " .. I(max))
   end
-  local n, head = to_take(st, max)
+  local n, head = queue_to_take(st, max)
   if n > 0 then
-    copy(buf, st.buf + head * 128, n * 128) -- prepare: the pointer arithmetic allocates
-    take(st, n)                             -- commit
+    copy(buf, st.buf + head * PACKET_SIZE, n * PACKET_SIZE) -- prepare: the pointer arithmetic allocates
+    queue_take(st, n)                                       -- commit
   end
   return n
 end
@@ -989,7 +971,7 @@ end
 function Resolver:wait(timeout_us)
   local fn = "wait"
   local st = state_of(fn, self)
-  if timeout_us ~= nil then check_int(fn, "timeout_us", timeout_us, 0, T_MAX, R_T) end
+  if timeout_us ~= nil then check_int(fn, "timeout_us", timeout_us, COUNT) end
   return st.tail - st.head
 end
 
@@ -1005,15 +987,8 @@ function Resolver:stats()
   }
 end
 
-function Resolver:close()
-  local st = states[self]
-  if st == nil then fail("close", "self must be a resolver, got " .. type(self)) end
-  if st.closed then return end
-  release(st)
-end
-
 ---------------------------------------------------------------------------
--- Snapshot and restore (docs/API.md, "Snapshot, restore and swap").
+-- 9. Snapshot and restore (docs/API.md, "Snapshot, restore and swap").
 -- The validation rules live in treasure/snapshot.lua, shared with native.
 ---------------------------------------------------------------------------
 
@@ -1065,12 +1040,13 @@ function Resolver:snapshot()
     next_seq = st.seq + 1,
     counters = { digs = st.digs, packets = st.packets, found = st.found, empty = st.empty,
       nothing = st.nothing, rejected = st.rejected, busy = st.busy },
-    pending = pending > 0 and ffi.string(st.buf + st.head * 128, pending * 128) or "",
+    pending = pending > 0 and ffi.string(st.buf + st.head * PACKET_SIZE, pending * PACKET_SIZE) or "",
   }
 end
 
 --- restore(snapshot): a new resolver in the snapshot's state; everything is
--- validated before anything is built.
+-- validated before anything is built, then built through the public methods
+-- (which cannot fail on a valid snapshot).
 local function restore(s)
   snapshot_rules.check(s)
   local o = rawget(s, "options")
@@ -1099,7 +1075,7 @@ local function restore(s)
   st.found, st.empty = rawget(c, "found") + 0, rawget(c, "empty") + 0
   st.nothing, st.rejected = rawget(c, "nothing") + 0, rawget(c, "rejected") + 0
   local pending = rawget(s, "pending")
-  local n = #pending / 128
+  local n = #pending / PACKET_SIZE
   if n > 0 then
     queue_reserve(st, 0, n)
     copy(st.buf, pending, #pending)

@@ -11,6 +11,10 @@
 
 local ffi = require("ffi")
 local bit = require("bit")
+-- treasure.native compiles this file into native.so and passes the contract
+-- module in (a require receives its name instead).
+local contract = ...
+if type(contract) ~= "table" then contract = require("treasure.contract") end
 
 local band, bxor, bnot, rshift = bit.band, bit.bxor, bit.bnot, bit.rshift
 local tohex = bit.tohex
@@ -31,10 +35,13 @@ end
 local RELEASE = "treasure 1.1.0"
 local major, minor, patch = RELEASE:match("^treasure (%d+)%.(%d+)%.(%d+)$")
 
+local SIZE = contract.PACKET_SIZE
+local SAFE_INT_MAX = contract.SAFE_INT_MAX
+
 local M = {
   _VERSION = RELEASE,
   _VERSION_NUM = tonumber(major) * 1000000 + tonumber(minor) * 1000 + tonumber(patch),
-  SIZE = 128,
+  SIZE = SIZE,
   MAGIC = "TRSR",
   VERSION = 1,
   KIND = { FOUND = 1, EMPTY = 2, NOTHING = 3, REJECTED = 4 },
@@ -89,7 +96,7 @@ do
   for k, off in pairs(want) do
     assert(offsetof(packet_t, k) == off, "treasure.packet: bad offset for " .. k)
   end
-  assert(sizeof(packet_t) == 128, "treasure.packet: struct is not 128 bytes")
+  assert(sizeof(packet_t) == SIZE, "treasure.packet: struct is not " .. SIZE .. " bytes")
 end
 
 M.ctype = packet_t
@@ -161,12 +168,12 @@ function M.crc32c(s, i, j)
 end
 
 ---------------------------------------------------------------------------
--- In-place helpers (used by treasure.legacy to build packets without strings)
+-- Writing a packet in place (treasure.legacy builds its packets without strings)
 ---------------------------------------------------------------------------
 
 --- Zero a packet in memory and stamp magic and version.
 function M.init(p)
-  fill(p, 128)
+  fill(p, SIZE)
   copy(p.magic, "TRSR", 4)
   p.version = 1
   return p
@@ -178,10 +185,43 @@ function M.seal(p)
 end
 
 ---------------------------------------------------------------------------
--- decode / encode (strings)
+-- Reading a packet in place: `p` points at a packet's first byte (any
+-- pointer cdata, e.g. a string cast to `const uint8_t *`), 128 bytes
+-- readable. No strings and no boxed 64-bit values are made, so a snapshot's
+-- thousands of pending packets are checked without garbage.
 ---------------------------------------------------------------------------
 
+local MAGIC_U32 = 0x52535254 -- "TRSR" read as a little-endian u32
+
+--- A u64 field given as its two little-endian u32 halves, as a number
+-- (exact below 2^53, the bound of every u64 field but roll).
 local function u64_number(lo, hi) return hi * 4294967296 + lo end
+
+--- Why the bytes at `p` are not a valid packet: "bad magic", "bad version
+-- <n>", "bad CRC" (checked in that order), or nil when they are one.
+function M.fault_at(p)
+  local w = cast(u32p_t, p)
+  if w[0] ~= MAGIC_U32 then return "bad magic" end
+  local version = cast(const_packet_ptr_t, p).version
+  if version ~= 1 then return "bad version " .. contract.int_text(version) end
+  if w[31] ~= crc32c_ptr(p, 124) % 4294967296 then return "bad CRC" end
+  return nil
+end
+
+--- The seq of the packet at `p`, as a number.
+function M.seq_at(p)
+  local w = cast(u32p_t, p)
+  return u64_number(w[2], w[3])
+end
+
+--- The recipient of the packet at `p`.
+function M.recipient_at(p)
+  return cast(const_packet_ptr_t, p).recipient
+end
+
+---------------------------------------------------------------------------
+-- decode / encode (strings)
+---------------------------------------------------------------------------
 
 --- decode(s [, offset]) -> table of fields. `offset` is the 1-based index of
 -- the packet's first byte in `s`. Checks length, magic, version and CRC.
@@ -191,14 +231,14 @@ function M.decode(s, offset)
   end
   offset = offset or 1
   -- bounded, so the messages below can print it as the integer it is
-  if type(offset) ~= "number" or not (offset >= 1 and offset <= 9007199254740991) or offset ~= floor(offset) then
-    error("treasure.packet: decode: offset must be an integer in [1, 9007199254740991], got " ..
-      (type(offset) == "number" and tostring(offset) or type(offset)), 0)
+  if not contract.is_int(offset, 1, SAFE_INT_MAX) then
+    error("treasure.packet: decode: offset must be an integer in " .. contract.COUNT_1.text .. ", got " ..
+      contract.show(offset), 0)
   end
   local avail = #s - offset + 1
-  if avail < 128 then
-    error(format("treasure.packet: decode: need 128 bytes at offset %d, got %d",
-      offset, avail < 0 and 0 or avail), 0)
+  if avail < SIZE then
+    error(format("treasure.packet: decode: need %d bytes at offset %d, got %d",
+      SIZE, offset, avail < 0 and 0 or avail), 0)
   end
   local base = cast(u8p_t, s) + (offset - 1)
   local p = cast(const_packet_ptr_t, base)
@@ -230,7 +270,7 @@ end
 -- encode's field list: name, low, high (inclusive).
 local FIELDS = {
   { "kind", 0, 255 }, { "flags", 0, 255 },
-  { "seq", 0, 9007199254740991 }, { "t_us", 0, 9007199254740991 },
+  { "seq", 0, SAFE_INT_MAX }, { "t_us", 0, SAFE_INT_MAX },
   { "site_id", 0, 4294967295 }, { "finder", 0, 4294967295 },
   { "recipient", 0, 4294967295 }, { "party", 0, 4294967295 },
   { "x", -2147483648, 2147483647 }, { "y", -2147483648, 2147483647 },
@@ -251,23 +291,13 @@ local function to_u64(v, hex)
   end
   if v == nil then return 0ULL end
   if type(v) == "number" then
-    if v < 0 or v > 9007199254740991 or v ~= floor(v) then
+    if not contract.is_int(v, 0, SAFE_INT_MAX) then
       error("treasure.packet: encode: roll as a number must be an integer in [0, 2^53-1], got " .. tostring(v), 0)
     end
     return ffi.cast("uint64_t", v)
   end
   if type(v) == "cdata" then return ffi.cast("uint64_t", v) end
   error("treasure.packet: encode: roll must be a number, uint64 cdata or nil, got " .. type(v), 0)
-end
-
---- The one rule for numbers in the messages of every treasure module
--- (docs/API.md, "Numbers in messages"): a number the module holds or computed
--- (a limit, a capacity, a count, a total weight, a seq, a valid integer
--- argument failing a state rule) prints as an exact decimal integer, never
--- an exponent, and -0 as 0. (A failing argument itself prints as tostring.)
--- Internal: treasure.legacy and treasure.snapshot use it.
-function M._int_text(v)
-  return format("%d", v)
 end
 
 --- encode(fields) -> 128-byte string. Missing fields are 0; magic, version
@@ -281,15 +311,15 @@ function M.encode(f)
     local name, lo, hi = FIELDS[i][1], FIELDS[i][2], FIELDS[i][3]
     local v = f[name]
     if v == nil then v = 0 end
-    if type(v) ~= "number" or v < lo or v > hi or v ~= floor(v) then
+    if not contract.is_int(v, lo, hi) then
       error(format("treasure.packet: encode: %s must be an integer in [%.0f, %.0f], got %s",
-        name, lo, hi, type(v) == "number" and tostring(v) or type(v)), 0)
+        name, lo, hi, contract.show(v)), 0)
     end
     p[name] = v
   end
   p.roll = to_u64(f.roll, f.roll_hex)
   M.seal(p)
-  return ffi.string(p, 128)
+  return ffi.string(p, SIZE)
 end
 
 return M

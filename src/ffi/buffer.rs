@@ -13,7 +13,7 @@
 //! for a ctype object or a pointer cdata it is *not* memory of the caller's
 //! buffer, which is why nothing is written without the verdict.
 
-use mlua::{Function, Lua, Value};
+use mlua::{Function, Lua, Table, Value};
 use treasure_core::contract::limits::MAX_SAFE;
 use treasure_core::{Resolver, PACKET_SIZE};
 
@@ -61,14 +61,14 @@ struct PacketsHeld(Function);
 /// [`measure`] and returns it for native.lua's fast path; calibrates the
 /// [`PointerOffset`] (see [`offset`]). Both are this library's own doing,
 /// never values a caller hands in.
-pub fn install(lua: &Lua) -> mlua::Result<Function> {
+pub fn install(lua: &Lua, contract: Table) -> mlua::Result<Function> {
     if let Some(off) = calibrate(lua)? {
         lua.set_app_data(off);
     }
     let packets_held: Function = lua
         .load(include_str!("../../lua/treasure/ffi_buffer.lua"))
         .set_name("=treasure.ffi_buffer")
-        .call(())?;
+        .call(contract)?;
     lua.set_app_data(PacketsHeld(packets_held.clone()));
     Ok(packets_held)
 }
