@@ -337,14 +337,17 @@ local function known_player(fn, st, id)
   return p
 end
 
---- Releases a resolver's state (close, or its finalizer): drop everything,
--- keep only the closed flag so later calls can say so. The flag is set
--- first, so the loop then only assigns nil, which cannot raise.
-local function release(st)
-  st.closed = true
-  for k in pairs(st) do
-    if k ~= "closed" then st[k] = nil end
-  end
+--- The state of every closed or finalized resolver: only the closed flag,
+-- so later calls can say so.
+local CLOSED = { closed = true }
+
+--- Releases a resolver's state (close, or its finalizer): the registry
+-- entry is pointed at CLOSED and the old state is left to the GC. One
+-- assignment to a key that exists: it cannot raise, allocates nothing, and
+-- never walks the state (clearing it field by field inside pairs() made
+-- LuaJIT 2.1 spin forever in a compiled __gc, where no hook can stop it).
+local function release(self)
+  states[self] = CLOSED
 end
 
 --- A resolver is a userdata (newproxy) with this one shared metatable, so
@@ -362,7 +365,7 @@ resolver_mt.__tostring = function(self)
 end
 resolver_mt.__gc = function(self)
   local st = states[self]
-  if st ~= nil and not st.closed then release(st) end
+  if st ~= nil and not st.closed then release(self) end
 end
 resolver_mt.__metatable = "treasure.resolver"
 
@@ -418,7 +421,7 @@ function Resolver:close()
   local st = states[self]
   if st == nil then not_a_resolver("close", self) end
   if st.closed then return end
-  release(st)
+  release(self)
 end
 
 ---------------------------------------------------------------------------
