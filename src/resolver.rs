@@ -21,6 +21,11 @@ use crate::ffi::fork::Origin;
 use crate::ffi::handles::{self, Guard, Ticket};
 use crate::tables;
 
+// Issue 15's methods (fd, in_flight) and stats keys: a child module so it
+// reaches this file's helpers; kept apart so this file changes little.
+#[path = "readiness.rs"]
+mod readiness;
+
 /// Registry key of the methods table the shim builds (the userdata's `__index`).
 pub const METHODS_KEY: &str = "treasure.native.methods";
 
@@ -39,6 +44,9 @@ pub struct NativeResolver {
     origin: Origin,
     /// Reused by `poll` to gather packets before the one `create_string`.
     scratch: Vec<u8>,
+    /// `r:fd()`'s descriptor once created (the core owns the eventfd and
+    /// closes it when the resolver is released).
+    fd: Option<i32>,
 }
 
 impl Drop for NativeResolver {
@@ -163,6 +171,7 @@ impl NativeResolver {
             ticket: Some(ticket),
             origin,
             scratch: Vec::new(),
+            fd: None,
         })
     }
 
@@ -176,6 +185,7 @@ impl NativeResolver {
     /// resolver, or leak it when it belongs to the parent of a fork.
     fn release(&mut self) {
         self.scratch = Vec::new();
+        self.fd = None;
         if let Some(t) = self.ticket.take() {
             if self.origin.foreign().is_some() {
                 t.abandon();
@@ -262,7 +272,7 @@ fn bytes_arg(func: &str, v: &Value) -> Result<mlua::LuaString, Fail> {
 }
 
 fn stats_table(lua: &Lua, s: &treasure_core::Stats) -> mlua::Result<Table> {
-    let t = lua.create_table_with_capacity(0, 24)?;
+    let t = lua.create_table_with_capacity(0, 40)?;
     let n = |v: u64| v as f64;
     t.raw_set("digs", n(s.digs))?;
     t.raw_set("packets", n(s.packets))?;
@@ -281,6 +291,7 @@ fn stats_table(lua: &Lua, s: &treasure_core::Stats) -> mlua::Result<Table> {
     t.raw_set("inflight_chunks", n(s.inflight_chunks))?;
     t.raw_set("ready_chunks", n(s.ready_chunks))?;
     t.raw_set("workers", n(s.workers))?;
+    readiness::stats_keys(&t, s)?;
     Ok(t)
 }
 
@@ -432,6 +443,8 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
             .map(|us| Duration::from_micros(us as u64));
         Ok(r.core().get(f)?.wait(timeout).map_err(msg)? as f64)
     })?;
+
+    readiness::methods(lua, &m)?;
 
     method(lua, &m, "stats", |lua, r, _| {
         let st = r.core().get("stats")?.stats().map_err(msg)?;

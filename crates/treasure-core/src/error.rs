@@ -33,6 +33,10 @@ pub enum Method {
     Wait,
     Stats,
     Close,
+    /// `r:in_flight()` (issue 15).
+    InFlight,
+    /// `r:fd()` (issue 15).
+    Fd,
 }
 
 impl Method {
@@ -56,6 +60,8 @@ impl Method {
             Method::Wait => "wait",
             Method::Stats => "stats",
             Method::Close => "close",
+            Method::InFlight => "in_flight",
+            Method::Fd => "fd",
         }
     }
 }

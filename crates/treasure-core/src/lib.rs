@@ -64,6 +64,7 @@ pub mod histogram;
 mod outbox;
 mod pipeline;
 pub mod pool;
+pub mod readiness;
 pub mod records;
 pub mod resolver;
 pub mod roll;
@@ -72,6 +73,7 @@ pub mod wire;
 pub mod world;
 
 pub use error::{Arg, Error, ErrorKind, Method};
+pub use readiness::{ReadyHook, RESOLVE_BUCKETS_US};
 pub use records::{DigRecord, MoveRecord, DIG_RECORD_SIZE, MOVE_RECORD_SIZE};
 pub use resolver::{Options, Resolver, Stats};
 pub use roll::{splitmix64, LootEntry, LootTable};

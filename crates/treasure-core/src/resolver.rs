@@ -147,8 +147,14 @@ pub struct Stats {
     pub busy: u64,
     pub players: u64,
     pub sites: u64,
-    /// Packets of accepted digs not yet polled (exact).
+    /// Packets resolved and not yet polled: what `poll` could take now plus
+    /// what is resolved behind an unfinished chunk (never waits; equal to
+    /// the packets of every accepted dig not yet polled once `flush`ed).
     pub pending_packets: u64,
+    /// Accepted digs whose packets are not yet all pollable (`in_flight`).
+    pub inflight_digs: u64,
+    /// Resolve latency in fixed cumulative buckets (`RESOLVE_BUCKETS_US`).
+    pub resolve_buckets: crate::readiness::BucketCounts,
     /// Latency from acceptance to a worker publishing the dig's chunk.
     pub resolve_p50_us: f64,
     pub resolve_p99_us: f64,
@@ -357,6 +363,8 @@ impl Resolver {
             tx,
             pool,
             share: Share::new(workers),
+            ready: Default::default(),
+            buckets: Default::default(),
         });
         Ok(Resolver {
             inner: Some(Box::new(Inner {
@@ -693,6 +701,7 @@ impl Resolver {
         check_capacity(m, out, max)?;
         let n = (max as u64).min(inner.available) as usize;
         inner.take(n, &mut out[..n * SIZE]);
+        inner.settle_ready();
         Ok(n)
     }
 
@@ -744,6 +753,7 @@ impl Resolver {
             inner.available
         );
         inner.advance(n);
+        inner.settle_ready();
     }
 
     /// `r:poll(max)`: appends up to `max` packets to `out` (use `usize::MAX`
@@ -755,6 +765,7 @@ impl Resolver {
         let start = out.len();
         out.resize(start + n * SIZE, 0);
         inner.take(n, &mut out[start..]);
+        inner.settle_ready();
         Ok(n)
     }
 
@@ -814,20 +825,20 @@ impl Resolver {
         Ok(inner.available as usize)
     }
 
-    /// `r:stats()`. May wait for in-flight FOUND digs to make
-    /// `pending_packets` and `packets` exact.
+    /// `r:stats()`. Never blocks: `packets` and `pending_packets` count
+    /// resolved packets (exact for every accepted dig after [`flush`]).
+    ///
+    /// [`flush`]: Resolver::flush
     pub fn stats(&mut self) -> Result<Stats, Error> {
         let m = Method::Stats;
         let inner = self.inner(m)?;
-        if inner.inflight_lower != inner.inflight_upper {
-            inner.wait_all();
-            inner.check_failed(m)?;
-        }
-        debug_assert_eq!(inner.inflight_lower, inner.inflight_upper);
         let q = inner.shared.histogram.quantiles();
+        let inflight_digs = inner.in_flight();
         Ok(Stats {
+            inflight_digs,
+            resolve_buckets: inner.shared.buckets.snapshot(),
             digs: inner.digs,
-            packets: (inner.produced + inner.inflight_lower).min(MAX_SAFE),
+            packets: inner.produced.min(MAX_SAFE),
             found: inner.found,
             empty: inner.empty,
             nothing: inner.nothing,
@@ -835,7 +846,7 @@ impl Resolver {
             busy: inner.busy,
             players: inner.players.len() as u64,
             sites: inner.sites.len() as u64,
-            pending_packets: inner.known_pending + inner.inflight_lower,
+            pending_packets: inner.known_pending,
             resolve_p50_us: q.p50_us,
             resolve_p99_us: q.p99_us,
             resolve_p999_us: q.p999_us,
@@ -844,6 +855,27 @@ impl Resolver {
             ready_chunks: inner.ready_chunks as u64,
             workers: inner.workers as u64,
         })
+    }
+
+    /// `r:in_flight()`: accepted digs whose packets are not yet all
+    /// pollable (0: everything submitted so far is ready, `flush` would
+    /// return at once). Never blocks.
+    pub fn in_flight(&mut self) -> Result<u64, Error> {
+        Ok(self.inner(Method::InFlight)?.in_flight())
+    }
+
+    /// Registers the readiness hook of `r:fd()` (see `readiness.rs`) and
+    /// signals it at once if packets are pollable. `method` names the API
+    /// function for the closed error.
+    pub fn set_ready_hook(
+        &mut self,
+        method: Method,
+        hook: Arc<dyn crate::readiness::ReadyHook>,
+    ) -> Result<(), Error> {
+        let inner = self.inner(method)?;
+        inner.shared.ready.install(hook);
+        inner.settle_ready();
+        Ok(())
     }
 
     /// `r:close()`: waits for in-flight work, stops the workers and frees
@@ -1001,6 +1033,42 @@ impl Resolver {
 }
 
 impl Inner {
+    /// See [`Resolver::in_flight`]: the digs of every chunk from the first
+    /// one that is not ready on (a failed chunk counts none: its error is
+    /// reported at once).
+    fn in_flight(&self) -> u64 {
+        let from = (self.contiguous - self.head) as usize;
+        self.ring
+            .iter()
+            .skip(from)
+            .map(|slot| match slot {
+                Slot::InFlight { lower, .. } => *lower,
+                Slot::Ready { out, .. } => out.digs() as u64,
+                Slot::Failed => 0,
+            })
+            .sum()
+    }
+
+    /// After a poll (and when the hook is installed): signal when packets
+    /// are pollable (or a failure waits to be reported), else reset and
+    /// arm for the oldest unfinished chunk, then re-check (readiness.rs).
+    fn settle_ready(&mut self) {
+        let ready = &self.shared.ready;
+        if !ready.installed() {
+            return;
+        }
+        if self.available > 0 || self.failed.is_some() {
+            ready.ensure_signalled();
+            return;
+        }
+        let head = self.contiguous;
+        self.shared.ready.arm(head);
+        self.drain();
+        if self.available > 0 || self.failed.is_some() {
+            self.shared.ready.disarm_and_signal(head);
+        }
+    }
+
     /// One more refused call; a statistic, so it saturates at 2^53-1.
     fn count_busy(&mut self) {
         self.busy = (self.busy + 1).min(MAX_SAFE);
@@ -1067,6 +1135,11 @@ impl Inner {
                 self.ring[i] = Slot::Failed;
                 self.failed.get_or_insert(msg);
             }
+        }
+        // An inline chunk has no worker to signal; for a worker's chunk this
+        // only repeats its own check (readiness.rs).
+        if self.shared.ready.installed() {
+            self.shared.ready.published(done.index);
         }
     }
 
@@ -1290,6 +1363,8 @@ impl Drop for Inner {
         if std::process::id() == self.pid {
             self.wait_all();
         }
+        // Closes the binding's eventfd; no worker signals after this.
+        self.shared.ready.uninstall();
     }
 }
 
