@@ -33,6 +33,8 @@ local bit = require("bit")
 local packet = require("treasure.packet")
 local packets_held = require("treasure.ffi_buffer")
 local snapshot_rules = require("treasure.snapshot")
+local efd = require("treasure.eventfd")
+local bucket_keys = require("treasure.buckets").keys
 
 local bxor, lshift, rshift = bit.bxor, bit.lshift, bit.rshift
 local cast, copy, sizeof, typeof = ffi.cast, ffi.copy, ffi.sizeof, ffi.typeof
@@ -352,6 +354,7 @@ local Resolver = {}
 -- keep only the closed flag so later calls can say so. The flag is set
 -- first, so the loop then only assigns nil, which cannot raise.
 local function release(st)
+  if st.efd then efd.close(st.efd); st.efd = nil end
   st.closed = true
   for k in pairs(st) do
     if k ~= "closed" then st[k] = nil end
@@ -777,6 +780,7 @@ local function commit_digs(st, ndigs, npackets, found, empty, nothing, rejected)
   st.digs = st.digs + ndigs
   st.found, st.empty = st.found + found, st.empty + empty
   st.nothing, st.rejected = st.nothing + nothing, st.rejected + rejected
+  if st.efd and npackets > 0 then efd.raise(st) end -- r:fd(): pending 0 -> > 0
 end
 
 --- A refusal for a full queue counts (saturating) and changes nothing else.
@@ -949,7 +953,12 @@ end
 --- Take n packets off the head of the queue (plain assignments).
 local function take(st, n)
   local h2 = st.head + n
-  if h2 == st.tail then st.head, st.tail = 0, 0 else st.head = h2 end
+  if h2 == st.tail then
+    st.head, st.tail = 0, 0
+    if st.efd then efd.lower(st) end -- r:fd(): polled empty
+  else
+    st.head = h2
+  end
 end
 
 function Resolver:poll(max)
@@ -993,16 +1002,48 @@ function Resolver:wait(timeout_us)
   return st.tail - st.head
 end
 
+--- r:fd(): the eventfd an event loop watches (treasure/eventfd.lua); made
+-- on the first call, closed by close()/GC. Refused in a forked child, as on
+-- native: the child would share the parent's eventfd.
+function Resolver:fd()
+  local fn = "fd"
+  local st = state_of(fn, self)
+  if st.efd then
+    local pid = efd.pid()
+    if pid ~= st.efd_pid then
+      fail(fn, "resolver was created in process " .. I(st.efd_pid) .. " and used in process " .. I(pid)
+        .. "; create it after the fork (OpenResty: init_worker_by_lua)")
+    end
+    return st.efd
+  end
+  local fd, why = efd.open()
+  if fd == nil then fail(fn, "eventfd failed: " .. why) end
+  st.efd, st.efd_pid, st.efd_up = fd, efd.pid(), false
+  if st.tail > st.head then efd.raise(st) end
+  return fd
+end
+
+--- r:in_flight(): legacy resolves inside each call, so nothing is ever in flight.
+function Resolver:in_flight()
+  state_of("in_flight", self)
+  return 0
+end
+
 function Resolver:stats()
   local st = state_of("stats", self)
-  return {
+  local t = {
     digs = st.digs, packets = st.packets,
     found = st.found, empty = st.empty, nothing = st.nothing, rejected = st.rejected,
     busy = st.busy, players = st.nplayers, sites = st.nsites,
     pending_packets = st.tail - st.head,
     -- legacy resolves inside the call: there is no queueing latency to report
     resolve_p50_us = 0, resolve_p99_us = 0, resolve_p999_us = 0, resolve_max_us = 0,
+    -- issue 15: nothing in flight; every dig resolved in 0 µs, so every
+    -- latency bucket holds them all
+    inflight_digs = 0, resolve_count = st.digs, resolve_sum_us = 0,
   }
+  for i = 1, #bucket_keys do t[bucket_keys[i]] = st.digs end
+  return t
 end
 
 function Resolver:close()
