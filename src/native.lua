@@ -35,15 +35,15 @@ for name, fn in pairs(raw.methods) do
   end
 end
 
--- poll_into: measure the buffer here (treasure/ffi_buffer.lua, the same
+-- poll_into: judge the buffer here (treasure/ffi_buffer.lua, the same
 -- file treasure.legacy uses), let Rust check everything in the contract's
--- order (self, closed, buf, max) and do the copy. A refused buffer (holds
--- -1) never reaches a write; Rust prints `what` (ffi_buffer's description
--- of it, e.g. ctype<unsigned char [256]>) in the message.
+-- order (self, closed, buf, max, capacity, max against what buf holds) and
+-- do the copy. A refused buffer (holds -1) never reaches a write; Rust
+-- raises ffi_buffer's message for it. `addr` is a pointer buf's address.
 local raw_poll_into = raw.poll_into
-methods.poll_into = function(self, buf, max)
-  local holds, what = packets_held(buf)
-  return check(raw_poll_into(self, buf, max, holds or -1, what or ""))
+methods.poll_into = function(self, buf, max, capacity)
+  local holds, buf_err, cap_err, addr = packets_held(buf, capacity)
+  return check(raw_poll_into(self, buf, max, holds or -1, buf_err, cap_err, addr))
 end
 
 -- Calibrate how lua_topointer reports a cdata: some LuaJIT builds return the
@@ -151,16 +151,17 @@ if C then
     return slow.move_batch(self, records)
   end
 
-  function methods.poll_into(self, buf, max)
+  function methods.poll_into(self, buf, max, capacity)
     local h = handles[self]
     if h and type(max) == "number" then
-      local holds = packets_held(buf) -- nil: not a uint8_t array instance, never handed to the FFI
+      -- nil: not an accepted buffer (or a bad capacity), never handed to the FFI
+      local holds = packets_held(buf, capacity)
       if holds then
         local n = fpoll(h, buf, holds, max)
         if n >= 0 then return n end
       end
     end
-    return slow.poll_into(self, buf, max)
+    return slow.poll_into(self, buf, max, capacity)
   end
 
   function methods.close(self)

@@ -465,32 +465,53 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
         })?,
     )?;
 
-    // poll_into(self, buf, max, holds, what): `holds` is the verdict of
-    // treasure/ffi_buffer.lua for buf (the packets a uint8_t array instance
-    // holds; anything else when buf is not one), `what` the text naming buf
-    // for the message. Only native.lua's shim can call it (ffi/buffer.rs).
+    // poll_into(self, buf, max, holds, buf_err, cap_err, addr): `holds` is
+    // the verdict of treasure/ffi_buffer.lua for buf (the packets it holds;
+    // -1 when refused), `buf_err`/`cap_err` its refusal messages, `addr` a
+    // pointer buf's address (nil for an array). Only native.lua's shim can
+    // call it (ffi/buffer.rs).
     method(lua, &raw, "poll_into", |lua, r, a| {
         let f = "poll_into";
+        let text = |v: &Value| v.as_string().map(|s| s.to_string_lossy().to_string());
+        if let Some(e) = text(arg(a, 3)) {
+            return Err(format!("treasure: {f}: {e}"));
+        }
         let holds = match arg(a, 2) {
             Value::Integer(n) if *n >= 0 => *n as f64,
             Value::Number(n) if *n >= 0.0 && n.fract() == 0.0 && *n < 9007199254740992.0 => *n,
             _ => -1.0,
         };
-        if holds < 0.0 || !buffer::is_cdata(arg(a, 0)) {
-            let ty = arg(a, 3)
-                .as_string()
-                .map(|s| s.to_string_lossy())
-                .unwrap_or_default();
+        if holds < 0.0 && arg(a, 4).is_nil() || !buffer::is_cdata(arg(a, 0)) {
             return Err(format!(
-                "treasure: {f}: buf must be a uint8_t array cdata, got {ty}"
+                "treasure: {f}: buf must be a uint8_t array, uint8_t * or void * cdata"
             ));
         }
         let max = args::int(lua, f, "max", arg(a, 1), COUNT)? as u64;
+        if let Some(e) = text(arg(a, 4)) {
+            return Err(format!("treasure: {f}: {e}"));
+        }
         let holds = holds as u64;
         if max > holds {
             return Err(format!(
                 "treasure: {f}: max must be at most {holds} (the packets buf holds), got {max}"
             ));
+        }
+        let addr = match arg(a, 5) {
+            Value::Nil => None,
+            Value::Integer(n) => Some(*n as f64),
+            Value::Number(n) => Some(*n),
+            // Never from the shim; refuse rather than treat it as an array.
+            _ => return Err(format!("treasure: {f}: buf must be a uint8_t array cdata")),
+        };
+        if let Some(addr) = addr {
+            let n = buffer::poll_into_pointer_by_shim(
+                r.core().get(f)?,
+                addr,
+                holds as usize,
+                max as usize,
+            )
+            .map_err(msg)?;
+            return Ok(n as f64);
         }
         let offset = *lua.app_data_ref::<PointerOffset>().ok_or_else(|| {
             format!("treasure: {f}: FFI buffers are unsupported by this LuaJIT build")

@@ -29,7 +29,6 @@ local typeof, sizeof, floor, format, type, tostring, tonumber =
 local u8_vla_t = typeof("uint8_t[?]")
 local u8_fixed_t = {} -- byte size -> ctype uint8_t[size] (interned by LuaJIT anyway)
 
-local known = setmetatable({}, { __mode = "k" }) -- buffer -> packets held, or false
 
 --- What was passed, for the message: `table`, `ctype<unsigned char [256]>`
 -- (a ctype object prints without an address), `cdata<char *>` (an
@@ -57,15 +56,73 @@ local function is_u8_array_instance(buf)
   return t == fixed
 end
 
---- Returns the number of whole packets `buf` holds, or nil and the text
--- describing `buf` when it is not a uint8_t array instance.
-return function(buf)
-  if type(buf) ~= "cdata" then return nil, type(buf) end
-  local held = known[buf]
-  if held == nil then
-    held = is_u8_array_instance(buf) and floor(sizeof(buf) / 128)
-    known[buf] = held
+-- Issue 15: a caller's own memory (a C host's, a socket library's) as a
+-- `uint8_t *` or `void *` pointer cdata (not const, not NULL) with an
+-- explicit `capacity` in bytes. The pointer types are checked by identity
+-- too, so `const uint8_t *`, `char *`, `int8_t *` are refused.
+local u8_ptr_t, void_ptr_t = typeof("uint8_t *"), typeof("void *")
+local T_MAX, R_T = 9007199254740991, "[0, 9007199254740991]"
+local BUF_RULE = "buf must be a uint8_t array, uint8_t * or void * cdata, got "
+
+--- What a buffer object is (cached per object, weak keys: a cdata's type,
+-- size and pointer value never change): "array" with its byte size,
+-- "pointer" with its address, "null", or false.
+local function classify(buf)
+  if tonumber(buf) ~= nil then return false end -- a ctype object or a number cdata
+  local t = typeof(buf)
+  if t == u8_ptr_t or t == void_ptr_t then
+    if buf == nil then return "null" end
+    return "pointer", tonumber(ffi.cast("uintptr_t", buf))
   end
-  if held then return held end
-  return nil, describe(buf)
+  if is_u8_array_instance(buf) then return "array", sizeof(buf) end
+  return false
+end
+
+local kinds = setmetatable({}, { __mode = "k" }) -- buffer -> kind (see classify)
+local sizes = setmetatable({}, { __mode = "k" }) -- buffer -> array bytes or pointer address
+
+local function is_int(v)
+  return type(v) == "number" and v >= 0 and v <= T_MAX and floor(v) == v
+end
+
+--- Judges poll_into's `buf` and `capacity` (docs/API.md, "poll_into"), for
+-- both backends, before anything leaves the queue. Returns
+--   holds, nil, nil, addr  success: the whole packets the buffer holds,
+--                          and for a pointer its address (a number);
+--   nil, buf_message       buf is refused (checked before `max`);
+--   nil, nil, cap_message  capacity is refused (checked after `max`).
+-- The messages lack the "treasure: poll_into: " prefix. Allocates nothing
+-- once a buffer object has been seen.
+return function(buf, capacity)
+  if type(buf) ~= "cdata" then return nil, BUF_RULE .. type(buf) end
+  local kind = kinds[buf]
+  if kind == nil then
+    local size
+    kind, size = classify(buf)
+    kinds[buf], sizes[buf] = kind, size
+  end
+  if kind == "array" then
+    local size = sizes[buf]
+    if capacity == nil then return floor(size / 128) end
+    if not is_int(capacity) then
+      return nil, nil, "capacity must be an integer in " .. R_T .. ", got "
+        .. (type(capacity) == "number" and tostring(capacity) or type(capacity))
+    end
+    if capacity > size then
+      return nil, nil, format("capacity must be at most %d (the bytes buf holds), got %.0f", size, capacity)
+    end
+    return floor(capacity / 128)
+  elseif kind == "pointer" then
+    if not is_int(capacity) then
+      if capacity == nil then
+        return nil, nil, "capacity must be given with a pointer buf (the bytes it points at), got nil"
+      end
+      return nil, nil, "capacity must be an integer in " .. R_T .. ", got "
+        .. (type(capacity) == "number" and tostring(capacity) or type(capacity))
+    end
+    return floor(capacity / 128), nil, nil, sizes[buf]
+  elseif kind == "null" then
+    return nil, "buf must not be a NULL pointer, got " .. describe(buf)
+  end
+  return nil, BUF_RULE .. describe(buf)
 end

@@ -972,12 +972,14 @@ function Resolver:poll(max)
   return n, s
 end
 
-function Resolver:poll_into(buf, max)
+function Resolver:poll_into(buf, max, capacity)
   local fn = "poll_into"
   local st = state_of(fn, self)
-  local holds, what = packets_held(buf) -- the buffer proven before anything is taken
-  if holds == nil then fail(fn, "buf must be a uint8_t array cdata, got " .. what) end
+  -- the buffer proven before anything is taken (treasure/ffi_buffer.lua)
+  local holds, buf_err, cap_err = packets_held(buf, capacity)
+  if buf_err then fail(fn, buf_err) end
   check_int(fn, "max", max, 0, T_MAX, R_T)
+  if cap_err then fail(fn, cap_err) end
   if max > holds then
     fail(fn, "max must be at most " .. I(holds) .. " (the packets buf holds), got " .. I(max))
   end

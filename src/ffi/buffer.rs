@@ -122,3 +122,32 @@ pub fn vouched_by_shim(buf: &Value, holds: usize, offset: PointerOffset) -> Opti
     // blocked in it), so `Vouched::new`'s contract holds.
     unsafe { Vouched::new(buf, holds, offset) }
 }
+
+/// The pointer form of the raw `poll_into` (issue 15): `buf` is a
+/// `uint8_t *` / `void *` cdata whose address the shim passed as `addr`,
+/// with `holds = floor(capacity / 128)` from the caller's `capacity`.
+///
+/// Not an `unsafe fn` for the same reason as [`vouched_by_shim`]: only the
+/// raw `poll_into` calls it, with `addr` and `holds` from
+/// treasure/ffi_buffer.lua, which passes an address only for a non-NULL,
+/// non-const `uint8_t *` / `void *` (`addr` is that pointer's value, exact
+/// in a double: user-space addresses are below 2^47). That the memory is
+/// `capacity` writable bytes is the caller's promise, as for any C buffer
+/// argument (docs/API.md, "poll_into").
+pub fn poll_into_pointer_by_shim(
+    r: &mut Resolver,
+    addr: f64,
+    holds: usize,
+    max: usize,
+) -> Result<usize, treasure_core::Error> {
+    let valid = addr >= 1.0 && addr.fract() == 0.0 && addr < (1u64 << 53) as f64;
+    let buf = if valid {
+        addr as usize as *mut u8
+    } else {
+        std::ptr::null_mut()
+    };
+    // SAFETY: see above: `buf` is the caller's pointer to `holds * 128`
+    // bytes by its promise; `max <= holds` was checked by the raw function
+    // and is asserted again inside; a NULL (invalid addr) writes nothing.
+    unsafe { poll_into_raw(r, buf, holds, max) }
+}

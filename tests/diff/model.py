@@ -487,7 +487,7 @@ class Model:
 
     def poll_into(self, fn, buf=None, mx=None, *_):
         if not (isinstance(buf, Buf) and buf.kind in ("vla", "fixed")):
-            fail(fn, "buf must be a uint8_t array cdata, got %s" % buf_text(buf))
+            fail(fn, "buf must be a uint8_t array, uint8_t * or void * cdata, got %s" % buf_text(buf))
         m = check_int(fn, "max", mx, 0, MAX53)
         cap = buf.size // 128
         if m > cap:
