@@ -31,12 +31,20 @@ local sink = ffi.new("struct treasure_efd_v1")
 
 local M = {}
 
---- A new non-blocking, close-on-exec eventfd, or nil and the errno text.
+local owner_t = ffi.typeof("struct { int fd; }")
+local function close_owned(o)
+  if o.fd >= 0 then C.treasure_efd_close(o.fd); o.fd = -1 end
+end
+
+--- A new non-blocking, close-on-exec eventfd and its owner (a cdata whose
+-- finalizer closes it: the resolver's state keeps it, so a collected
+-- resolver's eventfd is closed by the GC), or nil and the errno text.
 function M.open()
   if ffi.os ~= "Linux" then return nil, "eventfd needs Linux" end
   local fd = C.treasure_efd_eventfd(0, EFD_NONBLOCK + EFD_CLOEXEC)
   if fd < 0 then return nil, "errno " .. ffi.errno() end
-  return fd
+  local owner = ffi.gc(owner_t(fd), close_owned)
+  return fd, owner
 end
 
 function M.pid()
@@ -59,8 +67,10 @@ function M.lower(st)
   end
 end
 
-function M.close(fd)
-  C.treasure_efd_close(fd)
+--- Closes the eventfd its owner holds (close()); the owner's finalizer
+-- then has nothing left to do.
+function M.close(owner)
+  close_owned(owner)
 end
 
 return M

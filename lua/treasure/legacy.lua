@@ -354,7 +354,7 @@ local Resolver = {}
 -- keep only the closed flag so later calls can say so. The flag is set
 -- first, so the loop then only assigns nil, which cannot raise.
 local function release(st)
-  if st.efd then efd.close(st.efd); st.efd = nil end
+  if st.efd_owner then efd.close(st.efd_owner) end
   st.closed = true
   for k in pairs(st) do
     if k ~= "closed" then st[k] = nil end
@@ -1018,9 +1018,9 @@ function Resolver:fd()
     end
     return st.efd
   end
-  local fd, why = efd.open()
-  if fd == nil then fail(fn, "eventfd failed: " .. why) end
-  st.efd, st.efd_pid, st.efd_up = fd, efd.pid(), false
+  local fd, owner = efd.open()
+  if fd == nil then fail(fn, "eventfd failed: " .. owner) end
+  st.efd, st.efd_owner, st.efd_pid, st.efd_up = fd, owner, efd.pid(), false
   if st.tail > st.head then efd.raise(st) end
   return fd
 end

@@ -75,12 +75,24 @@ for _, B in ipairs(backends) do
       r:close()
     end)
 
+    -- In a child process: a full collection inside busted can spin forever
+    -- on legacy even without fd() (seen with LuaJIT 2.1.0-beta3, reported
+    -- to the lead); the child keeps this check about the eventfd alone.
     it("GC of a resolver closes its eventfd", function()
-      local r = world(T, 1)
-      local fd = r:fd()
-      r = nil -- luacheck: ignore
-      collectgarbage(); collectgarbage()
-      assert.is_false(is_open(fd))
+      local code = ([[
+local ffi = require("ffi")
+ffi.cdef("int fcntl(int fd, int cmd);")
+local r = require("%s").new()
+local fd = r:fd()
+r = nil
+collectgarbage(); collectgarbage()
+io.write(ffi.C.fcntl(fd, 1) == -1 and "closed" or "open")
+]]):format(B.name == "native" and "treasure.native" or "treasure.legacy")
+      local path = os.tmpname()
+      local f = assert(io.open(path, "w")); f:write(code); f:close()
+      local p = io.popen("timeout 30 " .. (os.getenv("LUAJIT") or "luajit") .. " " .. path .. " 2>&1")
+      local out = p:read("*a"); p:close(); os.remove(path)
+      assert.equals("closed", out)
     end)
 
     it("no lost wakeup: 300 rounds of dig / wait on the fd / drain", function()
