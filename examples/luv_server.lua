@@ -68,9 +68,6 @@ local buf = ffi.new("uint8_t[?]", MAX * PACKET)
 local slot = {} -- slot[i]: pointer to packet i of buf, made once
 for i = 0, MAX - 1 do slot[i] = buf + i * PACKET end
 local view = packet.view
-local frame_t = ffi.typeof([[const struct __attribute__((packed)) {
-  uint32_t op; int32_t x, y, z; uint32_t t_lo, t_hi; } *]])
-local cstr_t = ffi.typeof("const char *")
 local trailer = ffi.new("uint8_t[16]")
 local conns = {}          -- player -> connection
 local byes = {}           -- connections waiting for their last packets
@@ -112,6 +109,9 @@ local function finish_byes()
 end
 
 local wakeups, empty_wakeups = 0, 0
+-- Steady state: from the last join to the first bye (setup and teardown of
+-- connections excluded), to show what serving digs costs per packet.
+local heap_mark, sent_mark, heap_end, sent_end = 0, 0, nil, nil
 
 local function drain()
   local got = 0
@@ -136,23 +136,35 @@ local function drain()
   finish_byes()
 end
 
+local byte = string.byte
+local function u32(a, b, c, d) return ((d * 256 + c) * 256 + b) * 256 + a end
+local function i32(a, b, c, d) local v = u32(a, b, c, d) return v >= 2147483648 and v - 4294967296 or v end
+
+-- One 24-byte frame at s[off+1 ..], read with string.byte (plain numbers: no
+-- cdata, no substring).
 local function on_frame(c, s, off)
-  local f = ffi.cast(frame_t, ffi.cast(cstr_t, s) + off)
-  if f.op == 1 then
-    local t_us = f.t_hi * 4294967296 + f.t_lo
-    local seq = r:dig(c.player, f.x, f.y, f.z, t_us)
+  local a1, a2, a3, a4, x1, x2, x3, x4, y1, y2, y3, y4, z1, z2, z3, z4, t1, t2, t3, t4, h1, h2, h3, h4 =
+    byte(s, off + 1, off + 24)
+  local op = u32(a1, a2, a3, a4)
+  local f_x, f_y, f_z = i32(x1, x2, x3, x4), i32(y1, y2, y3, y4), i32(z1, z2, z3, z4)
+  if op == 1 then
+    local t_us = u32(h1, h2, h3, h4) * 4294967296 + u32(t1, t2, t3, t4)
+    local seq = r:dig(c.player, f_x, f_y, f_z, t_us)
     if not seq then -- busy: never dropped; drain, then the dig is taken
       drain()
-      seq = assert(r:dig(c.player, f.x, f.y, f.z, t_us))
+      seq = assert(r:dig(c.player, f_x, f_y, f_z, t_us))
     end
     last_seq = seq
-  elseif f.op == 2 then
-    r:move(c.player, f.x, f.y, f.z)
-  elseif f.op == 3 then
+  elseif op == 2 then
+    r:move(c.player, f_x, f_y, f_z)
+  elseif op == 3 then
+    if not heap_end then heap_end, sent_end = collectgarbage("count"), sent end -- steady state ends
     r:leave(c.player)
     c.left = true
     c.bye_seq = last_seq
     byes[c] = true
+    -- its last packets may all be sent already: no wakeup would come for it
+    finish_byes()
   end
 end
 
@@ -174,6 +186,8 @@ local function on_data(c, data)
     local x, z = home(player)
     conns[player] = c
     r:join(player, x, 0, z)
+    -- the steady-state figure counts from the last join on (connection setup excluded)
+    heap_mark, sent_mark = collectgarbage("count"), sent
   end
   c.frames(c, c.inbuf)
 end
@@ -223,9 +237,13 @@ sig:start("sigint", function()
   local kinds = {}
   for t, n in pairs(handles) do kinds[#kinds + 1] = t .. "=" .. n end
   table.sort(kinds)
-  local line = string.format("luv/%s send=%s: packets sent %d, undeliverable %d, Lua heap grew %.1f bytes per packet sent;"
+  local steady = ((heap_end or collectgarbage("count")) - heap_mark) * 1024
+  local steady_n = (sent_end or sent) - sent_mark
+  local line = string.format("luv/%s send=%s: packets sent %d, undeliverable %d, Lua heap grew %.1f bytes per packet sent"
+    .. " (%.1f in the steady state from the last join to the first bye, over %d packets);"
     .. " drain woken by r:fd() %d times (%d found nothing); timers %d; handles %s\n",
     treasure.backend, opts.send, sent, undeliverable, sent > 0 and grown / sent or 0,
+    steady_n > 0 and steady / steady_n or 0, steady_n,
     wakeups, empty_wakeups, handles.timer or 0, table.concat(kinds, " "))
   if opts.stats then local f = assert(io.open(opts.stats, "w")) f:write(line) f:close() else io.write(line) end
   uv.stop()
