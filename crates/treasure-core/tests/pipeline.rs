@@ -273,6 +273,7 @@ fn busy_is_exact_with_found_digs_in_flight() {
         }
     }
     assert_eq!(accepted, 6);
+    r.flush().unwrap(); // stats() never waits (issue 15)
     let s = r.stats().unwrap();
     assert_eq!((s.busy, s.pending_packets, s.packets), (4, 1200, 1200));
     // Batches: one check before the first record.
@@ -327,7 +328,11 @@ fn wait_returns_when_packets_are_ready_and_at_once_when_idle() {
     let (mut got, mut buf) = (0u64, vec![0u8; 128 * 64]);
     while r.in_flight().unwrap() > 0 || r.available_packets() > 0 {
         let n = r.wait(None).unwrap();
-        assert!(n > 0, "wait returned 0 with {} digs in flight", r.in_flight().unwrap());
+        assert!(
+            n > 0,
+            "wait returned 0 with {} digs in flight",
+            r.in_flight().unwrap()
+        );
         assert!(n <= r.available_packets());
         // Take a few at a time so later waits find packets already there.
         got += r.poll_into(&mut buf, n.min(64)).unwrap() as u64;
