@@ -434,3 +434,53 @@ fn consume_more_than_pollable_panics() {
     let mut r = world(1, 1);
     r.consume(1);
 }
+
+/// Issue 15: the readiness hook (`r:fd()`'s eventfd in the binding) is
+/// raised by whoever publishes the chunk that makes packets pollable (a
+/// worker, or the caller for an inline chunk), without the caller polling,
+/// and reset by the poll that empties the stream; a waiter that only
+/// watches the hook is never left asleep (no lost wakeup), round after round.
+#[test]
+fn ready_hook_wakes_without_polling_and_is_reset_by_the_emptying_poll() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use treasure_core::ReadyHook;
+
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+    impl ReadyHook for Flag {
+        fn signal(&self) {
+            self.0.store(true, SeqCst);
+        }
+        fn reset(&self) {
+            self.0.store(false, SeqCst);
+        }
+    }
+
+    for (workers, inline_max) in [(2, 0), (1, 0), (2, 1_000)] {
+        let mut r = world_inline(workers, 16, inline_max);
+        let flag = Arc::new(Flag::default());
+        r.set_ready_hook(Method::Fd, flag.clone()).unwrap();
+        assert!(!flag.0.load(SeqCst), "nothing pollable yet");
+        let mut buf = vec![0u8; PACKET_SIZE * 256];
+        for round in 0..200 {
+            let digs = 1 + round % 40;
+            r.dig_batch(&batch(digs)).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !flag.0.load(SeqCst) {
+                assert!(Instant::now() < deadline, "lost wakeup in round {round}");
+                std::thread::yield_now();
+            }
+            while r.in_flight().unwrap() > 0 || r.available_packets() > 0 {
+                r.wait(None).unwrap();
+                r.poll_into(&mut buf, 256).unwrap();
+            }
+            assert_eq!(r.in_flight().unwrap(), 0);
+            assert!(!flag.0.load(SeqCst), "the emptying poll resets it");
+        }
+        r.close();
+        assert_eq!(Arc::strong_count(&flag), 1, "close drops the hook");
+        assert!(r.in_flight().is_err(), "in_flight on a closed resolver fails");
+    }
+}
