@@ -340,7 +340,11 @@ fn wait_returns_when_packets_are_ready_and_at_once_when_idle() {
         // Take a few at a time so later waits find packets already there.
         got += r.poll_into(&mut buf, n.min(64)).unwrap() as u64;
     }
-    assert_eq!(got, r.stats().unwrap().counters.packets, "every packet polled");
+    assert_eq!(
+        got,
+        r.stats().unwrap().counters.packets,
+        "every packet polled"
+    );
     assert_eq!(r.wait(None).unwrap(), 0, "all polled, nothing in flight");
     assert_eq!(r.wait(Some(Duration::ZERO)).unwrap(), 0);
 
@@ -481,6 +485,9 @@ fn ready_hook_wakes_without_polling_and_is_reset_by_the_emptying_poll() {
         }
         r.close();
         assert_eq!(Arc::strong_count(&flag), 1, "close drops the hook");
-        assert!(r.in_flight().is_err(), "in_flight on a closed resolver fails");
+        assert!(
+            r.in_flight().is_err(),
+            "in_flight on a closed resolver fails"
+        );
     }
 }

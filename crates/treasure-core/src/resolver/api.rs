@@ -477,7 +477,11 @@ impl Resolver {
     /// # Errors
     ///
     /// Closed, or a worker panic.
-    pub fn set_ready_hook(&mut self, method: Method, hook: Arc<dyn ReadyHook>) -> Result<(), Error> {
+    pub fn set_ready_hook(
+        &mut self,
+        method: Method,
+        hook: Arc<dyn ReadyHook>,
+    ) -> Result<(), Error> {
         let open = self.open(method)?;
         open.stream.shared.ready.install(hook);
         open.stream.settle_ready(&mut open.counters);
