@@ -72,7 +72,8 @@ pub fn poll_into(lua: &Lua, r: &mut NativeResolver, a: &[Value]) -> Result<f64, 
             let capacity = args::count(lua, m, "capacity", nth(a, 2))?;
             return Err(Error::capacity_exceeds_buffer(m, size, capacity));
         }
-        Err(_) => return Err(Error::capacity_required(m)),
+        Err(Refusal::CapacityMissing) => return Err(Error::capacity_required(m)),
+        Err(Refusal::Buf(_) | Refusal::Null(_)) => unreachable!("returned before max"),
     };
     let holds = match &accepted {
         Verdict::Array(buf) => buf.holds(),
