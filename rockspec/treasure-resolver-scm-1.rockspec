@@ -45,6 +45,7 @@ build = {
          ["treasure.ffi_buffer"] = "lua/treasure/ffi_buffer.lua",
          ["treasure.snapshot"] = "lua/treasure/snapshot.lua",
          ["treasure.metrics"] = "lua/treasure/metrics.lua",
+         ["treasure.eventfd"] = "lua/treasure/eventfd.lua",
       },
       lib = {
          ["treasure.native"] = "build/treasure/native.so",

@@ -132,16 +132,17 @@ if C then
     return slow.move_batch(self, records)
   end
 
-  function methods.poll_into(self, buf, max)
+  function methods.poll_into(self, buf, max, capacity)
     local h = handles[self]
     if h and type(max) == "number" then
-      local holds = packets_held(buf) -- nil: not a uint8_t array instance, never handed to the FFI
+      -- nil: not an accepted buffer (or a bad capacity), never handed to the FFI
+      local holds = packets_held(buf, capacity)
       if holds then
         local n = fpoll(h, buf, holds, max)
         if n >= 0 then return n end
       end
     end
-    return slow.poll_into(self, buf, max)
+    return slow.poll_into(self, buf, max, capacity)
   end
 
   function methods.close(self)

@@ -126,8 +126,8 @@ fn dig_poll_and_poll_into_agree() {
         eq(b:poll_into(buf, 16), 0)
         local small = ffi.new('uint8_t[?]', 4 * 128 + 5)
         eq(err_of(b.poll_into, b, small, 5), 'treasure: poll_into: max must be at most 4 (the packets buf holds), got 5')
-        eq(err_of(b.poll_into, b, ffi.cast('uint8_t*', small), 1), 'treasure: poll_into: buf must be a uint8_t array cdata, got cdata<unsigned char *>')
-        eq(err_of(b.poll_into, b, {{}}, 1), 'treasure: poll_into: buf must be a uint8_t array cdata, got table')
+        eq(err_of(b.poll_into, b, ffi.cast('const uint8_t*', small), 1), 'treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got cdata<const unsigned char *>')
+        eq(err_of(b.poll_into, b, {{}}, 1), 'treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got table')
         local fixed = ffi.new('uint8_t[256]')
         eq(b:poll_into(fixed, 2), 0)
         "

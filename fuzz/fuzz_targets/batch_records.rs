@@ -185,6 +185,8 @@ fuzz_target!(|data: &[u8]| {
             r.dig(joined_ids[0], 0, 0, 0, i).unwrap();
         }
     }
+    // stats() never waits (issue 15): flush first so its counts are exact
+    r.flush().unwrap();
     let before = r.stats().unwrap();
     let before_players = positions(&r);
     let joined = |p: u32| joined_ids.contains(&p);
@@ -210,6 +212,7 @@ fuzz_target!(|data: &[u8]| {
         }
         assert_eq!(positions(&r), expect, "players after move_batch");
         r.players().unwrap().check_invariants();
+        r.flush().unwrap();
         let after = r.stats().unwrap();
         assert_eq!(
             (after.counters.digs, after.counters.packets, after.counters.busy),
@@ -220,6 +223,7 @@ fuzz_target!(|data: &[u8]| {
 
     let want = validate("dig_batch", 24, recs, &joined);
     let got = r.dig_batch(recs);
+    r.flush().unwrap();
     let after = r.stats().unwrap();
     assert_eq!(positions(&r), before_players, "dig_batch moved players");
     match (got, want) {

@@ -168,6 +168,61 @@ function M.unknown_loot_table(id)
   return "loot_table_id must be an existing loot table, got " .. int_text(id)
 end
 
+--- poll_into's buffer rules (issue 15). `buf`: "buf must be a uint8_t
+-- array, uint8_t * or void * cdata, got <what>"; a NULL pointer: "buf must
+-- not be a NULL pointer, got <what>".
+M.PACKET_BUFFER = "a uint8_t array, uint8_t * or void * cdata"
+function M.bad_buffer(what)
+  return "buf must be " .. M.PACKET_BUFFER .. ", got " .. what
+end
+function M.null_buffer(what)
+  return "buf must not be a NULL pointer, got " .. what
+end
+--- A pointer buf without its capacity.
+M.CAPACITY_REQUIRED = "capacity must be given with a pointer buf (the bytes it points at), got nil"
+--- An array buf with a capacity above its size in bytes.
+function M.capacity_exceeds(size, capacity)
+  return "capacity must be at most " .. int_text(size) .. " (the bytes buf holds), got " .. int_text(capacity)
+end
+--- max above what buf holds.
+function M.buffer_too_small(holds, max)
+  return "max must be at most " .. int_text(holds) .. " (the packets buf holds), got " .. int_text(max)
+end
+
+--- The text of ffi_buffer.lua's refusal `refused` (its code) with its
+-- `detail`, for poll_into's `capacity` argument (docs/API.md "poll_into").
+function M.buffer_refusal(refused, detail, capacity)
+  if refused == "null" then return M.null_buffer(detail) end
+  if refused == "capacity" then return not_in_range("capacity", M.COUNT, detail) end
+  if refused == "capacity_missing" then return M.CAPACITY_REQUIRED end
+  if refused == "capacity_exceeds" then return M.capacity_exceeds(detail, capacity) end
+  return M.bad_buffer(detail)
+end
+
+--- r:fd() could not make its eventfd.
+function M.eventfd_failed(reason)
+  return "eventfd failed: " .. reason
+end
+
+--- A resolver used in a process other than the one that made it.
+function M.foreign_process(created, used)
+  return "resolver was created in process " .. int_text(created) .. " and used in process "
+    .. int_text(used) .. "; create it after the fork (OpenResty: init_worker_by_lua)"
+end
+
+---------------------------------------------------------------------------
+-- stats(): the fixed resolve latency buckets (issue 15)
+---------------------------------------------------------------------------
+
+--- Upper bounds (µs) of the cumulative buckets: key
+-- `resolve_bucket_le_<b>_us` counts the digs resolved in at most b µs,
+-- with `resolve_count` and `resolve_sum_us` (docs/API.md, "stats").
+M.RESOLVE_BUCKETS_US = { 50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000, 50000, 100000, 250000 }
+M.RESOLVE_BUCKET_KEYS = {}
+for i = 1, #M.RESOLVE_BUCKETS_US do
+  M.RESOLVE_BUCKET_KEYS[i] = "resolve_bucket_le_" .. int_text(M.RESOLVE_BUCKETS_US[i]) .. "_us"
+end
+
 ---------------------------------------------------------------------------
 -- Checks (each raises the message above naming `fn`)
 ---------------------------------------------------------------------------

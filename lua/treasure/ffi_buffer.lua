@@ -1,6 +1,7 @@
 --- How many 128-byte packets a caller's FFI buffer holds, for poll_into.
--- (The refusal's message, "buf must be a uint8_t array cdata, got <what>",
--- is raised by each backend with the `what` this module returns.)
+-- (A refusal comes back as a code and a detail; each backend raises the
+-- contract's message for it: treasure.contract.buffer_refusal in Lua,
+-- treasure_core::contract in Rust.)
 --
 -- One definition for both backends: treasure.legacy requires this module,
 -- and treasure.native compiles the same file into native.so (include_str!),
@@ -36,8 +37,6 @@ local PACKET_SIZE = contract.PACKET_SIZE
 local u8_vla_t = typeof("uint8_t[?]")
 local u8_fixed_t = {} -- byte size -> ctype uint8_t[size] (interned by LuaJIT anyway)
 
-local known = setmetatable({}, { __mode = "k" }) -- buffer -> packets held, or false
-
 --- What was passed, for the message: `table`, `ctype<unsigned char [256]>`
 -- (a ctype object prints without an address), `cdata<char *>` (an
 -- instance: its type's name, no address, so both backends print the same).
@@ -64,15 +63,66 @@ local function is_u8_array_instance(buf)
   return t == fixed
 end
 
---- Returns the number of whole packets `buf` holds, or nil and the text
--- describing `buf` when it is not a uint8_t array instance.
-return function(buf)
-  if type(buf) ~= "cdata" then return nil, type(buf) end
-  local held = known[buf]
-  if held == nil then
-    held = is_u8_array_instance(buf) and floor(sizeof(buf) / PACKET_SIZE)
-    known[buf] = held
+-- Issue 15: a caller's own memory (a C host's, a socket library's) as a
+-- `uint8_t *` or `void *` pointer cdata (not const, not NULL) with an
+-- explicit `capacity` in bytes. The pointer types are checked by identity
+-- too, so `const uint8_t *`, `char *`, `int8_t *` are refused.
+local u8_ptr_t, void_ptr_t = typeof("uint8_t *"), typeof("void *")
+local COUNT = contract.COUNT
+
+--- What a buffer object is: "array" with its byte size, "pointer" with its
+-- address, "null", or false.
+local function classify(buf)
+  if tonumber(buf) ~= nil then return false end -- a ctype object or a number cdata
+  local t = typeof(buf)
+  if t == u8_ptr_t or t == void_ptr_t then
+    if buf == nil then return "null" end
+    return "pointer", tonumber(ffi.cast("uintptr_t", buf))
   end
-  if held then return held end
-  return nil, describe(buf)
+  if is_u8_array_instance(buf) then return "array", sizeof(buf) end
+  return false
+end
+
+-- Cached per buffer object (weak keys: a cdata's type, size and pointer
+-- value never change).
+local kinds = setmetatable({}, { __mode = "k" }) -- buffer -> kind (see classify)
+local sizes = setmetatable({}, { __mode = "k" }) -- buffer -> array bytes or pointer address
+
+--- Judges poll_into's `buf` and `capacity` (docs/API.md, "poll_into"), for
+-- both backends, before anything leaves the queue. Returns
+--   holds, nil, nil, addr   accepted: the whole packets the buffer holds,
+--                           and for a pointer its address (a number);
+--   nil, refused, detail    refused, with a code for the message
+--                           (treasure.contract.buffer_refusal):
+--     "buf"  / "null"        detail = what buf is (checked before `max`);
+--     "capacity"             detail = how capacity shows (after `max`);
+--     "capacity_missing"     a pointer without capacity (after `max`);
+--     "capacity_exceeds"     detail = the array's bytes (after `max`).
+-- Allocates nothing once a buffer object has been seen.
+return function(buf, capacity)
+  if type(buf) ~= "cdata" then return nil, "buf", type(buf) end
+  local kind = kinds[buf]
+  if kind == nil then
+    local size
+    kind, size = classify(buf)
+    kinds[buf], sizes[buf] = kind, size
+  end
+  if kind == "array" then
+    local size = sizes[buf]
+    if capacity == nil then return floor(size / PACKET_SIZE) end
+    if not contract.is_int(capacity, COUNT.lo, COUNT.hi) then
+      return nil, "capacity", contract.show(capacity)
+    end
+    if capacity > size then return nil, "capacity_exceeds", size end
+    return floor(capacity / PACKET_SIZE)
+  elseif kind == "pointer" then
+    if capacity == nil then return nil, "capacity_missing" end
+    if not contract.is_int(capacity, COUNT.lo, COUNT.hi) then
+      return nil, "capacity", contract.show(capacity)
+    end
+    return floor(capacity / PACKET_SIZE), nil, nil, sizes[buf]
+  elseif kind == "null" then
+    return nil, "null", describe(buf)
+  end
+  return nil, "buf", describe(buf)
 end

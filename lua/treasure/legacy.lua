@@ -42,6 +42,8 @@ local contract = require("treasure.contract")
 local packet = require("treasure.packet")
 local packets_held = require("treasure.ffi_buffer")
 local snapshot_rules = require("treasure.snapshot")
+local efd = require("treasure.eventfd")
+local bucket_keys = contract.RESOLVE_BUCKET_KEYS
 
 local bxor, lshift, rshift = bit.bxor, bit.lshift, bit.rshift
 local cast, copy, sizeof, typeof = ffi.cast, ffi.copy, ffi.sizeof, ffi.typeof
@@ -306,7 +308,12 @@ end
 --- Take n packets off the head of the queue (plain assignments).
 local function queue_take(st, n)
   local h2 = st.head + n
-  if h2 == st.tail then st.head, st.tail = 0, 0 else st.head = h2 end
+  if h2 == st.tail then
+    st.head, st.tail = 0, 0
+    if st.efd then efd.lower(st) end -- r:fd(): polled empty
+  else
+    st.head = h2
+  end
 end
 
 ---------------------------------------------------------------------------
@@ -341,12 +348,14 @@ end
 -- so later calls can say so.
 local CLOSED = { closed = true }
 
---- Releases a resolver's state (close, or its finalizer): the registry
--- entry is pointed at CLOSED and the old state is left to the GC. One
--- assignment to a key that exists: it cannot raise, allocates nothing, and
--- never walks the state (clearing it field by field inside pairs() made
--- LuaJIT 2.1 spin forever in a compiled __gc, where no hook can stop it).
-local function release(self)
+--- Releases a resolver's state (close, or its finalizer): closes its
+-- eventfd (r:fd()), then points the registry entry at CLOSED and leaves the
+-- old state to the GC. One assignment to a key that exists: it cannot
+-- raise, allocates nothing, and never walks the state (clearing it field by
+-- field inside pairs() made LuaJIT 2.1 spin forever in a compiled __gc,
+-- where no hook can stop it).
+local function release(self, st)
+  if st.efd_owner then efd.close(st.efd_owner) end
   states[self] = CLOSED
 end
 
@@ -365,7 +374,7 @@ resolver_mt.__tostring = function(self)
 end
 resolver_mt.__gc = function(self)
   local st = states[self]
-  if st ~= nil and not st.closed then release(self) end
+  if st ~= nil and not st.closed then release(self, st) end
 end
 resolver_mt.__metatable = "treasure.resolver"
 
@@ -421,7 +430,7 @@ function Resolver:close()
   local st = states[self]
   if st == nil then not_a_resolver("close", self) end
   if st.closed then return end
-  release(self)
+  release(self, st)
 end
 
 ---------------------------------------------------------------------------
@@ -748,6 +757,7 @@ local function commit_digs(st, ndigs, npackets, found, empty, nothing, rejected)
   st.digs = st.digs + ndigs
   st.found, st.empty = st.found + found, st.empty + empty
   st.nothing, st.rejected = st.nothing + nothing, st.rejected + rejected
+  if st.efd and npackets > 0 then efd.raise(st) end -- r:fd(): pending 0 -> > 0
 end
 
 --- The busy rule: while more than max_pending_packets are pending, a dig
@@ -948,14 +958,16 @@ function Resolver:poll(max)
   return n, s
 end
 
-function Resolver:poll_into(buf, max)
+function Resolver:poll_into(buf, max, capacity)
   local fn = "poll_into"
   local st = state_of(fn, self)
-  local holds, what = packets_held(buf) -- the buffer proven before anything is taken
-  if holds == nil then fail(fn, "buf must be a uint8_t array cdata, got " .. what) end
+  -- the buffer proven before anything is taken (treasure/ffi_buffer.lua)
+  local holds, refused, detail = packets_held(buf, capacity)
+  if refused == "buf" or refused == "null" then fail(fn, contract.buffer_refusal(refused, detail)) end
   check_int(fn, "max", max, COUNT)
+  if refused then fail(fn, contract.buffer_refusal(refused, detail, capacity)) end
   if max > holds then
-    fail(fn, "max must be at most " .. I(holds) .. " (the packets buf holds), got " .. I(max))
+    fail(fn, contract.buffer_too_small(holds, max))
   end
   local n, head = queue_to_take(st, max)
   if n > 0 then
@@ -978,16 +990,47 @@ function Resolver:wait(timeout_us)
   return st.tail - st.head
 end
 
+--- r:fd(): the eventfd an event loop watches (treasure/eventfd.lua); made
+-- on the first call, closed by close()/GC. Refused in a forked child, as on
+-- native: the child would share the parent's eventfd.
+function Resolver:fd()
+  local fn = "fd"
+  local st = state_of(fn, self)
+  if st.efd then
+    local pid = efd.pid()
+    if pid ~= st.efd_pid then
+      fail(fn, contract.foreign_process(st.efd_pid, pid))
+    end
+    return st.efd
+  end
+  local fd, owner = efd.open()
+  if fd == nil then fail(fn, contract.eventfd_failed(owner)) end
+  st.efd, st.efd_owner, st.efd_pid, st.efd_up = fd, owner, efd.pid(), false
+  if st.tail > st.head then efd.raise(st) end
+  return fd
+end
+
+--- r:in_flight(): legacy resolves inside each call, so nothing is ever in flight.
+function Resolver:in_flight()
+  state_of("in_flight", self)
+  return 0
+end
+
 function Resolver:stats()
   local st = state_of("stats", self)
-  return {
+  local t = {
     digs = st.digs, packets = st.packets,
     found = st.found, empty = st.empty, nothing = st.nothing, rejected = st.rejected,
     busy = st.busy, players = st.nplayers, sites = st.nsites,
     pending_packets = st.tail - st.head,
     -- legacy resolves inside the call: there is no queueing latency to report
     resolve_p50_us = 0, resolve_p99_us = 0, resolve_p999_us = 0, resolve_max_us = 0,
+    -- issue 15: nothing in flight; every dig resolved in 0 µs, so every
+    -- latency bucket holds them all
+    inflight_digs = 0, resolve_count = st.digs, resolve_sum_us = 0,
   }
+  for i = 1, #bucket_keys do t[bucket_keys[i]] = st.digs end
+  return t
 end
 
 ---------------------------------------------------------------------------

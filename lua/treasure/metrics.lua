@@ -7,6 +7,12 @@
 -- reports is exported as a gauge `treasure_<key>` so nothing is hidden.
 -- `labels` is nil or a table of string -> string (or number) added to every
 -- sample, e.g. { worker = tostring(ngx.worker.pid()) }. The call costs one stats() (see docs/API.md for whether it waits).
+-- The resolve latency is also a Prometheus histogram,
+-- `treasure_resolve_duration_us` (`_bucket{le=...}`, `_sum`, `_count`), from
+-- the fixed cumulative buckets of stats() (treasure.contract's RESOLVE_BUCKETS_US), so it can
+-- be aggregated across processes.
+local contract = require("treasure.contract")
+local BUCKETS_US, BUCKET_KEYS = contract.RESOLVE_BUCKETS_US, contract.RESOLVE_BUCKET_KEYS
 local M = {}
 
 local COUNTERS = {
@@ -21,7 +27,8 @@ local COUNTERS = {
 local GAUGES = {
   { "players", "players joined" },
   { "sites", "sites present" },
-  { "pending_packets", "packets produced or to be produced and not yet polled" },
+  { "pending_packets", "packets resolved and not yet polled" },
+  { "inflight_digs", "accepted digs whose packets are not yet all pollable" },
 }
 local QUANTILES = {
   { "resolve_p50_us", "0.5" }, { "resolve_p99_us", "0.99" },
@@ -42,7 +49,7 @@ local function label_text(r, labels)
       if type(k) ~= "string" or not k:match("^[%a_][%w_]*$") or k:sub(1, 2) == "__" then
         fail("labels key must be a Prometheus label name, got " .. tostring(k))
       end
-      if k == "quantile" then fail("labels key quantile is reserved") end
+      if k == "quantile" or k == "le" then fail("labels key " .. k .. " is reserved") end
       if type(v) ~= "string" and type(v) ~= "number" then
         fail("labels value must be a string or number, got " .. type(v))
       end
@@ -89,6 +96,19 @@ function M.render(r, labels)
     seen[q[1]] = true
     out[#out + 1] = "treasure_resolve_latency_us{" .. l .. (l == "" and "" or ",") .. 'quantile="' .. q[2] .. '"} ' .. num(s[q[1]] or 0)
   end
+  -- the histogram: cumulative buckets, then +Inf = count, sum, count
+  local hist = "treasure_resolve_duration_us"
+  emit(hist, "histogram", "latency from an accepted dig to its packets being resolved, microseconds")
+  local sep = l == "" and "" or ","
+  for i, b in ipairs(BUCKETS_US) do
+    local key = BUCKET_KEYS[i]
+    seen[key] = true
+    out[#out + 1] = hist .. "_bucket{" .. l .. sep .. 'le="' .. b .. '"} ' .. num(s[key] or 0)
+  end
+  seen.resolve_count, seen.resolve_sum_us = true, true
+  out[#out + 1] = hist .. "_bucket{" .. l .. sep .. 'le="+Inf"} ' .. num(s.resolve_count or 0)
+  out[#out + 1] = hist .. "_sum{" .. l .. "} " .. num(s.resolve_sum_us or 0)
+  out[#out + 1] = hist .. "_count{" .. l .. "} " .. num(s.resolve_count or 0)
   local rest = {}
   for k, v in pairs(s) do
     if not seen[k] and type(v) == "number" and k:match("^[%a_][%w_]*$") then rest[#rest + 1] = k end

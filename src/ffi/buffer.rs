@@ -81,27 +81,100 @@ pub struct Measured<'a> {
     holds: usize,
 }
 
+/// A `uint8_t *` / `void *` cdata (not NULL, not const) and the whole
+/// packets of the `capacity` its caller gave (issue 15). Only [`measure`]
+/// makes one, from treasure/ffi_buffer.lua's reading of the pointer value.
+pub struct Pointed {
+    addr: usize,
+    holds: usize,
+}
+
+/// Why treasure/ffi_buffer.lua refused `poll_into`'s `buf` or `capacity`;
+/// the raw method turns it into the contract's message (the buf refusals
+/// before `max` is checked, the capacity ones after).
+pub enum Refusal {
+    /// Not an accepted buffer; what it is, for `got <what>`.
+    Buf(String),
+    /// A NULL `uint8_t *` / `void *`; what it is.
+    Null(String),
+    /// `capacity` not an integer in [0, 2^53-1]; how it shows.
+    Capacity(String),
+    /// A pointer `buf` without `capacity`.
+    CapacityMissing,
+    /// An array `buf` with a `capacity` above its `size` bytes.
+    CapacityExceeds { size: u64 },
+}
+
+/// What [`measure`] found.
+pub enum Verdict<'a> {
+    Array(Measured<'a>),
+    Pointer(Pointed),
+    Refused(Refusal),
+}
+
+fn as_count(v: &Value) -> Option<u64> {
+    match *v {
+        Value::Integer(n) if n >= 0 && n as u64 <= MAX_SAFE => Some(n as u64),
+        Value::Number(n) if n >= 0.0 && n.fract() == 0.0 && n <= MAX_SAFE as f64 => Some(n as u64),
+        _ => None,
+    }
+}
+
 /// Asks treasure/ffi_buffer.lua (the function [`install`] loaded, never
-/// one a caller passes) about `buf`: `Ok(Measured)` for a uint8_t array
-/// instance, else `Err(description)` of what `buf` is, for the message
-/// (`table`, `cdata<unsigned char *>`, ...).
-pub fn measure<'a>(lua: &Lua, buf: &'a Value) -> mlua::Result<Result<Measured<'a>, String>> {
+/// one a caller passes) about `buf` and `capacity`.
+pub fn measure<'a>(lua: &Lua, buf: &'a Value, capacity: &Value) -> mlua::Result<Verdict<'a>> {
     let Some(packets_held) = lua.app_data_ref::<PacketsHeld>().map(|p| p.0.clone()) else {
         return Err(mlua::Error::runtime("treasure.ffi_buffer is not loaded"));
     };
-    let (holds, what): (Value, Option<String>) = packets_held.call(buf.clone())?;
-    let holds = match holds {
-        Value::Integer(n) if n >= 0 && n as u64 <= MAX_SAFE => Some(n as f64),
-        Value::Number(n) if n >= 0.0 && n.fract() == 0.0 && n <= MAX_SAFE as f64 => Some(n),
-        _ => None,
+    let (holds, refused, detail, addr): (Value, Option<String>, Value, Value) =
+        packets_held.call((buf.clone(), capacity.clone()))?;
+    let shown = || match &detail {
+        Value::String(s) => s.to_string_lossy().to_string(),
+        _ => String::new(),
     };
-    Ok(match holds {
-        Some(n) if is_cdata(buf) => Ok(Measured {
-            buf,
-            holds: n as usize,
+    if let Some(code) = refused {
+        return Ok(Verdict::Refused(match code.as_str() {
+            "null" => Refusal::Null(shown()),
+            "capacity" => Refusal::Capacity(shown()),
+            "capacity_missing" => Refusal::CapacityMissing,
+            "capacity_exceeds" => Refusal::CapacityExceeds {
+                size: as_count(&detail).unwrap_or(0),
+            },
+            _ => Refusal::Buf(shown()),
+        }));
+    }
+    let (Some(holds), true) = (as_count(&holds), is_cdata(buf)) else {
+        return Ok(Verdict::Refused(Refusal::Buf(shown())));
+    };
+    let holds = holds as usize;
+    Ok(match as_count(&addr) {
+        Some(addr) if addr > 0 => Verdict::Pointer(Pointed {
+            addr: addr as usize,
+            holds,
         }),
-        _ => Err(what.unwrap_or_default()),
+        Some(_) => Verdict::Refused(Refusal::Buf(shown())),
+        None => Verdict::Array(Measured { buf, holds }),
     })
+}
+
+impl Pointed {
+    /// How many whole packets the caller's capacity holds.
+    pub fn holds(&self) -> usize {
+        self.holds
+    }
+
+    /// Copies up to `max` packets to the pointer (panics if `max > holds`;
+    /// the caller checks it first, with the contract's message).
+    pub fn poll_into(&self, r: &mut Resolver, max: usize) -> Result<usize, treasure_core::Error> {
+        // SAFETY: `self` was made by `measure` from ffi_buffer.lua's reading
+        // of a non-NULL, non-const `uint8_t *` / `void *` cdata (`addr` is
+        // its value, exact in a double: user-space addresses are below
+        // 2^47); that it points at `capacity >= holds * 128` writable bytes
+        // nothing else touches during the call is the caller's promise, as
+        // for any C buffer argument (docs/API.md, "poll_into"). LuaJIT is
+        // blocked in this call.
+        unsafe { poll_into_raw(r, self.addr as *mut u8, self.holds, max) }
+    }
 }
 
 impl Measured<'_> {
@@ -136,8 +209,9 @@ impl Measured<'_> {
 /// # Safety
 /// `buf` points at at least `holds * 128` writable bytes that nothing else
 /// reads or writes during the call (the payload of a live uint8_t array
-/// cdata that treasure/ffi_buffer.lua measured; LuaJIT is blocked in this
-/// call), or `max` is 0.
+/// cdata that treasure/ffi_buffer.lua measured, or the memory behind a
+/// `uint8_t *` / `void *` its caller gave a `capacity` for; LuaJIT is
+/// blocked in this call), or `max` is 0.
 pub unsafe fn poll_into_raw(
     r: &mut Resolver,
     buf: *mut u8,

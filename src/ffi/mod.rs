@@ -9,6 +9,7 @@
 //!   `pthread_atfork` child handler, compared per call.
 //! * `buffer.rs`  the caller's FFI buffer: its payload address and the one
 //!   write through a raw pointer (`poll_into`).
+//! * `eventfd.rs` the eventfd behind `r:fd()` (create, signal, reset).
 //! * `fast.rs`    the C functions LuaJIT's FFI calls for the per-tick calls.
 //! * `entry.rs`   `luaopen_treasure_native`: refuses a host that is not
 //!   LuaJIT 2.1, then opens the module.
@@ -29,6 +30,7 @@
 
 pub mod buffer;
 mod entry;
+pub mod eventfd;
 pub mod fast;
 pub mod fork;
 pub mod handles;

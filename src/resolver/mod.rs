@@ -8,7 +8,8 @@
 //! * `world.rs`     loot tables, sites, players (and `move_batch`);
 //! * `dig.rs`       `dig` and `dig_batch`, which may answer "busy";
 //! * `stream.rs`    the packets coming back: `poll`, `poll_into`, `flush`,
-//!   `wait`, `stats` (the home of any further stream method);
+//!   `wait`, `stats`, `in_flight`, `fd` (the home of any further stream
+//!   method);
 //! * `lifecycle.rs` `new`, `restore`, `snapshot`, `close` and the raw
 //!   functions only native.lua calls.
 //!
@@ -58,6 +59,8 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     method(lua, &m, M::Flush, stream::flush)?;
     method(lua, &m, M::Wait, stream::wait)?;
     method(lua, &m, M::Stats, stream::stats)?;
+    method(lua, &m, M::InFlight, stream::in_flight)?;
+    method(lua, &m, M::Fd, stream::fd)?;
     m.set(M::Close.name(), lua.create_function(lifecycle::close)?)?;
     raw.set("methods", m)?;
     // What native.lua builds the rest of the module from.
@@ -111,6 +114,9 @@ pub struct NativeResolver {
     origin: Origin,
     /// Reused by `poll` to gather packets before the one `create_string`.
     scratch: Vec<u8>,
+    /// `r:fd()`'s descriptor once created (the core owns the eventfd and
+    /// closes it when the resolver is released).
+    fd: Option<i32>,
 }
 
 impl Drop for NativeResolver {
@@ -149,6 +155,7 @@ impl NativeResolver {
             ticket: Some(ticket),
             origin,
             scratch: Vec::new(),
+            fd: None,
         })
     }
 
@@ -162,6 +169,7 @@ impl NativeResolver {
     /// resolver, or leak it when it belongs to the parent of a fork.
     fn release(&mut self) {
         self.scratch = Vec::new();
+        self.fd = None;
         if let Some(t) = self.ticket.take() {
             if self.origin.foreign().is_some() {
                 t.abandon();

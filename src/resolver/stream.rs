@@ -1,18 +1,19 @@
 //! The packets coming back: taking them off the ordered stream, waiting
-//! for them, and the counters. Further stream methods (readiness, in-flight
-//! counts) belong here.
+//! for them, readiness (`fd`, `in_flight`, issue 15), and the counters.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use mlua::{Lua, Table, Value};
-use treasure_core::contract::limits::COUNTER_NAMES;
+use treasure_core::contract::limits::{COUNT, COUNTER_NAMES, RESOLVE_BUCKET_KEYS};
 use treasure_core::contract::Expected;
 use treasure_core::{Arg, Error, Method, Stats, PACKET_SIZE};
 
 use super::NativeResolver;
 use crate::args::{self, nth};
 use crate::error;
-use crate::ffi::buffer;
+use crate::ffi::buffer::{self, Refusal, Verdict};
+use crate::ffi::eventfd::EventFd;
 
 /// `r:poll([max])` -> n, the n packets as one string.
 pub fn poll(
@@ -45,22 +46,51 @@ pub fn poll(
     Ok((n as f64, s))
 }
 
-/// `r:poll_into(buf, max)` -> n, the packets copied into `buf` (a uint8_t
-/// array cdata). Checks, in order: buf, max, max against what buf holds.
+/// `r:poll_into(buf, max [, capacity])` -> n, the packets copied into
+/// `buf`: a uint8_t array cdata, or a `uint8_t *` / `void *` cdata with
+/// `capacity` bytes (issue 15). Checks, in order: buf, max, capacity, max
+/// against what buf holds; all before anything leaves the queue.
 pub fn poll_into(lua: &Lua, r: &mut NativeResolver, a: &[Value]) -> Result<f64, Error> {
     let m = Method::PollInto;
-    let buf = buffer::measure(lua, nth(a, 0))
-        .map_err(|e| error::lua(m, e))?
-        .map_err(|what| {
-            Error::wrong_type(m, Arg::Plain("buf"), Expected::Uint8ArrayCdata, &what)
-        })?;
+    let buf_arg = Arg::Plain("buf");
+    let verdict = buffer::measure(lua, nth(a, 0), nth(a, 2)).map_err(|e| error::lua(m, e))?;
+    let refused = match verdict {
+        Verdict::Refused(Refusal::Buf(what)) => {
+            return Err(Error::wrong_type(m, buf_arg, Expected::PacketBuffer, &what))
+        }
+        Verdict::Refused(Refusal::Null(what)) => return Err(Error::null_pointer(m, buf_arg, what)),
+        Verdict::Refused(why) => Err(why),
+        accepted => Ok(accepted),
+    };
     let max = args::count(lua, m, "max", nth(a, 1))?;
-    let holds = buf.holds() as u64;
+    let accepted = match refused {
+        Ok(accepted) => accepted,
+        Err(Refusal::Capacity(shown)) => {
+            return Err(Error::out_of_range(m, Arg::Plain("capacity"), COUNT, shown))
+        }
+        Err(Refusal::CapacityExceeds { size }) => {
+            let capacity = args::count(lua, m, "capacity", nth(a, 2))?;
+            return Err(Error::capacity_exceeds_buffer(m, size, capacity));
+        }
+        Err(Refusal::CapacityMissing) => return Err(Error::capacity_required(m)),
+        Err(Refusal::Buf(_) | Refusal::Null(_)) => unreachable!("returned before max"),
+    };
+    let holds = match &accepted {
+        Verdict::Array(buf) => buf.holds(),
+        Verdict::Pointer(ptr) => ptr.holds(),
+        Verdict::Refused(_) => unreachable!("refusals returned above"),
+    } as u64;
     if max > holds {
         return Err(Error::buffer_too_small(m, holds, max));
     }
-    let offset = buffer::offset(lua).ok_or_else(|| Error::ffi_unsupported(m))?;
-    let n = buf.poll_into(r.core().get(m)?, max as usize, offset)?;
+    let n = match accepted {
+        Verdict::Pointer(ptr) => ptr.poll_into(r.core().get(m)?, max as usize)?,
+        Verdict::Array(buf) => {
+            let offset = buffer::offset(lua).ok_or_else(|| Error::ffi_unsupported(m))?;
+            buf.poll_into(r.core().get(m)?, max as usize, offset)?
+        }
+        Verdict::Refused(_) => unreachable!("refusals returned above"),
+    };
     Ok(n as f64)
 }
 
@@ -77,6 +107,28 @@ pub fn wait(lua: &Lua, r: &mut NativeResolver, a: &[Value]) -> Result<f64, Error
     Ok(r.core().get(m)?.wait(timeout)? as f64)
 }
 
+/// `r:in_flight()` -> accepted digs whose packets are not yet all pollable
+/// (never blocks; 0: `flush` would return at once).
+pub fn in_flight(_: &Lua, r: &mut NativeResolver, _: &[Value]) -> Result<f64, Error> {
+    Ok(r.core().get(Method::InFlight)?.in_flight()? as f64)
+}
+
+/// `r:fd()` -> a file descriptor readable whenever `poll` would return a
+/// packet: an eventfd (src/ffi/eventfd.rs) created on the first call and
+/// handed to the core as its readiness hook; the same number afterwards.
+/// The core owns it from then on and closes it on close()/GC.
+pub fn fd(_: &Lua, r: &mut NativeResolver, _: &[Value]) -> Result<f64, Error> {
+    let m = Method::Fd;
+    if let Some(fd) = r.fd {
+        return Ok(fd as f64);
+    }
+    let efd = EventFd::new().map_err(|e| Error::eventfd_failed(m, e))?;
+    let raw = efd.raw();
+    r.core().get(m)?.set_ready_hook(m, Arc::new(efd))?;
+    r.fd = Some(raw);
+    Ok(raw as f64)
+}
+
 /// `r:stats()` -> the counters table of docs/API.md.
 pub fn stats(lua: &Lua, r: &mut NativeResolver, _: &[Value]) -> Result<Table, Error> {
     let st = r.core().get(Method::Stats)?.stats()?;
@@ -84,7 +136,7 @@ pub fn stats(lua: &Lua, r: &mut NativeResolver, _: &[Value]) -> Result<Table, Er
 }
 
 fn stats_table(lua: &Lua, s: &Stats) -> mlua::Result<Table> {
-    let t = lua.create_table_with_capacity(0, 24)?;
+    let t = lua.create_table_with_capacity(0, 40)?;
     let n = |v: u64| v as f64;
     for (name, v) in COUNTER_NAMES.into_iter().zip(s.counters.values()) {
         t.raw_set(name, n(v))?;
@@ -99,5 +151,13 @@ fn stats_table(lua: &Lua, s: &Stats) -> mlua::Result<Table> {
     t.raw_set("inflight_chunks", n(s.inflight_chunks))?;
     t.raw_set("ready_chunks", n(s.ready_chunks))?;
     t.raw_set("workers", n(s.workers))?;
+    // Issue 15: in-flight digs and the cumulative resolve latency buckets.
+    t.raw_set("inflight_digs", n(s.inflight_digs))?;
+    let b = &s.resolve_buckets;
+    for (key, v) in RESOLVE_BUCKET_KEYS.into_iter().zip(b.le) {
+        t.raw_set(key, n(v))?;
+    }
+    t.raw_set("resolve_count", n(b.count))?;
+    t.raw_set("resolve_sum_us", b.sum_us)?;
     Ok(t)
 }

@@ -485,11 +485,21 @@ class Model:
         n, b = self.take(self.pending() if mx is None else mx)
         return (n, b)
 
-    def poll_into(self, fn, buf=None, mx=None, *_):
-        if not (isinstance(buf, Buf) and buf.kind in ("vla", "fixed")):
-            fail(fn, "buf must be a uint8_t array cdata, got %s" % buf_text(buf))
+    def poll_into(self, fn, buf=None, mx=None, capacity=None, *_):
+        # issue 15: a uint8_t * ("ptr") needs an explicit capacity in bytes;
+        # an array may narrow its own size with one. Order: buf, max, capacity.
+        if not (isinstance(buf, Buf) and buf.kind in ("vla", "fixed", "ptr")):
+            fail(fn, "buf must be a uint8_t array, uint8_t * or void * cdata, got %s" % buf_text(buf))
         m = check_int(fn, "max", mx, 0, MAX53)
-        cap = buf.size // 128
+        if buf.kind == "ptr" and capacity is None:
+            fail(fn, "capacity must be given with a pointer buf (the bytes it points at), got nil")
+        if capacity is None:
+            cap = buf.size // 128
+        else:
+            c = check_int(fn, "capacity", capacity, 0, MAX53)
+            if buf.kind != "ptr" and c > buf.size:
+                fail(fn, "capacity must be at most %d (the bytes buf holds), got %d" % (buf.size, c))
+            cap = c // 128
         if m > cap:
             fail(fn, "max must be at most %d (the packets buf holds), got %d" % (cap, m))
         return self.take(m)
@@ -502,6 +512,7 @@ class Model:
         s["players"] = len(self.players)
         s["sites"] = len(self.sites)
         s["pending_packets"] = self.pending()
+        s["inflight_digs"] = 0  # the drivers flush before stats (issue 15)
         return (s,)
 
     def close(self, fn, *_):
@@ -573,7 +584,7 @@ def model_burst(model, ops):
 # ------------------------------------------------------------------ checking
 
 STATS_KEYS = ["digs", "packets", "found", "empty", "nothing", "rejected", "busy", "players", "sites",
-              "pending_packets"]
+              "pending_packets", "inflight_digs"]
 
 
 def first_diff(a, b):

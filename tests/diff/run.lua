@@ -142,7 +142,9 @@ end
 local WORKERS = {}
 for _, w in ipairs(split(O.workers)) do WORKERS[#WORKERS + 1] = assert(tonumber(w), "--workers: numbers") end
 
-local STATS_KEYS = { "digs", "packets", "found", "empty", "nothing", "rejected", "busy", "players", "sites", "pending_packets" }
+-- compared after a flush (stats() never waits, issue 15): inflight_digs is then 0 on every backend
+local STATS_KEYS = { "digs", "packets", "found", "empty", "nothing", "rejected", "busy", "players", "sites", "pending_packets",
+  "inflight_digs" }
 
 ---------------------------------------------------------------- formatting
 local function numstr(v)

@@ -274,55 +274,93 @@ local CASES = {
   { "wait timeout nan", function(r) r:wait(NAN) end,
     "treasure: wait: timeout_us must be an integer in [0, 9007199254740991], got " .. tostring(NAN) },
   { "poll_into buf table", function(r) r:poll_into({}, 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got table" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got table" },
   { "poll_into buf number", function(r) r:poll_into(128, 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got number" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got number" },
   { "poll_into buf nil", function(r) r:poll_into(nil, 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got nil" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got nil" },
   { "poll_into buf string", function(r) r:poll_into(string.rep("\0", 256), 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got string" },
-  { "poll_into buf pointer", function(r) r:poll_into(ffi.cast("uint8_t *", ffi.new("uint8_t[256]")), 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<unsigned char *>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got string" },
+  -- issue 15: a uint8_t * / void * pointer with an explicit capacity (bytes);
+  -- checks in order buf, max, capacity, max * 128 <= capacity
+  { "poll_into pointer without capacity", function(r) r:poll_into(ffi.cast("uint8_t *", ffi.new("uint8_t[256]")), 1) end,
+    "treasure: poll_into: capacity must be given with a pointer buf (the bytes it points at), got nil" },
+  { "poll_into void pointer without capacity", function(r) r:poll_into(ffi.cast("void *", ffi.new("uint8_t[256]")), 0) end,
+    "treasure: poll_into: capacity must be given with a pointer buf (the bytes it points at), got nil" },
+  { "poll_into pointer capacity -1", function(r) r:poll_into(ffi.cast("uint8_t *", ffi.new("uint8_t[256]")), 1, -1) end,
+    "treasure: poll_into: capacity must be an integer in [0, 9007199254740991], got -1" },
+  { "poll_into pointer capacity fraction", function(r) r:poll_into(ffi.cast("void *", ffi.new("uint8_t[256]")), 1, 128.5) end,
+    "treasure: poll_into: capacity must be an integer in [0, 9007199254740991], got 128.5" },
+  { "poll_into pointer capacity string", function(r) r:poll_into(ffi.cast("void *", ffi.new("uint8_t[256]")), 1, "256") end,
+    "treasure: poll_into: capacity must be an integer in [0, 9007199254740991], got string" },
+  { "poll_into pointer capacity 2^53", function(r) r:poll_into(ffi.cast("void *", ffi.new("uint8_t[256]")), 1, T53) end,
+    "treasure: poll_into: capacity must be an integer in [0, 9007199254740991], got " .. tostring(T53) },
+  { "poll_into pointer capacity nan", function(r) r:poll_into(ffi.cast("void *", ffi.new("uint8_t[256]")), 1, NAN) end,
+    "treasure: poll_into: capacity must be an integer in [0, 9007199254740991], got " .. tostring(NAN) },
+  { "poll_into pointer capacity below 128", function(r) r:poll_into(ffi.cast("uint8_t *", ffi.new("uint8_t[256]")), 1, 127) end,
+    "treasure: poll_into: max must be at most 0 (the packets buf holds), got 1" },
+  { "poll_into pointer max past capacity", function(r) r:poll_into(ffi.cast("void *", ffi.new("uint8_t[1024]")), 3, 300) end,
+    "treasure: poll_into: max must be at most 2 (the packets buf holds), got 3" },
+  { "poll_into pointer max before capacity", function(r) r:poll_into(ffi.cast("void *", ffi.new("uint8_t[256]")), -1, -1) end,
+    "treasure: poll_into: max must be an integer in [0, 9007199254740991], got -1" },
+  { "poll_into NULL uint8_t pointer", function(r) r:poll_into(ffi.cast("uint8_t *", nil), 0, 0) end,
+    "treasure: poll_into: buf must not be a NULL pointer, got cdata<unsigned char *>" },
+  { "poll_into NULL void pointer before max", function(r) r:poll_into(ffi.cast("void *", 0), -1, 256) end,
+    "treasure: poll_into: buf must not be a NULL pointer, got cdata<void *>" },
+  { "poll_into const uint8_t pointer", function(r) r:poll_into(ffi.cast("const uint8_t *", ffi.new("uint8_t[256]")), 1, 256) end,
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got cdata<const unsigned char *>" },
+  { "poll_into const void pointer", function(r) r:poll_into(ffi.cast("const void *", ffi.new("uint8_t[256]")), 1, 256) end,
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got cdata<const void *>" },
+  { "poll_into int8_t pointer", function(r) r:poll_into(ffi.cast("int8_t *", ffi.new("uint8_t[256]")), 1, 256) end,
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got cdata<char *>" },
+  { "poll_into void pointer ctype object", function(r) r:poll_into(ffi.typeof("void *"), 0, 0) end,
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got ctype<void *>" },
+  { "poll_into array capacity past its size", function(r) r:poll_into(ffi.new("uint8_t[256]"), 1, 257) end,
+    "treasure: poll_into: capacity must be at most 256 (the bytes buf holds), got 257" },
+  { "poll_into array capacity limits max", function(r) r:poll_into(ffi.new("uint8_t[?]", 512), 2, 255) end,
+    "treasure: poll_into: max must be at most 1 (the packets buf holds), got 2" },
+  { "poll_into array capacity -1", function(r) r:poll_into(ffi.new("uint8_t[?]", 512), 1, -1) end,
+    "treasure: poll_into: capacity must be an integer in [0, 9007199254740991], got -1" },
   { "poll_into buf int32 array", function(r) r:poll_into(ffi.new("int32_t[?]", 64), 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<int [?]>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got cdata<int [?]>" },
   { "poll_into buf int8_t VLA (signed bytes are not uint8_t)", function(r) r:poll_into(ffi.new("int8_t[?]", 256), 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<char [?]>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got cdata<char [?]>" },
   { "poll_into buf char array", function(r) r:poll_into(ffi.new("char[256]"), 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<char [256]>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got cdata<char [256]>" },
   -- issue 12: the buffer is checked by what it is (an instance of a uint8_t
   -- array ctype), before max and before anything leaves the queue (probe)
   { "poll_into buf ctype object", function(r) r:poll_into(ffi.typeof("uint8_t[256]"), 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got ctype<unsigned char [256]>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got ctype<unsigned char [256]>" },
   { "poll_into buf ctype object, max 0", function(r) r:poll_into(ffi.typeof("uint8_t[256]"), 0) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got ctype<unsigned char [256]>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got ctype<unsigned char [256]>" },
   { "poll_into buf VLA ctype object", function(r) r:poll_into(ffi.typeof("uint8_t[?]"), 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got ctype<unsigned char [?]>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got ctype<unsigned char [?]>" },
   { "poll_into buf VLA ctype object, max 0", function(r) r:poll_into(ffi.typeof("uint8_t[?]"), 0) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got ctype<unsigned char [?]>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got ctype<unsigned char [?]>" },
   { "poll_into buf char pointer, max 0", function(r) r:poll_into(ffi.cast("char *", ffi.new("uint8_t[256]")), 0) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<char *>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got cdata<char *>" },
   { "poll_into buf const array", function(r) r:poll_into(ffi.new("const uint8_t[256]"), 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<const unsigned char [256]>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got cdata<const unsigned char [256]>" },
   { "poll_into buf reference (struct field)", function(r)
       r:poll_into(ffi.new("struct { int n; uint8_t b[256]; }").b, 1)
     end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<unsigned char (&)[256]>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got cdata<unsigned char (&)[256]>" },
   { "poll_into buf pointer ctype object", function(r) r:poll_into(ffi.typeof("uint8_t *"), 0) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got ctype<unsigned char *>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got ctype<unsigned char *>" },
   { "poll_into buf 2-d array", function(r) r:poll_into(ffi.new("uint8_t[2][128]"), 1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<unsigned char [2][128]>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got cdata<unsigned char [2][128]>" },
   { "poll_into buf table, max 0", function(r) r:poll_into({}, 0) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got table" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got table" },
   { "poll_into the same ctype object twice", function(r)
       local ct = ffi.typeof("uint8_t[512]")
       assert(not pcall(r.poll_into, r, ct, 1))
       r:poll_into(ct, 0)
     end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got ctype<unsigned char [512]>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got ctype<unsigned char [512]>" },
   { "poll_into max past 1e15 on a small buffer", function(r) r:poll_into(ffi.new("uint8_t[?]", 4 * 128), 1e15) end,
     "treasure: poll_into: max must be at most 4 (the packets buf holds), got 1000000000000000" },
   { "poll_into buf before max", function(r) r:poll_into({}, -1) end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got table" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got table" },
   { "poll_into max nil", function(r) r:poll_into(ffi.new("uint8_t[?]", 128)) end,
     "treasure: poll_into: max must be an integer in [0, 9007199254740991], got nil" },
   { "poll_into max -1", function(r) r:poll_into(ffi.new("uint8_t[?]", 128), -1) end,
@@ -340,7 +378,7 @@ local CASES = {
       assert(not pcall(r.poll_into, r, b, 1))
       r:poll_into(b, 1)
     end,
-    "treasure: poll_into: buf must be a uint8_t array cdata, got cdata<char [?]>" },
+    "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got cdata<char [?]>" },
   { "poll_into the same small buffer twice", function(r)
       local b = ffi.new("uint8_t[?]", 4 * 128)
       assert(r:poll_into(b, 0) == 0)
@@ -390,6 +428,7 @@ local METHODS = {
   join = { 1, 0, 0, 0 }, move = { 5, 1, 1, 1 }, set_party = { 5, 1 }, leave = { 5 },
   dig = { 5, 0, 0, 0, 0 }, dig_batch = { "" }, move_batch = { "" }, poll = {},
   poll_into = { ffi.new("uint8_t[?]", 128), 1 }, flush = {}, wait = {}, stats = {},
+  fd = {}, in_flight = {}, -- issue 15: no arguments, so only the self/closed rules
 }
 
 for _, B in ipairs(backends) do
@@ -401,7 +440,7 @@ for _, B in ipairs(backends) do
         local m = c[3]:match("^treasure: ([%w_]+):")
         seen[m] = true
       end
-      for m in pairs(METHODS) do assert.is_true(seen[m] or m == "flush", "no case for " .. m) end
+      for m in pairs(METHODS) do assert.is_true(seen[m] or m == "flush" or m == "fd" or m == "in_flight", "no case for " .. m) end
     end)
 
     it("the probe notices every kind of change a call could make", function()

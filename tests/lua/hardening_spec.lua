@@ -41,7 +41,7 @@ for _, B in ipairs(backends) do
         for _, max in ipairs({ 0, 1, 2 }) do
           local ok, err = pcall(r.poll_into, r, bad, max)
           assert.is_false(ok)
-          assert.matches("^treasure: poll_into: buf must be a uint8_t array cdata, got [cd]%a+<", err)
+          assert.matches("^treasure: poll_into: buf must be a uint8_t array, uint8_t %* or void %* cdata, got [cd]%a+<", err)
         end
       end
       assert.same(before, S.counters(r))

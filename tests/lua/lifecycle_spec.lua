@@ -38,7 +38,7 @@ local function method_calls()
     { "join", 3, 0, 0, 0 }, { "move", 1, 1, 0, 0 }, { "set_party", 1, 4 },
     { "dig", 1, 0, 0, 0, 7 }, { "dig_batch", "" }, { "move_batch", "" }, { "poll" },
     { "poll_into", ffi.new("uint8_t[?]", 256), 2 }, { "flush" }, { "wait", 0 }, { "stats" },
-    { "snapshot" }, { "leave", 1 },
+    { "snapshot" }, { "leave", 1 }, { "in_flight" }, { "fd" },
   }
 end
 

@@ -5,7 +5,7 @@ local backends = require("backends")
 local metrics = require("treasure.metrics").render
 
 local function sample(text, name, labels)
-  local v = text:match("\n" .. name:gsub("_", "%%_") .. "{" .. labels:gsub("[%.%-\"]", "%%%0") .. "} ([^\n]+)")
+  local v = text:match("\n" .. name:gsub("_", "%%_") .. "{" .. labels:gsub("[%.%-%+\"]", "%%%0") .. "} ([^\n]+)")
   return v and tonumber(v)
 end
 
@@ -31,8 +31,24 @@ for _, b in ipairs(backends) do
       for k, q in pairs(QUANTILE) do
         assert.equals(s[k], sample(text, "treasure_resolve_latency_us", 'worker="7",quantile="' .. q .. '"'), k)
       end
+      -- issue 15: the latency histogram, from the fixed buckets of stats()
+      local C = require("treasure.contract")
+      local HIST = { resolve_count = true, resolve_sum_us = true }
+      local prev = 0
+      for i, bound in ipairs(C.RESOLVE_BUCKETS_US) do
+        HIST[C.RESOLVE_BUCKET_KEYS[i]] = true
+        local v = sample(text, "treasure_resolve_duration_us_bucket", 'worker="7",le="' .. bound .. '"')
+        assert.equals(s[C.RESOLVE_BUCKET_KEYS[i]], v)
+        assert.is_true(v >= prev)
+        prev = v
+      end
+      assert.equals(4, sample(text, "treasure_resolve_duration_us_bucket", 'worker="7",le="+Inf"'))
+      assert.equals(4, sample(text, "treasure_resolve_duration_us_count", 'worker="7"'))
+      assert.equals(s.resolve_sum_us, sample(text, "treasure_resolve_duration_us_sum", 'worker="7"'))
+      assert.truthy(text:find("\n# TYPE treasure_resolve_duration_us histogram\n", 1, true))
+      assert.has_error(function() metrics(r, { le = "v" }) end, "treasure: metrics: labels key le is reserved")
       for k, v in pairs(s) do -- nothing a backend reports is hidden
-        if type(v) == "number" and not QUANTILE[k] then
+        if type(v) == "number" and not QUANTILE[k] and not HIST[k] then
           assert.truthy(text:find("treasure_" .. k, 1, true), k)
         end
       end

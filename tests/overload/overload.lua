@@ -196,7 +196,8 @@ local function run_case(M, cfg)
     for call = 1, cfg.calls do
       calls = calls + 1
       local checking = cfg.check_every == 1 or call % cfg.check_every == 0
-      if checking then before = r:stats().pending_packets end
+      -- stats() never waits (issue 15): flush so pending_packets is the busy rule's exact count
+      if checking then r:flush(); before = r:stats().pending_packets end
       local minb = cfg.min_batch or 1
       local k = cfg.batch and (minb + rnd(maxb - minb + 1)) or 1
       local kinds, diggers, pk = {}, {}, 0

@@ -19,8 +19,18 @@ digs, packets = one("treasure_digs"), one("treasure_packets")
 assert digs > 0 and packets >= digs, (digs, packets)
 qs = sorted(s.labels["quantile"] for s in fam["treasure_resolve_latency_us"].samples)
 assert qs == ["0.5", "0.99", "0.999", "1"], qs
+# issue 15: the resolve latency histogram: buckets monotonic, +Inf == count
+h = fam["treasure_resolve_duration_us"]
+assert h.type == "histogram", h.type
+bk = [(float(s.labels["le"]), s.value) for s in h.samples if s.name.endswith("_bucket")]
+assert len(bk) == 13 and bk[-1][0] == float("inf"), bk
+assert [b for b, _ in bk] == sorted(b for b, _ in bk), bk
+assert all(a[1] <= b[1] for a, b in zip(bk, bk[1:])), ("buckets not monotonic", bk)
+count = [s.value for s in h.samples if s.name.endswith("_count")][0]
+hsum = [s.value for s in h.samples if s.name.endswith("_sum")][0]
+assert bk[-1][1] == count and count > 0 and hsum >= 0, (bk[-1], count, hsum)
 assert all("worker" in s.labels for f in fam.values() for s in f.samples)
 # only native reports its worker threads: the server runs the backend asked for
 assert ("treasure_workers" in fam) == (backend == "native"), (backend, sorted(fam))
-print(("metrics (%s): " % backend) + "%d families parsed by prometheus_client; this worker: digs %d, packets %d"
-      % (len(fam), digs, packets))
+print(("metrics (%s): " % backend) + "%d families parsed by prometheus_client; this worker: digs %d, packets %d;"
+      " resolve histogram %d buckets, monotonic, +Inf == count == %d" % (len(fam), digs, packets, len(bk), count))

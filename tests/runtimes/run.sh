@@ -47,6 +47,11 @@ run_luv() { # backend send
   timeout 60 python3 tests/runtimes/clients.py --port "$port" --clients "$CLIENTS" --rate "$RATE" --seconds "$SECONDS_" --label "luv/$1/$2:"
   kill -INT "$pid"; wait "$pid"
   cat build/runtimes/luv-$1-$2.txt
+  # issue 15: the drain was woken through r:fd() and no timer exists
+  grep -Eq 'drain woken by r:fd\(\) [1-9][0-9]* times' build/runtimes/luv-$1-$2.txt || { echo "luv: the fd never woke the drain"; exit 1; }
+  grep -q 'timers 0;' build/runtimes/luv-$1-$2.txt || { echo "luv: a timer exists"; exit 1; }
+  grep -q 'handles .*timer' build/runtimes/luv-$1-$2.txt && { echo "luv: a timer handle exists"; exit 1; }
+  true
 }
 
 [ -n "${RT_ONLY_LUV:-}" ] || run_nginx native

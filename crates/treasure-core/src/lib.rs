@@ -24,6 +24,7 @@ mod options;
 mod outbox;
 mod pipeline;
 mod pool;
+mod readiness;
 pub mod records;
 mod resolver;
 pub mod roll;
@@ -35,6 +36,7 @@ mod world;
 pub use contract::{Arg, EntriesAt, Error, ErrorKind, Expected, Got, Method, SnapshotPath};
 pub use options::Options;
 pub use pool::pool_threads;
+pub use readiness::ReadyHook;
 pub use records::{DigRecord, MoveRecord, DIG_RECORD_SIZE, MOVE_RECORD_SIZE};
 pub use resolver::Resolver;
 pub use roll::{splitmix64, LootEntry, LootTable};
@@ -42,7 +44,7 @@ pub use snapshot::{
     validate as validate_snapshot, LootTableSnapshot, PlayerSnapshot, SiteSnapshot, Snapshot,
     SNAPSHOT_VERSION,
 };
-pub use stats::{Counters, Stats};
+pub use stats::{BucketCounts, Counters, Stats};
 pub use wire::{Fields, Kind, Packet, WireError, SIZE as PACKET_SIZE};
 
 /// The world's internals, for this crate's benches and tests only (feature

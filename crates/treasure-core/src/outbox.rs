@@ -39,6 +39,11 @@ impl Outbox {
         self.entries.len()
     }
 
+    /// Number of digs (one template each; restored packets count one each).
+    pub fn digs(&self) -> usize {
+        self.templates.len()
+    }
+
     /// Bytes allocated (to decide whether it is worth recycling).
     pub fn capacity_bytes(&self) -> usize {
         self.templates.capacity() * SIZE + self.entries.capacity() * std::mem::size_of::<Entry>()

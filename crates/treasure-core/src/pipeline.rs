@@ -25,6 +25,8 @@
 use crate::histogram::Histogram;
 use crate::outbox::Outbox;
 use crate::pool::Share;
+use crate::readiness::Readiness;
+use crate::stats::ResolveBuckets;
 use crate::wire::{self, Fields, Kind, Patcher, FLAG_DIGGER, FLAG_LAST_CHARGE, FLAG_PARTY, SIZE};
 use crate::world::Hit;
 use crate::world::Players;
@@ -91,6 +93,10 @@ pub(crate) struct Shared {
     pub pool: &'static rayon::ThreadPool,
     /// This resolver's share of it: its chunks waiting for a slot.
     pub share: Share<Chunk>,
+    /// `r:fd()`: the binding's hook, told when packets become pollable.
+    pub ready: Readiness,
+    /// Resolve latency in the fixed buckets of `stats()`.
+    pub buckets: ResolveBuckets,
 }
 
 thread_local! {
@@ -247,6 +253,7 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
     jobs.clear();
     let ns = u64::try_from(accepted.elapsed().as_nanos()).unwrap_or(u64::MAX);
     shared.histogram.record_n(ns, digs);
+    shared.buckets.record_n(ns, digs);
     ChunkDone {
         index,
         jobs,
@@ -270,9 +277,12 @@ pub(crate) fn start_queued(shared: &Arc<Shared>) {
 
 /// Worker entry point: resolve, then publish.
 fn run_and_publish(chunk: Chunk, shared: &Shared) {
+    let index = chunk.index;
     let done = run_chunk(chunk, shared);
     // The receiver lives as long as the resolver, and the resolver waits for
     // every in-flight chunk before dropping it, so this cannot fail; if it
     // somehow did, there is nobody left to tell.
     let _ = shared.tx.send(done);
+    // After the send, so the caller's re-check can see it (readiness.rs).
+    shared.ready.published(index);
 }

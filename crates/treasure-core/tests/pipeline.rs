@@ -273,6 +273,7 @@ fn busy_is_exact_with_found_digs_in_flight() {
         }
     }
     assert_eq!(accepted, 6);
+    r.flush().unwrap(); // stats() never waits (issue 15)
     let s = r.stats().unwrap();
     assert_eq!(
         (s.counters.busy, s.pending_packets, s.counters.packets),
@@ -283,6 +284,7 @@ fn busy_is_exact_with_found_digs_in_flight() {
     let mut out = Vec::new();
     assert_eq!(r.poll(250, &mut out).unwrap(), 250);
     assert_eq!(r.dig_batch(&batch(3)).unwrap(), Some((7, 3)));
+    r.flush().unwrap(); // stats() never waits (issue 15)
     assert_eq!(r.stats().unwrap().pending_packets, 1200 - 250 + 600);
 }
 
@@ -324,19 +326,25 @@ fn wait_returns_when_packets_are_ready_and_at_once_when_idle() {
     assert_eq!(r.wait(Some(Duration::from_secs(3600))).unwrap(), 0);
     let digs = 3_000;
     assert_eq!(r.dig_batch(&batch(digs)).unwrap(), Some((1, digs as u64)));
-    let expected = r.stats().unwrap().counters.packets;
+    // Until nothing is in flight and nothing is left (in_flight() never
+    // waits, issue 15); each wait blocks until the next packets are ready.
     let (mut got, mut buf) = (0u64, vec![0u8; 128 * 64]);
-    while got < expected {
+    while r.in_flight().unwrap() > 0 || r.available_packets() > 0 {
         let n = r.wait(None).unwrap();
         assert!(
             n > 0,
-            "wait returned 0 with {} packets to come",
-            expected - got
+            "wait returned 0 with {} digs in flight",
+            r.in_flight().unwrap()
         );
         assert!(n <= r.available_packets());
         // Take a few at a time so later waits find packets already there.
         got += r.poll_into(&mut buf, n.min(64)).unwrap() as u64;
     }
+    assert_eq!(
+        got,
+        r.stats().unwrap().counters.packets,
+        "every packet polled"
+    );
     assert_eq!(r.wait(None).unwrap(), 0, "all polled, nothing in flight");
     assert_eq!(r.wait(Some(Duration::ZERO)).unwrap(), 0);
 
@@ -429,4 +437,57 @@ fn peek_then_consume_takes_exactly_what_was_peeked() {
 fn consume_more_than_pollable_panics() {
     let mut r = world(1, 1);
     r.consume(1);
+}
+
+/// Issue 15: the readiness hook (`r:fd()`'s eventfd in the binding) is
+/// raised by whoever publishes the chunk that makes packets pollable (a
+/// worker, or the caller for an inline chunk), without the caller polling,
+/// and reset by the poll that empties the stream; a waiter that only
+/// watches the hook is never left asleep (no lost wakeup), round after round.
+#[test]
+fn ready_hook_wakes_without_polling_and_is_reset_by_the_emptying_poll() {
+    use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
+    use std::sync::Arc;
+    use std::time::{Duration, Instant};
+    use treasure_core::ReadyHook;
+
+    #[derive(Default)]
+    struct Flag(AtomicBool);
+    impl ReadyHook for Flag {
+        fn signal(&self) {
+            self.0.store(true, SeqCst);
+        }
+        fn reset(&self) {
+            self.0.store(false, SeqCst);
+        }
+    }
+
+    for (workers, inline_max) in [(2, 0), (1, 0), (2, 1_000)] {
+        let mut r = world_inline(workers, 16, inline_max);
+        let flag = Arc::new(Flag::default());
+        r.set_ready_hook(Method::Fd, flag.clone()).unwrap();
+        assert!(!flag.0.load(SeqCst), "nothing pollable yet");
+        let mut buf = vec![0u8; PACKET_SIZE * 256];
+        for round in 0..200 {
+            let digs = 1 + round % 40;
+            r.dig_batch(&batch(digs)).unwrap();
+            let deadline = Instant::now() + Duration::from_secs(20);
+            while !flag.0.load(SeqCst) {
+                assert!(Instant::now() < deadline, "lost wakeup in round {round}");
+                std::thread::yield_now();
+            }
+            while r.in_flight().unwrap() > 0 || r.available_packets() > 0 {
+                r.wait(None).unwrap();
+                r.poll_into(&mut buf, 256).unwrap();
+            }
+            assert_eq!(r.in_flight().unwrap(), 0);
+            assert!(!flag.0.load(SeqCst), "the emptying poll resets it");
+        }
+        r.close();
+        assert_eq!(Arc::strong_count(&flag), 1, "close drops the hook");
+        assert!(
+            r.in_flight().is_err(),
+            "in_flight on a closed resolver fails"
+        );
+    }
 }

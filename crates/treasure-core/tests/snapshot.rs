@@ -432,6 +432,7 @@ fn digs_past_seq_2_pow_53_are_refused_and_change_nothing() {
     r.move_player(p1.id, site.x, site.y, site.z).unwrap();
     let seq = r.dig(p1.id, site.x, site.y, site.z, 1).unwrap().unwrap();
     assert_eq!(seq, MAX_SEQ - 1);
+    r.flush().unwrap(); // stats() never waits (issue 15)
     let st = r.stats().unwrap();
     assert_eq!(st.counters.packets, MAX_SEQ, "packets saturates");
     let mut stream = Vec::new();

@@ -129,6 +129,16 @@ pub enum ErrorKind {
     AlreadyInCall,
     /// `FFI buffers are unsupported by this LuaJIT build`
     FfiUnsupported,
+    /// `<arg> must not be a NULL pointer, got <got>` (`poll_into`'s `buf`).
+    NullPointer { arg: Arg, got: String },
+    /// `capacity must be given with a pointer buf (the bytes it points at),
+    /// got nil`
+    CapacityRequired,
+    /// `capacity must be at most <size> (the bytes buf holds), got
+    /// <capacity>` (an array `buf` with a larger `capacity`).
+    CapacityExceedsBuffer { size: u64, capacity: u64 },
+    /// `eventfd failed: <os error>` (`r:fd()`).
+    EventFdFailed(String),
     /// `<arg>: <message>` (or `<message>`): an error the Lua runtime raised
     /// while the binding read or built a value (out of memory, a failing
     /// `__pairs`, a conversion).
@@ -220,6 +230,29 @@ impl Error {
     /// `FFI buffers are unsupported by this LuaJIT build`.
     pub fn ffi_unsupported(method: Method) -> Error {
         Error::new(method, ErrorKind::FfiUnsupported)
+    }
+
+    /// `<arg> must not be a NULL pointer, got <got>`.
+    pub fn null_pointer(method: Method, arg: Arg, got: impl Into<String>) -> Error {
+        let got = got.into();
+        Error::new(method, ErrorKind::NullPointer { arg, got })
+    }
+
+    /// `capacity must be given with a pointer buf (the bytes it points at),
+    /// got nil`.
+    pub fn capacity_required(method: Method) -> Error {
+        Error::new(method, ErrorKind::CapacityRequired)
+    }
+
+    /// `capacity must be at most <size> (the bytes buf holds), got
+    /// <capacity>`.
+    pub fn capacity_exceeds_buffer(method: Method, size: u64, capacity: u64) -> Error {
+        Error::new(method, ErrorKind::CapacityExceedsBuffer { size, capacity })
+    }
+
+    /// `eventfd failed: <os error>`.
+    pub fn eventfd_failed(method: Method, os_error: impl fmt::Display) -> Error {
+        Error::new(method, ErrorKind::EventFdFailed(os_error.to_string()))
     }
 
     /// `<arg>: <message>` or `<message>`: a Lua runtime error met while
@@ -383,6 +416,17 @@ impl fmt::Display for ErrorKind {
             ErrorKind::FfiUnsupported => {
                 f.write_str("FFI buffers are unsupported by this LuaJIT build")
             }
+            ErrorKind::NullPointer { arg, got } => {
+                write!(f, "{arg} must not be a NULL pointer, got {got}")
+            }
+            ErrorKind::CapacityRequired => f.write_str(
+                "capacity must be given with a pointer buf (the bytes it points at), got nil",
+            ),
+            ErrorKind::CapacityExceedsBuffer { size, capacity } => write!(
+                f,
+                "capacity must be at most {size} (the bytes buf holds), got {capacity}"
+            ),
+            ErrorKind::EventFdFailed(e) => write!(f, "eventfd failed: {e}"),
             ErrorKind::Lua { arg, message } => match arg {
                 Some(arg) => write!(f, "{arg}: {message}"),
                 None => f.write_str(message),
@@ -567,12 +611,29 @@ mod tests {
         let e = Error::wrong_type(
             Method::PollInto,
             Arg::Plain("buf"),
-            Expected::Uint8ArrayCdata,
+            Expected::PacketBuffer,
             "string",
         );
         assert_eq!(
             e.to_string(),
-            "treasure: poll_into: buf must be a uint8_t array cdata, got string"
+            "treasure: poll_into: buf must be a uint8_t array, uint8_t * or void * cdata, got string"
+        );
+        let m = Method::PollInto;
+        assert_eq!(
+            Error::null_pointer(m, Arg::Plain("buf"), "cdata<void *>").to_string(),
+            "treasure: poll_into: buf must not be a NULL pointer, got cdata<void *>"
+        );
+        assert_eq!(
+            Error::capacity_required(m).to_string(),
+            "treasure: poll_into: capacity must be given with a pointer buf (the bytes it points at), got nil"
+        );
+        assert_eq!(
+            Error::capacity_exceeds_buffer(m, 256, 300).to_string(),
+            "treasure: poll_into: capacity must be at most 256 (the bytes buf holds), got 300"
+        );
+        assert_eq!(
+            Error::eventfd_failed(Method::Fd, "Too many open files").to_string(),
+            "treasure: fd: eventfd failed: Too many open files"
         );
         assert_eq!(
             Error::unknown_key(Method::New, Arg::Plain("opts"), "sed").to_string(),

@@ -101,3 +101,39 @@ pub const LOOT_ENTRY_FIELDS: [(&str, Range); 5] = [
 pub const COUNTER_NAMES: [&str; 7] = [
     "digs", "packets", "found", "empty", "nothing", "rejected", "busy",
 ];
+
+/// Upper bounds (µs) of the cumulative resolve latency buckets of `stats()`;
+/// fixed so histograms of many processes can be added up (docs/API.md).
+pub const RESOLVE_BUCKETS_US: [u64; 12] = [
+    50, 100, 250, 500, 1000, 2500, 5000, 10000, 20000, 50000, 100000, 250000,
+];
+
+/// The `stats()` key of each bucket of [`RESOLVE_BUCKETS_US`], same order
+/// (`resolve_bucket_le_<bound>_us`).
+pub const RESOLVE_BUCKET_KEYS: [&str; 12] = [
+    "resolve_bucket_le_50_us",
+    "resolve_bucket_le_100_us",
+    "resolve_bucket_le_250_us",
+    "resolve_bucket_le_500_us",
+    "resolve_bucket_le_1000_us",
+    "resolve_bucket_le_2500_us",
+    "resolve_bucket_le_5000_us",
+    "resolve_bucket_le_10000_us",
+    "resolve_bucket_le_20000_us",
+    "resolve_bucket_le_50000_us",
+    "resolve_bucket_le_100000_us",
+    "resolve_bucket_le_250000_us",
+];
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bucket_keys_name_their_bounds() {
+        for (key, bound) in RESOLVE_BUCKET_KEYS.iter().zip(RESOLVE_BUCKETS_US) {
+            assert_eq!(*key, format!("resolve_bucket_le_{bound}_us"));
+        }
+        assert!(RESOLVE_BUCKETS_US.windows(2).all(|w| w[0] < w[1]));
+    }
+}

@@ -27,6 +27,10 @@ pub enum Method {
     Close,
     Snapshot,
     Restore,
+    /// `r:in_flight()` (issue 15).
+    InFlight,
+    /// `r:fd()` (issue 15).
+    Fd,
     /// The binding's `handle` (the FFI fast path's resolver handle).
     Handle,
     /// The binding's test hook `_inject_worker_panic`.
@@ -35,7 +39,7 @@ pub enum Method {
 
 impl Method {
     /// Every method, for [`Method::from_name`] and tests.
-    pub const ALL: [Method; 21] = [
+    pub const ALL: [Method; 23] = [
         Method::New,
         Method::AddLootTable,
         Method::AddSite,
@@ -55,6 +59,8 @@ impl Method {
         Method::Close,
         Method::Snapshot,
         Method::Restore,
+        Method::InFlight,
+        Method::Fd,
         Method::Handle,
         Method::InjectWorkerPanic,
     ];
@@ -81,6 +87,8 @@ impl Method {
             Method::Close => "close",
             Method::Snapshot => "snapshot",
             Method::Restore => "restore",
+            Method::InFlight => "in_flight",
+            Method::Fd => "fd",
             Method::Handle => "handle",
             Method::InjectWorkerPanic => "_inject_worker_panic",
         }
@@ -231,8 +239,8 @@ pub enum Expected {
     String,
     /// `a non-empty array of tables` (`entries`)
     NonEmptyArrayOfTables,
-    /// `a uint8_t array cdata` (`buf` of `poll_into`)
-    Uint8ArrayCdata,
+    /// `a uint8_t array, uint8_t * or void * cdata` (`buf` of `poll_into`)
+    PacketBuffer,
 }
 
 impl fmt::Display for Expected {
@@ -242,7 +250,7 @@ impl fmt::Display for Expected {
             Expected::Table => "a table",
             Expected::String => "a string",
             Expected::NonEmptyArrayOfTables => "a non-empty array of tables",
-            Expected::Uint8ArrayCdata => "a uint8_t array cdata",
+            Expected::PacketBuffer => "a uint8_t array, uint8_t * or void * cdata",
         })
     }
 }

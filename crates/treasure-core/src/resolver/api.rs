@@ -2,14 +2,16 @@
 //! closed, then its arguments left to right, then ids against the state,
 //! then (digs only) the seq bound and busy; a failing call changes nothing.
 
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use crate::contract::checks::{
     check_capacity, check_coords, check_id, check_loot_entries, check_range, check_seq, record_xyz,
     XYZ,
 };
-use crate::contract::limits::{self, MAX_SAFE};
+use crate::contract::limits;
 use crate::contract::{Arg, EntriesAt, Error, ErrorKind, Method};
+use crate::readiness::ReadyHook;
 use crate::records::{dig_records, move_records};
 use crate::roll::{LootEntry, LootTable};
 use crate::stats::Stats;
@@ -316,6 +318,7 @@ impl Resolver {
         check_capacity(m, out.len(), SIZE, max)?;
         let n = (max as u64).min(open.stream.available()) as usize;
         open.stream.take(n, &mut out[..n * SIZE]);
+        open.stream.settle_ready(&mut open.counters);
         Ok(n)
     }
 
@@ -370,6 +373,7 @@ impl Resolver {
             "consume({n}) with {available} packets pollable"
         );
         open.stream.advance(n);
+        open.stream.settle_ready(&mut open.counters);
     }
 
     /// `r:poll(max)`: appends up to `max` packets to `out` (use `usize::MAX`
@@ -384,6 +388,7 @@ impl Resolver {
         let start = out.len();
         out.resize(start + n * SIZE, 0);
         open.stream.take(n, &mut out[start..]);
+        open.stream.settle_ready(&mut open.counters);
         Ok(n)
     }
 
@@ -426,29 +431,24 @@ impl Resolver {
         Ok(open.stream.available() as usize)
     }
 
-    /// `r:stats()`. May wait for in-flight FOUND digs to make
-    /// `pending_packets` and `packets` exact.
+    /// `r:stats()`. Never blocks: `packets` and `pending_packets` count
+    /// resolved packets (exact for every accepted dig after [`flush`]).
     ///
     /// # Errors
     ///
     /// Closed, or a worker panic.
+    ///
+    /// [`flush`]: Resolver::flush
     pub fn stats(&mut self) -> Result<Stats, Error> {
-        let m = Method::Stats;
-        let open = self.open(m)?;
-        if !open.stream.pending_packets().1 {
-            open.stream.wait_all(&mut open.counters);
-            open.stream.check_failed(m)?;
-        }
-        let (pending_packets, exact) = open.stream.pending_packets();
-        debug_assert!(exact);
+        let open = self.open(Method::Stats)?;
         let q = open.stream.shared.histogram.quantiles();
-        let mut counters = open.counters;
-        counters.packets = (counters.packets + open.stream.inflight_lower()).min(MAX_SAFE);
         Ok(Stats {
-            counters,
+            counters: open.counters,
             players: open.players.len() as u64,
             sites: open.sites.len() as u64,
-            pending_packets,
+            pending_packets: open.stream.resolved_pending(),
+            inflight_digs: open.stream.in_flight(),
+            resolve_buckets: open.stream.shared.buckets.snapshot(),
             resolve_p50_us: q.p50_us,
             resolve_p99_us: q.p99_us,
             resolve_p999_us: q.p999_us,
@@ -457,5 +457,34 @@ impl Resolver {
             ready_chunks: open.stream.ready_chunks() as u64,
             workers: open.stream.config.workers as u64,
         })
+    }
+
+    /// `r:in_flight()`: accepted digs whose packets are not yet all
+    /// pollable (0: everything submitted so far is ready, `flush` would
+    /// return at once). Never blocks.
+    ///
+    /// # Errors
+    ///
+    /// Closed, or a worker panic.
+    pub fn in_flight(&mut self) -> Result<u64, Error> {
+        Ok(self.open(Method::InFlight)?.stream.in_flight())
+    }
+
+    /// Registers the readiness hook of `r:fd()` (see [`ReadyHook`]) and
+    /// signals it at once if packets are pollable. `method` names the API
+    /// function for the closed error. The hook is dropped on close.
+    ///
+    /// # Errors
+    ///
+    /// Closed, or a worker panic.
+    pub fn set_ready_hook(
+        &mut self,
+        method: Method,
+        hook: Arc<dyn ReadyHook>,
+    ) -> Result<(), Error> {
+        let open = self.open(method)?;
+        open.stream.shared.ready.install(hook);
+        open.stream.settle_ready(&mut open.counters);
+        Ok(())
     }
 }

@@ -8,7 +8,8 @@
 //!   deterministic.
 //! * `crate::pipeline`: what a worker does with a chunk of digs.
 //! * `stream.rs`: where chunks come back: the ordered ring, the busy rule,
-//!   delivery to `poll`.
+//!   delivery to `poll`; `stream/readiness.rs`: its `r:fd()` and
+//!   `in_flight` side (with `crate::readiness`, what the workers share).
 //! * `state.rs`: `snapshot` and `restore`.
 //!
 //! Every method runs on the caller's thread and takes `&mut self`.
@@ -83,6 +84,8 @@ impl Resolver {
             tx,
             pool,
             share: Share::new(workers),
+            ready: Default::default(),
+            buckets: Default::default(),
         });
         let config = StreamConfig {
             chunk_digs: options.chunk_digs,
@@ -171,6 +174,8 @@ impl Drop for OpenResolver {
         if std::process::id() == self.pid {
             self.stream.wait_all(&mut self.counters);
         }
+        // Closes the binding's eventfd; no worker signals after this.
+        self.stream.shared.ready.uninstall();
     }
 }
 

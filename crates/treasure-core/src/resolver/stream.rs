@@ -45,6 +45,8 @@ use crate::stats::Counters;
 use crate::wire::SIZE;
 use crate::world::Players;
 
+mod readiness;
+
 /// Outboxes larger than this (bytes) are freed instead of recycled, to
 /// bound idle memory after a huge-AOI burst.
 const MAX_RECYCLED_BUF: usize = 4 << 20;
@@ -146,19 +148,10 @@ impl Stream {
         self.ready_chunks
     }
 
-    /// Packets of accepted digs not yet polled, and whether that count is
-    /// exact (it is once no in-flight FOUND dig leaves it open).
-    pub(super) fn pending_packets(&self) -> (u64, bool) {
-        (
-            self.known_pending + self.inflight_lower,
-            self.inflight_lower == self.inflight_upper,
-        )
-    }
-
-    /// Packets of in-flight chunks, at least (exact when
-    /// [`pending_packets`](Stream::pending_packets) is).
-    pub(super) fn inflight_lower(&self) -> u64 {
-        self.inflight_lower
+    /// Packets resolved and not yet polled (`stats().pending_packets`: never
+    /// waits; every accepted dig's packets once nothing is in flight).
+    pub(super) fn resolved_pending(&self) -> u64 {
+        self.known_pending
     }
 
     /// `worker panicked: <msg>` once a worker panicked.
@@ -259,6 +252,11 @@ impl Stream {
                 self.ring[i] = ChunkState::Failed;
                 self.failed.get_or_insert(msg);
             }
+        }
+        // An inline chunk has no worker to signal; for a worker's chunk this
+        // only repeats its own check (crate::readiness).
+        if self.shared.ready.installed() {
+            self.shared.ready.published(done.index);
         }
     }
 
