@@ -56,8 +56,7 @@ local MAX = 1024
 local sendbuf = ffi.new("uint8_t[?]", MAX * packet.SIZE)
 local moves = ffi.new("game_move_rec[?]", PLAYERS)
 local sent_to = ffi.new("uint32_t[?]", PLAYERS + 1)
-local CRC_AT = ffi.offsetof(packet.ctype, "crc")     -- the CRC covers the bytes before it
-local crc32c_ptr, tobit, cast, ptr_t = packet.crc32c_ptr, bit.tobit, ffi.cast, packet.ptr_t
+local view = packet.view   -- reads a packet in place: plain numbers, no garbage
 
 local last_seq, total = 0, 0
 -- the zero-garbage drain: poll_into one buffer until empty; returns the count
@@ -66,9 +65,9 @@ local function drain()
   while true do
     local n = r:poll_into(sendbuf, MAX)
     for i = 0, n - 1 do
-      local p = cast(ptr_t, sendbuf + i * packet.SIZE)
-      if tobit(crc32c_ptr(p, CRC_AT)) ~= tobit(p.crc) then error("bad CRC in a packet") end
-      local to, seq = p.recipient, tonumber(p.seq)
+      local p = view(sendbuf + i * packet.SIZE)
+      if not p:check() then error("bad magic, version or CRC in a packet") end
+      local to, seq = p.recipient, p:seq()
       if to < 1 or to > PLAYERS then error("packet for unknown player " .. to) end
       if seq < last_seq then error("seq went back: " .. seq .. " after " .. last_seq) end
       last_seq = seq
