@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+mod cluster;
 pub mod contract;
 mod histogram;
 mod options;

@@ -539,6 +539,7 @@ fn options(rng: &mut Rng, workers: u32) -> Options {
         inline_max_digs: rng.pick(&[0, 0, 1, 4]),
         freeze_min_found: rng.pick(&[0, 1, 1, 64]),
         wait_spin_us: rng.pick(&[0, 50]),
+        ..Options::default()
     }
 }
 
