@@ -80,11 +80,6 @@ impl Options {
         self
     }
 
-    /// `(shard, shards)` in cluster mode (both given; checked by `new`).
-    pub(crate) fn cluster(&self) -> Option<(u16, u16)> {
-        self.shard.zip(self.shards)
-    }
-
     /// The five contract values in check order (see
     /// [`contract::limits::OPTION_FIELDS`](crate::contract::limits::OPTION_FIELDS)).
     pub(crate) fn contract_values(&self) -> [u64; 5] {

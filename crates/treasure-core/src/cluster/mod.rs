@@ -8,4 +8,6 @@
 //! * `incoming.rs`: validation of a string of records, the per-source
 //!   dedupe and gap rule, the host seq and the host packet queue.
 
+pub mod incoming;
+pub mod outgoing;
 pub mod record;
