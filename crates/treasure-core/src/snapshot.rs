@@ -318,7 +318,11 @@ pub fn validate(s: &Snapshot) -> Result<(), Error> {
     }
     match (cluster, &s.cluster) {
         (None, None) => Ok(()),
-        (None, Some(_)) => Err(Error::unknown_key(RESTORE, at(SnapshotPath::Root), "cluster")),
+        (None, Some(_)) => Err(Error::unknown_key(
+            RESTORE,
+            at(SnapshotPath::Root),
+            "cluster",
+        )),
         (Some(_), None) => Err(Error::wrong_type(
             RESTORE,
             at(SnapshotPath::Field("cluster")),

@@ -587,6 +587,7 @@ fn model_long_sequences() {
             inline_max_digs: (seed % 3) as usize,
             freeze_min_found: (seed % 2) as usize,
             wait_spin_us: seed % 3 * 20,
+            ..Options::default()
         };
         let (c, _) = run(seed, 5000, opts);
         assert!(c[2] > 100, "{c:?}");
@@ -700,6 +701,7 @@ fn stress_many_digs_in_flight() {
             inline_max_digs: if workers == 8 { 4 } else { 0 },
             freeze_min_found: workers as usize % 2,
             wait_spin_us: 50,
+            ..Options::default()
         };
         let mut m = Model::new(&opts).expect("valid options");
         let mut r = Resolver::new(opts).unwrap();

@@ -127,7 +127,10 @@ impl<'a> Record<'a> {
     /// # Errors
     ///
     /// The first [`RecordReason`] that applies.
-    pub fn new_checked(bytes: &'a [u8], expect: Expect) -> Result<(Record<'a>, &'a [u8]), RecordReason> {
+    pub fn new_checked(
+        bytes: &'a [u8],
+        expect: Expect,
+    ) -> Result<(Record<'a>, &'a [u8]), RecordReason> {
         if bytes.len() < HEADER {
             return Err(RecordReason::TruncatedHeader(bytes.len()));
         }
@@ -186,7 +189,12 @@ impl<'a> Record<'a> {
             let e = &e[..ENTRY + n * SLOT];
             let seq = u64_at(e, field::SEQ);
             if seq <= lo || seq > to {
-                return Err(RecordReason::EntrySeq { entry: k, seq, lo, to });
+                return Err(RecordReason::EntrySeq {
+                    entry: k,
+                    seq,
+                    lo,
+                    to,
+                });
             }
             lo = seq;
             let kind = e[field::KIND];
@@ -537,11 +545,17 @@ mod tests {
         b.extend_from_slice(b"rest");
         let (r, rest) = Record::new_checked(&b, TO1).unwrap();
         assert_eq!(rest, b"rest");
-        assert_eq!((r.src(), r.dest(), r.digs(), r.prev(), r.to()), (2, 1, 1, 3, 6));
+        assert_eq!(
+            (r.src(), r.dest(), r.digs(), r.prev(), r.to()),
+            (2, 1, 1, 3, 6)
+        );
         assert_eq!(r.recipients(), 2);
         let e: Vec<Entry> = r.entries().collect();
         assert_eq!(e.len(), 1);
-        assert_eq!((e[0].seq(), e[0].flags(), e[0].len()), (4, FLAG_LAST_CHARGE, 2));
+        assert_eq!(
+            (e[0].seq(), e[0].flags(), e[0].len()),
+            (4, FLAG_LAST_CHARGE, 2)
+        );
         assert_eq!(e[0].slots().collect::<Vec<_>>(), SLOTS);
         // The template of host seq 11 is the dig's packet for its first
         // recipient, that seq.

@@ -34,7 +34,12 @@ pub enum RecordReason {
     /// `trailing <n> bytes`: bytes left over after the header's entries.
     Trailing(usize),
     /// `entry <k> seq <q> not in (<lo>, <to>]`
-    EntrySeq { entry: u32, seq: u64, lo: u64, to: u64 },
+    EntrySeq {
+        entry: u32,
+        seq: u64,
+        lo: u64,
+        to: u64,
+    },
     /// `entry <k> kind <v>`
     EntryKind { entry: u32, kind: u8 },
     /// `entry <k> flags <v>`
@@ -49,7 +54,11 @@ pub enum RecordReason {
         prev: u32,
     },
     /// `entry <k> recipient <j> flags <v>`
-    RecipientFlags { entry: u32, recipient: u32, flags: u8 },
+    RecipientFlags {
+        entry: u32,
+        recipient: u32,
+        flags: u8,
+    },
     /// `entry <k> nonzero padding`
     NonzeroPadding(u32),
 }

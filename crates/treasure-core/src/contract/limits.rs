@@ -109,8 +109,12 @@ pub const CLUSTER_OPTION_FIELDS: [(&str, Range); 2] = [("shard", SHARD), ("shard
 
 /// The cluster counters of `stats()` a snapshot carries
 /// (`snapshot.cluster.counters`), in snapshot order.
-pub const CLUSTER_COUNTER_NAMES: [&str; 4] =
-    ["applied_digs", "duplicate_digs", "records_out", "records_in"];
+pub const CLUSTER_COUNTER_NAMES: [&str; 4] = [
+    "applied_digs",
+    "duplicate_digs",
+    "records_out",
+    "records_in",
+];
 
 /// The keys of `opts` (of `new`, and of a snapshot), in check order.
 pub const OPTION_FIELDS: [(&str, Range); 5] = [

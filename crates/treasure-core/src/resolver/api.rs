@@ -237,7 +237,10 @@ impl Resolver {
         check_seq(m, seq, 1)?;
         let max_pending = open.options.max_pending_packets;
         let later = open.taken_later();
-        if open.stream.is_busy(m, max_pending, later, &mut open.counters)? {
+        if open
+            .stream
+            .is_busy(m, max_pending, later, &mut open.counters)?
+        {
             open.count_busy();
             return Ok(None);
         }

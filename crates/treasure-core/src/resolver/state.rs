@@ -2,10 +2,10 @@
 //! plain data, and a resolver back from it (docs/API.md, "Snapshot, restore
 //! and swap"). The data and its validation are `crate::snapshot`.
 
+use crate::cluster::record::{Expect, Record};
 use crate::contract::limits::SNAPSHOT_VERSION;
 use crate::contract::{Error, Method};
 use crate::roll::LootTable;
-use crate::cluster::record::{Expect, Record};
 use crate::snapshot::{
     self, ClusterSnapshot, LootTableSnapshot, PlayerSnapshot, ShardSeq, SiteSnapshot, Snapshot,
 };
