@@ -158,7 +158,7 @@ pub fn validate(s: &Snapshot) -> Result<(), Error> {
     )?;
     let cluster = check_cluster_options(
         RESTORE,
-        |name| at(SnapshotPath::Option(name)),
+        crate::contract::OptionsAt::Snapshot,
         o.shard.map(i128::from),
         o.shards.map(i128::from),
     )?;
@@ -385,7 +385,14 @@ fn validate_cluster(
         i += 1;
         let (_, rest) = Record::new_checked(bytes, expect).map_err(|reason| {
             let arg = at(SnapshotPath::ClusterItem("outgoing", i));
-            Error::new(RESTORE, ErrorKind::InvalidRecord { arg, shard, reason })
+            Error::new(
+                RESTORE,
+                ErrorKind::InvalidRecord {
+                    arg,
+                    shard,
+                    reason: Box::new(reason),
+                },
+            )
         })?;
         bytes = rest;
     }
