@@ -305,7 +305,9 @@ pub fn validate(s: &Snapshot) -> Result<(), Error> {
         limits::NEXT_SEQ,
         next_seq,
     )?;
-    if let Some((last, _)) = last {
+    // In cluster mode pending packets carry host seqs, which the cluster
+    // rules bound by `cluster.next_host_seq` instead.
+    if let (None, Some((last, _))) = (cluster, last) {
         if next_seq <= last {
             let kind = ErrorKind::NextSeqNotAbovePending { last, next_seq };
             return Err(Error::new(RESTORE, kind));
