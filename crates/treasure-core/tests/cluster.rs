@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use treasure_core::cluster_record::{Expect, Record, RecordWriter, Slot};
-use treasure_core::contract::limits::MAX_SAFE;
+use treasure_core::contract::limits::{MAX_SAFE, RECORD_SPLIT_BYTES};
 use treasure_core::records::encode_digs;
 use treasure_core::{
     splitmix64, Applied, DigRecord, Fields, Kind, LootEntry, Options, Packet, Resolver, PACKET_SIZE,
@@ -400,8 +400,10 @@ fn cut(n: u32, digs: usize, workers: u32, chunk_digs: usize) -> Vec<u8> {
 
 #[test]
 fn records_split_before_64_kib_and_the_cut_is_deterministic() {
-    // One entry of 2000 recipients is 24072 bytes: two fit, a third would
-    // take the record past 65536.
+    // Entries this big: two fit in a record, a third would take it past
+    // the split.
+    let entry = RecordWriter::entry_len(2000);
+    assert!(40 + 2 * entry <= RECORD_SPLIT_BYTES && 40 + 3 * entry > RECORD_SPLIT_BYTES);
     let a = cut(2000, 5, 1, 128);
     assert_eq!(a, cut(2000, 5, 2, 1));
     assert_eq!(a, cut(2000, 5, 0, 2));
@@ -420,7 +422,6 @@ fn records_split_before_64_kib_and_the_cut_is_deterministic() {
             (r.digs(), r.prev(), r.to(), b.len())
         })
         .collect();
-    let entry = RecordWriter::entry_len(2000);
     assert_eq!(
         heads,
         vec![
@@ -434,7 +435,7 @@ fn records_split_before_64_kib_and_the_cut_is_deterministic() {
     let recs = records_of(0, &big);
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[0].len(), 40 + RecordWriter::entry_len(6000));
-    assert!(recs[0].len() > 65536);
+    assert!(recs[0].len() > RECORD_SPLIT_BYTES);
 }
 
 #[test]
