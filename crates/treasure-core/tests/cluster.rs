@@ -823,3 +823,49 @@ fn snapshot_carries_outgoing_records_and_host_packets() {
     assert_eq!(a, b);
     assert_eq!(r.stats().unwrap().cluster, back.stats().unwrap().cluster);
 }
+
+#[derive(Default)]
+struct Hook {
+    signals: std::sync::atomic::AtomicUsize,
+    resets: std::sync::atomic::AtomicUsize,
+}
+
+impl treasure_core::ReadyHook for Hook {
+    fn signal(&self) {
+        self.signals
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn reset(&self) {
+        self.resets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn readiness_follows_host_packets_not_digs() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let hook = std::sync::Arc::new(Hook::default());
+    let mut r = crowd(5, 1, 128);
+    r.set_ready_hook(treasure_core::Method::Fd, hook.clone())
+        .unwrap();
+    assert_eq!(hook.signals.load(SeqCst), 0);
+    // A dig makes records, not pollable packets.
+    r.dig(1, 0, 0, 0, 1).unwrap().unwrap();
+    r.flush().unwrap();
+    assert_eq!(r.available_packets(), 0);
+    assert_eq!(r.wait(None).unwrap(), 0, "nothing can arrive: no wait");
+    assert_eq!(r.in_flight().unwrap(), 0);
+    assert_eq!(hook.signals.load(SeqCst), 0);
+    let mut out = Vec::new();
+    r.take_records(&mut out).unwrap();
+    assert_eq!(r.apply_records(&out, None).unwrap(), Applied::Digs(1));
+    assert_eq!(hook.signals.load(SeqCst), 1);
+    assert_eq!(r.available_packets(), 5);
+    let mut buf = vec![0u8; 2 * PACKET_SIZE];
+    assert_eq!(r.poll_into(&mut buf, 2).unwrap(), 2);
+    assert_eq!(hook.resets.load(SeqCst), 0);
+    let mut rest = Vec::new();
+    assert_eq!(r.poll(usize::MAX, &mut rest).unwrap(), 3);
+    assert_eq!(hook.resets.load(SeqCst), 1);
+    assert_eq!(hook.signals.load(SeqCst), 1);
+}
