@@ -196,9 +196,11 @@ for _, B in ipairs(backends) do
         { { shard = "0", shards = 3 }, "treasure: new: opts.shard must be an integer in [0, 65534], got string" },
         { { shard = 0, shards = 0 }, "treasure: new: opts.shards must be an integer in [1, 65535], got 0" },
         { { shard = 0, shards = 65536 }, "treasure: new: opts.shards must be an integer in [1, 65535], got 65536" },
-        -- shard is checked completely (given with shards, range) before shards
+        -- each range when given, then both or neither, then shard < shards
         { { shard = -1 }, "treasure: new: opts.shard must be an integer in [0, 65534], got -1" },
-        { { shards = -1 }, "treasure: new: opts.shard must be given with opts.shards, got nil" },
+        { { shards = -1 }, "treasure: new: opts.shards must be an integer in [1, 65535], got -1" },
+        { { shard = 5, shards = 0 }, "treasure: new: opts.shards must be an integer in [1, 65535], got 0" },
+        { { shard = false, shards = 3 }, "treasure: new: opts.shard must be an integer in [0, 65534], got boolean" },
         -- after the five existing options
         { { shard = 3, shards = 3, max_pending_packets = 0 },
           "treasure: new: opts.max_pending_packets must be an integer in [1, 9007199254740991], got 0" },
@@ -638,6 +640,13 @@ for _, B in ipairs(backends) do
         assert.are.equal(2, r:apply_records(R3))
       end)
 
+      it("judges a gap before busy", function()
+        local r = small(T, 0, 3, { max_pending_packets = 1 })
+        assert.are.equal(1, r:apply_records(R1))
+        refused(r, "gap", r.apply_records, R3)
+        refused(r, "busy", r.apply_records, R2)
+      end)
+
       it("dig says busy while the records not taken hold more than max_pending_packets packets", function()
         local r = small(T, 0, 3, { max_pending_packets = 3 })
         assert.are.equal(1, r:dig(1, 0, 0, 0, 1))      -- 3 recipients: 3 held, not more
@@ -662,13 +671,21 @@ for _, B in ipairs(backends) do
         refuses(r, "treasure: apply_records: seq must stay at most 9007199254740991, got 9007199254740992",
           r.apply_records, R1 .. R2)
         assert.are.equal(1, r:apply_records(R1))
-        local p = S.drain(r)
+        local p, pbytes = S.drain(r)
         assert.are.equal(MAXI, p[1].seq)
         assert.are.equal(T53, r:stats().next_host_seq)
         assert.are.equal(T53, r:snapshot().cluster.next_host_seq)
         refuses(r, "treasure: apply_records: seq must stay at most 9007199254740991, got 9007199254740992",
           r.apply_records, R2)
         assert.are.equal(0, r:apply_records(R1)) -- duplicates need no seq
+        -- the host seq limit is raised before the busy refusal
+        s = r:snapshot()
+        s.options.max_pending_packets = 1
+        s.pending = pbytes -- one host packet pending: busy
+        r = T.restore(s)
+        refuses(r, "treasure: apply_records: seq must stay at most 9007199254740991, got 9007199254740992",
+          r.apply_records, R2)
+        refused(r, "busy", r.apply_records, R1)
       end)
     end)
 
