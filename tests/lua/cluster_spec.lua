@@ -690,6 +690,19 @@ for _, B in ipairs(backends) do
     end)
 
     -------------------------------------------------------------------
+    -- tests/lua/cluster_storm.lua, in a process of its own (see its header;
+    -- storm.lua's reasons for the process and the JIT off)
+    it("storm: a cluster call that raised inside an allocation changed nothing", function()
+      local here = debug.getinfo(1, "S").source:match("^@(.*)/[^/]*$") or "tests/lua"
+      local p = io.popen(string.format("%s %s/cluster_storm.lua %s 2>&1", os.getenv("LUAJIT") or "luajit", here, B.name))
+      local out = p:read("*a")
+      p:close()
+      local fired, inside = out:match("storm ok: fired (%d+), inside (%d+)")
+      assert(fired, out)
+      assert.is_true(tonumber(inside) > (B.name == "lua" and 500 or 0), out)
+    end)
+
+    -------------------------------------------------------------------
     describe("three shards and one plain resolver", function()
       -- Zones are 32 blocks of x; zone z belongs to shard z % 3. Every shard
       -- holds every player (its own and ghosts) and the sites of its zones.
