@@ -12,6 +12,20 @@ local backends = require("backends")
 local S = require("support")
 local packet = require("treasure.packet")
 
+local ffi = require("ffi")
+if not pcall(ffi.typeof, "struct treasure_cluster_spec_pollfd") then -- (readiness_spec.lua declares its own)
+  ffi.cdef([[
+struct treasure_cluster_spec_pollfd { int fd; short events; short revents; };
+int treasure_cluster_spec_poll(struct treasure_cluster_spec_pollfd *fds, unsigned long nfds, int timeout) asm("poll");
+]])
+end
+local pfd = ffi.new("struct treasure_cluster_spec_pollfd[1]")
+--- Is fd readable within `ms` milliseconds (0: right now)?
+local function readable(fd, ms)
+  pfd[0].fd, pfd[0].events, pfd[0].revents = fd, 1, 0
+  return ffi.C.treasure_cluster_spec_poll(pfd, 1, ms or 0) == 1 and pfd[0].revents == 1
+end
+
 local T53 = 9007199254740992 -- 2^53
 local MAXI = T53 - 1
 
@@ -396,6 +410,22 @@ for _, B in ipairs(backends) do
         assert.are.equal(41, r:stats().log_position)
         r:apply_records("")
         assert.are.equal(41, r:stats().log_position)
+      end)
+
+      it("make r:fd() readable when applied, not when dug; wait counts host packets", function()
+        local r = small(T, 0, 1)
+        local fd = r:fd()
+        r:dig(1, 0, 0, 0, 1)
+        r:flush()
+        assert.is_false(readable(fd), "a dig's records are not pollable packets")
+        assert.are.equal(0, r:wait(0))
+        local _, bytes = r:take_records()
+        assert.are.equal(1, r:apply_records(bytes, 1))
+        assert.is_true(readable(fd, 5000), "applied packets wake the fd")
+        assert.are.equal(3, r:wait(0))
+        assert.are.equal(3, r:poll_into(ffi.new("uint8_t[?]", 4 * 128), 4))
+        assert.is_false(readable(fd), "polled empty: unreadable")
+        r:close()
       end)
 
       it("are cut per call and destination, ordered by destination, split before 65536 bytes", function()
