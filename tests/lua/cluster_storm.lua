@@ -123,11 +123,13 @@ local ok_all, err_all = xpcall(function()
     elseif op == 4 then
       call("set_host", p, rand(2))
     elseif op == 5 then
+      call("flush")
       local ok, _, bytes = call("take_records")
       if ok then for _, rec in ipairs(to_dest(bytes, 0)) do log[#log + 1] = rec end end
     elseif op == 6 then -- shard 1 digs; its records to shard 0 join the log
       c:dig(p, 3 * (1 + rand(32)), rand(2), 0, t)
       c:set_host(1 + rand(24), rand(2))
+      c:flush()
       local _, bytes = c:take_records()
       for _, rec in ipairs(to_dest(bytes, 0)) do log[#log + 1] = rec end
     elseif op <= 8 then -- the next records in log order, sometimes with one replayed
@@ -144,6 +146,7 @@ local ok_all, err_all = xpcall(function()
     elseif op == 11 then
       call("move", p, rand(100), rand(3), 0)
     elseif op == 12 then
+      call("flush")
       call("stats")
     elseif op == 13 then
       call("leave", p)
@@ -152,6 +155,7 @@ local ok_all, err_all = xpcall(function()
       call("snapshot")
     end
   end
+  call("flush")
   call("stats")
   call("snapshot")
   defuse()
