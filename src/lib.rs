@@ -58,10 +58,14 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         .load(include_str!("../lua/treasure/packet.lua"))
         .set_name("=treasure.packet")
         .call(contract.clone())?;
+    let record: Table = lua
+        .load(include_str!("../lua/treasure/record.lua"))
+        .set_name("=treasure.record")
+        .call((packet.clone(), contract.clone()))?;
     let snapshot_rules: Table = lua
         .load(include_str!("../lua/treasure/snapshot.lua"))
         .set_name("=treasure.snapshot")
-        .call((packet, contract))?;
+        .call((packet, contract, record))?;
     let (module, methods): (Table, Table) = lua
         .load(include_str!("native.lua"))
         .set_name("=treasure.native")

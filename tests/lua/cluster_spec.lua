@@ -155,15 +155,6 @@ end
 --- Does this backend have cluster mode yet? Only the exact "unknown key"
 -- refusal of a backend that predates issue 17 counts as "not yet"; any
 -- other failure runs the spec (and fails it).
-local function cluster_ready(T)
-  local ok, err = pcall(T.new, { shard = 0, shards = 1 })
-  if ok then err:close() return true end
-  if err == "treasure: new: opts has unknown key 'shard'" or err == "treasure: new: opts has unknown key 'shards'" then
-    return false, err
-  end
-  return true
-end
-
 --- take_records once every accepted dig is resolved (native resolves on its
 -- workers; legacy's flush returns at once).
 local function take(r)
@@ -208,14 +199,8 @@ end
 
 for _, B in ipairs(backends) do
   local T = B.module
-  local ready, why_not = cluster_ready(T)
 
   describe("cluster (" .. B.name .. ")", function()
-    if not ready then
-      -- the Rust half of issue 17 lands separately; until then its refusal is shown, not hidden
-      pending(B.name .. " has no cluster mode yet: " .. why_not)
-      return
-    end
 
     -------------------------------------------------------------------
     describe("options", function()
@@ -932,7 +917,7 @@ for _, B in ipairs(backends) do
         for _, p in ipairs(s.players) do assert.are.equal(p.id == 2 and 1 or 0, p.host) end
         local step = 0
         for _, B2 in ipairs(backends) do
-          if cluster_ready(B2.module) then
+          do
             step = step + 1
             local now = a:snapshot()
             local r = B2.module.restore(deep_copy(now))
