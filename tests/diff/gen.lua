@@ -165,6 +165,7 @@ function M.new(seed, gopts)
     g.shards = cr:int(1, 4)
     g.shard = cr:int(0, g.shards - 1)
     g.logpos = 0
+    g.big_batches = cr:chance(0.5) -- dig_batch_big now and then (its records pass 65536 bytes)
   else
     g.probe_cluster = cr:chance(0.25)
   end
@@ -791,7 +792,7 @@ function Gen:step()
     { self.cluster and 45 or (self.probe_cluster and 2 or 0), "take_records" },
     { self.cluster and 55 or (self.probe_cluster and 2 or 0), "apply_records" },
     { self.cluster and 3 or 0, "resnap" },
-    { self.cluster and 1 or 0, "dig_batch_big" },
+    { self.big_batches and 1 or 0, "dig_batch_big" },
     { (self.cluster or self.probe_cluster) and 3 or 0, "new_check_cluster" },
   })
   return self["gen_" .. kind](self)

@@ -159,8 +159,10 @@ local function numstr(v)
   return string.format("%.17g", v)
 end
 
+local HEX = {}
+for b = 0, 255 do HEX[string.char(b)] = string.format("%02x", b) end
 local function hex(s)
-  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+  return (s:gsub(".", HEX))
 end
 
 -- human-readable rendering of a generated argument / result value
