@@ -51,9 +51,10 @@ do
     elseif a == "--no-negzero" then O.no_negzero = true
     elseif a == "--swap" then O.swap = true
     elseif a == "--bombs" then O.bombs = true
+    elseif a == "--cluster" then O.cluster = true
     elseif a == "-h" or a == "--help" then
       print("usage: luajit tests/diff/run.lua [--backends lua,native] [--sequences N] [--calls N] [--seed S]")
-      print("       [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--no-negzero] [--swap] [--bombs]")
+      print("       [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--no-negzero] [--swap] [--bombs] [--cluster]")
       os.exit(0)
     else
       io.stderr:write("run.lua: unknown option " .. tostring(a) .. "\n"); os.exit(2)
@@ -623,6 +624,7 @@ local function replay_cmd(seed, ncalls, gopts)
   if O.workers_given then s = s .. " --workers " .. O.workers end
   if O.tiny then s = s .. " --tiny" end
   if O.no_negzero then s = s .. " --no-negzero" end
+  if O.cluster then s = s .. " --cluster" end
   return s
 end
 
@@ -722,7 +724,7 @@ end
 
 local function run_sequence(seed)
   local workers = WORKERS[(seed % #WORKERS) + 1]
-  local gopts = { workers = workers, negzero = not O.no_negzero }
+  local gopts = { workers = workers, negzero = not O.no_negzero, cluster = O.cluster }
   local g = gen.new(seed, gopts)
   -- tiny native queues (test hook): with --tiny always, else in about a third
   -- of the sequences; decided from the seed, never from the sequence index
