@@ -166,7 +166,7 @@ function M.new(seed, gopts)
     g.shards = cr:int(1, 4)
     g.shard = cr:int(0, g.shards - 1)
     g.logpos = 0
-    g.big_batches = cr:chance(0.5) -- dig_batch_big now and then (its records pass 65536 bytes)
+    g.big_batches = cr:chance(0.3) -- dig_batch_big now and then (its records pass 65536 bytes)
   else
     g.probe_cluster = cr:chance(0.25)
   end
@@ -950,7 +950,7 @@ function Gen:gen_resnap() return { m = "resnap", n = 0 } end
 function Gen:gen_dig_batch_big()
   local r = self.r
   local recs = {}
-  for i = 1, r:int(700, 1500) do
+  for i = 1, r:int(700, 1200) do
     local p, x, y, z = self:dig_target(true)
     local hi, lo = u64parts(self:tus())
     if not p or not self.players[p] then break end
