@@ -809,7 +809,7 @@ def model_call(model, m, self_marker, args):
         if m == "resnap":  # run.lua: restore(snapshot()) on every backend; a restored resolver continues seamlessly
             if model.closed:
                 fail("snapshot", "resolver is closed")
-            return ("ok", ())
+            return ("ok", (model,))
         if m not in METHODS:
             raise ValueError("unknown method " + m)
         if self_marker is not None:
@@ -885,6 +885,8 @@ def compare(m, want, got):
         if got["err"] != val:
             return "error message differs:\n      model:   %s\n      backend: %s" % (val, got["err"])
         return None
+    if m == "resnap" and "cluster" in got:
+        return compare_snapshot(val[0] if val else None, got)
     if m == "take_records":
         n, b = val
         gn = res_num(got.get("n"))
@@ -917,6 +919,44 @@ def compare(m, want, got):
         wr = [float(v) if isinstance(v, int) else (v.encode() if isinstance(v, str) else v) for v in val]
         if gr != wr:
             return "results differ: model %r, backend %r" % (wr, gr)
+    return None
+
+
+def compare_snapshot(model, got):
+    """the cluster parts of a snapshot (CLUSTER_SPEC.md "Snapshot") against the model's state"""
+    def d(v):
+        return None if v is None else int(float(v))
+    if not model.cluster:
+        if got["cluster"] is not None or got["hosts"] or got["opt_shard"] is not None or got["opt_shards"] is not None:
+            return "snapshot of a plain resolver has cluster fields"
+        return None
+    c = got["cluster"]
+    if c is None:
+        return "snapshot has no cluster table"
+    want = dict(
+        opt=(model.shard, model.shards),
+        next_host_seq=model.next_host_seq, log_position=model.log_position,
+        applied=sorted((k, v) for k, v in model.applied.items() if v > 0),
+        sent=sorted((k, v) for k, v in model.sent.items() if v > 0),
+        outgoing=b"".join(b for b, _ in model.outgoing),
+        counters=(model.cc["applied_digs"], model.cc["duplicate_digs"], model.cc["records_out"], model.cc["records_in"]),
+        hosts=sorted(model.hosts.items()),
+        pending=b"".join(model.queue[model.head:]),
+    )
+    have = dict(
+        opt=(d(got["opt_shard"]), d(got["opt_shards"])),
+        next_host_seq=d(c["next_host_seq"]), log_position=d(c["log_position"]),
+        applied=[(d(a), d(b)) for a, b in c["applied"]], sent=[(d(a), d(b)) for a, b in c["sent"]],
+        outgoing=bytes.fromhex(c["outgoing"]), counters=tuple(d(v) for v in c["counters"]),
+        hosts=sorted((d(a), d(b)) for a, b in got["hosts"]), pending=bytes.fromhex(got["pending"]),
+    )
+    for k in want:
+        if want[k] != have[k]:
+            w, h = want[k], have[k]
+            if isinstance(w, bytes):
+                w, h = describe_records(w) if k == "outgoing" else "%d bytes" % len(w), \
+                    describe_records(h) if k == "outgoing" else "%d bytes" % len(h)
+            return "snapshot %s differs:\n      model:   %s\n      backend: %s" % (k, w, h)
     return None
 
 

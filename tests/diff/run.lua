@@ -255,6 +255,32 @@ local function jres(res, name)
     end
     return '{"ok":true,"stats":{' .. table.concat(sp, ",") .. "}}"
   end
+  if res.kind == "resnap" then
+    -- the cluster parts of the snapshot, for the model (numbers as exact decimals)
+    local sn = res.snap
+    local function seqs(list)
+      local t = {}
+      for j, e in ipairs(list or {}) do t[j] = "[" .. numstr(e.shard) .. "," .. numstr(e.seq) .. "]" end
+      return "[" .. table.concat(t, ",") .. "]"
+    end
+    local hosts = {}
+    for _, p in ipairs(sn.players or {}) do
+      if p.host ~= nil then hosts[#hosts + 1] = "[" .. numstr(p.id) .. "," .. numstr(p.host) .. "]" end
+    end
+    local cl = "null"
+    local c = sn.cluster
+    if type(c) == "table" then
+      local k = c.counters or {}
+      cl = string.format('{"next_host_seq":%s,"log_position":%s,"applied":%s,"sent":%s,"outgoing":"%s",' ..
+        '"counters":[%s,%s,%s,%s]}', numstr(c.next_host_seq), numstr(c.log_position), seqs(c.applied), seqs(c.sent),
+        hex(type(c.outgoing) == "string" and c.outgoing or ""), numstr(k.applied_digs or -1), numstr(k.duplicate_digs or -1),
+        numstr(k.records_out or -1), numstr(k.records_in or -1))
+    end
+    local o = sn.options or {}
+    return string.format('{"ok":true,"r":[],"cluster":%s,"hosts":[%s],"opt_shard":%s,"opt_shards":%s,"pending":"%s"}', cl,
+      table.concat(hosts, ","), o.shard and numstr(o.shard) or "null", o.shards and numstr(o.shards) or "null",
+      hex(type(sn.pending) == "string" and sn.pending or ""))
+  end
   if res.kind == "burst" then
     local o = {}
     for j = 1, #res.out do o[j] = numstr(res.out[j]) end
@@ -700,7 +726,7 @@ local function resnap(results, tuning)
   local snaps = {}
   for i, b in ipairs(BACKENDS) do
     local ok, s = pcall(b.r.snapshot, b.r)
-    if ok then snaps[i] = s; results[i] = { ok = true, n = 0 }
+    if ok then snaps[i] = s; results[i] = { ok = true, n = 0, kind = "resnap", snap = s }
     else results[i] = { ok = false, err = tostring(s) } end
   end
   for i = 2, #BACKENDS do
