@@ -71,13 +71,16 @@ local PACKET_SIZE = contract.PACKET_SIZE
 -- Ranges (bounds and their printed form).
 local ID, U32, COORD, COUNT = contract.ID, contract.U32, contract.COORD, contract.COUNT
 
+-- Cluster mode: a record's header size, and the size past which the cut
+-- starts a new record.
+local HEADER_SIZE = record.HEADER_SIZE
+local RECORD_SPLIT_BYTES = contract.RECORD_SPLIT_BYTES
+
 local KIND, FLAG = packet.KIND, packet.FLAG
 local KIND_FOUND, KIND_EMPTY, KIND_NOTHING, KIND_REJECTED = KIND.FOUND, KIND.EMPTY, KIND.NOTHING, KIND.REJECTED
 local FLAG_DIGGER, FLAG_PARTY, FLAG_LAST_CHARGE = FLAG.DIGGER, FLAG.PARTY, FLAG.LAST_CHARGE
 
 local fail = contract.fail             -- fail(fn, text): "treasure: <fn>: <text>"
-local HEADER_SIZE = record.HEADER_SIZE
-local RECORD_SPLIT_BYTES = contract.RECORD_SPLIT_BYTES
 local check_int = contract.check_int   -- check_int(fn, name, v, range)
 local check_block = contract.check_block
 local not_in_range = contract.not_in_range
@@ -1294,6 +1297,9 @@ local function stage_applied(st, records, plan, nplan, npackets)
   end
 end
 
+--- Check order: self, closed, cluster mode; records (a string), then
+-- log_position; every record valid (first to last, raising); the dedupe and
+-- order rule (nil, "gap"); the host seq limit (raising); busy (nil, "busy").
 function Resolver:apply_records(records, log_position)
   local fn = "apply_records"
   local st = cluster_state_of(fn, self)
@@ -1301,16 +1307,15 @@ function Resolver:apply_records(records, log_position)
   if log_position ~= nil then check_int(fn, "log_position", log_position, COUNT) end
   local recs, bad, why = record.scan(records, st.shard, st.shards)
   if recs == nil then fail(fn, contract.bad_record("records[" .. bad .. "]", st.shard, why)) end
+  local plan, nplan, npackets, duplicates, seen = plan_records(st, recs)
+  if plan == nil then return nil, "gap" end
+  if st.next_host_seq - 1 + nplan > SAFE_INT_MAX then
+    fail(fn, contract.past_limit("seq", sum_text(st.next_host_seq - 1, nplan)))
+  end
   -- the busy rule of apply_records: the host packets not yet polled, before the call
   if st.tail - st.head >= st.max_pending then
     st.busy = sat_add(st.busy, 1)
     return nil, "busy"
-  end
-  local plan, nplan, npackets, duplicates, seen = plan_records(st, recs)
-  if plan == nil then return nil, "gap" end
-  local last = st.next_host_seq - 1 + nplan
-  if last > SAFE_INT_MAX then
-    fail(fn, contract.past_limit("seq", sum_text(st.next_host_seq - 1, nplan)))
   end
   -- prepare
   stage_applied(st, records, plan, nplan, npackets)
