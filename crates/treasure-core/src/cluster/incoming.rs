@@ -260,7 +260,7 @@ impl Incoming {
                 let kind = ErrorKind::InvalidRecord {
                     arg: Arg::RecordAt(records.len() + 1),
                     shard: self.shard,
-                    reason,
+                    reason: Box::new(reason),
                 };
                 Error::new(Method::ApplyRecords, kind)
             })?;
