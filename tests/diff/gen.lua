@@ -134,7 +134,6 @@ function M.new(seed, gopts)
   if g.tiny == nil then g.tiny = r:chance(0.2) end
   g.workers = gopts.workers
   g.negzero = gopts.negzero ~= false -- false: valid -0 arguments are generated as 0 (same sequence otherwise)
-  g.lone_shards = gopts.lone_shards ~= false -- false: see gen_new_check_cluster (same sequence otherwise)
   g.closeable = r:chance(0.08)
   g.closed = false
   -- world shape
@@ -971,10 +970,7 @@ function Gen:gen_new_check_cluster()
   if r:chance(0.7) then
     local v = r:weighted({ { 6, r:int(1, 4) }, { 1, 65535 }, { 1, 65536 }, { 1, 0 } })
     if r:chance(0.3) then v = bad_num(r, 1, 65535) end
-    -- lone_shards == false: no bad `shards` without `shard` (the one case
-    -- where reading the pair check before or after the ranges differs)
-    local valid = type(v) == "number" and v >= 1 and v <= 65535 and v == math.floor(v)
-    if self.lone_shards or prs[1] ~= nil and prs[1][1] == "shard" and prs[1][2] ~= nil or valid then prs[#prs + 1] = { "shards", v } end
+    prs[#prs + 1] = { "shards", v }
   end
   if r:chance(0.2) then prs[#prs + 1] = { "reach", r:chance(0.5) and -1 or 3 } end -- an existing option checked first
   if r:chance(0.1) then prs[#prs + 1] = { "Shard", 1 } end

@@ -251,19 +251,19 @@ def check_opts(opts):
     for k, lo, hi, d in OPT_KEYS:
         v = opts.get(k.encode())
         out[k] = d if v is None else check_int(fn, "opts." + k, v, lo, hi)
-    # issue 17: after the five, `shard` then `shards`; the one given without
-    # the other is reported at the missing one's turn (this model's reading)
+    # issue 17 (docs/API.md "Cluster mode"): after the five, `shard`'s range
+    # when given, then `shards`' range when given, then both or neither, then shard < shards
     shard, shards = opts.get(b"shard"), opts.get(b"shards")
-    if shard is None and shards is not None:
-        fail(fn, "opts.shard must be given with opts.shards, got nil")
     if shard is not None:
         shard = check_int(fn, "opts.shard", shard, 0, 65534)
-    if shards is None and shard is not None:
-        fail(fn, "opts.shards must be given with opts.shard, got nil")
     if shards is not None:
         shards = check_int(fn, "opts.shards", shards, 1, 65535)
-        if shard >= shards:
-            fail(fn, "opts.shard must be below opts.shards (%d), got %d" % (shards, shard))
+    if shard is not None and shards is None:
+        fail(fn, "opts.shards must be given with opts.shard, got nil")
+    if shard is None and shards is not None:
+        fail(fn, "opts.shard must be given with opts.shards, got nil")
+    if shard is not None and shard >= shards:
+        fail(fn, "opts.shard must be below opts.shards (%d), got %d" % (shards, shard))
     out["shard"], out["shards"] = shard, shards
     return out
 
@@ -732,9 +732,7 @@ class ClusterMethods:
             fail(fn, "records must be a string, got %s" % typename(data))
         lp = check_int(fn, "log_position", logpos, 0, MAX53, allow_nil=True)
         recs = self.parse_records(fn, data)
-        if self.pending() >= self.max_pending:
-            self.c["busy"] += 1
-            return (None, "busy")
+        # docs/API.md: every record valid, then dedupe/gap, then the host seq limit, then busy
         applied = dict(self.applied)
         todo, dups, nin = [], 0, 0
         for src, prev, to, entries in recs:
@@ -753,7 +751,10 @@ class ClusterMethods:
             applied[src] = to
             nin += 1
         if self.next_host_seq + len(todo) - 1 > MAX53:
-            fail(fn, "seq must stay at most %d, got %d" % (MAX53, MAX53 + 1))
+            fail(fn, "seq must stay at most %d, got %d" % (MAX53, self.next_host_seq + len(todo) - 1))
+        if self.pending() >= self.max_pending:
+            self.c["busy"] += 1
+            return (None, "busy")
         for seq, fields, slots in todo:
             h = self.next_host_seq
             self.next_host_seq += 1

@@ -52,11 +52,9 @@ do
     elseif a == "--swap" then O.swap = true
     elseif a == "--bombs" then O.bombs = true
     elseif a == "--cluster" then O.cluster = true
-    elseif a == "--no-lone-shards" then O.no_lone_shards = true
-    elseif a == "--no-busy-gap" then O.no_busy_gap = true
     elseif a == "-h" or a == "--help" then
       print("usage: luajit tests/diff/run.lua [--backends lua,native] [--sequences N] [--calls N] [--seed S]")
-      print("       [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--no-negzero] [--swap] [--bombs] [--cluster] [--no-lone-shards] [--no-busy-gap]")
+      print("       [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--no-negzero] [--swap] [--bombs] [--cluster]")
       os.exit(0)
     else
       io.stderr:write("run.lua: unknown option " .. tostring(a) .. "\n"); os.exit(2)
@@ -653,8 +651,7 @@ local function replay_cmd(seed, ncalls, gopts)
   if O.tiny then s = s .. " --tiny" end
   if O.no_negzero then s = s .. " --no-negzero" end
   if O.cluster then s = s .. " --cluster" end
-  if O.no_lone_shards then s = s .. " --no-lone-shards" end
-  if O.no_busy_gap then s = s .. " --no-busy-gap" end
+
   return s
 end
 
@@ -754,7 +751,7 @@ end
 
 local function run_sequence(seed)
   local workers = WORKERS[(seed % #WORKERS) + 1]
-  local gopts = { workers = workers, negzero = not O.no_negzero, cluster = O.cluster, lone_shards = not O.no_lone_shards }
+  local gopts = { workers = workers, negzero = not O.no_negzero, cluster = O.cluster }
   local g = gen.new(seed, gopts)
   -- tiny native queues (test hook): with --tiny always, else in about a third
   -- of the sequences; decided from the seed, never from the sequence index
@@ -800,23 +797,6 @@ local function run_sequence(seed)
       for k, v in pairs(c) do c2[k] = v end
       c2[1], commit = tp:build(c[1].__recs)
       c = c2
-    end
-    if O.no_busy_gap and c.m == "apply_records" and not closed then
-      -- look past the busy-before-gap divergence: every host packet is polled
-      -- first (a poll call of its own, compared and traced), so apply_records is never busy
-      local pc = { m = "poll", n = 0 }
-      local pres = {}
-      for i, b in ipairs(BACKENDS) do pcall(b.r.flush, b.r); pres[i] = apply(b, pc) end
-      if trace_f then
-        local parts = {}
-        for i, b in ipairs(BACKENDS) do parts[i] = jstr(b.name) .. ":" .. jres(pres[i], b.name) end
-        trace_f:write(string.format('{"i":%d,"m":"poll","self":null,"args":[],"out":{%s}}\n', idx, table.concat(parts, ",")))
-      end
-      for i = 2, #BACKENDS do
-        local desc, off = compare(pc, pres[1], pres[i])
-        if desc then report(seed, idx, pc, "--no-busy-gap poll: " .. desc, off, pres, gopts); return false end
-      end
-      if pres[1].ok then for i = 1, #BACKENDS do local st = streams[i]; st[#st + 1] = pres[i].bytes end end
     end
     if swap_rng and swap_rng:chance(1 / 40) and SWAPPED.r and not closed and c.m ~= "new" then
       local err = swap_backend(SWAPPED, BACKENDS[1], tuning)
