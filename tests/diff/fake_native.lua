@@ -22,9 +22,13 @@ end
 
 function M.new(...) return wrap(legacy.new(...)) end
 function M._new_with_tuning(opts, tuning)
-  assert(type(tuning) == "table" and tuning.chunk_digs and tuning.max_inflight_chunks, "bad tuning")
+  -- run.lua passes chunk sizes, or only freeze_min_found
+  assert(type(tuning) == "table" and (tuning.chunk_digs or tuning.freeze_min_found), "bad tuning")
   return wrap(legacy.new(opts))
 end
+
+function M.restore(snap) return wrap(legacy.restore(snap)) end
+function M._restore_with_tuning(snap, tuning) return M._new_with_tuning and wrap(legacy.restore(snap)) end
 
 -- forward every method; a foreign self goes to legacy unchanged (same errors)
 local function inner_of(self)
@@ -33,7 +37,7 @@ local function inner_of(self)
 end
 
 local METHODS = { "add_loot_table", "add_site", "remove_site", "join", "move", "set_party", "leave",
-  "flush", "stats", "close", "move_batch", "poll_into" }
+  "flush", "stats", "close", "move_batch", "poll_into", "set_host", "take_records", "apply_records", "snapshot" }
 local proto -- legacy's method table (taken from a throwaway resolver)
 do
   local r = legacy.new()

@@ -155,6 +155,20 @@ function M.new(seed, gopts)
   g.t = r:below(1000000)
   -- pacing
   g.poll_rate = g.tiny and 14 or r:pick({ 3, 6, 10 })
+  -- cluster mode (issue 17), from its own stream so that every other
+  -- sequence is the same as before: about a third of the sequences create
+  -- their resolver as shard s of n (n in 1..4); a quarter of the others call
+  -- the cluster methods on a plain resolver now and then (they must raise)
+  local cr = M.rng(seed * 11 + 5)
+  if gopts.cluster ~= nil then g.cluster = gopts.cluster else g.cluster = cr:chance(1 / 3) end
+  if g.cluster then
+    g.shards = cr:int(1, 4)
+    g.shard = cr:int(0, g.shards - 1)
+    g.logpos = 0
+    g.big_batches = cr:chance(0.3) -- dig_batch_big now and then (its records pass 65536 bytes)
+  else
+    g.probe_cluster = cr:chance(0.25)
+  end
   return g
 end
 
@@ -683,6 +697,10 @@ function Gen:opts_main()
     self.reach = prs[#prs][2]
   end
   if self.workers then prs[#prs + 1] = { "workers", self.workers } end
+  if self.cluster then
+    prs[#prs + 1] = { "shard", self.shard }
+    prs[#prs + 1] = { "shards", self.shards }
+  end
   if self.tiny then
     prs[#prs + 1] = { "max_pending_packets", r:int(1, 20) }
   elseif r:chance(0.15) then
@@ -769,6 +787,13 @@ function Gen:step()
     { 16 + (#self.slist < 4 and 40 or 0), "add_site" }, { 12, "remove_site" }, { 8, "add_loot_table" },
     { self.poll_rate * 8, "poll" }, { self.poll_rate * 4, "poll_into" }, { 25, "flush" },
     { 12, "stats" }, { 4, "new_check" }, { 4, "bad_self" }, { 3, "burst" },
+    -- issue 17, last so a plain sequence's picks are unchanged (weight 0)
+    { self.cluster and 30 or (self.probe_cluster and 2 or 0), "set_host" },
+    { self.cluster and 45 or (self.probe_cluster and 2 or 0), "take_records" },
+    { self.cluster and 55 or (self.probe_cluster and 2 or 0), "apply_records" },
+    { self.cluster and 3 or 0, "resnap" },
+    { self.big_batches and 1 or 0, "dig_batch_big" },
+    { (self.cluster or self.probe_cluster) and 3 or 0, "new_check_cluster" },
   })
   return self["gen_" .. kind](self)
 end
@@ -792,6 +817,165 @@ function Gen:gen_burst()
     end
   end
   return { m = "burst", n = 0, ops = ops }
+end
+
+---------------------------------------------------------------- cluster mode (issue 17)
+local SELF_BAD_C = { "nil", "table", "number" }
+
+-- set_host(player, host): joined players mostly, valid hosts mostly; often
+-- right after digs (native: digs still in flight, whose host is the old one)
+function Gen:gen_set_host()
+  local r = self.r
+  local p = r:chance(0.88) and self:joined_player() or self:unjoined_player()
+  p = p or self:unjoined_player()
+  local n = self.shards or 1
+  local host = r:chance(0.3) and (self.shard or 0) or r:int(0, n - 1)
+  p = self:arg(p, 1, U32, 0.03)
+  host = self:arg(host, 0, n - 1, 0.05)
+  local c = { m = "set_host", n = 2, p, host }
+  if r:chance(0.01) then c.n = 1 end -- host missing
+  if r:chance(0.015) then c.self = r:pick(SELF_BAD_C) end
+  return c
+end
+
+function Gen:gen_take_records()
+  local c = { m = "take_records", n = 0 }
+  if self.r:chance(0.015) then c.self = self.r:pick(SELF_BAD_C) end
+  return c
+end
+
+-- a record entry from another shard (the driver gives it its seq: the
+-- previous entry's + dseq)
+function Gen:syn_entry()
+  local r = self.r
+  local x, y, z = self:spot()
+  local nr = r:weighted({ { 10, 1 }, { 5, 2 }, { 3, 3 }, { 1, r:int(4, 9) } })
+  local ids, seen = {}, {}
+  for _ = 1, nr do
+    local id = r:chance(0.85) and self:joined_player() or nil
+    if not id then id = r:chance(0.1) and r:pick({ U32, 1, U32 - 1 }) or r:int(1, 40) end
+    if not seen[id] then seen[id] = true; ids[#ids + 1] = id end
+  end
+  table.sort(ids)
+  local rs = {}
+  for j, id in ipairs(ids) do
+    rs[j] = { id, r:chance(0.05) and U32 or r:below(300), r:below(4) }
+  end
+  local party = r:chance(0.4) and 0 or r:int(1, self.nparties)
+  return {
+    dseq = r:weighted({ { 8, 1 }, { 2, 2 }, { 1, r:int(3, 40) } }),
+    t_us = math.abs(self:tus()), kind = r:int(1, 4), flags = r:chance(0.2) and 4 or 0, rarity = r:below(256),
+    quantity = r:below(65536), site_id = r:chance(0.2) and 0 or r:u32(), finder = ids[1], party = party,
+    x = x, y = y, z = z, item = r:u32(), charges_left = r:u32(), roll_hi = r:u32(), roll_lo = r:u32(),
+    recipients = rs,
+  }
+end
+
+function Gen:syn_entries()
+  local t = {}
+  for j = 1, self.r:weighted({ { 6, 1 }, { 4, 2 }, { 2, self.r:int(3, 6) } }) do t[j] = self:syn_entry() end
+  return t
+end
+
+-- a source shard other than this one, or nil with one shard
+function Gen:other_src()
+  local n, s = self.shards or 1, self.shard or 0
+  if n == 1 then return nil end
+  local v = self.r:int(0, n - 2)
+  if v >= s then v = v + 1 end
+  return v
+end
+
+M.BAD_REASONS = { "trunc_header", "magic", "version", "length_small", "length_big", "crc", "dest", "src", "prev_ge_to",
+  "entry_trunc", "trailing", "seq", "kind", "flags", "norecip", "recip_id", "recip_flags", "padding" }
+
+-- one piece of an apply_records string; run.lua's transport turns it into
+-- bytes (it holds the records taken and the other shards' streams)
+function Gen:apply_piece()
+  local r = self.r
+  local kind = r:weighted({ { 30, "own" }, { 6, "own_dup" }, { 4, "own_skip" }, { 3, "other" }, { 3, "own_flip" },
+    { 25, "syn" }, { 6, "syn_dup" }, { 4, "syn_skip" }, { 5, "syn_partial" }, { 16, "bad" } })
+  local src = self:other_src()
+  if kind:sub(1, 4) == "syn_" or kind == "syn" then
+    if not src then kind = ({ syn = "own", syn_dup = "own_dup", syn_skip = "own_skip", syn_partial = "own" })[kind] end
+  end
+  if kind == "own" then return { "own", r:int(1, 4) } end
+  if kind == "own_dup" then return { "own_dup", r:below(1000) } end
+  if kind == "own_skip" or kind == "other" then return { kind } end
+  if kind == "own_flip" then return { kind, r:below(1000000), r:below(8) } end
+  if kind == "syn" or kind == "syn_skip" then return { kind, src, self:syn_entries(), r:chance(0.2) and r:int(1, 3) or 0 } end
+  if kind == "syn_dup" then return { kind, src, r:below(1000) } end
+  if kind == "syn_partial" then return { kind, src, self:syn_entries() } end
+  -- a corrupted record: one reason (sometimes a second fault after it, to pin the check order)
+  local p = { "bad", reason = r:pick(M.BAD_REASONS), src = src or (self.shard or 0), entries = self:syn_entries(), v = r:u32() }
+  if r:chance(0.1) then p.second = r:pick(M.BAD_REASONS) end
+  return p
+end
+
+function Gen:gen_apply_records()
+  local r = self.r
+  local c = { m = "apply_records", n = 1 }
+  if r:chance(0.015) then c.self = r:pick(SELF_BAD_C) end
+  if r:chance(0.03) then
+    c[1] = r:pick({ { __tbl = {} }, 5, true, { __fn = true }, { __i64 = 1 } })
+    if c[1] == 5 and r:chance(0.4) then c[1] = nil end
+    return c
+  end
+  local pieces = {}
+  if r:chance(0.5) then
+    pieces[1] = { "own", r:int(1, 8) }
+  else
+    for j = 1, r:int(1, 3) do pieces[j] = self:apply_piece() end
+  end
+  c[1] = { __recs = pieces }
+  local k = r:below(100)
+  if k < 25 then
+    -- a transport's stream sequence: mostly increasing, sometimes lower (the max is kept)
+    self.logpos = (self.logpos or 0) + r:int(0, 5)
+    c.n, c[2] = 2, r:weighted({ { 2, 0 }, { 1, MAX53 }, { 12, self.logpos }, { 2, r:below(self.logpos + 1) } })
+  elseif k < 29 then
+    c.n, c[2] = 2, bad_num(r, 0, MAX53)
+  elseif k < 31 then
+    c.n, c[2] = 2, nil
+  end
+  return c
+end
+
+-- snapshot + restore of the resolver under test on every backend (the
+-- snapshots must be deep-equal across backends)
+function Gen:gen_resnap() return { m = "resnap", n = 0 } end
+
+-- a long batch so one call's records pass 65536 bytes for a destination
+function Gen:gen_dig_batch_big()
+  local r = self.r
+  local recs = {}
+  for i = 1, r:int(700, 1200) do
+    local p, x, y, z = self:dig_target(true)
+    local hi, lo = u64parts(self:tus())
+    if not p or not self.players[p] then break end
+    recs[i] = le32(p) .. le32(x) .. le32(y) .. le32(z) .. le64(hi, lo)
+  end
+  return { m = "dig_batch", n = 1, table.concat(recs) }
+end
+
+-- new(opts) probes of the shard options
+function Gen:gen_new_check_cluster()
+  local r = self.r
+  local prs = {}
+  if r:chance(0.7) then
+    local v = r:weighted({ { 6, r:int(0, 4) }, { 1, 65534 }, { 1, 65535 } })
+    if r:chance(0.3) then v = bad_num(r, 0, 65534) end
+    prs[#prs + 1] = { "shard", v }
+  end
+  if r:chance(0.7) then
+    local v = r:weighted({ { 6, r:int(1, 4) }, { 1, 65535 }, { 1, 65536 }, { 1, 0 } })
+    if r:chance(0.3) then v = bad_num(r, 1, 65535) end
+    prs[#prs + 1] = { "shards", v }
+  end
+  if r:chance(0.2) then prs[#prs + 1] = { "reach", r:chance(0.5) and -1 or 3 } end -- an existing option checked first
+  if r:chance(0.1) then prs[#prs + 1] = { "Shard", 1 } end
+  for i = #prs, 2, -1 do local j = r:int(1, i); prs[i], prs[j] = prs[j], prs[i] end
+  return { m = "new_check", n = 1, { __tbl = prs } }
 end
 
 function Gen:gen_flush() return { m = "flush", n = 0 } end

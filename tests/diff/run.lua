@@ -29,6 +29,8 @@ local ffi = require("ffi")
 local here = (arg and arg[0] or ""):match("^(.*)[/\\][^/\\]*$") or "."
 package.path = here .. "/?.lua;" .. package.path
 local gen = require("gen")
+local record = require("record")
+local transport = require("transport")
 
 ---------------------------------------------------------------- options
 local O = { backends = "lua,native", sequences = 200, calls = 2000, seed = 1, workers = "1,2,4,8",
@@ -49,9 +51,10 @@ do
     elseif a == "--no-negzero" then O.no_negzero = true
     elseif a == "--swap" then O.swap = true
     elseif a == "--bombs" then O.bombs = true
+    elseif a == "--cluster" then O.cluster = true
     elseif a == "-h" or a == "--help" then
       print("usage: luajit tests/diff/run.lua [--backends lua,native] [--sequences N] [--calls N] [--seed S]")
-      print("       [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--no-negzero] [--swap] [--bombs]")
+      print("       [--workers 1,2,4,8] [--tiny] [--trace FILE] [--keep-going] [--no-negzero] [--swap] [--bombs] [--cluster]")
       os.exit(0)
     else
       io.stderr:write("run.lua: unknown option " .. tostring(a) .. "\n"); os.exit(2)
@@ -144,7 +147,10 @@ for _, w in ipairs(split(O.workers)) do WORKERS[#WORKERS + 1] = assert(tonumber(
 
 -- compared after a flush (stats() never waits, issue 15): inflight_digs is then 0 on every backend
 local STATS_KEYS = { "digs", "packets", "found", "empty", "nothing", "rejected", "busy", "players", "sites", "pending_packets",
-  "inflight_digs" }
+  "inflight_digs",
+  -- cluster mode (issue 17): present only on a resolver made with opts.shard/shards
+  "shard", "shards", "next_host_seq", "applied_digs", "duplicate_digs", "records_out", "records_in", "pending_records",
+  "log_position" }
 
 ---------------------------------------------------------------- formatting
 local function numstr(v)
@@ -154,8 +160,10 @@ local function numstr(v)
   return string.format("%.17g", v)
 end
 
+local HEX = {}
+for b = 0, 255 do HEX[string.char(b)] = string.format("%02x", b) end
 local function hex(s)
-  return (s:gsub(".", function(c) return string.format("%02x", c:byte()) end))
+  return (s:gsub(".", HEX))
 end
 
 -- human-readable rendering of a generated argument / result value
@@ -245,12 +253,38 @@ local function jres(res, name)
     end
     return '{"ok":true,"stats":{' .. table.concat(sp, ",") .. "}}"
   end
+  if res.kind == "resnap" then
+    -- the cluster parts of the snapshot, for the model (numbers as exact decimals)
+    local sn = res.snap
+    local function seqs(list)
+      local t = {}
+      for j, e in ipairs(list or {}) do t[j] = "[" .. numstr(e.shard) .. "," .. numstr(e.seq) .. "]" end
+      return "[" .. table.concat(t, ",") .. "]"
+    end
+    local hosts = {}
+    for _, p in ipairs(sn.players or {}) do
+      if p.host ~= nil then hosts[#hosts + 1] = "[" .. numstr(p.id) .. "," .. numstr(p.host) .. "]" end
+    end
+    local cl = "null"
+    local c = sn.cluster
+    if type(c) == "table" then
+      local k = c.counters or {}
+      cl = string.format('{"next_host_seq":%s,"log_position":%s,"applied":%s,"sent":%s,"outgoing":"%s",' ..
+        '"counters":[%s,%s,%s,%s]}', numstr(c.next_host_seq), numstr(c.log_position), seqs(c.applied), seqs(c.sent),
+        hex(type(c.outgoing) == "string" and c.outgoing or ""), numstr(k.applied_digs or -1), numstr(k.duplicate_digs or -1),
+        numstr(k.records_out or -1), numstr(k.records_in or -1))
+    end
+    local o = sn.options or {}
+    return string.format('{"ok":true,"r":[],"cluster":%s,"hosts":[%s],"opt_shard":%s,"opt_shards":%s,"pending":"%s"}', cl,
+      table.concat(hosts, ","), o.shard and numstr(o.shard) or "null", o.shards and numstr(o.shards) or "null",
+      hex(type(sn.pending) == "string" and sn.pending or ""))
+  end
   if res.kind == "burst" then
     local o = {}
     for j = 1, #res.out do o[j] = numstr(res.out[j]) end
     return '{"ok":true,"burst":[' .. table.concat(o, ",") .. '],"err":' .. (res.err and jstr(res.err) or "null") .. "}"
   end
-  if res.kind == "packets" then
+  if res.kind == "packets" or res.kind == "records" then
     return '{"ok":true,"n":' .. jval(res[1]) .. ',"bytes":"' .. hex(res.bytes or "") .. '"' ..
       (res.lag and (',"lag":' .. res.lag) or "") .. "}"
   end
@@ -481,6 +515,9 @@ local function apply(b, c)
     args[2][1], args[2].n = nil, 1
   end
   if m == "stats" then res.kind = "stats"
+  elseif res.ok and m == "take_records" then
+    res.kind = "records"
+    res.bytes = type(res[2]) == "string" and res[2] or ""
   elseif res.ok and m == "poll" then
     res.kind = "packets"
     res.bytes = type(res[2]) == "string" and res[2] or ""
@@ -507,6 +544,15 @@ local function catch_up(b, res, want)
   local have = tonumber(res[1]) or 0
   if have >= want or not (b.native or b.swapping) then return end
   pcall(b.r.flush, b.r)
+  if res.kind == "records" then -- take_records has no max: after the flush, all the rest
+    local ok, n, s = pcall(b.r.take_records, b.r)
+    if ok and type(n) == "number" and type(s) == "string" then
+      res.lag = n
+      res[1] = have + n
+      res.bytes = res.bytes .. s
+    end
+    return
+  end
   local ok, n, s = pcall(b.r.poll, b.r, want - have)
   if ok and type(n) == "number" and type(s) == "string" then
     res.lag = want - have
@@ -537,6 +583,10 @@ local function show_res(res)
     local parts = {}
     for j = math.max(1, #o - 5), #o do parts[#parts + 1] = j .. ":" .. show(o[j]) end
     return string.format("burst: %d ops done (last: %s)%s", #o, table.concat(parts, " "), res.err and (", then error: " .. res.err) or "")
+  end
+  if res.kind == "records" then
+    return string.format("ok: n=%s, %d bytes%s: %s", show(res[1]), #res.bytes, res.lag and (" (lagged " .. res.lag .. ", caught up)") or "",
+      record.describe(res.bytes))
   end
   if res.kind == "packets" then
     return string.format("ok: n=%s, %d bytes%s%s", show(res[1]), #res.bytes, res.lag and (" (lagged " .. res.lag .. ", caught up)") or "",
@@ -569,6 +619,11 @@ local function compare(c, ra, rb)
     end
     return nil
   end
+  if ra.kind == "records" then
+    if not eqv(ra[1], rb[1]) then return "record counts differ" end
+    if ra.bytes ~= rb.bytes then return "record bytes differ at offset " .. tostring(first_diff(ra.bytes, rb.bytes)) end
+    return nil
+  end
   if ra.kind == "packets" then
     if ra.tail_dirty or rb.tail_dirty then return "poll_into wrote past the packets it reported" end
     if not eqv(ra[1], rb[1]) then return "packet counts differ" end
@@ -595,6 +650,8 @@ local function replay_cmd(seed, ncalls, gopts)
   if O.workers_given then s = s .. " --workers " .. O.workers end
   if O.tiny then s = s .. " --tiny" end
   if O.no_negzero then s = s .. " --no-negzero" end
+  if O.cluster then s = s .. " --cluster" end
+
   return s
 end
 
@@ -660,9 +717,41 @@ local function swap_backend(b, ref, tuning)
   return nil
 end
 
+-- issue 17 "resnap": every backend's resolver is replaced by one restored
+-- from its own snapshot; the snapshots must be deep-equal across backends
+local function resnap(results, tuning)
+  local snaps = {}
+  for i, b in ipairs(BACKENDS) do
+    local ok, s = pcall(b.r.snapshot, b.r)
+    if ok then snaps[i] = s; results[i] = { ok = true, n = 0, kind = "resnap", snap = s }
+    else results[i] = { ok = false, err = tostring(s) } end
+  end
+  for i = 2, #BACKENDS do
+    if snaps[1] and snaps[i] then
+      local d = deep_diff(snaps[1], snaps[i], "snapshot")
+      if d then results[i] = { ok = false, err = "<snapshot differs from " .. BACKENDS[1].name .. "'s at " .. d .. ">" } end
+    end
+  end
+  for i, b in ipairs(BACKENDS) do
+    if snaps[i] then
+      local native_now = b.native
+      if b.swapping then native_now = type(b.r) == "userdata" end
+      local ok, r2
+      if native_now and tuning and not b.swapping and b.mod._restore_with_tuning then
+        ok, r2 = pcall(b.mod._restore_with_tuning, snaps[i], tuning)
+      elseif native_now and tuning and b.swapping then
+        ok, r2 = pcall(require("treasure.native")._restore_with_tuning, snaps[i], tuning)
+      elseif b.swapping then ok, r2 = pcall(require("treasure").restore, snaps[i], native_now and "native" or "lua")
+      else ok, r2 = pcall(b.mod.restore, snaps[i]) end
+      if ok then pcall(b.r.close, b.r); b.r = r2
+      else results[i] = { ok = false, err = "<restore of its own snapshot failed: " .. tostring(r2) .. ">" } end
+    end
+  end
+end
+
 local function run_sequence(seed)
   local workers = WORKERS[(seed % #WORKERS) + 1]
-  local gopts = { workers = workers, negzero = not O.no_negzero }
+  local gopts = { workers = workers, negzero = not O.no_negzero, cluster = O.cluster }
   local g = gen.new(seed, gopts)
   -- tiny native queues (test hook): with --tiny always, else in about a third
   -- of the sequences; decided from the seed, never from the sequence index
@@ -680,7 +769,7 @@ local function run_sequence(seed)
     tuning.freeze_min_found = 1
   end
   if trace_f then
-    trace_f:write(string.format('{"begin":%.0f,"backends":[%s],"tiny_pending":%s,"tiny_queues":%s,"workers":%d}\n', seed,
+    trace_f:write(string.format('{"begin":%.0f,"backends":[%s],"tiny_pending":%s,"tiny_queues":%s,"workers":%d,"cluster":%s}\n', seed,
       (function() local t = {}; for i, b in ipairs(BACKENDS) do t[i] = jstr(b.name) end; return table.concat(t, ",") end)(),
       tostring(g.tiny), tuning and (function()
         local t = {}
@@ -688,8 +777,11 @@ local function run_sequence(seed)
           if tuning[k] then t[#t + 1] = string.format('"%s":%d', k, tuning[k]) end
         end
         return "{" .. table.concat(t, ",") .. "}"
-      end)() or "null", workers))
+      end)() or "null", workers,
+      g.cluster and string.format('{"shard":%d,"shards":%d}', g.shard, g.shards) or "null"))
   end
+  -- issue 17: the records taken, the other shards' streams (one transport for all backends)
+  local tp = (g.cluster or g.probe_cluster) and transport.new(g.shard, g.shards) or nil
   local streams = {}
   for i = 1, #BACKENDS do streams[i] = {} end
   local closed = false
@@ -698,6 +790,14 @@ local function run_sequence(seed)
   for idx = 1, O.calls do
     local c = g:step()
     local results = {}
+    local commit
+    if c.m == "apply_records" and type(c[1]) == "table" and c[1].__recs then
+      -- the plan becomes one record string, the same for every backend (and the trace)
+      local c2 = {}
+      for k, v in pairs(c) do c2[k] = v end
+      c2[1], commit = tp:build(c[1].__recs)
+      c = c2
+    end
     if swap_rng and swap_rng:chance(1 / 40) and SWAPPED.r and not closed and c.m ~= "new" then
       local err = swap_backend(SWAPPED, BACKENDS[1], tuning)
       if err then
@@ -707,7 +807,9 @@ local function run_sequence(seed)
       end
       total_swaps = total_swaps + 1
     end
-    if c.m == "new" then
+    if c.m == "resnap" then
+      resnap(results, tuning)
+    elseif c.m == "new" then
       for i, b in ipairs(BACKENDS) do
         local ok, r = new_resolver(b, c[1], tuning)
         if not ok then
@@ -721,7 +823,7 @@ local function run_sequence(seed)
     else
       for i, b in ipairs(BACKENDS) do results[i] = apply(b, c) end
       -- poll/poll_into: a native backend may lag when not flushed; resync it
-      if c.m == "poll" or c.m == "poll_into" then
+      if c.m == "poll" or c.m == "poll_into" or c.m == "take_records" then
         local want = 0
         for i = 1, #BACKENDS do
           local res = results[i]
@@ -730,6 +832,9 @@ local function run_sequence(seed)
         for i, b in ipairs(BACKENDS) do if results[i].ok then catch_up(b, results[i], want) end end
       end
       if c.m == "close" and not c.self then closed = true end
+      -- issue 17: what the transport delivered / received (as the first backend saw it)
+      if commit and results[1].ok and type(results[1][1]) == "number" then commit() end
+      if c.m == "take_records" and results[1].ok and tp then tp:taken(results[1].bytes) end
     end
     if trace_f then
       local parts = {}
@@ -767,7 +872,14 @@ local function run_sequence(seed)
   -- final drain: flush + poll everything, compare the whole streams
   local results = {}
   local stats_res = {}
+  local rec_res = {}
   for i, b in ipairs(BACKENDS) do
+    if g.cluster and not closed then
+      pcall(b.r.flush, b.r)
+      rec_res[i] = pack_res(pcall(b.r.take_records, b.r))
+      rec_res[i].kind = "records"
+      rec_res[i].bytes = rec_res[i].ok and type(rec_res[i][2]) == "string" and rec_res[i][2] or ""
+    end
     if closed then
       results[i] = { ok = true, n = 1, 0, bytes = "", kind = "packets" }
     else
@@ -786,10 +898,18 @@ local function run_sequence(seed)
       parts[i] = jstr(b.name) .. ":" .. jres(results[i], b.name)
       if stats_res[i] then sparts[#sparts + 1] = jstr(b.name) .. ":" .. jres(stats_res[i], b.name) end
     end
-    trace_f:write(string.format('{"end":%.0f,"closed":%s,"drain":{%s},"stats":{%s}}\n', seed, tostring(closed),
-      table.concat(parts, ","), table.concat(sparts, ",")))
+    local rparts = {}
+    for i, b in ipairs(BACKENDS) do
+      if rec_res[i] then rparts[#rparts + 1] = jstr(b.name) .. ":" .. jres(rec_res[i], b.name) end
+    end
+    trace_f:write(string.format('{"end":%.0f,"closed":%s,"drain":{%s},"stats":{%s},"drain_records":{%s}}\n', seed,
+      tostring(closed), table.concat(parts, ","), table.concat(sparts, ","), table.concat(rparts, ",")))
   end
   for i = 2, #BACKENDS do
+    if rec_res[1] then
+      local desc = compare({ m = "take_records" }, rec_res[1], rec_res[i])
+      if desc then report(seed, nil, nil, "final take_records: " .. desc, nil, rec_res, gopts); return false end
+    end
     local desc, off = compare({ m = "poll" }, results[1], results[i])
     if desc then report(seed, nil, nil, "final drain: " .. desc, off, results, gopts); return false end
     if stats_res[1] then
