@@ -19,6 +19,7 @@
 mod dig;
 mod lifecycle;
 mod stream;
+mod view;
 mod world;
 
 use mlua::{
@@ -61,6 +62,8 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     method(lua, &m, M::Stats, stream::stats)?;
     method(lua, &m, M::InFlight, stream::in_flight)?;
     method(lua, &m, M::Fd, stream::fd)?;
+    method(lua, &m, M::PollView, view::poll_view)?;
+    method(lua, &m, M::ReleaseView, view::release_view)?;
     m.set(M::Close.name(), lua.create_function(lifecycle::close)?)?;
     raw.set("methods", m)?;
     // What native.lua builds the rest of the module from.

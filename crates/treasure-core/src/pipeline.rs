@@ -69,6 +69,9 @@ pub(crate) struct Chunk {
     pub accepted: Instant,
     /// Build the snapshot's frozen index first (see `Options::freeze_min_found`).
     pub freeze: bool,
+    /// Issue 16: write the packets out in full into view blocks (the caller
+    /// drains with `poll_view`), budget permitting.
+    pub full: bool,
 }
 
 /// What a worker publishes for a chunk.
@@ -224,6 +227,7 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
         mut jobs,
         accepted,
         freeze,
+        full,
     } = chunk;
     let result = catch_unwind(AssertUnwindSafe(|| {
         let mut buf = shared.free_bufs.pop().unwrap_or_default();
@@ -245,6 +249,12 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
                 resolve_dig(job, &world, shared.aoi_radius, &mut scratch, &mut buf);
             }
         });
+        if full {
+            if let Some(written) = buf.materialized() {
+                // The compact form was this worker's scratch: recycle it.
+                let _ = shared.free_bufs.push(std::mem::replace(&mut buf, written));
+            }
+        }
         buf
     }))
     .map_err(|p| panic_message(&*p));

@@ -20,6 +20,10 @@ pub const RADIUS_MAX: u32 = 1_048_576;
 pub const WORKERS_MAX: u32 = 256;
 /// Largest sum of a loot table's weights (the roll is a `u32`).
 pub const TOTAL_WEIGHT_MAX: u64 = u32::MAX as u64;
+/// The most packets one `poll_view` returns (issue 16): a view is one
+/// contiguous run inside one block of the process-wide view pool, and a
+/// block holds this many packets.
+pub const VIEW_RUN_PACKETS: usize = 512;
 /// The snapshot format version this crate writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
 

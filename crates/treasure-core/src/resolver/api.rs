@@ -316,6 +316,7 @@ impl Resolver {
         let m = Method::PollInto;
         let open = self.open(m)?;
         check_capacity(m, out.len(), SIZE, max)?;
+        open.stream.release_lent(); // issue 16: the previous view ends
         let n = (max as u64).min(open.stream.available()) as usize;
         open.stream.take(n, &mut out[..n * SIZE]);
         open.stream.settle_ready(&mut open.counters);
@@ -345,6 +346,7 @@ impl Resolver {
     ) -> Result<usize, Error> {
         let open = self.open(method)?;
         check_capacity(method, out.len(), SIZE, max)?;
+        open.stream.release_lent(); // issue 16: the previous view ends
         let n = (max as u64).min(open.stream.available()) as usize;
         open.stream.copy_out(n, &mut out[..n * SIZE]);
         Ok(n)
@@ -384,6 +386,7 @@ impl Resolver {
     /// Closed, or a worker panic.
     pub fn poll(&mut self, max: usize, out: &mut Vec<u8>) -> Result<usize, Error> {
         let open = self.open(Method::Poll)?;
+        open.stream.release_lent(); // issue 16: the previous view ends
         let n = (max as u64).min(open.stream.available()) as usize;
         let start = out.len();
         out.resize(start + n * SIZE, 0);

@@ -18,6 +18,7 @@ mod api;
 mod dig;
 mod state;
 mod stream;
+mod view;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

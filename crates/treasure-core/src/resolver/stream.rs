@@ -46,6 +46,7 @@ use crate::wire::SIZE;
 use crate::world::Players;
 
 mod readiness;
+mod view;
 
 /// Outboxes larger than this (bytes) are freed instead of recycled, to
 /// bound idle memory after a huge-AOI burst.
@@ -102,6 +103,13 @@ pub(super) struct Stream {
     found_on_snapshot: usize,
     /// The first worker panic's message, reported by every later call.
     failed: Option<String>,
+    /// Issue 16: the caller drains with `poll_view`, so new chunks are
+    /// written out in full by the workers (see `stream/view.rs`).
+    views: bool,
+    /// Blocks behind the caller's current view (and of chunks polled since
+    /// the last poll): back to the pool at the next poll, `release_view`
+    /// or close.
+    lent: Vec<crate::view::Block>,
 }
 
 impl Stream {
@@ -130,6 +138,8 @@ impl Stream {
             spare_jobs: Vec::new(),
             found_on_snapshot: 0,
             failed: None,
+            views: false,
+            lent: Vec::new(),
         }
     }
 
@@ -375,6 +385,7 @@ impl Stream {
             jobs,
             accepted: self.open_accepted,
             freeze: freeze_min > 0 && self.found_on_snapshot >= freeze_min,
+            full: self.views,
         };
         if inline {
             let done = run_chunk(chunk, &self.shared);
@@ -424,7 +435,9 @@ impl Stream {
             *pos += k;
             done += k;
             if *pos == out.len() {
-                if let Some(ChunkState::Ready { out, .. }) = self.ring.pop_front() {
+                if let Some(ChunkState::Ready { mut out, .. }) = self.ring.pop_front() {
+                    // A view may still read its blocks (issue 16).
+                    self.lent.append(&mut out.take_blocks());
                     // Recycle; drop instead when the free list is full or the
                     // outbox is huge, to bound idle memory.
                     if out.capacity_bytes() <= MAX_RECYCLED_BUF {
