@@ -443,7 +443,8 @@ end
 
 local function apply_poll_view(b, c)
   local r = b.r
-  local mx = c.n >= 1 and c[1] or nil
+  local mx = nil
+  if c.n >= 1 then mx = materialize(c[1], {}) end
   local function call(max)
     if b.bombs then return bombed_pcall(r.poll_view, r, c.n, { max }) end
     if c.n == 0 then return pcall(r.poll_view, r) end
