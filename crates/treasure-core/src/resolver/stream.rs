@@ -440,7 +440,9 @@ impl Stream {
                     self.lent.append(&mut out.take_blocks());
                     // Recycle; drop instead when the free list is full or the
                     // outbox is huge, to bound idle memory.
-                    if out.capacity_bytes() <= MAX_RECYCLED_BUF {
+                    // (a viewed chunk's outbox is empty: nothing to recycle)
+                    let size = out.capacity_bytes();
+                    if size > 0 && size <= MAX_RECYCLED_BUF {
                         let _ = self.shared.free_bufs.push(out);
                     }
                 }
