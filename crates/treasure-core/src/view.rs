@@ -244,8 +244,8 @@ mod tests {
         let mut all = Vec::new();
         while from < len {
             let (_, k) = f.run(from, usize::MAX);
-            assert!(k >= 1 && k <= VIEW_RUN_PACKETS);
-            assert_eq!((from + k) % VIEW_RUN_PACKETS == 0 || from + k == len, true);
+            assert!((1..=VIEW_RUN_PACKETS).contains(&k));
+            assert!((from + k) % VIEW_RUN_PACKETS == 0 || from + k == len);
             from += k;
         }
         let mut out = vec![0u8; (len - 5) * SIZE];
