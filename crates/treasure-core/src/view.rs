@@ -49,7 +49,7 @@ pub(crate) const BLOCK_BYTES: usize = VIEW_RUN_PACKETS * SIZE;
 pub(crate) const BLOCK_ALIGN: usize = 16;
 
 /// The most block memory the workers may take from the pool (process-wide,
-/// all resolvers): enough for a 12,000-dig burst with 12,000 players.
+/// all resolvers); past it chunks stay compact (docs/API.md, "poll_view").
 pub const WORKER_BUDGET_BYTES: usize = 32 << 20;
 
 /// Free blocks, each a leaked `BLOCK_BYTES` slice starting on `BLOCK_ALIGN`:
