@@ -44,8 +44,8 @@ use crate::wire::SIZE;
 
 /// Bytes of one block.
 pub(crate) const BLOCK_BYTES: usize = VIEW_RUN_PACKETS * SIZE;
-/// Every block starts on this boundary (the binding packs a view's address
-/// and count into one exact double; see `src/ffi/fast.rs`).
+/// Every block starts on this boundary, so every packet of a view does too
+/// (a caller may read its fields as aligned words).
 pub(crate) const BLOCK_ALIGN: usize = 16;
 
 /// The most block memory the workers may take from the pool (process-wide,
