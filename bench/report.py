@@ -26,7 +26,7 @@ import sys
 # bench/ is on sys.path (this script's directory); no __pycache__ in the checkout
 sys.dont_write_bytecode = True
 from report_fmt import fnum, ratio  # noqa: E402
-from report_issue16 import fold_repeats, load_section, scale_note, share_section, sweep_section, targets  # noqa: E402
+from report_issue16 import fold_repeats, drain_section, load_section, scale_note, share_section, sweep_section, targets  # noqa: E402
 
 BEGIN = "<!-- harness:begin -->"
 END = "<!-- harness:end -->"
@@ -328,6 +328,7 @@ def render(results_path, doc_path):
                "across days.")
     out.append("")
     out += share_section(runs, backends)
+    out += drain_section(runs)
     out += load_section(runs, backends)
     out += sweep_section(runs, meta_)
 
@@ -337,7 +338,7 @@ def render(results_path, doc_path):
         "fast": "As fast as it goes (`--fast`)",
     }
     for label in order:
-        if label.startswith("aoi-") or label.startswith("workers-") or label == "burst-load":
+        if label.startswith("aoi-") or label.startswith("workers-") or label in ("burst-load", "view"):
             continue
         cols = [b for b in backends if (label, b) in runs]
         r0 = runs[(label, cols[0])]

@@ -282,3 +282,31 @@ def sweep_section(runs, meta_):
                "bigger machine checks the prediction.")
     out.append("")
     return out
+
+
+def drain_section(runs):
+    """Issue 16 item 1: the burst drained with poll_into (`burst#k`) and with
+    poll_view (`view#k`, `--drain view`), native, medians and every run."""
+    into, view = runs.get(("burst", "native")), runs.get(("view", "native"))
+    if not into or not view:
+        return []
+    keys = [("burst_ms_mean", "burst mean (ms)", 2), ("p99_ms", "p99 (ms)", 2), ("max_ms", "max (ms)", 2),
+            ("burst_lua_ms", "burst_lua_ms", 3), ("send_loop_ms", "send_loop_ms", 3),
+            ("burst_cpu_ms", "burst_cpu_ms", 3), ("peak_rss_mb", "peak RSS (MB)", 1)]
+    out = ["### The zero-copy drain (issue 16 item 1): poll_into vs poll_view", ""]
+    out.append("The burst scenario on native, drained with `poll_into` into one 512 kB buffer (`burst#k`) and "
+               "with `r:poll_view` (`view#k`, `--drain view`: the workers write the packets in full, the send "
+               "loop reads them where they were written). Medians of the runs (each run's figure in brackets).")
+    out.append("")
+    out.append("| figure | poll_into | poll_view | view ÷ into |")
+    out.append("|---|---:|---:|---:|")
+    for k, name, dec in keys:
+        a = [d.get(k) for d in into.get("repeats") or [into] if d.get(k) is not None]
+        b = [d.get(k) for d in view.get("repeats") or [view] if d.get(k) is not None]
+        ma, mb = median(a), median(b)
+        if ma is None or mb is None:
+            continue
+        each = lambda xs: ", ".join(fnum(x, dec) for x in xs)
+        out.append(f"| {name} | {fnum(ma, dec)} ({each(a)}) | {fnum(mb, dec)} ({each(b)}) | {ratio(mb, ma)} |")
+    out.append("")
+    return out

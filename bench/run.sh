@@ -13,6 +13,7 @@
 #   burst#k    12,000 players digging at once, once a second (--digs-per-tick 0 --burst 12000),
 #              13 s of which the last 10 (10 bursts, 120,000 digs) are measured; run
 #              --runs (5) times; the report judges the targets on the WORST run
+#   view#k     native only: the burst drained with --drain view (r:poll_view, issue 16)
 #   burst-load the burst once more beside a competing CPU load: one busy process
 #              (a shell loop at the same nice value as this script), started before
 #              the run and killed by its pid after it; the report gives how far p99 moved
@@ -147,6 +148,15 @@ for b in $BACKENDS; do
     cat "$TMP/lat-$b-burst-$k.txt" >>"$TMP/lat-$b-burst.txt" 2>/dev/null
     rm -f "$TMP/lat-$b-burst-$k.txt"
   done
+  # issue 16 item 1, native: the same burst drained with r:poll_view (the
+  # workers write the packets in full, the send loop reads them in place),
+  # as many runs, so the report can set its burst_lua_ms and p99 beside
+  # poll_into's (BENCH_VIEW_RUNS=0: skipped)
+  if [ "$b" = native ]; then
+    for k in $(seq 1 "${BENCH_VIEW_RUNS:-$BURST_RUNS}"); do
+      run "$b" "view#$k" "${BURST_FLAGS[@]}" --drain view
+    done
+  fi
   # once more beside one busy process at the same priority (started 1 s
   # before, so that the scheduler has settled; stopped by its pid)
   if [ "${BENCH_LOAD:-1}" != 0 ]; then

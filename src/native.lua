@@ -58,6 +58,7 @@ do
       double treasure_native_dig_batch(double h, const char *records, size_t len);
       double treasure_native_move_batch(double h, const char *records, size_t len);
       double treasure_native_poll_into(double h, uint8_t *buf, double holds, double max);
+      double treasure_native_poll_view(double h, double max, const uint8_t **view);
       const uint8_t *treasure_native_identity(void);
     ]])
     -- Use it only if ffi.load found the very library require loaded.
@@ -85,6 +86,20 @@ if getmetatable_any then
   local finalized_mt = getmetatable_any(raw.finalized_sample())
   rawset(finalized_mt, "__index", function(_, k) return methods[k] end)
   rawset(finalized_mt, "__tostring", function() return "treasure.native resolver (closed)" end)
+end
+
+-- Issue 16, the zero-copy drain: r:poll_view([max]) -> n, a `const uint8_t *`
+-- to n packets that workers wrote in place (nil when n is 0). The raw
+-- method gives the address as a light userdata; the cast makes the view.
+local view_ptr_t = ffi.typeof("const uint8_t *")
+local MAX_SAFE = 2 ^ 53 - 1
+do
+  local raw_view = methods.poll_view
+  function methods.poll_view(self, max)
+    local n, addr = raw_view(self, max)
+    if n == 0 then return 0, nil end
+    return n, ffi.cast(view_ptr_t, addr)
+  end
 end
 
 if C then
@@ -143,6 +158,20 @@ if C then
       end
     end
     return slow.poll_into(self, buf, max, capacity)
+  end
+
+  local fview = C.treasure_native_poll_view
+  local view_out = ffi.new("const uint8_t *[1]") -- the run's address, per call
+  function methods.poll_view(self, max)
+    local h = handles[self]
+    local m = max
+    if m == nil then m = MAX_SAFE end
+    if h and type(m) == "number" then
+      local n = fview(h, m, view_out)
+      if n > 0 then return n, view_out[0] end
+      if n == 0 then return 0, nil end
+    end
+    return slow.poll_view(self, max)
   end
 
   function methods.close(self)

@@ -5,7 +5,8 @@
 --      walking), and every --burst-every ticks --burst players dig theirs at
 --      once; one dig_batch (records built in an FFI array, one ffi.string);
 --      a busy refusal is counted and the same records are retried next tick;
---   3. the send loop: poll_into one preallocated buffer until the next tick
+--   3. the send loop: poll_into one preallocated buffer (--drain view:
+--      r:poll_view, packets read in place, issue 16) until the next tick
 --      is due (when nothing is there, blocking in r:wait until a packet is
 --      ready or the tick is due; --poll-us with --no-wait), each packet
 --      handed to the stream tracker (bench/harness/stream.lua).
@@ -135,15 +136,26 @@ function M.run(ctx)
     return true
   end
 
-  -- one poll_into and the packets it returned; n
+  -- --drain view (issue 16): r:poll_view instead of poll_into; the packets
+  -- are read where the workers wrote them. poll_view(0) marks the stream
+  -- as viewed before the first dig, so the workers write every chunk in full.
+  local view = opt.drain == "view"
+  if view then r:poll_view(0) end
+
+  -- one poll_into (or poll_view) and the packets it returned; n
   local function poll_once(timed)
     local c0 = timed and cpu_now() or 0
     local t_pre = now()
-    local n = r:poll_into(pbuf, MAXP)
+    local n, src
+    if view then
+      n, src = r:poll_view(MAXP)
+    else
+      n, src = r:poll_into(pbuf, MAXP), pbuf
+    end
     local t = now()
     if n > 0 then
       local c1 = timed and cpu_now() or 0
-      process(pbuf, n, t)
+      process(src, n, t)
       if timed then
         st.poll_time = st.poll_time + (c1 - c0)
         st.proc_time = st.proc_time + (cpu_now() - c1)
@@ -154,7 +166,8 @@ function M.run(ctx)
       local t_done = n > 0 and now() or t
       st.open_lua = st.open_lua + (t - t_pre)
       st.open_send = st.open_send + (t_done - t)
-      if st.cur >= st.open_last and n < MAXP then window_close() end
+      -- (a view ends at its block: the window closes at the first empty view)
+      if st.cur >= st.open_last and (view and n == 0 or not view and n < MAXP) then window_close() end
     end
     return n, t
   end

@@ -37,6 +37,9 @@ usage: luajit bench/harness.lua [flags]
   --poll-max N           packets per poll_into call: the send buffer (4096, 512 kB;
                          smaller buffers cost more per packet in calls and loop
                          entries than they gain in cache: docs/BENCHMARKS.md)
+  --drain into|view      how the send loop drains: poll_into one preallocated buffer
+                         (into, the default) or r:poll_view, reading the packets where
+                         the workers wrote them (view, issue 16)
   --digest               hash the whole packet stream (every byte but t_us and crc,
                          which carry the wall clock) to compare backends; use with
                          --fast so that timing cannot change what is dug
@@ -59,7 +62,7 @@ local DEFAULTS = {
   burst = 0, burst_every = 20, charges = 20000, hotspots = 256, hotspot_share = 0.5,
   fast = false, json = false, verify = false, no_wait = false, digest = false, sample = 1000,
   latency_out = nil, quiet = false, heap_checkpoint = 0, warmup = 0, poll_us = 200,
-  poll_max = 4096, floor_passes = 5,
+  poll_max = 4096, floor_passes = 5, drain = "into",
 }
 local NUMERIC = {
   players = true, sites = true, world = true, aoi = true, reach = true, seed = true,
@@ -67,7 +70,7 @@ local NUMERIC = {
   burst_every = true, charges = true, hotspots = true, hotspot_share = true, sample = true,
   heap_checkpoint = true, warmup = true, poll_us = true, poll_max = true, floor_passes = true,
 }
-local STRING = { backend = true, latency_out = true, label = true }
+local STRING = { backend = true, latency_out = true, label = true, drain = true }
 local SWITCH = { fast = true, json = true, verify = true, quiet = true, digest = true, no_wait = true }
 
 function M.die(msg, code)
@@ -120,6 +123,7 @@ function M.parse(argv)
   if opt.seconds <= 0 then die("--seconds must be > 0") end
   if opt.warmup >= opt.seconds then die("--warmup must be less than --seconds") end
   if opt.poll_max < 1 or opt.poll_max > 65536 then die("--poll-max must be in [1, 65536]") end
+  if opt.drain ~= "into" and opt.drain ~= "view" then die("--drain must be into or view, got '" .. opt.drain .. "'") end
   return opt
 end
 

@@ -39,6 +39,8 @@ M.RARITY_MAX = 255     -- a packet's u8
 -- may take) snapshots next_seq = 2^53, exact in a double.
 M.NEXT_SEQ_MAX = 9007199254740992
 M.PACKET_SIZE = 128
+-- The most packets one r:poll_view returns (issue 16): one block of the view pool.
+M.VIEW_RUN_PACKETS = 512
 --- Batch records (docs/API.md, "Batches"): dig = u32 player, i32 x, y, z,
 -- u64 t_us; move = u32 player, i32 x, y, z.
 M.DIG_RECORD_SIZE, M.MOVE_RECORD_SIZE = 24, 16

@@ -375,8 +375,11 @@ local CLOSED = { closed = true }
 -- raise, allocates nothing, and never walks the state (clearing it field by
 -- field inside pairs() made LuaJIT 2.1 spin forever in a compiled __gc,
 -- where no hook can stop it).
+local view_release -- section 8: r:poll_view's lent block back to the pool
+
 local function release(self, st)
   if st.efd_owner then efd.close(st.efd_owner) end
+  view_release(st)
   states[self] = CLOSED
 end
 
@@ -443,6 +446,7 @@ local function new(opts)
     moves = {}, emptied = {}, -- scratch: move_batch's records and emptied cells
     tpl = packet.init(packet.ctype()), -- scratch: the current dig's common packet
     buf = buf_t(QUEUE_START_PACKETS * PACKET_SIZE), cap = QUEUE_START_PACKETS, head = 0, tail = 0,
+    view = false,         -- r:poll_view's lent block (issue 16), or false
     digs = 0, packets = 0, found = 0, empty = 0, nothing = 0, rejected = 0, busy = 0,
     -- cluster mode (section 9); a plain resolver keeps cluster = false
     cluster = shard ~= nil,
@@ -1114,10 +1118,93 @@ end
 -- 8. The stream: the queue's packets in seq order, then recipient order
 ---------------------------------------------------------------------------
 
+---------------------------------------------------------------------------
+-- The zero-copy drain's memory (issue 16, docs/API.md "poll_view"). Legacy
+-- has no workers, so a view is a copy: up to VIEW_RUN packets copied from the
+-- queue into a block, and the caller reads the block in place. The queue
+-- itself cannot be lent (it moves when it grows, and the old buffer is
+-- collected), and a view may be read after it ended (the next poll, close,
+-- garbage collection of the resolver, a swap): so blocks come from a pool of
+-- this Lua state that is never freed. It is anchored in the registry (not in
+-- this module, which could be unloaded and collected); every block stays in
+-- `all` for the life of the state and is recycled through `free`. A stale
+-- view therefore reads a live block that may hold newer packets, never freed
+-- memory. `free` has a slot reserved per block, so giving one back (in
+-- close or a finalizer) never grows a table.
+---------------------------------------------------------------------------
+local VIEW_RUN = contract.VIEW_RUN_PACKETS
+local view_ptr_t = typeof("const uint8_t *")
+local view_pool
+do
+  local reg = debug and debug.getregistry and debug.getregistry()
+  view_pool = reg and reg["treasure.legacy.view_pool"]
+  if view_pool == nil then
+    view_pool = { all = {}, free = {}, nfree = 0 }
+    if reg then reg["treasure.legacy.view_pool"] = view_pool end
+  end
+end
+
+--- A block for a view: a free one, or a new one (anchored first, so the
+-- pool holds it whatever happens next). Takes nothing off the free list.
+local function view_block()
+  local pool = view_pool
+  if pool.nfree > 0 then return pool.free[pool.nfree], true end
+  local b = buf_t(VIEW_RUN * PACKET_SIZE)
+  local k = #pool.all + 1
+  pool.all[k] = b
+  pool.free[k] = false -- the slot it takes when it is given back
+  return b, false
+end
+
+--- The resolver's lent block back to the pool (plain assignments).
+function view_release(st)
+  local b = st.view
+  if b then
+    local pool = view_pool
+    pool.nfree = pool.nfree + 1
+    pool.free[pool.nfree] = b
+    st.view = false
+  end
+end
+
+--- r:poll_view([max]) -> n, a `const uint8_t *` to n packets (nil when n is
+-- 0): the next run of at most max (and at most VIEW_RUN) packets, taken off
+-- the stream. Valid until this resolver's next poll, poll_into, poll_view,
+-- release_view or close.
+function Resolver:poll_view(max)
+  local fn = "poll_view"
+  local st = state_of(fn, self)
+  if max ~= nil then check_int(fn, "max", max, COUNT) end
+  local n, head = queue_to_take(st, max)
+  if n > VIEW_RUN then n = VIEW_RUN end
+  if n == 0 then
+    view_release(st)
+    return 0, nil
+  end
+  local b, pooled = view_block()                           -- prepare: may allocate
+  local p = cast(view_ptr_t, b)
+  copy(b, st.buf + head * PACKET_SIZE, n * PACKET_SIZE)
+  local pool = view_pool                                   -- commit
+  if pooled then
+    pool.free[pool.nfree] = false
+    pool.nfree = pool.nfree - 1
+  end
+  view_release(st)
+  st.view = b
+  queue_take(st, n)
+  return n, p
+end
+
+--- r:release_view(): ends the current view early.
+function Resolver:release_view()
+  view_release(state_of("release_view", self))
+end
+
 function Resolver:poll(max)
   local fn = "poll"
   local st = state_of(fn, self)
   if max ~= nil then check_int(fn, "max", max, COUNT) end
+  view_release(st) -- the previous view ends (issue 16)
   local n, head = queue_to_take(st, max)
   if n == 0 then return 0, "" end
   local s = ffi.string(st.buf + head * PACKET_SIZE, n * PACKET_SIZE) -- prepare
@@ -1136,6 +1223,7 @@ function Resolver:poll_into(buf, max, capacity)
   if max > holds then
     fail(fn, contract.buffer_too_small(holds, max))
   end
+  view_release(st) -- the previous view ends (issue 16)
   local n, head = queue_to_take(st, max)
   if n > 0 then
     copy(buf, st.buf + head * PACKET_SIZE, n * PACKET_SIZE) -- prepare: the pointer arithmetic allocates

@@ -161,6 +161,35 @@ pub unsafe extern "C" fn treasure_native_poll_into(
     })
 }
 
+/// `r:poll_view(max)` (issue 16): n (0 when nothing is pollable or `max`
+/// is 0), with the run's address stored in `view[0]` when n > 0; -1 to
+/// take the slow path (nothing taken then).
+///
+/// # Safety
+/// `view` points at one writable `const uint8_t *`. native.lua passes its
+/// own `const uint8_t *[1]` array, allocated once and never freed while
+/// the module is loaded (an upvalue of the shim).
+#[no_mangle]
+pub unsafe extern "C" fn treasure_native_poll_view(h: f64, max: f64, view: *mut *const u8) -> f64 {
+    if view.is_null() {
+        return FAIL;
+    }
+    with(h, |r| {
+        if !limits::COUNT.contains_f64(max) {
+            return None;
+        }
+        match r.poll_view(max as usize).ok()? {
+            Some((addr, n)) => {
+                // SAFETY: this function's contract: `view` (checked non-NULL
+                // above) points at one writable pointer slot.
+                unsafe { view.write(addr as *const u8) };
+                Some(n as f64)
+            }
+            None => Some(0.0),
+        }
+    })
+}
+
 /// The bytes at `p`, `len` long.
 ///
 /// # Safety

@@ -22,6 +22,7 @@ mod cluster;
 mod dig;
 mod lifecycle;
 mod stream;
+mod view;
 mod world;
 
 use mlua::{
@@ -67,6 +68,8 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     method(lua, &m, M::SetHost, cluster::set_host)?;
     method(lua, &m, M::TakeRecords, cluster::take_records)?;
     method(lua, &m, M::ApplyRecords, cluster::apply_records)?;
+    method(lua, &m, M::PollView, view::poll_view)?;
+    method(lua, &m, M::ReleaseView, view::release_view)?;
     m.set(M::Close.name(), lua.create_function(lifecycle::close)?)?;
     raw.set("methods", m)?;
     // What native.lua builds the rest of the module from.

@@ -648,6 +648,12 @@ function Gen:gen_poll()
   return { m = "poll", n = n, mx }
 end
 
+-- issue 16: a poll_view op (run.lua drives it to the poll it stands for)
+function Gen:gen_poll_view()
+  local mx, n = self:poll_max()
+  return { m = "poll_view", n = n, mx }
+end
+
 function Gen:gen_poll_into()
   local r = self.r
   local k = r:below(100)
@@ -741,7 +747,7 @@ end
 ---------------------------------------------------------------- misc
 local SELF_BAD = { "nil", "table", "number" }
 local ALL_METHODS = { "add_loot_table", "add_site", "remove_site", "join", "move", "set_party", "leave",
-  "dig", "dig_batch", "move_batch", "poll", "poll_into", "flush", "stats", "close" }
+  "dig", "dig_batch", "move_batch", "poll", "poll_into", "flush", "stats", "close", "poll_view" }
 
 function Gen:gen_bad_self()
   local r = self.r
@@ -785,7 +791,8 @@ function Gen:step()
     { 300, "dig" }, { 40, "dig_batch" }, { 90, "move" }, { 20, "move_batch" },
     { 22 + (#self.plist < 4 and 40 or 0), "join" }, { 16, "leave" }, { 25, "set_party" },
     { 16 + (#self.slist < 4 and 40 or 0), "add_site" }, { 12, "remove_site" }, { 8, "add_loot_table" },
-    { self.poll_rate * 8, "poll" }, { self.poll_rate * 4, "poll_into" }, { 25, "flush" },
+    { self.poll_rate * 8, "poll" }, { self.poll_rate * 4, "poll_into" }, { self.poll_rate * 4, "poll_view" },
+    { 25, "flush" },
     { 12, "stats" }, { 4, "new_check" }, { 4, "bad_self" }, { 3, "burst" },
     -- issue 17, last so a plain sequence's picks are unchanged (weight 0)
     { self.cluster and 30 or (self.probe_cluster and 2 or 0), "set_host" },

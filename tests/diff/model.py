@@ -547,6 +547,11 @@ class Model:
         n, b = self.take(self.pending() if mx is None else mx)
         return (n, b)
 
+    def poll_view(self, fn, *args):
+        # issue 16: run.lua drives a poll_view op to the poll it stands for
+        # (up to max packets, in views); the same checks and packets as poll
+        return self.poll(fn, *args)
+
     def poll_into(self, fn, buf=None, mx=None, capacity=None, *_):
         # issue 15: a uint8_t * ("ptr") needs an explicit capacity in bytes;
         # an array may narrow its own size with one. Order: buf, max, capacity.
@@ -777,7 +782,8 @@ for _name in ("need_shard", "dig_pending", "cut_call", "set_host", "take_records
 
 
 METHODS = {"add_loot_table", "add_site", "remove_site", "join", "move", "set_party", "leave", "dig", "dig_batch",
-           "move_batch", "poll", "poll_into", "flush", "stats", "close", "set_host", "take_records", "apply_records"}
+            "move_batch", "poll", "poll_into", "flush", "stats", "close", "set_host", "take_records", "apply_records",
+            "poll_view"}
 # type rules ("must be a table/string/resolver/...") name the type even for a
 # number: API.md's own example is `entries[2] must be a table, got number`
 SELF_SHOWN = {"nil": "nil", "table": "table", "number": "number"}
@@ -897,7 +903,7 @@ def compare(m, want, got):
             return "records differ (first differing byte %s)\n      model:   %d: %s\n      backend: %s: %s" % (
                 off, n, describe_records(b), gn, describe_records(gb))
         return None
-    if m in ("poll", "poll_into"):
+    if m in ("poll", "poll_into", "poll_view"):
         n, b = val
         gn = res_num(got.get("n"))
         gb = bytes.fromhex(got.get("bytes", ""))

@@ -454,8 +454,72 @@ local function finalize_probe(b)
 end
 
 -- apply one call to one backend; returns a result record
+-- issue 16: r:poll_view, driven to the poll it stands for. One op takes up
+-- to max packets (all when max is absent) in as many views as it needs; each
+-- call must return 1..min(left, VIEW_RUN_PACKETS) packets and a pointer, or
+-- 0 and nil when nothing is left; the result is the packets concatenated,
+-- compared like poll's. The last view is kept (b.view) and must read the
+-- same bytes before every later call up to the next poll of any kind.
+local VIEW_RUN = require("treasure.contract").VIEW_RUN_PACKETS
+local POLLS = { poll = true, poll_into = true, poll_view = true, release_view = true, close = true, new = true }
+
+local function view_broken(b, c)
+  local v = b.view
+  if v == nil then return nil end
+  if POLLS[c.m] then b.view = nil return nil end
+  if ffi.string(v[1], v[2] * 128) ~= v[3] then
+    b.view = nil
+    return { ok = false, n = 0, violation = true,
+      err = "<a view changed before the next poll (" .. v[2] .. " packets)>" }
+  end
+  return nil
+end
+
+local function apply_poll_view(b, c)
+  local r = b.r
+  local mx = nil
+  if c.n >= 1 then mx = materialize(c[1], {}) end
+  local function call(max)
+    if b.bombs then return bombed_pcall(r.poll_view, r, c.n, { max }) end
+    if c.n == 0 then return pcall(r.poll_view, r) end
+    return pcall(r.poll_view, r, max)
+  end
+  local parts, total, calls = {}, 0, 0
+  local max = mx
+  while true do
+    local ok, n, p = call(max)
+    calls = calls + 1
+    if not ok then
+      if calls == 1 then return pack_res(false, n) end
+      return { ok = false, n = 0, violation = true, err = "<poll_view raised after a good call: " .. tostring(n) .. ">" }
+    end
+    local left = mx == nil and math.huge or (mx - total)
+    if type(n) ~= "number" or n < 0 or n > left or n > VIEW_RUN or (n == 0) ~= (p == nil)
+        or (n > 0 and not ffi.istype("const uint8_t *", p)) then
+      return { ok = false, n = 0, violation = true,
+        err = string.format("<poll_view broke its contract: n=%s, p=%s, left=%s>", tostring(n), tostring(p), tostring(left)) }
+    end
+    if n == 0 then
+      b.view = nil -- that call ended the previous view
+      break
+    end
+    local bytes = ffi.string(p, n * 128)
+    parts[#parts + 1] = bytes
+    b.view = { p, n, bytes }
+    total = total + n
+    if mx ~= nil then
+      max = mx - total
+      if max <= 0 then break end
+    end
+  end
+  return { ok = true, n = 2, total, kind = "packets", bytes = table.concat(parts) }
+end
+
 local function apply(b, c)
   local m = c.m
+  local broken = view_broken(b, c)
+  if broken then return broken end
+  if m == "poll_view" and not c.self then return apply_poll_view(b, c) end
   if m == "new_check" then
     local bufs = {}
     local args = {}
@@ -553,6 +617,7 @@ local function catch_up(b, res, want)
     end
     return
   end
+  b.view = nil -- this poll ends the last view
   local ok, n, s = pcall(b.r.poll, b.r, want - have)
   if ok and type(n) == "number" and type(s) == "string" then
     res.lag = want - have
@@ -599,6 +664,7 @@ end
 
 -- returns nil if equal, else a description
 local function compare(c, ra, rb)
+  if ra.violation or rb.violation then return "a view broke its contract" end
   if ra.ok ~= rb.ok then return "success/failure differs" end
   if not ra.ok then
     if ra.err ~= rb.err then return "error messages differ" end
@@ -707,6 +773,7 @@ local function swap_backend(b, ref, tuning)
     else
       b.r = treasure.swap(r, to)
     end
+    b.view = nil -- the old resolver is closed: its view ended
     -- the old resolver is closed, also on the FFI fast path
     local ok2, e2 = pcall(r.dig, r, 1, 0, 0, 0, 0)
     if ok2 or e2 ~= "treasure: dig: resolver is closed" then
@@ -823,7 +890,7 @@ local function run_sequence(seed)
     else
       for i, b in ipairs(BACKENDS) do results[i] = apply(b, c) end
       -- poll/poll_into: a native backend may lag when not flushed; resync it
-      if c.m == "poll" or c.m == "poll_into" or c.m == "take_records" then
+      if c.m == "poll" or c.m == "poll_into" or c.m == "poll_view" or c.m == "take_records" then
         local want = 0
         for i = 1, #BACKENDS do
           local res = results[i]

@@ -34,5 +34,9 @@ for how in end exit exit-close; do
   for i in 1 2 3; do check "exit_inflight[$how#$i]" 60 luajit $L/exit_inflight.lua native $how; done
 done
 check "exit_inflight[-e]" 60 luajit -e 'package.path="tests/lifecycle/?.lua;"..package.path; arg={[1]="native",[2]="end"}; dofile("tests/lifecycle/exit_inflight.lua")'
+# Issue 16: views held to the end of the process, read by a shutdown guard.
+for b in native lua; do
+  for how in end exit-close; do check "view_exit[$b,$how]" 60 luajit $L/view_exit.lua $b $how; done
+done
 echo "lifecycle: $pass passed, $fail failed"
 [ $fail -eq 0 ]

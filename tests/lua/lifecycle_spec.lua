@@ -39,6 +39,7 @@ local function method_calls()
     { "dig", 1, 0, 0, 0, 7 }, { "dig_batch", "" }, { "move_batch", "" }, { "poll" },
     { "poll_into", ffi.new("uint8_t[?]", 256), 2 }, { "flush" }, { "wait", 0 }, { "stats" },
     { "snapshot" }, { "leave", 1 }, { "in_flight" }, { "fd" },
+    { "poll_view", 2 }, { "release_view" },
   }
 end
 

@@ -31,6 +31,7 @@ mod resolver;
 pub mod roll;
 mod snapshot;
 mod stats;
+mod view;
 pub mod wire;
 mod world;
 
@@ -50,6 +51,7 @@ pub use snapshot::{
     SiteSnapshot, Snapshot, SNAPSHOT_VERSION,
 };
 pub use stats::{BucketCounts, ClusterCounters, ClusterStats, Counters, Stats};
+pub use view::{pool_bytes as view_pool_bytes, WORKER_BUDGET_BYTES as VIEW_WORKER_BUDGET_BYTES};
 pub use wire::{Fields, Kind, Packet, WireError, SIZE as PACKET_SIZE};
 
 /// The world's internals, for this crate's benches and tests only (feature

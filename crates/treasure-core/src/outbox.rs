@@ -11,6 +11,7 @@
 //! they are written once at a fraction of the size, and pending packets take
 //! far less memory.
 
+use crate::view::{Block, FullPackets};
 use crate::wire::{RecipientPatch, SIZE};
 
 #[derive(Clone, Copy, Debug)]
@@ -29,6 +30,9 @@ pub(crate) struct Outbox {
     /// packet `k`'s recipient in the player snapshot the dig was resolved
     /// against, recorded by the worker that still holds that snapshot.
     hosts: Vec<u16>,
+    /// Issue 16: the packets written out in full by the worker (for
+    /// `poll_view`); then `templates` and `entries` are empty.
+    full: Option<FullPackets>,
 }
 
 impl Outbox {
@@ -37,16 +41,49 @@ impl Outbox {
         self.templates.clear();
         self.entries.clear();
         self.hosts.clear();
+        self.full = None;
     }
 
     /// Number of packets.
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.full
+            .as_ref()
+            .map_or(self.entries.len(), FullPackets::len)
     }
 
     /// Number of digs (one template each; restored packets count one each).
     pub fn digs(&self) -> usize {
-        self.templates.len()
+        self.full
+            .as_ref()
+            .map_or(self.templates.len(), FullPackets::digs)
+    }
+
+    /// Issue 16: the same packets written out in full into view blocks, as
+    /// an outbox of its own (this one stays as it is, to be recycled);
+    /// `None` when the workers' view budget is spent.
+    pub fn materialized(&self) -> Option<Outbox> {
+        let full =
+            FullPackets::materialize(self.len(), self.digs(), |from, out| self.write(from, out))?;
+        Some(Outbox {
+            full: Some(full),
+            ..Outbox::default()
+        })
+    }
+
+    /// The run of at most `max` packets from packet `from` that lies in one
+    /// view block, when the packets are written out in full: its address
+    /// and length.
+    pub fn full_run(&self, from: usize, max: usize) -> Option<(usize, usize)> {
+        self.full.as_ref().map(|f| f.run(from, max))
+    }
+
+    /// The view blocks (empty when compact), leaving the outbox compact
+    /// and empty: a polled chunk's blocks stay lent until the view ends.
+    pub fn take_blocks(&mut self) -> Vec<Block> {
+        self.full
+            .take()
+            .map(FullPackets::into_blocks)
+            .unwrap_or_default()
     }
 
     /// Bytes allocated (to decide whether it is worth recycling).
@@ -98,6 +135,9 @@ impl Outbox {
     /// number of packets, all of them present).
     pub fn write(&self, from: usize, out: &mut [u8]) {
         debug_assert!(out.len().is_multiple_of(SIZE));
+        if let Some(full) = &self.full {
+            return full.write(from, out);
+        }
         let entries = &self.entries[from..from + out.len() / SIZE];
         for (dst, e) in out.chunks_exact_mut(SIZE).zip(entries) {
             let dst: &mut [u8; SIZE] = dst.try_into().expect("chunks_exact gives SIZE bytes");
@@ -116,6 +156,7 @@ impl Outbox {
     /// of `SIZE`), each its own template: restoring a snapshot's pending
     /// packets.
     pub fn from_packets(bytes: &[u8]) -> Outbox {
+        // (compact: restored packets are delivered first, by any poll)
         let mut o = Outbox::default();
         for p in bytes.chunks_exact(SIZE) {
             let p: &[u8; SIZE] = p.try_into().expect("chunks_exact gives SIZE bytes");

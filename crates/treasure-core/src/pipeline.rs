@@ -69,6 +69,9 @@ pub(crate) struct Chunk {
     pub accepted: Instant,
     /// Build the snapshot's frozen index first (see `Options::freeze_min_found`).
     pub freeze: bool,
+    /// Issue 16: write the packets out in full into view blocks (the caller
+    /// drains with `poll_view`), budget permitting.
+    pub full: bool,
 }
 
 /// What a worker publishes for a chunk.
@@ -102,6 +105,10 @@ pub(crate) struct Shared {
 }
 
 thread_local! {
+    /// Issue 16: the compact outbox a worker resolves a viewed chunk into
+    /// before writing it out in full: kept by the worker, so viewed chunks
+    /// do not grow a new outbox each (the ring holds their blocks instead).
+    static VIEW_SCRATCH: RefCell<Outbox> = RefCell::new(Outbox::default());
     /// Per-worker recipient scratch: grows to the largest recipient set seen,
     /// then is reused for every dig this thread resolves.
     static SCRATCH: RefCell<Scratch> = const {
@@ -226,9 +233,14 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
         mut jobs,
         accepted,
         freeze,
+        full,
     } = chunk;
     let result = catch_unwind(AssertUnwindSafe(|| {
-        let mut buf = shared.free_bufs.pop().unwrap_or_default();
+        let mut buf = if full {
+            VIEW_SCRATCH.with(|v| std::mem::take(&mut *v.borrow_mut()))
+        } else {
+            shared.free_bufs.pop().unwrap_or_default()
+        };
         buf.clear();
         if freeze {
             world.freeze();
@@ -254,6 +266,14 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
                 }
             }
         });
+        if full {
+            if let Some(written) = buf.materialized() {
+                // The compact form was this worker's scratch: keep it.
+                let scratch = std::mem::replace(&mut buf, written);
+                VIEW_SCRATCH.with(|v| *v.borrow_mut() = scratch);
+            }
+            // (else the view budget is spent: the chunk stays compact)
+        }
         buf
     }))
     .map_err(|p| panic_message(&*p));

@@ -27,6 +27,10 @@ pub const SHARDS_MAX: u16 = u16::MAX;
 /// A cluster record is cut before an entry that would make it longer than
 /// this many bytes (a single entry may make a record longer).
 pub const RECORD_SPLIT_BYTES: usize = 65_536;
+/// The most packets one `poll_view` returns (issue 16): a view is one
+/// contiguous run inside one block of the process-wide view pool, and a
+/// block holds this many packets.
+pub const VIEW_RUN_PACKETS: usize = 512;
 /// The snapshot format version this crate writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
 

@@ -31,6 +31,10 @@ pub enum Method {
     InFlight,
     /// `r:fd()` (issue 15).
     Fd,
+    /// `r:poll_view([max])` (issue 16: the zero-copy drain).
+    PollView,
+    /// `r:release_view()` (issue 16).
+    ReleaseView,
     /// The binding's `handle` (the FFI fast path's resolver handle).
     Handle,
     /// The binding's test hook `_inject_worker_panic`.
@@ -45,7 +49,7 @@ pub enum Method {
 
 impl Method {
     /// Every method, for [`Method::from_name`] and tests.
-    pub const ALL: [Method; 26] = [
+    pub const ALL: [Method; 28] = [
         Method::New,
         Method::AddLootTable,
         Method::AddSite,
@@ -67,6 +71,8 @@ impl Method {
         Method::Restore,
         Method::InFlight,
         Method::Fd,
+        Method::PollView,
+        Method::ReleaseView,
         Method::Handle,
         Method::InjectWorkerPanic,
         Method::SetHost,
@@ -98,6 +104,8 @@ impl Method {
             Method::Restore => "restore",
             Method::InFlight => "in_flight",
             Method::Fd => "fd",
+            Method::PollView => "poll_view",
+            Method::ReleaseView => "release_view",
             Method::Handle => "handle",
             Method::InjectWorkerPanic => "_inject_worker_panic",
             Method::SetHost => "set_host",

@@ -326,6 +326,7 @@ impl Resolver {
         let m = Method::PollInto;
         let open = self.open(m)?;
         check_capacity(m, out.len(), SIZE, max)?;
+        open.stream.release_lent(); // issue 16: the previous view ends
         let n = (max as u64).min(open.available()) as usize;
         open.copy_out(n, &mut out[..n * SIZE]);
         open.advance(n);
@@ -355,6 +356,7 @@ impl Resolver {
     ) -> Result<usize, Error> {
         let open = self.open(method)?;
         check_capacity(method, out.len(), SIZE, max)?;
+        open.stream.release_lent(); // issue 16: the previous view ends
         let n = (max as u64).min(open.available()) as usize;
         open.copy_out(n, &mut out[..n * SIZE]);
         Ok(n)
@@ -393,6 +395,7 @@ impl Resolver {
     /// Closed, or a worker panic.
     pub fn poll(&mut self, max: usize, out: &mut Vec<u8>) -> Result<usize, Error> {
         let open = self.open(Method::Poll)?;
+        open.stream.release_lent(); // issue 16: the previous view ends
         let n = (max as u64).min(open.available()) as usize;
         let start = out.len();
         out.resize(start + n * SIZE, 0);
@@ -518,7 +521,7 @@ impl Resolver {
 impl OpenResolver {
     /// Packets pollable now: the stream's, or in cluster mode the host
     /// packets `apply_records` made.
-    fn available(&self) -> u64 {
+    pub(super) fn available(&self) -> u64 {
         match self.cluster.as_deref() {
             Some(c) => c.incoming.queue.pending(),
             None => self.stream.available(),
@@ -526,7 +529,7 @@ impl OpenResolver {
     }
 
     /// Writes the next `n <= available()` packets into `dst`, leaving them.
-    fn copy_out(&self, n: usize, dst: &mut [u8]) {
+    pub(super) fn copy_out(&self, n: usize, dst: &mut [u8]) {
         match self.cluster.as_deref() {
             Some(c) => c.incoming.queue.copy_out(n, dst),
             None => self.stream.copy_out(n, dst),
@@ -534,7 +537,7 @@ impl OpenResolver {
     }
 
     /// Takes the next `n <= available()` packets, then settles `r:fd()`.
-    fn advance(&mut self, n: usize) {
+    pub(super) fn advance(&mut self, n: usize) {
         match self.cluster.as_deref_mut() {
             Some(c) => c.incoming.queue.advance(n),
             None => self.stream.advance(n),

@@ -22,6 +22,7 @@ mod cluster;
 mod dig;
 mod state;
 mod stream;
+mod view;
 
 use std::sync::atomic::AtomicU64;
 use std::sync::Arc;

@@ -46,6 +46,7 @@ use crate::wire::SIZE;
 use crate::world::Players;
 
 mod readiness;
+mod view;
 
 /// Outboxes larger than this (bytes) are freed instead of recycled, to
 /// bound idle memory after a huge-AOI burst.
@@ -109,6 +110,13 @@ pub(super) struct Stream {
     /// Cluster mode: the index of the last chunk of each dig call not yet
     /// popped, in call order.
     call_ends: VecDeque<u64>,
+    /// Issue 16: the caller drains with `poll_view`, so new chunks are
+    /// written out in full by the workers (see `stream/view.rs`).
+    views: bool,
+    /// Blocks behind the caller's current view (and of chunks polled since
+    /// the last poll): back to the pool at the next poll, `release_view`
+    /// or close.
+    lent: Vec<crate::view::Block>,
 }
 
 impl Stream {
@@ -140,6 +148,8 @@ impl Stream {
             spare_jobs: Vec::new(),
             found_on_snapshot: 0,
             failed: None,
+            views: false,
+            lent: Vec::new(),
         }
     }
 
@@ -392,6 +402,7 @@ impl Stream {
             jobs,
             accepted: self.open_accepted,
             freeze: freeze_min > 0 && self.found_on_snapshot >= freeze_min,
+            full: self.views,
         };
         if inline {
             let done = run_chunk(chunk, &self.shared);
@@ -479,10 +490,14 @@ impl Stream {
             *pos += k;
             done += k;
             if *pos == out.len() {
-                if let Some(ChunkState::Ready { out, .. }) = self.ring.pop_front() {
+                if let Some(ChunkState::Ready { mut out, .. }) = self.ring.pop_front() {
+                    // A view may still read its blocks (issue 16).
+                    self.lent.append(&mut out.take_blocks());
                     // Recycle; drop instead when the free list is full or the
                     // outbox is huge, to bound idle memory.
-                    if out.capacity_bytes() <= MAX_RECYCLED_BUF {
+                    // (a viewed chunk's outbox is empty: nothing to recycle)
+                    let size = out.capacity_bytes();
+                    if size > 0 && size <= MAX_RECYCLED_BUF {
                         let _ = self.shared.free_bufs.push(out);
                     }
                 }
