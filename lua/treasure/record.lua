@@ -120,6 +120,8 @@ end
 ---------------------------------------------------------------------------
 
 local TWO32 = 4294967296
+-- to may be at most 2^53-1 (the largest owner seq), as hi:lo words: 2^53-1 = 0x1FFFFF:0xFFFFFFFF
+local TO_MAX_HI, TO_MAX_LO = 2097151, 4294967295
 
 --- a < b for 64-bit values given as word pairs.
 local function lt(ahi, alo, bhi, blo)
@@ -295,6 +297,7 @@ function M.scan(s, shard, shards, outgoing)
     local len = h.length
     if len < HEADER_SIZE or len > left then return nil, i, "bad length " .. I(len) end
     if h.crc ~= record_crc(p, len) then return nil, i, "bad CRC" end
+    if h.pad0 ~= 0 then return nil, i, "nonzero header padding" end
     local src, dest = h.src, h.dest
     if outgoing then
       if dest >= shards then return nil, i, "dest shard " .. I(dest) end
@@ -304,6 +307,9 @@ function M.scan(s, shard, shards, outgoing)
       if src >= shards then return nil, i, "src shard " .. I(src) end
     end
     local phi, plo, thi, tlo = h.prev_hi, h.prev_lo, h.to_hi, h.to_lo
+    if thi > TO_MAX_HI or (thi == TO_MAX_HI and tlo > TO_MAX_LO) then
+      return nil, i, "to " .. text64(thi, tlo) .. " past " .. I(contract.SAFE_INT_MAX)
+    end
     if not lt(phi, plo, thi, tlo) then
       return nil, i, "prev " .. text64(phi, plo) .. " not below to " .. text64(thi, tlo)
     end

@@ -675,7 +675,7 @@ class ClusterMethods:
                 bad("truncated header (%d bytes)" % left)
             if data[off:off + 4] != b"TRSC":
                 bad("bad magic")
-            _, ver, src, dest, _pad, digs, prev, to, length, crc = HEADER.unpack_from(data, off)
+            _, ver, src, dest, hpad, digs, prev, to, length, crc = HEADER.unpack_from(data, off)
             if ver != 1:
                 bad("bad version %d" % ver)
             if length < 40 or length > left:
@@ -683,10 +683,14 @@ class ClusterMethods:
             rb = data[off:off + length]
             if crc32c(rb[:36] + rb[40:]) != crc:
                 bad("bad CRC")
+            if hpad != 0:
+                bad("nonzero header padding")
             if dest != S:
                 bad("dest shard %d" % dest)
             if src >= self.shards:
                 bad("src shard %d" % src)
+            if to > 2**53 - 1:
+                bad("to %d past 9007199254740991" % to)
             if prev >= to:
                 bad("prev %d not below to %d" % (prev, to))
             entries = []

@@ -7,6 +7,7 @@
 //! a record's fields live. A record is a header, then `digs` entries, each
 //! followed by its recipient slots. All little-endian.
 
+use crate::contract::limits::MAX_SAFE;
 use crate::contract::RecordReason;
 use crate::wire::{Fields, Kind, FLAG_DIGGER, FLAG_LAST_CHARGE, FLAG_PARTY};
 
@@ -150,6 +151,9 @@ impl<'a> Record<'a> {
         if record_crc(rec) != u32_at(rec, field::CRC) {
             return Err(RecordReason::BadCrc);
         }
+        if u16_at(rec, field::HEADER_PAD) != 0 {
+            return Err(RecordReason::NonzeroHeaderPadding);
+        }
         let (src, dest) = (u16_at(rec, field::SRC), u16_at(rec, field::DEST));
         match expect {
             Expect::To { shard, shards } => {
@@ -170,6 +174,9 @@ impl<'a> Record<'a> {
             }
         }
         let (prev, to) = (u64_at(rec, field::PREV), u64_at(rec, field::TO));
+        if to > MAX_SAFE {
+            return Err(RecordReason::ToPastMax(to));
+        }
         if prev >= to {
             return Err(RecordReason::PrevNotBelowTo { prev, to });
         }
@@ -624,6 +631,17 @@ mod tests {
             shards: 1,
         };
         assert_eq!(reason(&good, from_small), "dest shard 1");
+        let b = with(|b| b[field::HEADER_PAD].copy_from_slice(&[0, 1]));
+        assert_eq!(reason(&b, TO1), "nonzero header padding");
+        // (and it comes before the shard rules)
+        assert_eq!(reason(&b, to0), "nonzero header padding");
+        let b = with(|b| b[field::TO].copy_from_slice(&(MAX_SAFE + 1).to_le_bytes()));
+        assert_eq!(reason(&b, TO1), "to 9007199254740992 past 9007199254740991");
+        let b = with(|b| b[field::TO].copy_from_slice(&u64::MAX.to_le_bytes()));
+        assert_eq!(
+            reason(&b, TO1),
+            "to 18446744073709551615 past 9007199254740991"
+        );
         let b = with(|b| b[field::PREV].copy_from_slice(&6u64.to_le_bytes()));
         assert_eq!(reason(&b, TO1), "prev 6 not below to 6");
         // Two entries announced, one present.

@@ -3,6 +3,7 @@
 //! order the rules are checked (`crate::cluster::record`). Numbers print as
 //! exact decimal integers, as everywhere in the contract.
 
+use super::limits::MAX_SAFE;
 use std::fmt;
 
 /// The first record rule broken. Entries (`entry`) and recipients
@@ -27,6 +28,11 @@ pub enum RecordReason {
     /// `src shard <s> is not this shard <S>`: a restored outgoing record
     /// must come from the resolver's own shard.
     SrcNotThisShard { src: u16, shard: u16 },
+    /// `nonzero header padding` (bytes 10..12)
+    NonzeroHeaderPadding,
+    /// `to <t> past 9007199254740991`: owner seqs are at most 2^53-1, and
+    /// every seq in a record is at most its `to`
+    ToPastMax(u64),
     /// `prev <p> not below to <t>`
     PrevNotBelowTo { prev: u64, to: u64 },
     /// `entry <k> truncated`: the entries run past the record's length.
@@ -76,6 +82,8 @@ impl fmt::Display for RecordReason {
             RecordReason::SrcNotThisShard { src, shard } => {
                 write!(f, "src shard {src} is not this shard {shard}")
             }
+            RecordReason::NonzeroHeaderPadding => f.write_str("nonzero header padding"),
+            RecordReason::ToPastMax(to) => write!(f, "to {to} past {MAX_SAFE}"),
             RecordReason::PrevNotBelowTo { prev, to } => write!(f, "prev {prev} not below to {to}"),
             RecordReason::EntryTruncated(k) => write!(f, "entry {k} truncated"),
             RecordReason::Trailing(n) => write!(f, "trailing {n} bytes"),
