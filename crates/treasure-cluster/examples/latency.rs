@@ -2,7 +2,7 @@
 //! a stream of each storage kind: `cargo run --release -p treasure-cluster
 //! --example latency -- URL [COUNT]` (bench/cluster_latency.sh starts a
 //! nats-server on loopback and runs it). The caller's thread sends one
-//! record, spins on `try_recv` until it is back, and records the time;
+//! record, polls `try_recv` until it is back, and records the time;
 //! records are sent to this shard's own subject (the waiting thread
 //! yields, so it leaves the core to the transport thread on a busy machine).
 
@@ -25,9 +25,11 @@ fn quantile(sorted: &[Duration], q: f64) -> f64 {
 }
 
 fn run(url: &str, storage: Storage, len: usize, count: usize) {
+    // A fresh stream per run: an old one would deliver its messages at once.
     let name = format!(
-        "LAT_{}_{len}",
-        if storage == Storage::File { "FILE" } else { "MEM" }
+        "LAT_{}_{len}_{}",
+        if storage == Storage::File { "FILE" } else { "MEM" },
+        std::process::id()
     );
     let mut link = Link::connect(Config {
         url: url.to_owned(),
