@@ -47,6 +47,7 @@ build = {
          ["treasure.record"] = "lua/treasure/record.lua",
          ["treasure.metrics"] = "lua/treasure/metrics.lua",
          ["treasure.eventfd"] = "lua/treasure/eventfd.lua",
+         ["treasure.cluster"] = "lua/treasure/cluster.lua",
       },
       lib = {
          ["treasure.native"] = "build/treasure/native.so",
