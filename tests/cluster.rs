@@ -78,14 +78,12 @@ fn connect_stats_flush_close_and_errors_from_lua() {
     }
 }
 
-/// End to end once the core has cluster mode (build with
-/// `--features cluster-records`, see src/cluster/pump.rs): shard 0 owns
+/// End to end: shard 0 owns
 /// the site; player 1 is hosted on shard 0, player 2 on shard 1 (a ghost
 /// on shard 0). One dig on shard 0 yields a record for each host; each
 /// shard's link publishes and applies them, and each host polls its own
 /// player's packet, numbered by its own host seq, with `log_position` the
 /// record's stream sequence.
-#[cfg(feature = "cluster-records")]
 #[test]
 fn two_shards_exchange_a_dig_through_jetstream() {
     let server = support::Server::start();

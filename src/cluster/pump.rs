@@ -31,7 +31,6 @@ use treasure_core::Resolver;
 use crate::error::{self, Fail};
 
 /// What `apply_records` answered (treasure-core's `Applied`).
-#[cfg_attr(not(feature = "cluster-records"), allow(dead_code))]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Applied {
     Digs(u64),
@@ -47,20 +46,6 @@ pub trait Records {
     fn apply_records(&mut self, bytes: &[u8], log_position: Option<u64>) -> Result<Applied, Fail>;
 }
 
-// After the merge with the core's cluster mode: delete this impl and the
-// `cfg` of the next one (see NATS17_REPORT.md).
-#[cfg(not(feature = "cluster-records"))]
-impl Records for Resolver {
-    fn take_records(&mut self, _: &mut Vec<u8>) -> Result<usize, Fail> {
-        Err(error::cluster(Function::Pump, ErrorKind::NoRecords))
-    }
-
-    fn apply_records(&mut self, _: &[u8], _: Option<u64>) -> Result<Applied, Fail> {
-        Err(error::cluster(Function::Pump, ErrorKind::NoRecords))
-    }
-}
-
-#[cfg(feature = "cluster-records")]
 impl Records for Resolver {
     fn take_records(&mut self, out: &mut Vec<u8>) -> Result<usize, Fail> {
         Ok(Resolver::take_records(self, out)?)

@@ -116,8 +116,6 @@ pub enum ErrorKind {
     /// `resolver gave a malformed record stream at byte <at>`: the records
     /// `take_records` returned cannot be cut at their `length` fields.
     MalformedRecords { at: usize },
-    /// `this build cannot take or apply records (treasure-core without cluster mode)`
-    NoRecords,
     /// `internal error: <what>` (a Rust panic caught in the binding)
     Panicked(String),
     /// `<message>`: an error of the Lua runtime met while reading or
@@ -229,9 +227,6 @@ impl fmt::Display for Error {
             ErrorKind::MalformedRecords { at } => {
                 write!(f, "resolver gave a malformed record stream at byte {at}")
             }
-            ErrorKind::NoRecords => f.write_str(
-                "this build cannot take or apply records (treasure-core without cluster mode)",
-            ),
             ErrorKind::Panicked(w) => write!(f, "internal error: {w}"),
             ErrorKind::Lua(m) => f.write_str(m),
         }
