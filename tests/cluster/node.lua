@@ -90,6 +90,9 @@ local world = world_m.new(wopt)
 local P = world.players
 
 local T = require(os.getenv("TREASURE_BACKEND") == "legacy" and "treasure.legacy" or "treasure")
+-- --fake 1: tests/cluster/fake_cluster.lua stands in for cluster mode and the
+-- transport (to develop this driver and run.py; not the contract's code)
+local fake = opt.fake == 1 and require("fake_cluster") or nil
 
 local function write_file(path, s)
   local f = assert(io.open(path .. ".tmp", "wb"))
@@ -295,7 +298,8 @@ local S = opt.shard
 if type(S) ~= "number" then die("shard: --shard I is required") end
 if not opt.url then die("shard: --url is required") end
 if not opt.start_at then die("shard: --start-at EPOCH_S is required") end
-local cluster = require("treasure.cluster")
+local cluster = fake or require("treasure.cluster")
+if fake then T = fake end
 local dir = opt.out
 local out_path = dir .. "/shard" .. S .. ".bin"
 local snap_path = dir .. "/snap" .. S .. ".lua"
@@ -346,7 +350,7 @@ local function drain_once()
     local t = now_us()
     out:write(bytes)
     out:flush()
-    poll_log:write(written, " ", n, " ", t, "\n")
+    poll_log:write(string.format("%d %d %.0f\n", written, n, t))
     written = written + n
   end
   return n
@@ -368,7 +372,7 @@ for t = tick0 + 1, opt.ticks do
   sync_players(S, r, held, nm, true)
   local recs, nd = dig_records(S)
   if nd > 0 then
-    owner_log:write(t, " ", now_us(), "\n")
+    owner_log:write(string.format("%d %.0f\n", t, now_us()))
     while true do
       local ok, why = r:dig_batch(recs)
       if ok then break end
@@ -422,6 +426,8 @@ local json = string.format('{"role":"shard","shard":%d,"restored":%s,"expect":%d
   '"busy_retries":%d,"stats":%s,"link":%s}\n', S, tostring(opt.restore == true), expect, tostring(timed_out),
   tostring(ok == true), busy_retries, kv(st), kv(ls))
 write_file(dir .. "/shard" .. S .. ".json", json)
-io.stdout:write(json)
+io.stdout:write(string.format('{"role":"shard","shard":%d,"restored":%s,"expect":%d,"applied_digs":%d,' ..
+  '"duplicate_digs":%d,"next_host_seq":%d,"log_position":%d,"timed_out":%s}\n', S, tostring(opt.restore == true),
+  expect, st.applied_digs, st.duplicate_digs, st.next_host_seq, st.log_position, tostring(timed_out)))
 link:close()
 os.exit(timed_out and 3 or 0)

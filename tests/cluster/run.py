@@ -112,6 +112,8 @@ def run():
     ap.add_argument("--hz", type=int, default=20)
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--no-faults", action="store_true")
+    ap.add_argument("--fake", action="store_true",
+                    help="develop the driver: tests/cluster/fake_cluster.lua instead of cluster mode and NATS (no broker fault)")
     ap.add_argument("--emulate", action="store_true",
                     help="no broker, no cluster code: node.lua emulate (plain resolvers per shard) against the reference")
     ap.add_argument("--keep", help="keep the run's outputs in this directory")
@@ -167,11 +169,16 @@ def run():
             extra = {"mode": "emulate", "duration_s": round(time.time() - t_begin, 1)}
             return subprocess.run([sys.executable, os.path.join(HERE, "check.py"), "--dir", out, "--shards",
                                    str(a.shards), "--stripe", str(stripe), "--extra", json.dumps(extra)]).returncode
-        port = free_port()
-        url = f"nats://127.0.0.1:{port}"
-        nats_log = open(os.path.join(tmp, "nats.log"), "ab")
-        start_nats(port, store, nats_log)
-        log(f"nats-server {NATS} -js on {url} (pid {procs['nats'].pid})")
+        if a.fake:
+            os.makedirs(store)
+            url = f"file://{store}"
+            node_opts += ["--fake", "1"]
+        else:
+            port = free_port()
+            url = f"nats://127.0.0.1:{port}"
+            nats_log = open(os.path.join(tmp, "nats.log"), "ab")
+            start_nats(port, store, nats_log)
+            log(f"nats-server {NATS} -js on {url} (pid {procs['nats'].pid})")
 
         t0 = time.time()
         ref = subprocess.run(node + ["reference", "--out", out] + world + node_opts, env=env,
@@ -208,8 +215,9 @@ def run():
         # the fault schedule, in wall time from the start
         plan = []
         if not a.no_faults:
-            plan = [(start_at + 0.35 * (end_at - start_at), "kill"),
-                    (start_at + 0.65 * (end_at - start_at), "broker")]
+            plan = [(start_at + 0.35 * (end_at - start_at), "kill")]
+            if not a.fake:
+                plan.append((start_at + 0.65 * (end_at - start_at), "broker"))
         victim = 1 % a.shards
 
         def sleep_until(when, why):
@@ -225,8 +233,11 @@ def run():
                     raise SystemExit(f"test-cluster: run timeout {why}")
                 time.sleep(0.05)
 
+        fault_ticks = []
         for when, what in plan:
             sleep_until(when, f"before the {what} fault")
+            k = int((time.time() - start_at) * a.hz)
+            fault_ticks.append(f"{k - 2}-{k + 5 * a.hz}")
             if what == "kill":
                 snap = os.path.join(out, f"snap{victim}.lua")
                 while not os.path.exists(snap):
@@ -271,11 +282,13 @@ def run():
         extra["duplicate_publish_hooks"] = {} if a.no_faults else {"duplicate_every": 7, "duplicate_raw_every": 11}
         extra["shard_failures"] = failed
         extra["duration_s"] = round(time.time() - t_begin, 1)
-        extra["mode"] = "latency" if a.latency else "faults"
+        extra["mode"] = ("fake-" if a.fake else "") + ("latency" if a.latency else "faults")
         cmd = [sys.executable, os.path.join(HERE, "check.py"), "--dir", out, "--shards", str(a.shards),
                "--stripe", str(stripe), "--extra", json.dumps(extra)]
         if burst_tick is not None:
             cmd += ["--burst-tick", str(burst_tick)]
+        if fault_ticks:
+            cmd += ["--fault-ticks", ",".join(fault_ticks)]
         if failed:
             log("FAILED: " + "; ".join(failed))
         rc = subprocess.run(cmd).returncode    # its JSON line is the last line
