@@ -382,6 +382,7 @@ for t = tick0 + 1, opt.ticks do
     end
   end
   drain_once()
+  poll_log:flush()      -- a kill -9 loses at most this tick's lines
   if t % opt.snapshot_every == 0 then
     local ok, why = link:flush(10000)
     if not ok then die("link:flush before snapshot: " .. tostring(why)) end

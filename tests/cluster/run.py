@@ -237,7 +237,9 @@ def run():
         for when, what in plan:
             sleep_until(when, f"before the {what} fault")
             k = int((time.time() - start_at) * a.hz)
-            fault_ticks.append(f"{k - 2}-{k + 5 * a.hz}")
+            # a kill: from the victim's last snapshot (it re-runs those ticks)
+            back = int(node_opts[node_opts.index("--snapshot-every") + 1]) if what == "kill" else 0
+            fault_ticks.append(f"{k - 2 - back}-{k + 5 * a.hz}")
             if what == "kill":
                 snap = os.path.join(out, f"snap{victim}.lua")
                 while not os.path.exists(snap):
