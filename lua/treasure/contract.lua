@@ -42,6 +42,13 @@ M.PACKET_SIZE = 128
 --- Batch records (docs/API.md, "Batches"): dig = u32 player, i32 x, y, z,
 -- u64 t_us; move = u32 player, i32 x, y, z.
 M.DIG_RECORD_SIZE, M.MOVE_RECORD_SIZE = 24, 16
+--- Cluster mode (issue 17, docs/API.md "Cluster mode"): a shard number is
+-- a record's u16 and 65535 shards at most, so the highest shard is 65534.
+M.SHARDS_MAX = 65535
+M.SHARD_MAX = M.SHARDS_MAX - 1
+--- An outcome record is cut before an entry that would take it past this
+-- many bytes (a single entry may make a record longer).
+M.RECORD_SPLIT_BYTES = 65536
 
 ---------------------------------------------------------------------------
 -- Numbers and values in messages (docs/API.md, "Numbers in messages")
@@ -99,6 +106,13 @@ M.WORKERS  = range(0, M.WORKERS_MAX)
 M.QUANTITY = range(0, M.QUANTITY_MAX)
 M.RARITY   = range(0, M.RARITY_MAX)
 M.NEXT_SEQ = range(1, M.NEXT_SEQ_MAX)
+M.SHARD    = range(0, M.SHARD_MAX)
+M.SHARDS   = range(1, M.SHARDS_MAX)
+
+--- The shards a player's host may be on a resolver of `shards` shards.
+function M.host_range(shards)
+  return range(0, shards - 1)
+end
 
 --- The options of new() in the order they are checked (and snapshot), with
 -- their defaults: { name, range, default }.
@@ -109,8 +123,13 @@ M.OPTIONS = {
   { "workers", M.WORKERS, 0 },
   { "max_pending_packets", M.COUNT_1, 1048576 },
 }
+--- Cluster mode's options, checked after the five above, in this order,
+-- by check_cluster_options (both absent: not cluster mode). Not in OPTIONS:
+-- they have no default and are absent from a plain resolver's snapshot.
+M.CLUSTER_OPTIONS = { { "shard", M.SHARD }, { "shards", M.SHARDS } }
 M.OPTION_KEYS = {}
 for i = 1, #M.OPTIONS do M.OPTION_KEYS[M.OPTIONS[i][1]] = true end
+for i = 1, #M.CLUSTER_OPTIONS do M.OPTION_KEYS[M.CLUSTER_OPTIONS[i][1]] = true end
 
 --- A loot entry's fields in the order they are checked.
 M.ENTRY_FIELDS = {
@@ -211,6 +230,33 @@ function M.foreign_process(created, used)
 end
 
 ---------------------------------------------------------------------------
+-- Cluster mode (issue 17): texts shared by new, the cluster methods,
+-- apply_records' record check and restore
+---------------------------------------------------------------------------
+
+--- A cluster method (set_host, take_records, apply_records) on a resolver
+-- made without opts.shard and opts.shards.
+M.NO_SHARD = "resolver has no shard (create it with opts.shard and opts.shards)"
+
+--- "<prefix><a> must be given with <prefix><b>, got nil": one of the two
+-- cluster options without the other.
+function M.given_with(prefix, a, b)
+  return prefix .. a .. " must be given with " .. prefix .. b .. ", got nil"
+end
+
+--- "<prefix>shard must be below <prefix>shards (<n>), got <s>"
+function M.shard_not_below(prefix, shard, shards)
+  return prefix .. "shard must be below " .. prefix .. "shards (" .. int_text(shards) .. "), got " .. int_text(shard)
+end
+
+--- "<path> must be a valid record for shard <S>, got <reason>": a record of
+-- apply_records' string (path "records[i]") or of a snapshot's outgoing
+-- records; `reason` is treasure.record's text (docs/API.md, "Record format").
+function M.bad_record(path, shard, reason)
+  return path .. " must be a valid record for shard " .. int_text(shard) .. ", got " .. reason
+end
+
+---------------------------------------------------------------------------
 -- stats(): the fixed resolve latency buckets (issue 15)
 ---------------------------------------------------------------------------
 
@@ -239,6 +285,23 @@ function M.check_int(fn, name, v, r)
   return v
 end
 local check_int = M.check_int
+
+--- The cluster options of new() (prefix "opts.") or of a snapshot
+-- (prefix "snapshot.options."), given raw: shard is checked completely
+-- (present when shards is, then its range), then shards (present when shard
+-- is, then its range), then shard < shards. Returns shard, shards as
+-- numbers (-0 as 0), or nothing when both are absent (not cluster mode).
+function M.check_cluster_options(fn, prefix, shard, shards)
+  if shard == nil then
+    if shards ~= nil then fail(fn, M.given_with(prefix, "shard", "shards")) end
+    return nil, nil
+  end
+  check_int(fn, prefix .. "shard", shard, M.SHARD)
+  if shards == nil then fail(fn, M.given_with(prefix, "shards", "shard")) end
+  check_int(fn, prefix .. "shards", shards, M.SHARDS)
+  if shard >= shards then fail(fn, M.shard_not_below(prefix, shard, shards)) end
+  return shard + 0, shards + 0
+end
 
 --- A block: x, y, z each an integer coordinate, checked in that order.
 function M.check_block(fn, x, y, z)

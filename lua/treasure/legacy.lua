@@ -16,7 +16,8 @@
 --   6. a dig             loot roll, recipients, packets; dig and dig_batch
 --   7. move_batch        batch records read in place
 --   8. the stream        poll, poll_into, flush, wait, stats
---   9. snapshot, restore
+--   9. cluster mode      set_host, take_records, apply_records
+--  10. snapshot, restore
 --
 -- Hot-path notes: the world is plain Lua tables; 64-bit arithmetic (uint64_t
 -- cdata) is confined to the FOUND path, where the roll needs exact mod-2^64
@@ -40,12 +41,13 @@ local ffi = require("ffi")
 local bit = require("bit")
 local contract = require("treasure.contract")
 local packet = require("treasure.packet")
+local record = require("treasure.record")
 local packets_held = require("treasure.ffi_buffer")
 local snapshot_rules = require("treasure.snapshot")
 local efd = require("treasure.eventfd")
 local bucket_keys = contract.RESOLVE_BUCKET_KEYS
 
-local bxor, lshift, rshift = bit.bxor, bit.lshift, bit.rshift
+local bor, bxor, lshift, rshift = bit.bor, bit.bxor, bit.lshift, bit.rshift
 local cast, copy, sizeof, typeof = ffi.cast, ffi.copy, ffi.sizeof, ffi.typeof
 local format = string.format
 local sort = table.sort
@@ -74,6 +76,8 @@ local KIND_FOUND, KIND_EMPTY, KIND_NOTHING, KIND_REJECTED = KIND.FOUND, KIND.EMP
 local FLAG_DIGGER, FLAG_PARTY, FLAG_LAST_CHARGE = FLAG.DIGGER, FLAG.PARTY, FLAG.LAST_CHARGE
 
 local fail = contract.fail             -- fail(fn, text): "treasure: <fn>: <text>"
+local HEADER_SIZE = record.HEADER_SIZE
+local RECORD_SPLIT_BYTES = contract.RECORD_SPLIT_BYTES
 local check_int = contract.check_int   -- check_int(fn, name, v, range)
 local check_block = contract.check_block
 local not_in_range = contract.not_in_range
@@ -86,6 +90,12 @@ local I = contract.int_text
 -- be exact in a double; only built for a message).
 local function sum_text(a, b)
   return (tostring(cast("uint64_t", a) + b):gsub("ULL$", ""))
+end
+
+--- a + b for a statistic: saturates at 2^53-1 rather than lose exactness.
+local function sat_add(a, b)
+  local v = a + b
+  return v < SAFE_INT_MAX and v or SAFE_INT_MAX
 end
 
 --- Exact decimal text of a 64-bit record value (tostring(u64) ends in "ULL").
@@ -338,6 +348,14 @@ local function state_of(fn, self)
   return st
 end
 
+--- Step 1 of a cluster method: state_of, then the resolver is in cluster
+-- mode (made with opts.shard and opts.shards).
+local function cluster_state_of(fn, self)
+  local st = state_of(fn, self)
+  if not st.cluster then fail(fn, contract.NO_SHARD) end
+  return st
+end
+
 local function known_player(fn, st, id)
   local p = st.players[id]
   if p == nil then fail(fn, "player must have joined, got " .. I(id)) end
@@ -379,7 +397,8 @@ end
 resolver_mt.__metatable = "treasure.resolver"
 
 --- new([opts]) -> resolver. Options are read raw (a metatable cannot
--- supply them), checked in contract.OPTIONS order, defaults filled in.
+-- supply them), checked in contract.OPTIONS order, defaults filled in; then
+-- the cluster options shard and shards (contract.check_cluster_options).
 local function new(opts)
   local o = {}
   if opts ~= nil then
@@ -395,6 +414,9 @@ local function new(opts)
     check_int("new", "opts." .. name, v, range)
     o[name] = v + 0 -- "+ 0": -0 is stored (and snapshot) as 0
   end
+  local shard, shards = contract.check_cluster_options("new", "opts.",
+    opts and rawget(opts, "shard"), opts and rawget(opts, "shards"))
+  o.shard, o.shards = shard, shards
 
   local st = {
     closed = false,
@@ -419,6 +441,20 @@ local function new(opts)
     tpl = packet.init(packet.ctype()), -- scratch: the current dig's common packet
     buf = buf_t(QUEUE_START_PACKETS * PACKET_SIZE), cap = QUEUE_START_PACKETS, head = 0, tail = 0,
     digs = 0, packets = 0, found = 0, empty = 0, nothing = 0, rejected = 0, busy = 0,
+    -- cluster mode (section 9); a plain resolver keeps cluster = false
+    cluster = shard ~= nil,
+    shard = shard, shards = shards,
+    host_range = shards and contract.host_range(shards), -- set_host's range and message
+    next_host_seq = 1,    -- the host seq the next applied entry's packets get
+    log_position = 0,     -- the highest log_position apply_records was given
+    applied = {},         -- src shard -> highest owner seq covered from it (0: none)
+    sent = {},            -- dest shard -> `to` of the last record cut for it (0: none)
+    out = {}, nout = 0,   -- records not yet taken (strings), in dig order
+    out_packets = 0,      -- recipients of those records: the busy rule's pending count
+    applied_digs = 0, duplicate_digs = 0, records_out = 0, records_in = 0,
+    cut = false,          -- scratch: the current dig call's entries by destination
+    hosts = {},           -- scratch: the current dig's recipients' hosts
+    ebuf = buf_t(record.entry_size(64)), ebuf_slots = 64, -- scratch: one entry being written
   }
   local self = newproxy(resolver_proto)
   states[self] = st
@@ -514,6 +550,7 @@ function Resolver:join(player, x, y, z, party)
   -- prepare ("+ 0" turns -0 into 0 so it is stored and compared canonically)
   x, y, z, party = x + 0, y + 0, z + 0, party + 0
   local pl = { id = player, x = x, y = y, z = z, party = 0,
+    host = st.shard,       -- cluster mode: the shard it is connected to (nil otherwise)
     mark = 0,              -- the stamp of the last dig that listed it as a recipient
     cell = false, ci = 0,  -- its grid cell and its index there
     pi = 0 }               -- its index in its party's list
@@ -646,6 +683,22 @@ local function gather_aoi(st, x, y, z, stamp)
   end
 end
 
+--- What a recipient's packet says about it: its flags (DIGGER for the
+-- digger, else PARTY for a member of the digger's party) and its squared
+-- distance to the block, a u32 that saturates.
+local function recipient_fields(pl, id, digger, party, x, y, z)
+  local flags = 0
+  if id == digger then
+    flags = FLAG_DIGGER
+  elseif party ~= 0 and pl.party == party then
+    flags = FLAG_PARTY
+  end
+  local dx, dy, dz = pl.x - x, pl.y - y, pl.z - z
+  local d2 = dx * dx + dy * dy + dz * dz
+  if d2 > U32_MAX then d2 = U32_MAX end
+  return flags, d2
+end
+
 --- Write one packet per recipient in st.rcpt[1..n] (already sorted) past
 -- the tail, after the `at` packets this call staged there already: copy the
 -- dig's template, patch recipient, flags and dist2, seal the CRC.
@@ -655,16 +708,8 @@ local function emit(st, at, n, digger, party, last_flag, x, y, z)
   local dst = st.buf + (st.tail + at) * PACKET_SIZE
   for i = 1, n do
     local id = rcpt[i]
-    local pl = players[id]
-    local flags = last_flag
-    if id == digger then
-      flags = flags + FLAG_DIGGER
-    elseif party ~= 0 and pl.party == party then
-      flags = flags + FLAG_PARTY
-    end
-    local dx, dy, dz = pl.x - x, pl.y - y, pl.z - z
-    local d2 = dx * dx + dy * dy + dz * dz
-    if d2 > U32_MAX then d2 = U32_MAX end -- dist2 is a u32 that saturates
+    local flags, d2 = recipient_fields(players[id], id, digger, party, x, y, z)
+    flags = flags + last_flag
     copy(dst, tpl, PACKET_SIZE)
     local p = cast(pkt_ptr_t, dst)
     p.recipient = id
@@ -672,6 +717,61 @@ local function emit(st, at, n, digger, party, last_flag, x, y, z)
     p.dist2 = d2
     packet.seal(p)
     dst = dst + PACKET_SIZE
+  end
+end
+
+--- Cluster mode's emit: the dig's recipients st.rcpt[1..n] (sorted), grouped
+-- by their host as of this dig, become one entry per host shard among them,
+-- appended to the call's entries for that destination (st.cut). Each entry
+-- is the dig's template (st.tpl) with entry flags `last_flag` and a slot per
+-- recipient hosted there, ascending id. Allocates only scratch: the call's
+-- records are cut from st.cut once all its digs are staged (cut_records).
+local function stage_entries(st, seq, n, digger, party, last_flag, x, y, z)
+  local cut, players, rcpt, hosts = st.cut, st.players, st.rcpt, st.hosts
+  for i = 1, n do hosts[i] = players[rcpt[i]].host end
+  for i = 1, n do
+    local host = hosts[i]
+    if host then -- the first recipient hosted on `host`: its entry takes them all
+      local m = 0
+      for j = i, n do if hosts[j] == host then m = m + 1 end end
+      if m > st.ebuf_slots then
+        local slots = st.ebuf_slots
+        while slots < m do slots = slots * 2 end
+        st.ebuf, st.ebuf_slots = buf_t(record.entry_size(slots)), slots
+      end
+      local e = cast(record.entry_ptr_t, st.ebuf)
+      record.write_entry(e, st.tpl, last_flag, m)
+      local k = 0
+      for j = i, n do
+        if hosts[j] == host then
+          hosts[j] = false
+          local id = rcpt[j]
+          local flags, d2 = recipient_fields(players[id], id, digger, party, x, y, z)
+          record.write_slot(e, k, id, d2, flags)
+          k = k + 1
+        end
+      end
+      local list = cut.by[host]
+      if list == nil then
+        list = { n = 0, seq = {} }
+        cut.by[host] = list
+        cut.nd = cut.nd + 1
+        cut.dests[cut.nd] = host
+      end
+      local at = list.n + 1
+      list[at], list.seq[at] = ffi.string(st.ebuf, record.entry_size(m)), seq
+      list.n = at
+    end
+  end
+end
+
+--- The packets of a dig's recipients: on the pollable stream (emit), or in
+-- cluster mode as entries of the call's records (stage_entries).
+local function deliver(st, seq, at, n, digger, party, last_flag, x, y, z)
+  if st.cluster then
+    stage_entries(st, seq, n, digger, party, last_flag, x, y, z)
+  else
+    emit(st, at, n, digger, party, last_flag, x, y, z)
   end
 end
 
@@ -710,7 +810,7 @@ local function stage_dig(st, pl, x, y, z, t_us, seq, at, token)
   tpl.kind = kind
   if site == nil then -- REJECTED, NOTHING or EMPTY: one packet, to the digger
     st.rcpt[1] = pl.id
-    emit(st, at, 1, pl.id, pl.party, 0, x, y, z)
+    deliver(st, seq, at, 1, pl.id, pl.party, 0, x, y, z)
     return 1, kind, nil
   end
 
@@ -743,28 +843,85 @@ local function stage_dig(st, pl, x, y, z, t_us, seq, at, token)
   local n, rcpt = st.nrcpt, st.rcpt
   for i = n + 1, oldn do rcpt[i] = nil end -- keep #rcpt == n for sort
   if n > 1 then sort(rcpt) end
-  emit(st, at, n, pl.id, party, after == 0 and FLAG_LAST_CHARGE or 0, x, y, z)
+  deliver(st, seq, at, n, pl.id, party, after == 0 and FLAG_LAST_CHARGE or 0, x, y, z)
   return n, kind, site
 end
 
+--- Cluster mode, once a call's digs are staged: cut the call's entries
+-- (st.cut) into records and write them past st.nout (prepare; the caller
+-- commits with commit_records). Destinations ascending; for each, its
+-- entries in seq order, a new record started before an entry that would
+-- take the record past RECORD_SPLIT_BYTES (a record holds one entry at
+-- least); each record's prev is the `to` of the last record cut for that
+-- destination; `to` is its last entry's seq, except for the call's last
+-- record to that destination, which covers up to the call's last seq.
+-- Returns how many records were cut.
+local function cut_records(st, last_seq)
+  local cut, sent, out = st.cut, st.sent, st.out
+  local dests = cut.dests
+  sort(dests)
+  local k = st.nout
+  for i = 1, cut.nd do
+    local d = dests[i]
+    local list = cut.by[d]
+    local prev = sent[d] or 0
+    local first, len = 1, HEADER_SIZE
+    for j = 1, list.n do
+      local size = #list[j]
+      if j > first and len + size > RECORD_SPLIT_BYTES then
+        k = k + 1
+        out[k] = record.encode(st.shard, d, prev, list.seq[j - 1], list, first, j - 1, len)
+        prev, first, len = list.seq[j - 1], j, HEADER_SIZE
+      end
+      len = len + size
+    end
+    k = k + 1
+    out[k] = record.encode(st.shard, d, prev, last_seq, list, first, list.n, len)
+    -- 0 means "nothing sent yet" (a snapshot lists only those above 0), so
+    -- the key is made now and the commit only assigns
+    if sent[d] == nil then sent[d] = 0 end
+  end
+  return k - st.nout
+end
+
+--- Make the records cut_records wrote visible (plain assignments).
+local function commit_records(st, nrecords, last_seq)
+  local cut = st.cut
+  for i = 1, cut.nd do st.sent[cut.dests[i]] = last_seq end
+  st.nout = st.nout + nrecords
+end
+
 --- Commit a call's staged digs: `ndigs` digs of the given kinds whose
--- `npackets` packets lie past the tail (plain assignments only).
+-- `npackets` packets lie past the tail, or in cluster mode are held by the
+-- call's records (plain assignments only).
 local function commit_digs(st, ndigs, npackets, found, empty, nothing, rejected)
-  st.tail = st.tail + npackets
-  local packets = st.packets + npackets
-  st.packets = packets < SAFE_INT_MAX and packets or SAFE_INT_MAX -- a statistic: saturates
+  if st.cluster then
+    st.out_packets = st.out_packets + npackets
+  else
+    st.tail = st.tail + npackets
+    st.packets = sat_add(st.packets, npackets) -- a statistic: saturates
+  end
   st.seq = st.seq + ndigs
   st.digs = st.digs + ndigs
   st.found, st.empty = st.found + found, st.empty + empty
   st.nothing, st.rejected = st.nothing + nothing, st.rejected + rejected
-  if st.efd and npackets > 0 then efd.raise(st) end -- r:fd(): pending 0 -> > 0
+  if st.efd and not st.cluster and npackets > 0 then efd.raise(st) end -- r:fd(): pending 0 -> > 0
+end
+
+--- A dig call in cluster mode gathers its entries in a fresh st.cut
+-- (scratch: the one key exists already, so this cannot raise past the
+-- table's allocation).
+local function cut_begin(st)
+  if st.cluster then st.cut = { nd = 0, dests = {}, by = {} } end
 end
 
 --- The busy rule: while more than max_pending_packets are pending, a dig
 -- is refused with nil, "busy"; the refusal counts (saturating) and changes
--- nothing else.
+-- nothing else. Pending: the packets not yet polled, or in cluster mode the
+-- dig packets not yet taken as records (their recipients).
 local function is_busy(st)
-  if st.tail - st.head > st.max_pending then
+  local pending = st.cluster and st.out_packets or st.tail - st.head
+  if pending > st.max_pending then
     if st.busy < SAFE_INT_MAX then st.busy = st.busy + 1 end
     return true
   end
@@ -784,9 +941,12 @@ function Resolver:dig(player, x, y, z, t_us)
   -- prepare
   local token = st.token + 1
   st.token = token
+  cut_begin(st)
   local n, kind, site = stage_dig(st, pl, x + 0, y + 0, z + 0, t_us + 0, seq, 0, token)
+  local nrecords = st.cluster and cut_records(st, seq)
   -- commit
   if site then site.charges = site.staged end
+  if nrecords then commit_records(st, nrecords, seq) end
   commit_digs(st, 1, n, kind == KIND_FOUND and 1 or 0, kind == KIND_EMPTY and 1 or 0,
     kind == KIND_NOTHING and 1 or 0, kind == KIND_REJECTED and 1 or 0)
   return seq
@@ -858,6 +1018,7 @@ function Resolver:dig_batch(records)
   -- prepare: every dig staged past the tail, charges in the sites' scratch
   local token = st.token + 1
   st.token = token
+  cut_begin(st)
   local players, touched = st.players, st.touched
   local at, ntouched = 0, 0
   local found, empty, nothing, rejected = 0, 0, 0, 0
@@ -876,11 +1037,14 @@ function Resolver:dig_batch(records)
     elseif kind == KIND_NOTHING then nothing = nothing + 1
     else rejected = rejected + 1 end
   end
+  local last = first + n - 1
+  local nrecords = st.cluster and n > 0 and cut_records(st, last)
   -- commit (a site listed twice gets the same staged value twice)
   for i = 1, ntouched do
     local site = touched[i]
     site.charges = site.staged
   end
+  if nrecords then commit_records(st, nrecords, last) end
   commit_digs(st, n, at, found, empty, nothing, rejected)
   return first, n
 end
@@ -1030,11 +1194,141 @@ function Resolver:stats()
     inflight_digs = 0, resolve_count = st.digs, resolve_sum_us = 0,
   }
   for i = 1, #bucket_keys do t[bucket_keys[i]] = st.digs end
+  if st.cluster then
+    t.shard, t.shards = st.shard, st.shards
+    t.next_host_seq, t.log_position = st.next_host_seq, st.log_position
+    t.applied_digs, t.duplicate_digs = st.applied_digs, st.duplicate_digs
+    t.records_out, t.records_in, t.pending_records = st.records_out, st.records_in, st.nout
+  end
   return t
 end
 
 ---------------------------------------------------------------------------
--- 9. Snapshot and restore (docs/API.md, "Snapshot, restore and swap").
+-- 9. Cluster mode (docs/API.md, "Cluster mode"). A dig's recipients leave
+-- as outcome records (cut_records above), one or more per destination host
+-- shard and dig call; this shard's packets come only from the records
+-- applied to it, in log order, numbered with its own host seq.
+---------------------------------------------------------------------------
+
+function Resolver:set_host(player, host)
+  local fn = "set_host"
+  local st = cluster_state_of(fn, self)
+  check_int(fn, "player", player, ID)
+  local pl = known_player(fn, st, player)
+  check_int(fn, "host", host, st.host_range)
+  pl.host = host + 0
+end
+
+--- Every record of the dig calls so far (legacy resolves inside the call),
+-- in dig order, as one string; they are removed.
+function Resolver:take_records()
+  local st = cluster_state_of("take_records", self)
+  local n = st.nout
+  if n == 0 then return 0, "" end
+  local out = st.out
+  local bytes = table.concat(out, "", 1, n) -- prepare
+  for i = 1, n do out[i] = nil end          -- commit
+  st.nout, st.out_packets = 0, 0
+  st.records_out = sat_add(st.records_out, n)
+  return n, bytes
+end
+
+--- The dedupe and order rule over the checked records `recs`, left to right,
+-- against st.applied with the effect of the earlier records of the same
+-- string. Returns nil when a record's prev is past what was applied from
+-- its src (a gap); else the offsets of the entries to apply (in order),
+-- their count and recipients, the duplicates skipped, and `seen` (src ->
+-- its applied seq after the string). Changes nothing visible: a src not yet
+-- in st.applied gets its key with 0 ("none"), so the commit only assigns.
+local function plan_records(st, recs)
+  local applied = st.applied
+  local seen, plan, nplan, npackets, duplicates = {}, {}, 0, 0, 0
+  for i = 1, #recs do
+    local rec = recs[i]
+    local src = rec.src
+    local done = seen[src] or applied[src] or 0
+    if rec.to <= done then -- all of it was applied before
+      duplicates = duplicates + rec.n
+    elseif rec.prev > done then -- a record between them is missing
+      return nil
+    else
+      for k = 1, rec.n do
+        if rec.eseq[k] <= done then
+          duplicates = duplicates + 1
+        else
+          nplan = nplan + 1
+          plan[nplan] = rec.eoff[k]
+          npackets = npackets + rec.ercpt[k]
+        end
+      end
+      seen[src] = rec.to
+      if applied[src] == nil then applied[src] = 0 end
+    end
+  end
+  return plan, nplan, npackets, duplicates, seen
+end
+
+--- Write the packets of the planned entries past the tail: each entry takes
+-- the next host seq; one packet per recipient slot, in slot order.
+local function stage_applied(st, records, plan, nplan, npackets)
+  queue_reserve(st, 0, npackets)
+  local tpl = st.tpl
+  local dst = st.buf + st.tail * PACKET_SIZE
+  local h = st.next_host_seq
+  for i = 1, nplan do
+    local e = record.entry_at(records, plan[i])
+    record.template(tpl, e)
+    tpl.seq = h
+    local flags = e.flags
+    for j = 0, e.recipients - 1 do
+      local slot = record.slot_at(e, j)
+      copy(dst, tpl, PACKET_SIZE)
+      local p = cast(pkt_ptr_t, dst)
+      p.recipient = slot.recipient
+      p.flags = bor(flags, slot.flags)
+      p.dist2 = slot.dist2
+      packet.seal(p)
+      dst = dst + PACKET_SIZE
+    end
+    h = h + 1
+  end
+end
+
+function Resolver:apply_records(records, log_position)
+  local fn = "apply_records"
+  local st = cluster_state_of(fn, self)
+  if type(records) ~= "string" then fail(fn, "records must be a string, got " .. type(records)) end
+  if log_position ~= nil then check_int(fn, "log_position", log_position, COUNT) end
+  local recs, bad, why = record.scan(records, st.shard, st.shards)
+  if recs == nil then fail(fn, contract.bad_record("records[" .. bad .. "]", st.shard, why)) end
+  -- the busy rule of apply_records: the host packets not yet polled, before the call
+  if st.tail - st.head >= st.max_pending then
+    st.busy = sat_add(st.busy, 1)
+    return nil, "busy"
+  end
+  local plan, nplan, npackets, duplicates, seen = plan_records(st, recs)
+  if plan == nil then return nil, "gap" end
+  local last = st.next_host_seq - 1 + nplan
+  if last > SAFE_INT_MAX then
+    fail(fn, contract.past_limit("seq", sum_text(st.next_host_seq - 1, nplan)))
+  end
+  -- prepare
+  stage_applied(st, records, plan, nplan, npackets)
+  -- commit
+  for src, to in next, seen do st.applied[src] = to end
+  st.tail = st.tail + npackets
+  st.packets = sat_add(st.packets, npackets)
+  st.next_host_seq = st.next_host_seq + nplan
+  st.applied_digs = sat_add(st.applied_digs, nplan)
+  st.duplicate_digs = sat_add(st.duplicate_digs, duplicates)
+  st.records_in = sat_add(st.records_in, #recs)
+  if log_position ~= nil and log_position > st.log_position then st.log_position = log_position + 0 end
+  if st.efd and npackets > 0 then efd.raise(st) end -- r:fd(): pending 0 -> > 0
+  return nplan
+end
+
+---------------------------------------------------------------------------
+-- 10. Snapshot and restore (docs/API.md, "Snapshot, restore and swap").
 -- The validation rules live in treasure/snapshot.lua, shared with native.
 ---------------------------------------------------------------------------
 
@@ -1043,6 +1337,30 @@ local function sorted_keys(t)
   for id in pairs(t) do n = n + 1; ids[n] = id end
   sort(ids)
   return ids, n
+end
+
+--- { shard =, seq = } for each shard whose seq in `t` is above 0, ascending.
+local function shard_seqs(t)
+  local ids, n = sorted_keys(t)
+  local out = {}
+  for i = 1, n do
+    local seq = t[ids[i]]
+    if seq > 0 then out[#out + 1] = { shard = ids[i], seq = seq } end
+  end
+  return out
+end
+
+--- The snapshot's `cluster` table (docs/API.md, "Cluster mode").
+local function cluster_snapshot(st)
+  return {
+    next_host_seq = st.next_host_seq,
+    log_position = st.log_position,
+    applied = shard_seqs(st.applied),
+    sent = shard_seqs(st.sent),
+    outgoing = table.concat(st.out, "", 1, st.nout),
+    counters = { applied_digs = st.applied_digs, duplicate_digs = st.duplicate_digs,
+      records_out = st.records_out, records_in = st.records_in },
+  }
 end
 
 function Resolver:snapshot()
@@ -1073,13 +1391,14 @@ function Resolver:snapshot()
   ids, n = sorted_keys(st.players)
   for i = 1, n do
     local pl = st.players[ids[i]]
-    players[i] = { id = pl.id, x = pl.x, y = pl.y, z = pl.z, party = pl.party }
+    players[i] = { id = pl.id, x = pl.x, y = pl.y, z = pl.z, party = pl.party, host = pl.host }
   end
   local pending = st.tail - st.head
   return {
     version = snapshot_rules.VERSION,
     options = { seed = o.seed, aoi_radius = o.aoi_radius, reach = o.reach,
-      workers = o.workers, max_pending_packets = o.max_pending_packets },
+      workers = o.workers, max_pending_packets = o.max_pending_packets,
+      shard = o.shard, shards = o.shards }, -- nil (absent) on a plain resolver
     loot_tables = loot_tables,
     sites = sites,
     players = players,
@@ -1087,7 +1406,31 @@ function Resolver:snapshot()
     counters = { digs = st.digs, packets = st.packets, found = st.found, empty = st.empty,
       nothing = st.nothing, rejected = st.rejected, busy = st.busy },
     pending = pending > 0 and ffi.string(st.buf + st.head * PACKET_SIZE, pending * PACKET_SIZE) or "",
+    cluster = st.cluster and cluster_snapshot(st) or nil,
   }
+end
+
+--- The cluster state of a checked snapshot's `cluster` table.
+local function restore_cluster(st, cl)
+  st.next_host_seq, st.log_position = rawget(cl, "next_host_seq") + 0, rawget(cl, "log_position") + 0
+  for key, t in next, { applied = st.applied, sent = st.sent } do
+    local list = rawget(cl, key)
+    for i = 1, #list do
+      local e = rawget(list, i)
+      t[rawget(e, "shard") + 0] = rawget(e, "seq") + 0
+    end
+  end
+  local outgoing = rawget(cl, "outgoing")
+  local recs = assert(record.scan(outgoing, st.shard, st.shards, true)) -- checked by treasure.snapshot
+  for i = 1, #recs do
+    local rec = recs[i]
+    st.out[i] = outgoing:sub(rec.off + 1, rec.off + rec.length)
+    st.out_packets = st.out_packets + rec.recipients
+  end
+  st.nout = #recs
+  local c = rawget(cl, "counters")
+  st.applied_digs, st.duplicate_digs = rawget(c, "applied_digs") + 0, rawget(c, "duplicate_digs") + 0
+  st.records_out, st.records_in = rawget(c, "records_out") + 0, rawget(c, "records_in") + 0
 end
 
 --- restore(snapshot): a new resolver in the snapshot's state; everything is
@@ -1098,7 +1441,8 @@ local function restore(s)
   local o = rawget(s, "options")
   local r = new({ seed = rawget(o, "seed"), aoi_radius = rawget(o, "aoi_radius"),
     reach = rawget(o, "reach"), workers = rawget(o, "workers"),
-    max_pending_packets = rawget(o, "max_pending_packets") })
+    max_pending_packets = rawget(o, "max_pending_packets"),
+    shard = rawget(o, "shard"), shards = rawget(o, "shards") })
   local lts, sites, players = rawget(s, "loot_tables"), rawget(s, "sites"), rawget(s, "players")
   for i = 1, #lts do
     local lt = rawget(lts, i)
@@ -1112,6 +1456,8 @@ local function restore(s)
   for i = 1, #players do
     local p = rawget(players, i)
     r:join(rawget(p, "id"), rawget(p, "x"), rawget(p, "y"), rawget(p, "z"), rawget(p, "party"))
+    local host = rawget(p, "host")
+    if host ~= nil then r:set_host(rawget(p, "id"), host) end
   end
   local st = states[r]
   local c = rawget(s, "counters")
@@ -1127,6 +1473,8 @@ local function restore(s)
     copy(st.buf, pending, #pending)
     st.tail = n
   end
+  local cl = rawget(s, "cluster")
+  if cl ~= nil then restore_cluster(st, cl) end
   return r
 end
 

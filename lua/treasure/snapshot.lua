@@ -12,16 +12,26 @@
 --   treasure: restore: snapshot.players[3].x must be an integer in [-1048576, 1048575], got 1.5
 --
 -- Checks run in this order and the first failure is raised: the snapshot's
--- type and unknown keys; version; options; loot_tables; sites; players;
--- counters; pending; next_seq. Within a list, elements first to last, each
--- completely (its type, unknown keys, fields in the documented order, then
--- the rules against earlier elements). Fields are read raw (rawget/next).
+-- type and unknown keys; version; options (the five, then shard and shards);
+-- loot_tables; sites; players; counters; pending; next_seq; cluster. Within
+-- a list, elements first to last, each completely (its type, unknown keys,
+-- fields in the documented order, then the rules against earlier elements).
+-- Fields are read raw (rawget/next).
+--
+-- Cluster mode (issue 17) is options.shard given (with options.shards): then
+-- each player has a `host`, pending packets carry host seqs (bounded by
+-- cluster.next_host_seq instead of next_seq) and `cluster` is required;
+-- without it, `host` and `cluster` are unknown keys (docs/API.md, "Cluster
+-- mode", lists every rule).
 
--- treasure.native passes the packet and contract modules in (a require
--- passes its name instead).
-local packet, contract = ...
+-- treasure.native passes the packet and contract modules in, and may pass
+-- treasure.record (a require passes its name instead). Without it, record.lua
+-- is required on the first cluster snapshot only, so a plain restore never
+-- needs package.path.
+local packet, contract, record = ...
 if type(packet) ~= "table" then packet = require("treasure.packet") end
 if type(contract) ~= "table" then contract = require("treasure.contract") end
+if type(record) ~= "table" then record = nil end
 local ffi = require("ffi")
 
 local cast = ffi.cast
@@ -50,7 +60,8 @@ local function set(list)
   return s
 end
 
-local TOP = set({ "version", "options", "loot_tables", "sites", "players", "next_seq", "counters", "pending" })
+local TOP = set({ "version", "options", "loot_tables", "sites", "players", "next_seq", "counters", "pending",
+  "cluster" }) -- cluster: only in cluster mode, judged once the options are known
 local LOOT_KEYS = set({ "id", "entries" })
 -- A site's and a player's fields in the order they are checked (the order
 -- of add_site's and join's arguments).
@@ -60,6 +71,11 @@ local SITE = {
 local SITE_KEYS = set({ "id", "x", "y", "z", "loot_table_id", "charges" })
 local PLAYER = { { "id", ID }, { "x", COORD }, { "y", COORD }, { "z", COORD }, { "party", U32 } }
 local PLAYER_KEYS = set({ "id", "x", "y", "z", "party" })
+local CLUSTER_PLAYER_KEYS = set({ "id", "x", "y", "z", "party", "host" })
+local CLUSTER_KEYS = set({ "next_host_seq", "log_position", "applied", "sent", "outgoing", "counters" })
+local SHARD_SEQ_KEYS = set({ "shard", "seq" })
+local CLUSTER_COUNTERS = { "applied_digs", "duplicate_digs", "records_out", "records_in" }
+local CLUSTER_COUNTER_KEYS = set(CLUSTER_COUNTERS)
 local COUNTERS = { "digs", "packets", "found", "empty", "nothing", "rejected", "busy" }
 local COUNTER_KEYS = set(COUNTERS)
 
@@ -83,6 +99,91 @@ local function unique(list_path, i, seen, id)
   seen[id] = i
 end
 
+--- A cluster list of { shard =, seq = } (applied, sent): an array, each
+-- element a table with just those keys, shard in `hosts`, seq in [1, 2^53-1],
+-- shards strictly ascending. Returns shard -> seq.
+local function shard_seqs(path, list, hosts)
+  local by = {}
+  local last
+  for i = 1, array(path, list) do
+    local e = keys(path, rawget(list, i), SHARD_SEQ_KEYS, i)
+    local sh = int(element(path, i) .. ".shard", rawget(e, "shard"), hosts)
+    local seq = int(element(path, i) .. ".seq", rawget(e, "seq"), contract.COUNT_1)
+    if last and sh <= last then
+      fail(format("%s.shard must be above the previous element's shard %s, got %s", element(path, i), I(last), I(sh)))
+    end
+    last = sh
+    by[sh + 0] = seq + 0
+  end
+  return by
+end
+
+--- The `cluster` table of a cluster-mode snapshot, in this order: its type
+-- and unknown keys; counters; next_host_seq (range, above the last pending
+-- packet's seq, counters.applied_digs + 1); log_position; applied; sent
+-- (each seq below next_seq); outgoing (a string of records from this shard,
+-- each valid as apply_records would judge it for its destination; per
+-- destination chained, each prev the to of the previous outgoing record to
+-- it; each to below next_seq; the last one's to is what sent holds for it).
+local function check_cluster(cl, shard, shards, hosts, next_seq, last_seq)
+  local CP = "snapshot.cluster"
+  keys(CP, cl, CLUSTER_KEYS)
+  local c = keys(CP .. ".counters", rawget(cl, "counters"), CLUSTER_COUNTER_KEYS)
+  for i = 1, #CLUSTER_COUNTERS do
+    int(CP .. ".counters." .. CLUSTER_COUNTERS[i], rawget(c, CLUSTER_COUNTERS[i]), COUNT)
+  end
+  local next_host_seq = int(CP .. ".next_host_seq", rawget(cl, "next_host_seq"), NEXT_SEQ)
+  if last_seq and next_host_seq <= last_seq then
+    fail(format("%s.next_host_seq must be above the last pending packet's seq %s, got %s", CP, I(last_seq),
+      I(next_host_seq)))
+  end
+  local applied_digs = rawget(c, "applied_digs")
+  if next_host_seq ~= applied_digs + 1 then
+    fail(format("%s.next_host_seq must be cluster.counters.applied_digs + 1 (%s), got %s", CP, I(applied_digs + 1),
+      I(next_host_seq)))
+  end
+  int(CP .. ".log_position", rawget(cl, "log_position"), COUNT)
+  shard_seqs(CP .. ".applied", rawget(cl, "applied"), hosts)
+  local SENT = CP .. ".sent"
+  local sent_list = rawget(cl, "sent")
+  local sent = shard_seqs(SENT, sent_list, hosts)
+  for i = 1, #sent_list do
+    local seq = rawget(rawget(sent_list, i), "seq")
+    if seq >= next_seq then
+      fail(format("%s.seq must be below next_seq (%s), got %s", element(SENT, i), I(next_seq), I(seq)))
+    end
+  end
+
+  local outgoing = rawget(cl, "outgoing")
+  local OP = CP .. ".outgoing"
+  if type(outgoing) ~= "string" then fail(OP .. " must be a string, got " .. type(outgoing)) end
+  record = record or require("treasure.record")
+  local recs, bad, why = record.scan(outgoing, shard, shards, true)
+  if recs == nil then fail(contract.bad_record(element(OP, bad), shard, why)) end
+  local last_to, dests = {}, {} -- dest -> to of its last outgoing record so far
+  for i = 1, #recs do
+    local rec = recs[i]
+    local d, before = rec.dest, last_to[rec.dest]
+    if before and rec.prev ~= before then
+      fail(format("%s.prev must be the to of the previous outgoing record for shard %s (%s), got %s",
+        element(OP, i), I(d), I(before), I(rec.prev)))
+    end
+    if rec.to >= next_seq then
+      fail(format("%s.to must be below next_seq (%s), got %s", element(OP, i), I(next_seq), I(rec.to)))
+    end
+    if not before then dests[#dests + 1] = d end
+    last_to[d] = rec.to
+  end
+  table.sort(dests)
+  for i = 1, #dests do
+    local d = dests[i]
+    if sent[d] ~= last_to[d] then
+      fail(format("%s must give shard %s the to of its last outgoing record (%s), got %s", SENT, I(d),
+        I(last_to[d]), sent[d] and I(sent[d]) or "nil"))
+    end
+  end
+end
+
 local M = { VERSION = VERSION, _VERSION = packet._VERSION, _VERSION_NUM = packet._VERSION_NUM }
 
 --- Raises `treasure: restore: ...` unless `s` is a valid snapshot.
@@ -98,6 +199,9 @@ function M.check(s)
     local name, r = contract.OPTIONS[i][1], contract.OPTIONS[i][2]
     int("snapshot.options." .. name, rawget(o, name), r)
   end
+  local shard, shards = contract.check_cluster_options("restore", "snapshot.options.",
+    rawget(o, "shard"), rawget(o, "shards"))
+  local hosts = shards and contract.host_range(shards)
 
   local lts = rawget(s, "loot_tables")
   local tables = {}
@@ -136,8 +240,9 @@ function M.check(s)
   local player_ids = {}
   local PP = "snapshot.players"
   for i = 1, array(PP, players) do
-    local p = keys(PP, rawget(players, i), PLAYER_KEYS, i)
+    local p = keys(PP, rawget(players, i), hosts and CLUSTER_PLAYER_KEYS or PLAYER_KEYS, i)
     fields(PP, i, p, PLAYER)
+    if hosts then int(element(PP, i) .. ".host", rawget(p, "host"), hosts) end
     unique(PP, i, player_ids, rawget(p, "id"))
   end
 
@@ -183,11 +288,18 @@ function M.check(s)
   end
 
   local next_seq = int("snapshot.next_seq", rawget(s, "next_seq"), NEXT_SEQ)
-  if last_seq and next_seq <= last_seq then
+  if last_seq and not hosts and next_seq <= last_seq then
     fail(format("snapshot.next_seq must be above the last pending packet's seq %s, got %s", I(last_seq), I(next_seq)))
   end
   if next_seq ~= digs + 1 then
     fail(format("snapshot.next_seq must be counters.digs + 1 (%s), got %s", I(digs + 1), I(next_seq)))
+  end
+
+  local cl = rawget(s, "cluster")
+  if not hosts then
+    if cl ~= nil then fail(contract.unknown_key("snapshot", "cluster")) end
+  else
+    check_cluster(cl, shard, shards, hosts, next_seq, last_seq)
   end
   return n
 end
