@@ -1,6 +1,7 @@
 -- tests/cluster/fake_cluster.lua: a test double of cluster mode and of
 -- treasure.cluster, for developing node.lua and run.py before the real ones
--- exist (`run.py --fake`). It is NOT the contract's implementation: its
+-- exist (`run.py --fake`; `run.py --fake-link`: only the link is fake, the
+-- resolvers are real cluster-mode ones, e.g. legacy's). It is NOT the contract's implementation: its
 -- records are its own format (a small header, then the owner's 128-byte
 -- packets), built on a plain resolver's packets, and its "log" is one
 -- append-only file per destination shard (flock'd appends; the stream
@@ -180,10 +181,32 @@ function L:publish(dest, rec)
   ffi.C.close(fd)
   self.published = self.published + 1
 end
+-- the records r has to send, as a list of strings with their destinations
+local function take(r)
+  if r.apply_record then
+    local _, recs = r:take_records()
+    local dests = {}
+    for i, rec in ipairs(recs) do dests[i] = ffi.cast("const uint16_t *", rec)[1] end
+    return recs, dests
+  end
+  -- a real cluster-mode resolver: record format v1 (dest at 8, length at 32)
+  local n, bytes = r:take_records()
+  local recs, dests, off = {}, {}, 0
+  local p = ffi.cast("const uint8_t *", bytes)
+  for i = 1, n do
+    local len = ffi.cast("const uint32_t *", p + off + 32)[0]
+    recs[i] = bytes:sub(off + 1, off + len)
+    dests[i] = ffi.cast("const uint16_t *", p + off + 8)[0]
+    off = off + len
+  end
+  assert(off == #bytes, "fake link: records do not add up to the bytes")
+  return recs, dests
+end
+
 function L:pump(r)
-  local _, recs = r:take_records()
-  for _, rec in ipairs(recs) do
-    local dest = ffi.cast("const uint16_t *", rec)[1]
+  local recs, dests = take(r)
+  for i, rec in ipairs(recs) do
+    local dest = dests[i]
     self:publish(dest, rec)
     if (self.dup and self.published % self.dup == 0) or (self.dup_raw and self.published % self.dup_raw == 0) then
       self:publish(dest, rec)
@@ -201,7 +224,8 @@ function L:pump(r)
       if not rec or #rec < n then break end
       local pos = self.pos + 1
       if pos > self.skip then
-        local a, why = r:apply_record(rec, pos)
+        local a, why
+        if r.apply_record then a, why = r:apply_record(rec, pos) else a, why = r:apply_records(rec, pos) end
         if not a then break end   -- gap or busy: retried at the next pump
         applied = applied + a
         self.received = self.received + 1

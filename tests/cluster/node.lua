@@ -92,7 +92,7 @@ local P = world.players
 local T = require(os.getenv("TREASURE_BACKEND") == "legacy" and "treasure.legacy" or "treasure")
 -- --fake 1: tests/cluster/fake_cluster.lua stands in for cluster mode and the
 -- transport (to develop this driver and run.py; not the contract's code)
-local fake = opt.fake == 1 and require("fake_cluster") or nil
+local fake = (opt.fake == 1 or opt.fake_link == 1) and require("fake_cluster") or nil
 
 local function write_file(path, s)
   local f = assert(io.open(path .. ".tmp", "wb"))
@@ -299,7 +299,7 @@ if type(S) ~= "number" then die("shard: --shard I is required") end
 if not opt.url then die("shard: --url is required") end
 if not opt.start_at then die("shard: --start-at EPOCH_S is required") end
 local cluster = fake or require("treasure.cluster")
-if fake then T = fake end
+if fake and opt.fake == 1 then T = fake end
 local dir = opt.out
 local out_path = dir .. "/shard" .. S .. ".bin"
 local snap_path = dir .. "/snap" .. S .. ".lua"

@@ -112,6 +112,8 @@ def run():
     ap.add_argument("--hz", type=int, default=20)
     ap.add_argument("--latency", action="store_true")
     ap.add_argument("--no-faults", action="store_true")
+    ap.add_argument("--fake-link", action="store_true",
+                    help="real cluster-mode resolvers (TREASURE_BACKEND decides) over the fake file link, no broker")
     ap.add_argument("--fake", action="store_true",
                     help="develop the driver: tests/cluster/fake_cluster.lua instead of cluster mode and NATS (no broker fault)")
     ap.add_argument("--emulate", action="store_true",
@@ -169,10 +171,10 @@ def run():
             extra = {"mode": "emulate", "duration_s": round(time.time() - t_begin, 1)}
             return subprocess.run([sys.executable, os.path.join(HERE, "check.py"), "--dir", out, "--shards",
                                    str(a.shards), "--stripe", str(stripe), "--extra", json.dumps(extra)]).returncode
-        if a.fake:
+        if a.fake or a.fake_link:
             os.makedirs(store)
             url = f"file://{store}"
-            node_opts += ["--fake", "1"]
+            node_opts += ["--fake", "1"] if a.fake else ["--fake-link", "1"]
         else:
             port = free_port()
             url = f"nats://127.0.0.1:{port}"
@@ -216,7 +218,7 @@ def run():
         plan = []
         if not a.no_faults:
             plan = [(start_at + 0.35 * (end_at - start_at), "kill")]
-            if not a.fake:
+            if not (a.fake or a.fake_link):
                 plan.append((start_at + 0.65 * (end_at - start_at), "broker"))
         victim = 1 % a.shards
 
@@ -284,7 +286,7 @@ def run():
         extra["duplicate_publish_hooks"] = {} if a.no_faults else {"duplicate_every": 7, "duplicate_raw_every": 11}
         extra["shard_failures"] = failed
         extra["duration_s"] = round(time.time() - t_begin, 1)
-        extra["mode"] = ("fake-" if a.fake else "") + ("latency" if a.latency else "faults")
+        extra["mode"] = ("fake-" if a.fake else "fake-link-" if a.fake_link else "") + ("latency" if a.latency else "faults")
         cmd = [sys.executable, os.path.join(HERE, "check.py"), "--dir", out, "--shards", str(a.shards),
                "--stripe", str(stripe), "--extra", json.dumps(extra)]
         if burst_tick is not None:
