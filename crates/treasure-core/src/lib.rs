@@ -18,6 +18,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]
 
+mod cluster;
 pub mod contract;
 mod histogram;
 mod options;
@@ -33,6 +34,10 @@ mod stats;
 pub mod wire;
 mod world;
 
+pub use cluster::incoming::Applied;
+/// The cluster record format (issue 17): its layout, the checked reader a
+/// transport uses to split `take_records` bytes by destination, the writer.
+pub use cluster::record as cluster_record;
 pub use contract::{Arg, EntriesAt, Error, ErrorKind, Expected, Got, Method, SnapshotPath};
 pub use options::Options;
 pub use pool::pool_threads;
@@ -41,10 +46,10 @@ pub use records::{DigRecord, MoveRecord, DIG_RECORD_SIZE, MOVE_RECORD_SIZE};
 pub use resolver::Resolver;
 pub use roll::{splitmix64, LootEntry, LootTable};
 pub use snapshot::{
-    validate as validate_snapshot, LootTableSnapshot, PlayerSnapshot, SiteSnapshot, Snapshot,
-    SNAPSHOT_VERSION,
+    validate as validate_snapshot, ClusterSnapshot, LootTableSnapshot, PlayerSnapshot, ShardSeq,
+    SiteSnapshot, Snapshot, SNAPSHOT_VERSION,
 };
-pub use stats::{BucketCounts, Counters, Stats};
+pub use stats::{BucketCounts, ClusterCounters, ClusterStats, Counters, Stats};
 pub use wire::{Fields, Kind, Packet, WireError, SIZE as PACKET_SIZE};
 
 /// The world's internals, for this crate's benches and tests only (feature

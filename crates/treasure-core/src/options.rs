@@ -17,6 +17,12 @@ pub struct Options {
     pub workers: u32,
     /// Busy threshold, [1, 2^53-1]. Default 1048576.
     pub max_pending_packets: u64,
+    /// Cluster mode (issue 17): this resolver's shard, [0, 65534], given
+    /// together with [`shards`](Options::shards) and below it. Both `None`
+    /// (the default): not cluster mode, everything as without them.
+    pub shard: Option<u16>,
+    /// Cluster mode: the number of shards, [1, 65535].
+    pub shards: Option<u16>,
     /// Digs per worker task: big enough to amortize a hand-off, small
     /// enough to spread a batch over the workers. Values below 1 are
     /// treated as 1. Default 128.
@@ -52,6 +58,8 @@ impl Default for Options {
             reach: 8,
             workers: 0,
             max_pending_packets: 1_048_576,
+            shard: None,
+            shards: None,
             chunk_digs: 128,
             max_inflight_chunks: 1024,
             inline_max_digs: 0,

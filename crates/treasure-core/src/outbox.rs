@@ -25,6 +25,10 @@ struct Entry {
 pub(crate) struct Outbox {
     templates: Vec<[u8; SIZE]>,
     entries: Vec<Entry>,
+    /// Cluster mode only (else empty): `hosts[k]` is the host shard of
+    /// packet `k`'s recipient in the player snapshot the dig was resolved
+    /// against, recorded by the worker that still holds that snapshot.
+    hosts: Vec<u16>,
 }
 
 impl Outbox {
@@ -32,6 +36,7 @@ impl Outbox {
     pub fn clear(&mut self) {
         self.templates.clear();
         self.entries.clear();
+        self.hosts.clear();
     }
 
     /// Number of packets.
@@ -46,7 +51,32 @@ impl Outbox {
 
     /// Bytes allocated (to decide whether it is worth recycling).
     pub fn capacity_bytes(&self) -> usize {
-        self.templates.capacity() * SIZE + self.entries.capacity() * std::mem::size_of::<Entry>()
+        self.templates.capacity() * SIZE
+            + self.entries.capacity() * std::mem::size_of::<Entry>()
+            + self.hosts.capacity() * 2
+    }
+
+    /// Packet `k`'s template index and patch.
+    pub fn packet(&self, k: usize) -> (u32, RecipientPatch) {
+        let e = self.entries[k];
+        (e.template, e.patch)
+    }
+
+    /// Template `t` (an encoded packet).
+    pub fn template(&self, t: u32) -> &[u8; SIZE] {
+        &self.templates[t as usize]
+    }
+
+    /// Records the host of the next packet without one (cluster mode: the
+    /// worker calls it for every packet it pushed).
+    pub fn push_host(&mut self, host: u16) {
+        debug_assert!(self.hosts.len() < self.entries.len());
+        self.hosts.push(host);
+    }
+
+    /// Packet `k`'s recipient's host (cluster mode).
+    pub fn host(&self, k: usize) -> u16 {
+        self.hosts[k]
     }
 
     /// Adds a template (an encoded packet); returns its index for [`push`].

@@ -83,6 +83,8 @@ pub(crate) struct ChunkDone {
 /// State shared by the caller and all workers.
 pub(crate) struct Shared {
     pub aoi_radius: u32,
+    /// Cluster mode: record each packet's recipient's host in the outbox.
+    pub cluster: bool,
     pub free_bufs: ArrayQueue<Outbox>,
     pub histogram: Histogram,
     /// 0: off. Otherwise the worker that decrements it from 1 to 0 panics
@@ -242,7 +244,14 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
                 {
                     panic!("injected worker panic at seq {}", job.seq);
                 }
+                let from = buf.len();
                 resolve_dig(job, &world, shared.aoi_radius, &mut scratch, &mut buf);
+                if shared.cluster {
+                    for k in from..buf.len() {
+                        let recipient = buf.packet(k).1.recipient;
+                        buf.push_host(world.host_of_joined(recipient));
+                    }
+                }
             }
         });
         buf

@@ -146,6 +146,18 @@ impl Readiness {
         fence(SeqCst);
     }
 
+    /// Nothing is pollable and no worker will make anything pollable (a
+    /// cluster resolver's host packets come from the caller's own
+    /// `apply_records`): reset the hook if it was signalled, arm nothing.
+    pub fn reset(&self) {
+        self.wake_at.store(NONE, SeqCst);
+        if self.raised.swap(false, SeqCst) {
+            if let Some(h) = self.hook() {
+                h.reset();
+            }
+        }
+    }
+
     /// Packets are pollable: make sure the hook is signalled (once).
     pub fn ensure_signalled(&self) {
         self.wake_at.store(NONE, SeqCst);

@@ -29,7 +29,7 @@ use crate::contract::checks::{
     check_coords, check_id, check_loot_entries, check_options, check_range,
 };
 use crate::contract::limits::{self, COUNTER_NAMES};
-use crate::contract::{Arg, EntriesAt, Error, ErrorKind, Method, SnapshotPath};
+use crate::contract::{Arg, EntriesAt, Error, ErrorKind, Expected, Method, SnapshotPath};
 use crate::options::Options;
 use crate::roll::LootEntry;
 use crate::wire::{Packet, SIZE};
@@ -64,8 +64,41 @@ pub struct PlayerSnapshot {
     pub z: i32,
     /// 0 = no party.
     pub party: u32,
+    /// Cluster mode only: the shard the player is connected to.
+    pub host: Option<u16>,
 }
 
+/// A source or destination shard and a seq (`cluster.applied`,
+/// `cluster.sent`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ShardSeq {
+    pub shard: u16,
+    pub seq: u64,
+}
+
+/// What a cluster resolver's snapshot adds (`snapshot.cluster`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ClusterSnapshot {
+    /// The host seq the next applied entry gets.
+    pub next_host_seq: u64,
+    /// The largest `log_position` given to `apply_records` (0: none).
+    pub log_position: u64,
+    /// Per source shard, the highest owner seq applied (only those above
+    /// 0), ascending shard.
+    pub applied: Vec<ShardSeq>,
+    /// Per destination, `to` of the last record cut for it (only those
+    /// above 0), ascending shard.
+    pub sent: Vec<ShardSeq>,
+    /// The records `take_records` would return after a flush, restored as
+    /// not yet taken.
+    pub outgoing: Vec<u8>,
+    pub counters: ClusterCounters,
+}
+
+use crate::cluster::incoming::ClusterCounters;
+use crate::cluster::record::{Expect, Record};
+use crate::contract::checks::check_cluster_options;
+use crate::contract::limits::CLUSTER_COUNTER_NAMES;
 use crate::stats::Counters;
 
 /// A resolver's state as plain data. Lists are sorted by id.
@@ -83,8 +116,11 @@ pub struct Snapshot {
     /// The seq the next accepted dig gets (= `counters.digs + 1`).
     pub next_seq: u64,
     pub counters: Counters,
-    /// The packets not yet polled, in stream order: `n * 128` bytes.
+    /// The packets not yet polled, in stream order: `n * 128` bytes (in
+    /// cluster mode the host packets, numbered by host seq).
     pub pending: Vec<u8>,
+    /// Cluster mode only (`options.shard`/`shards` given).
+    pub cluster: Option<ClusterSnapshot>,
 }
 
 const RESTORE: Method = Method::Restore;
@@ -119,6 +155,12 @@ pub fn validate(s: &Snapshot) -> Result<(), Error> {
             o.workers as u64,
             o.max_pending_packets,
         ],
+    )?;
+    let cluster = check_cluster_options(
+        RESTORE,
+        |name| at(SnapshotPath::Option(name)),
+        o.shard.map(i128::from),
+        o.shards.map(i128::from),
     )?;
 
     let mut tables: HashMap<u32, usize> = HashMap::new();
@@ -167,6 +209,25 @@ pub fn validate(s: &Snapshot) -> Result<(), Error> {
         let list = "players";
         check_id(RESTORE, at(SnapshotPath::ItemField(list, n, "id")), p.id)?;
         check_coords(RESTORE, item_xyz(list, n), [p.x, p.y, p.z])?;
+        let host_arg = at(SnapshotPath::ItemField(list, n, "host"));
+        match (cluster, p.host) {
+            (None, None) => {}
+            (None, Some(_)) => {
+                let arg = at(SnapshotPath::Item(list, n));
+                return Err(Error::unknown_key(RESTORE, arg, "host"));
+            }
+            (Some((_, shards)), None) => {
+                return Err(Error::out_of_range(
+                    RESTORE,
+                    host_arg,
+                    limits::shard_of(shards),
+                    "nil",
+                ));
+            }
+            (Some((_, shards)), Some(h)) => {
+                check_range(RESTORE, host_arg, limits::shard_of(shards), h)?;
+            }
+        }
         if let Some(first) = player_ids.insert(p.id, n) {
             return Err(repeated(list, n, first, p.id));
         }
@@ -255,6 +316,92 @@ pub fn validate(s: &Snapshot) -> Result<(), Error> {
         let kind = ErrorKind::NextSeqNotDigsPlusOne { expected, next_seq };
         return Err(Error::new(RESTORE, kind));
     }
+    match (cluster, &s.cluster) {
+        (None, None) => Ok(()),
+        (None, Some(_)) => Err(Error::unknown_key(
+            RESTORE,
+            at(SnapshotPath::Root),
+            "cluster",
+        )),
+        (Some(_), None) => Err(Error::wrong_type(
+            RESTORE,
+            at(SnapshotPath::Field("cluster")),
+            Expected::Table,
+            "nil",
+        )),
+        (Some((shard, shards)), Some(cs)) => {
+            validate_cluster(cs, shard, shards, last.map(|(seq, _)| seq))
+        }
+    }
+}
+
+/// `snapshot.cluster` of a resolver of `shard` among `shards`, whose last
+/// pending (host) packet has seq `last_pending`. Order: `next_host_seq`,
+/// `log_position`, `applied`, `sent` (each element: `shard`, `seq`, then
+/// no repeated shard), `outgoing` (records first to last), `counters`,
+/// then `next_host_seq` above the last pending packet's seq.
+fn validate_cluster(
+    cs: &ClusterSnapshot,
+    shard: u16,
+    shards: u16,
+    last_pending: Option<u64>,
+) -> Result<(), Error> {
+    let field = |name| at(SnapshotPath::Cluster(name));
+    check_range(
+        RESTORE,
+        field("next_host_seq"),
+        limits::NEXT_HOST_SEQ,
+        cs.next_host_seq,
+    )?;
+    check_range(
+        RESTORE,
+        field("log_position"),
+        limits::LOG_POSITION,
+        cs.log_position,
+    )?;
+    for (list, items) in [("applied", &cs.applied), ("sent", &cs.sent)] {
+        let mut seen: HashMap<u16, usize> = HashMap::new();
+        for (i, e) in items.iter().enumerate() {
+            let n = i + 1;
+            let shard_arg = at(SnapshotPath::ClusterItemField(list, n, "shard"));
+            check_range(RESTORE, shard_arg, limits::shard_of(shards), e.shard)?;
+            let seq_arg = at(SnapshotPath::ClusterItemField(list, n, "seq"));
+            check_range(RESTORE, seq_arg, limits::CLUSTER_SEQ, e.seq)?;
+            if let Some(first) = seen.insert(e.shard, n) {
+                let kind = ErrorKind::RepeatedShard {
+                    list,
+                    index: n,
+                    first,
+                    shard: e.shard,
+                };
+                return Err(Error::new(RESTORE, kind));
+            }
+        }
+    }
+    let mut bytes = &cs.outgoing[..];
+    let expect = Expect::From { shard, shards };
+    let mut i = 0;
+    while !bytes.is_empty() {
+        i += 1;
+        let (_, rest) = Record::new_checked(bytes, expect).map_err(|reason| {
+            let arg = at(SnapshotPath::ClusterItem("outgoing", i));
+            Error::new(RESTORE, ErrorKind::InvalidRecord { arg, shard, reason })
+        })?;
+        bytes = rest;
+    }
+    for (name, v) in CLUSTER_COUNTER_NAMES.into_iter().zip(cs.counters.values()) {
+        let arg = at(SnapshotPath::ClusterCounter(name));
+        check_range(RESTORE, arg, limits::COUNT, v)?;
+    }
+    if let Some(last) = last_pending {
+        if cs.next_host_seq <= last {
+            let kind = ErrorKind::NextHostSeqNotAbovePending {
+                last,
+                next_host_seq: cs.next_host_seq,
+            };
+            return Err(Error::new(RESTORE, kind));
+        }
+    }
     Ok(())
 }
 
@@ -275,4 +422,8 @@ pub(crate) fn sort(s: &mut Snapshot) {
     s.loot_tables.sort_unstable_by_key(|t| t.id);
     s.sites.sort_unstable_by_key(|t| t.id);
     s.players.sort_unstable_by_key(|t| t.id);
+    if let Some(c) = s.cluster.as_mut() {
+        c.applied.sort_unstable_by_key(|e| e.shard);
+        c.sent.sort_unstable_by_key(|e| e.shard);
+    }
 }

@@ -4,6 +4,7 @@
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed, Ordering::SeqCst};
 
+pub use crate::cluster::incoming::ClusterCounters;
 use crate::contract::limits::RESOLVE_BUCKETS_US;
 
 /// The counters of `stats()` that are history, not state: a resolver keeps
@@ -71,6 +72,27 @@ pub struct Stats {
     /// The resolver's share of the pool: at most this many of its chunks
     /// run at once (`workers`, or the pool's thread count for 0).
     pub workers: u64,
+    /// Cluster mode only. There `counters.packets` and `pending_packets`
+    /// count host packets (made by `apply_records`), and the other counters
+    /// the digs this shard owns.
+    pub cluster: Option<ClusterStats>,
+}
+
+/// What `stats()` adds in cluster mode (docs/API.md, cluster mode).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    pub shard: u16,
+    pub shards: u16,
+    /// The host seq the next applied entry gets.
+    pub next_host_seq: u64,
+    /// `applied_digs`, `duplicate_digs`, `records_out`, `records_in`.
+    pub counters: ClusterCounters,
+    /// Records of resolved dig calls not yet taken (all of them after
+    /// `flush`).
+    pub pending_records: u64,
+    /// The largest `log_position` given to `apply_records` (0 until one
+    /// is).
+    pub log_position: u64,
 }
 
 impl Stats {

@@ -539,6 +539,7 @@ fn options(rng: &mut Rng, workers: u32) -> Options {
         inline_max_digs: rng.pick(&[0, 0, 1, 4]),
         freeze_min_found: rng.pick(&[0, 1, 1, 64]),
         wait_spin_us: rng.pick(&[0, 50]),
+        ..Options::default()
     }
 }
 
@@ -586,6 +587,7 @@ fn model_long_sequences() {
             inline_max_digs: (seed % 3) as usize,
             freeze_min_found: (seed % 2) as usize,
             wait_spin_us: seed % 3 * 20,
+            ..Options::default()
         };
         let (c, _) = run(seed, 5000, opts);
         assert!(c[2] > 100, "{c:?}");
@@ -699,6 +701,7 @@ fn stress_many_digs_in_flight() {
             inline_max_digs: if workers == 8 { 4 } else { 0 },
             freeze_min_found: workers as usize % 2,
             wait_spin_us: 50,
+            ..Options::default()
         };
         let mut m = Model::new(&opts).expect("valid options");
         let mut r = Resolver::new(opts).unwrap();

@@ -200,3 +200,57 @@ pub fn check_records_length(method: Method, len: usize, unit: usize) -> Result<(
     }
     Ok(())
 }
+
+/// The cluster options after the five above (`docs/API.md`, cluster mode):
+/// `shard` then `shards`, each in range when given; then both or neither;
+/// then `shard < shards`. `arg` names a field (`opts.shard`,
+/// `snapshot.options.shard`). Returns `Some((shard, shards))` in cluster
+/// mode.
+///
+/// # Errors
+///
+/// [`ErrorKind::OutOfRange`], [`ErrorKind::GivenWithout`] or
+/// [`ErrorKind::ShardNotBelowShards`] for the first rule broken.
+pub fn check_cluster_options(
+    method: Method,
+    arg: impl Fn(&'static str) -> Arg,
+    shard: Option<i128>,
+    shards: Option<i128>,
+) -> Result<Option<(u16, u16)>, Error> {
+    let [(shard_name, shard_range), (shards_name, shards_range)] = limits::CLUSTER_OPTION_FIELDS;
+    if let Some(v) = shard {
+        check_range(method, arg(shard_name), shard_range, v)?;
+    }
+    if let Some(v) = shards {
+        check_range(method, arg(shards_name), shards_range, v)?;
+    }
+    let (shard, shards) = match (shard, shards) {
+        (None, None) => return Ok(None),
+        (Some(_), None) => {
+            let kind = ErrorKind::GivenWithout {
+                arg: arg(shards_name),
+                with: arg(shard_name),
+            };
+            return Err(Error::new(method, kind));
+        }
+        (None, Some(_)) => {
+            let kind = ErrorKind::GivenWithout {
+                arg: arg(shard_name),
+                with: arg(shards_name),
+            };
+            return Err(Error::new(method, kind));
+        }
+        // In range, so they fit.
+        (Some(a), Some(b)) => (a as u16, b as u16),
+    };
+    if shard >= shards {
+        let kind = ErrorKind::ShardNotBelowShards {
+            arg: arg(shard_name),
+            shards_arg: arg(shards_name),
+            shards,
+            shard,
+        };
+        return Err(Error::new(method, kind));
+    }
+    Ok(Some((shard, shards)))
+}

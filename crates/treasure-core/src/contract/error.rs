@@ -11,6 +11,7 @@
 
 use std::fmt;
 
+use super::cluster::RecordReason;
 use super::limits::{Range, MAX_SAFE, SNAPSHOT_VERSION, TOTAL_WEIGHT_MAX};
 use super::names::{Arg, EntriesAt, Expected, Got, Method, SnapshotPath};
 use crate::wire::WireError;
@@ -143,6 +144,37 @@ pub enum ErrorKind {
     /// while the binding read or built a value (out of memory, a failing
     /// `__pairs`, a conversion).
     Lua { arg: Option<Arg>, message: String },
+    /// `resolver has no shard (create it with opts.shard and opts.shards)`:
+    /// a cluster method on a resolver made without the shard options.
+    NotCluster,
+    /// `<arg> must be given with <with>, got nil` (`opts.shards` without
+    /// `opts.shard`, and the other way round).
+    GivenWithout { arg: Arg, with: Arg },
+    /// `<arg> must be below <shards_arg> (<shards>), got <shard>`
+    ShardNotBelowShards {
+        arg: Arg,
+        shards_arg: Arg,
+        shards: u16,
+        shard: u16,
+    },
+    /// `<arg> must be a valid record for shard <shard>, got <reason>`
+    /// (`records[i]` of `apply_records`, `snapshot.cluster.outgoing[i]`).
+    InvalidRecord {
+        arg: Arg,
+        shard: u16,
+        reason: RecordReason,
+    },
+    /// `snapshot.cluster.<list>[i].shard must not repeat
+    /// snapshot.cluster.<list>[first].shard, got <shard>`
+    RepeatedShard {
+        list: &'static str,
+        index: usize,
+        first: usize,
+        shard: u16,
+    },
+    /// `snapshot.cluster.next_host_seq must be above the last pending
+    /// packet's seq <last>, got <next>`
+    NextHostSeqNotAbovePending { last: u64, next_host_seq: u64 },
     /// An environment failure with no contract message (e.g. the worker
     /// threads cannot be started): `<message>`.
     Internal(String),
@@ -431,6 +463,39 @@ impl fmt::Display for ErrorKind {
                 Some(arg) => write!(f, "{arg}: {message}"),
                 None => f.write_str(message),
             },
+            ErrorKind::NotCluster => f.write_str(
+                "resolver has no shard (create it with opts.shard and opts.shards)",
+            ),
+            ErrorKind::GivenWithout { arg, with } => {
+                write!(f, "{arg} must be given with {with}, got nil")
+            }
+            ErrorKind::ShardNotBelowShards {
+                arg,
+                shards_arg,
+                shards,
+                shard,
+            } => write!(f, "{arg} must be below {shards_arg} ({shards}), got {shard}"),
+            ErrorKind::InvalidRecord { arg, shard, reason } => {
+                write!(f, "{arg} must be a valid record for shard {shard}, got {reason}")
+            }
+            ErrorKind::RepeatedShard {
+                list,
+                index,
+                first,
+                shard,
+            } => write!(
+                f,
+                "{} must not repeat {}, got {shard}",
+                SnapshotPath::ClusterItemField(list, *index, "shard"),
+                SnapshotPath::ClusterItemField(list, *first, "shard")
+            ),
+            ErrorKind::NextHostSeqNotAbovePending {
+                last,
+                next_host_seq,
+            } => write!(
+                f,
+                "snapshot.cluster.next_host_seq must be above the last pending packet's seq {last}, got {next_host_seq}"
+            ),
             ErrorKind::Internal(msg) => f.write_str(msg),
         }
     }

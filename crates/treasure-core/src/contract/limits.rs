@@ -20,6 +20,13 @@ pub const RADIUS_MAX: u32 = 1_048_576;
 pub const WORKERS_MAX: u32 = 256;
 /// Largest sum of a loot table's weights (the roll is a `u32`).
 pub const TOTAL_WEIGHT_MAX: u64 = u32::MAX as u64;
+/// Largest `opts.shard` (a shard id is a `u16`; `shards` must exceed it).
+pub const SHARD_MAX: u16 = u16::MAX - 1;
+/// Largest `opts.shards`.
+pub const SHARDS_MAX: u16 = u16::MAX;
+/// A cluster record is cut before an entry that would make it longer than
+/// this many bytes (a single entry may make a record longer).
+pub const RECORD_SPLIT_BYTES: usize = 65_536;
 /// The snapshot format version this crate writes and reads.
 pub const SNAPSHOT_VERSION: u32 = 1;
 
@@ -78,6 +85,36 @@ pub const QUANTITY: Range = Range::new(0, u16::MAX as i64);
 pub const RARITY: Range = Range::new(0, u8::MAX as i64);
 /// A snapshot's `next_seq`.
 pub const NEXT_SEQ: Range = Range::new(1, NEXT_SEQ_MAX as i64);
+
+/// `opts.shard` (cluster mode).
+pub const SHARD: Range = Range::new(0, SHARD_MAX as i64);
+/// `opts.shards` (cluster mode).
+pub const SHARDS: Range = Range::new(1, SHARDS_MAX as i64);
+/// `apply_records`' `log_position`, and the cluster counters of a snapshot.
+pub const LOG_POSITION: Range = Range::new(0, SAFE);
+/// A seq in a snapshot's cluster `applied` and `sent` lists (only those
+/// above 0 are listed).
+pub const CLUSTER_SEQ: Range = Range::new(1, SAFE);
+/// A snapshot's `cluster.next_host_seq`.
+pub const NEXT_HOST_SEQ: Range = Range::new(1, NEXT_SEQ_MAX as i64);
+
+/// The range of a host shard (or a source, destination) of a cluster of
+/// `shards` shards: `[0, shards - 1]`.
+pub const fn shard_of(shards: u16) -> Range {
+    Range::new(0, shards as i64 - 1)
+}
+
+/// The keys of `opts` after the five above, in check order (cluster mode).
+pub const CLUSTER_OPTION_FIELDS: [(&str, Range); 2] = [("shard", SHARD), ("shards", SHARDS)];
+
+/// The cluster counters of `stats()` a snapshot carries
+/// (`snapshot.cluster.counters`), in snapshot order.
+pub const CLUSTER_COUNTER_NAMES: [&str; 4] = [
+    "applied_digs",
+    "duplicate_digs",
+    "records_out",
+    "records_in",
+];
 
 /// The keys of `opts` (of `new`, and of a snapshot), in check order.
 pub const OPTION_FIELDS: [(&str, Range); 5] = [

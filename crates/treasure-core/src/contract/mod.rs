@@ -9,10 +9,12 @@
 //! single copy in `lua/treasure/contract.lua`.)
 
 pub mod checks;
+mod cluster;
 mod error;
 pub mod limits;
 mod names;
 
+pub use cluster::RecordReason;
 pub use error::{Error, ErrorKind};
 pub use limits::Range;
 pub use names::{Arg, EntriesAt, Expected, Got, Method, SnapshotPath};

@@ -35,11 +35,17 @@ pub enum Method {
     Handle,
     /// The binding's test hook `_inject_worker_panic`.
     InjectWorkerPanic,
+    /// `r:set_host(player, host)` (cluster mode, issue 17).
+    SetHost,
+    /// `r:take_records()` (cluster mode).
+    TakeRecords,
+    /// `r:apply_records(bytes [, log_position])` (cluster mode).
+    ApplyRecords,
 }
 
 impl Method {
     /// Every method, for [`Method::from_name`] and tests.
-    pub const ALL: [Method; 23] = [
+    pub const ALL: [Method; 26] = [
         Method::New,
         Method::AddLootTable,
         Method::AddSite,
@@ -63,6 +69,9 @@ impl Method {
         Method::Fd,
         Method::Handle,
         Method::InjectWorkerPanic,
+        Method::SetHost,
+        Method::TakeRecords,
+        Method::ApplyRecords,
     ];
 
     /// The Lua-visible name (`move`, not `move_player`).
@@ -91,6 +100,9 @@ impl Method {
             Method::Fd => "fd",
             Method::Handle => "handle",
             Method::InjectWorkerPanic => "_inject_worker_panic",
+            Method::SetHost => "set_host",
+            Method::TakeRecords => "take_records",
+            Method::ApplyRecords => "apply_records",
         }
     }
 
@@ -141,6 +153,14 @@ pub enum SnapshotPath {
     Item(&'static str, usize),
     /// `snapshot.<list>[i].<field>`: `players[2].x`.
     ItemField(&'static str, usize, &'static str),
+    /// `snapshot.cluster.<field>`: `next_host_seq`, `outgoing`.
+    Cluster(&'static str),
+    /// `snapshot.cluster.counters.<field>`
+    ClusterCounter(&'static str),
+    /// `snapshot.cluster.<list>[i]`: `outgoing[1]`, `applied[2]`.
+    ClusterItem(&'static str, usize),
+    /// `snapshot.cluster.<list>[i].<field>`: `applied[2].shard`.
+    ClusterItemField(&'static str, usize, &'static str),
 }
 
 impl fmt::Display for SnapshotPath {
@@ -153,6 +173,12 @@ impl fmt::Display for SnapshotPath {
             SnapshotPath::Counter(name) => write!(f, ".counters.{name}"),
             SnapshotPath::Item(list, i) => write!(f, ".{list}[{i}]"),
             SnapshotPath::ItemField(list, i, name) => write!(f, ".{list}[{i}].{name}"),
+            SnapshotPath::Cluster(name) => write!(f, ".cluster.{name}"),
+            SnapshotPath::ClusterCounter(name) => write!(f, ".cluster.counters.{name}"),
+            SnapshotPath::ClusterItem(list, i) => write!(f, ".cluster.{list}[{i}]"),
+            SnapshotPath::ClusterItemField(list, i, name) => {
+                write!(f, ".cluster.{list}[{i}].{name}")
+            }
         }
     }
 }
@@ -175,6 +201,8 @@ pub enum Arg {
     Record(usize, &'static str),
     /// A part of a snapshot: `snapshot.sites[3].x`.
     Snapshot(SnapshotPath),
+    /// One record of a string of cluster records, 1-based: `records[2]`.
+    RecordAt(usize),
 }
 
 impl fmt::Display for Arg {
@@ -187,6 +215,7 @@ impl fmt::Display for Arg {
             Arg::Entry(at, i, name) => write!(f, "{at}[{i}].{name}"),
             Arg::Record(i, name) => write!(f, "records[{i}].{name}"),
             Arg::Snapshot(path) => write!(f, "{path}"),
+            Arg::RecordAt(i) => write!(f, "records[{i}]"),
         }
     }
 }

@@ -14,11 +14,11 @@ use crate::contract::{Arg, EntriesAt, Error, ErrorKind, Method};
 use crate::readiness::ReadyHook;
 use crate::records::{dig_records, move_records};
 use crate::roll::{LootEntry, LootTable};
-use crate::stats::Stats;
+use crate::stats::{ClusterStats, Stats};
 use crate::wire::SIZE;
 use crate::world::Site;
 
-use super::Resolver;
+use super::{OpenResolver, Resolver};
 
 const PLAYER: Arg = Arg::Plain("player");
 
@@ -236,13 +236,18 @@ impl Resolver {
         let seq = open.counters.digs + 1;
         check_seq(m, seq, 1)?;
         let max_pending = open.options.max_pending_packets;
-        if open.stream.is_busy(m, max_pending, &mut open.counters)? {
+        let later = open.taken_later();
+        if open
+            .stream
+            .is_busy(m, max_pending, later, &mut open.counters)?
+        {
             open.count_busy();
             return Ok(None);
         }
         open.stream.open_accepted = Instant::now();
         open.accept(view, x, y, z, t_us);
         open.stream.submit(&open.players, &mut open.counters);
+        open.stream.end_call();
         Ok(Some(seq))
     }
 
@@ -277,9 +282,13 @@ impl Resolver {
         })();
         let first = open.counters.digs + 1;
         let max_pending = open.options.max_pending_packets;
+        let later = open.taken_later();
         let result = validated
             .and_then(|()| check_seq(m, first, recs.len() as u64))
-            .and_then(|()| open.stream.is_busy(m, max_pending, &mut open.counters))
+            .and_then(|()| {
+                open.stream
+                    .is_busy(m, max_pending, later, &mut open.counters)
+            })
             .map(|busy| {
                 if busy {
                     open.count_busy();
@@ -288,6 +297,7 @@ impl Resolver {
                 open.stream.open_accepted = Instant::now();
                 open.accept_batch(recs, &views);
                 open.stream.submit(&open.players, &mut open.counters);
+                open.stream.end_call();
                 Some((first, recs.len() as u64))
             });
         open.scratch_views = views;
@@ -299,7 +309,7 @@ impl Resolver {
         match self.open.as_deref_mut() {
             Some(open) => {
                 open.stream.drain(&mut open.counters);
-                open.stream.available() as usize
+                open.available() as usize
             }
             None => 0,
         }
@@ -316,9 +326,9 @@ impl Resolver {
         let m = Method::PollInto;
         let open = self.open(m)?;
         check_capacity(m, out.len(), SIZE, max)?;
-        let n = (max as u64).min(open.stream.available()) as usize;
-        open.stream.take(n, &mut out[..n * SIZE]);
-        open.stream.settle_ready(&mut open.counters);
+        let n = (max as u64).min(open.available()) as usize;
+        open.copy_out(n, &mut out[..n * SIZE]);
+        open.advance(n);
         Ok(n)
     }
 
@@ -345,8 +355,8 @@ impl Resolver {
     ) -> Result<usize, Error> {
         let open = self.open(method)?;
         check_capacity(method, out.len(), SIZE, max)?;
-        let n = (max as u64).min(open.stream.available()) as usize;
-        open.stream.copy_out(n, &mut out[..n * SIZE]);
+        let n = (max as u64).min(open.available()) as usize;
+        open.copy_out(n, &mut out[..n * SIZE]);
         Ok(n)
     }
 
@@ -367,13 +377,12 @@ impl Resolver {
             .open
             .as_deref_mut()
             .expect("consume on a closed resolver");
-        let available = open.stream.available();
+        let available = open.available();
         assert!(
             n as u64 <= available,
             "consume({n}) with {available} packets pollable"
         );
-        open.stream.advance(n);
-        open.stream.settle_ready(&mut open.counters);
+        open.advance(n);
     }
 
     /// `r:poll(max)`: appends up to `max` packets to `out` (use `usize::MAX`
@@ -384,11 +393,11 @@ impl Resolver {
     /// Closed, or a worker panic.
     pub fn poll(&mut self, max: usize, out: &mut Vec<u8>) -> Result<usize, Error> {
         let open = self.open(Method::Poll)?;
-        let n = (max as u64).min(open.stream.available()) as usize;
+        let n = (max as u64).min(open.available()) as usize;
         let start = out.len();
         out.resize(start + n * SIZE, 0);
-        open.stream.take(n, &mut out[start..]);
-        open.stream.settle_ready(&mut open.counters);
+        open.copy_out(n, &mut out[start..]);
+        open.advance(n);
         Ok(n)
     }
 
@@ -401,7 +410,9 @@ impl Resolver {
         let m = Method::Flush;
         let open = self.open(m)?;
         open.stream.wait_all(&mut open.counters);
-        open.stream.check_failed(m)
+        open.stream.check_failed(m)?;
+        open.cut_resolved_calls();
+        Ok(())
     }
 
     /// `r:wait([timeout_us])`: blocks until at least one packet is pollable,
@@ -426,9 +437,13 @@ impl Resolver {
         let open = self.open(m)?;
         // A deadline past Instant's range is the same as none.
         let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-        open.stream.wait_for_packets(deadline, &mut open.counters);
-        open.stream.check_failed(m)?;
-        Ok(open.stream.available() as usize)
+        // A cluster resolver's packets come from the caller's own
+        // `apply_records`: none can arrive while it waits.
+        if open.cluster.is_none() {
+            open.stream.wait_for_packets(deadline, &mut open.counters);
+            open.stream.check_failed(m)?;
+        }
+        Ok(open.available() as usize)
     }
 
     /// `r:stats()`. Never blocks: `packets` and `pending_packets` count
@@ -446,7 +461,18 @@ impl Resolver {
             counters: open.counters,
             players: open.players.len() as u64,
             sites: open.sites.len() as u64,
-            pending_packets: open.stream.resolved_pending(),
+            pending_packets: match open.cluster.as_deref() {
+                Some(c) => c.incoming.queue.pending(),
+                None => open.stream.resolved_pending(),
+            },
+            cluster: open.cluster.as_deref().map(|c| ClusterStats {
+                shard: c.shard,
+                shards: c.shards,
+                next_host_seq: c.incoming.next_host_seq(),
+                counters: c.incoming.counters,
+                pending_records: c.outgoing.pending_records(),
+                log_position: c.incoming.log_position(),
+            }),
             inflight_digs: open.stream.in_flight(),
             resolve_buckets: open.stream.shared.buckets.snapshot(),
             resolve_p50_us: q.p50_us,
@@ -484,7 +510,55 @@ impl Resolver {
     ) -> Result<(), Error> {
         let open = self.open(method)?;
         open.stream.shared.ready.install(hook);
-        open.stream.settle_ready(&mut open.counters);
+        open.settle_ready();
         Ok(())
+    }
+}
+
+impl OpenResolver {
+    /// Packets pollable now: the stream's, or in cluster mode the host
+    /// packets `apply_records` made.
+    fn available(&self) -> u64 {
+        match self.cluster.as_deref() {
+            Some(c) => c.incoming.queue.pending(),
+            None => self.stream.available(),
+        }
+    }
+
+    /// Writes the next `n <= available()` packets into `dst`, leaving them.
+    fn copy_out(&self, n: usize, dst: &mut [u8]) {
+        match self.cluster.as_deref() {
+            Some(c) => c.incoming.queue.copy_out(n, dst),
+            None => self.stream.copy_out(n, dst),
+        }
+    }
+
+    /// Takes the next `n <= available()` packets, then settles `r:fd()`.
+    fn advance(&mut self, n: usize) {
+        match self.cluster.as_deref_mut() {
+            Some(c) => c.incoming.queue.advance(n),
+            None => self.stream.advance(n),
+        }
+        self.settle_ready();
+    }
+
+    /// After packets were taken or added: `r:fd()` readable exactly when
+    /// packets are pollable (see `Stream::settle_ready`; in cluster mode no
+    /// worker makes packets pollable, so it is signalled or reset here).
+    pub(super) fn settle_ready(&mut self) {
+        match self.cluster.as_deref() {
+            None => self.stream.settle_ready(&mut self.counters),
+            Some(c) => {
+                let ready = &self.stream.shared.ready;
+                if !ready.installed() {
+                    return;
+                }
+                if c.incoming.queue.pending() > 0 {
+                    ready.ensure_signalled();
+                } else {
+                    ready.reset();
+                }
+            }
+        }
     }
 }

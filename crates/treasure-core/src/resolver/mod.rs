@@ -11,10 +11,14 @@
 //!   delivery to `poll`; `stream/readiness.rs`: its `r:fd()` and
 //!   `in_flight` side (with `crate::readiness`, what the workers share).
 //! * `state.rs`: `snapshot` and `restore`.
+//! * `cluster.rs`: cluster mode's methods (`set_host`, `take_records`,
+//!   `apply_records`) and where resolved dig calls become records
+//!   (`crate::cluster`).
 //!
 //! Every method runs on the caller's thread and takes `&mut self`.
 
 mod api;
+mod cluster;
 mod dig;
 mod state;
 mod stream;
@@ -26,7 +30,9 @@ use std::time::Duration;
 use crossbeam::channel::unbounded;
 use crossbeam::queue::ArrayQueue;
 
-use crate::contract::checks::check_options;
+use crate::cluster::incoming::Incoming;
+use crate::cluster::outgoing::Outgoing;
+use crate::contract::checks::{check_cluster_options, check_options};
 use crate::contract::{Arg, Error, ErrorKind, Method};
 use crate::histogram::Histogram;
 use crate::options::Options;
@@ -56,6 +62,18 @@ struct OpenResolver {
     /// Player views checked by `dig_batch` validation, reused when accepting.
     scratch_views: Vec<PlayerView>,
     stream: Stream,
+    /// Cluster mode only.
+    cluster: Option<Box<Cluster>>,
+}
+
+/// A cluster resolver's own state (see `crate::cluster`).
+struct Cluster {
+    shard: u16,
+    shards: u16,
+    outgoing: Outgoing,
+    incoming: Incoming,
+    /// The outboxes of the dig call being cut (reused).
+    call: Vec<crate::outbox::Outbox>,
 }
 
 impl Resolver {
@@ -69,6 +87,12 @@ impl Resolver {
     pub fn new(opts: Options) -> Result<Resolver, Error> {
         let m = Method::New;
         check_options(m, Arg::Opt, opts.contract_values())?;
+        let cluster = check_cluster_options(
+            m,
+            Arg::Opt,
+            opts.shard.map(i128::from),
+            opts.shards.map(i128::from),
+        )?;
         let options = opts.normalized();
         let pool = pool::pool().map_err(|e| Error::new(m, ErrorKind::Internal(e)))?;
         let workers = match options.workers {
@@ -78,6 +102,7 @@ impl Resolver {
         let (tx, rx) = unbounded();
         let shared = Arc::new(Shared {
             aoi_radius: options.aoi_radius,
+            cluster: cluster.is_some(),
             free_bufs: ArrayQueue::new(options.max_inflight_chunks.min(4096) + workers),
             histogram: Histogram::new(),
             panic_countdown: AtomicU64::new(0),
@@ -95,15 +120,28 @@ impl Resolver {
             wait_spin: Duration::from_micros(options.wait_spin_us),
             workers,
         };
+        let mut players = Players::new(options.aoi_radius);
+        if let Some((shard, _)) = cluster {
+            players.set_own_host(shard);
+        }
         Ok(Resolver {
             open: Some(Box::new(OpenResolver {
-                players: Arc::new(Players::new(options.aoi_radius)),
+                players: Arc::new(players),
                 options,
                 pid: std::process::id(),
                 sites: Sites::default(),
                 counters: Counters::default(),
                 scratch_views: Vec::new(),
                 stream: Stream::new(config, shared, rx),
+                cluster: cluster.map(|(shard, shards)| {
+                    Box::new(Cluster {
+                        shard,
+                        shards,
+                        outgoing: Outgoing::new(shard),
+                        incoming: Incoming::new(shard, shards),
+                        call: Vec::new(),
+                    })
+                }),
             })),
         })
     }
@@ -115,6 +153,7 @@ impl Resolver {
         let open = self.open.as_deref_mut().ok_or(Error::closed(method))?;
         open.stream.drain(&mut open.counters);
         open.stream.check_failed(method)?;
+        open.cut_resolved_calls();
         Ok(open)
     }
 
@@ -154,6 +193,29 @@ impl OpenResolver {
     /// [`Stream::unshare`]).
     fn players_mut(&mut self) -> &mut Players {
         self.stream.unshare(&mut self.players, &mut self.counters)
+    }
+
+    /// Cluster mode: cuts every wholly resolved dig call, oldest first,
+    /// into records (no-op otherwise).
+    fn cut_resolved_calls(&mut self) {
+        let Some(c) = self.cluster.as_deref_mut() else {
+            return;
+        };
+        while self.stream.pop_call(&mut c.call) {
+            c.outgoing.cut_call(&c.call);
+            for o in c.call.drain(..) {
+                self.stream.recycle(o);
+            }
+        }
+    }
+
+    /// Packets of accepted digs not yet taken off the resolver beyond what
+    /// the stream holds: in cluster mode, those in records cut and not
+    /// yet taken (the busy rule counts them).
+    fn taken_later(&self) -> u64 {
+        self.cluster
+            .as_deref()
+            .map_or(0, |c| c.outgoing.pending_packets())
     }
 
     /// One more refused call; a statistic, so it saturates at 2^53-1.

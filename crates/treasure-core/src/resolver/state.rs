@@ -2,10 +2,13 @@
 //! plain data, and a resolver back from it (docs/API.md, "Snapshot, restore
 //! and swap"). The data and its validation are `crate::snapshot`.
 
+use crate::cluster::record::{Expect, Record};
 use crate::contract::limits::SNAPSHOT_VERSION;
 use crate::contract::{Error, Method};
 use crate::roll::LootTable;
-use crate::snapshot::{self, LootTableSnapshot, PlayerSnapshot, SiteSnapshot, Snapshot};
+use crate::snapshot::{
+    self, ClusterSnapshot, LootTableSnapshot, PlayerSnapshot, ShardSeq, SiteSnapshot, Snapshot,
+};
 use crate::world::Site;
 
 use super::Resolver;
@@ -23,6 +26,8 @@ impl Resolver {
         let open = self.open(m)?;
         open.stream.wait_all(&mut open.counters);
         open.stream.check_failed(m)?;
+        open.cut_resolved_calls();
+        let cluster = open.cluster.as_deref();
         let sites = &open.sites;
         let mut s = Snapshot {
             version: SNAPSHOT_VERSION,
@@ -56,11 +61,31 @@ impl Resolver {
                     y: p.y,
                     z: p.z,
                     party: p.party,
+                    host: cluster.map(|_| open.players.host_of_joined(p.id)),
                 })
                 .collect(),
             next_seq: open.counters.digs + 1,
             counters: open.counters,
-            pending: open.stream.pending_bytes(),
+            pending: match cluster {
+                Some(c) => c.incoming.queue.pending_bytes(),
+                None => open.stream.pending_bytes(),
+            },
+            cluster: cluster.map(|c| ClusterSnapshot {
+                next_host_seq: c.incoming.next_host_seq(),
+                log_position: c.incoming.log_position(),
+                applied: c
+                    .incoming
+                    .applied()
+                    .map(|(shard, seq)| ShardSeq { shard, seq })
+                    .collect(),
+                sent: c
+                    .outgoing
+                    .sent()
+                    .map(|(shard, seq)| ShardSeq { shard, seq })
+                    .collect(),
+                outgoing: c.outgoing.pending_bytes().to_vec(),
+                counters: c.incoming.counters,
+            }),
         };
         snapshot::sort(&mut s);
         Ok(s)
@@ -100,10 +125,38 @@ impl Resolver {
         let players = open.players_mut();
         for p in &s.players {
             players.join(p.id, p.x, p.y, p.z, p.party);
+            if let Some(h) = p.host {
+                players.set_host(p.id, h);
+            }
         }
         // validate() checked next_seq == counters.digs + 1.
         open.counters = s.counters;
-        open.stream.restore_pending(&s.pending);
+        match (open.cluster.as_deref_mut(), &s.cluster) {
+            (Some(c), Some(cs)) => {
+                let pairs = |v: &[ShardSeq]| v.iter().map(|e| (e.shard, e.seq)).collect::<Vec<_>>();
+                let (mut records, mut packets) = (0u64, 0u64);
+                let mut rest = &cs.outgoing[..];
+                let expect = Expect::From {
+                    shard: c.shard,
+                    shards: c.shards,
+                };
+                while let Ok((rec, next)) = Record::new_checked(rest, expect) {
+                    records += 1;
+                    packets += rec.recipients();
+                    rest = next;
+                }
+                c.outgoing
+                    .restore(&pairs(&cs.sent), &cs.outgoing, records, packets);
+                c.incoming.restore(
+                    cs.next_host_seq,
+                    cs.log_position,
+                    &pairs(&cs.applied),
+                    cs.counters,
+                    &s.pending,
+                );
+            }
+            _ => open.stream.restore_pending(&s.pending),
+        }
         Ok(r)
     }
 }

@@ -102,6 +102,13 @@ pub(super) struct Stream {
     found_on_snapshot: usize,
     /// The first worker panic's message, reported by every later call.
     failed: Option<String>,
+    /// Cluster mode: chunks are taken as whole dig calls by
+    /// [`pop_call`](Stream::pop_call) (never polled), and their packets are
+    /// not counted in `packets` (the host packets are).
+    cluster: bool,
+    /// Cluster mode: the index of the last chunk of each dig call not yet
+    /// popped, in call order.
+    call_ends: VecDeque<u64>,
 }
 
 impl Stream {
@@ -110,7 +117,10 @@ impl Stream {
         shared: Arc<Shared>,
         rx: Receiver<ChunkDone>,
     ) -> Stream {
+        let cluster = shared.cluster;
         Stream {
+            cluster,
+            call_ends: VecDeque::new(),
             open: Vec::with_capacity(config.chunk_digs),
             config,
             shared,
@@ -234,7 +244,9 @@ impl Stream {
                 let packets = out.len() as u64;
                 debug_assert!(lower <= packets && packets <= upper);
                 // A statistic: saturates at 2^53-1 (only `digs` is an id).
-                counters.packets = (counters.packets + packets).min(MAX_SAFE);
+                if !self.cluster {
+                    counters.packets = (counters.packets + packets).min(MAX_SAFE);
+                }
                 self.known_pending += packets;
                 self.ready_chunks += 1;
                 self.ring[i] = ChunkState::Ready { out, pos: 0 };
@@ -266,17 +278,21 @@ impl Stream {
     /// # Errors
     ///
     /// `worker panicked` if a chunk it waited for failed.
+    /// `taken_later`: packets already out of the stream that still count
+    /// as pending (cluster mode: in records cut and not yet taken).
     pub(super) fn is_busy(
         &mut self,
         method: Method,
         max_pending: u64,
+        taken_later: u64,
         counters: &mut Counters,
     ) -> Result<bool, Error> {
         loop {
-            if self.known_pending + self.inflight_lower > max_pending {
+            let known = self.known_pending + taken_later;
+            if known + self.inflight_lower > max_pending {
                 return Ok(true);
             }
-            if self.known_pending + self.inflight_upper <= max_pending {
+            if known + self.inflight_upper <= max_pending {
                 return Ok(false);
             }
             self.wait_one(counters);
@@ -385,11 +401,49 @@ impl Stream {
         }
     }
 
-    /// Writes the next `n <= available` packets, in stream order, into
-    /// `dst` (exactly `n * SIZE` bytes) and releases fully polled chunks.
-    pub(super) fn take(&mut self, n: usize, dst: &mut [u8]) {
-        self.copy_out(n, dst);
-        self.advance(n);
+    /// Cluster mode: marks the end of the current dig call (its last chunk
+    /// is the ring's last; a call that submitted none marks nothing).
+    pub(super) fn end_call(&mut self) {
+        if !self.cluster || self.ring.is_empty() {
+            return;
+        }
+        let last = self.head + self.ring.len() as u64 - 1;
+        if self.call_ends.back() != Some(&last) {
+            self.call_ends.push_back(last);
+        }
+    }
+
+    /// Cluster mode: when the oldest dig call is wholly resolved, takes its
+    /// chunks' outboxes off the stream into `out` (in order) and returns
+    /// true. Give them back with [`recycle`](Stream::recycle).
+    pub(super) fn pop_call(&mut self, out: &mut Vec<Outbox>) -> bool {
+        let Some(&end) = self.call_ends.front() else {
+            return false;
+        };
+        if end >= self.contiguous {
+            return false;
+        }
+        self.call_ends.pop_front();
+        while self.head <= end {
+            let Some(ChunkState::Ready { out: o, pos }) = self.ring.pop_front() else {
+                unreachable!("chunks before `contiguous` are ready")
+            };
+            let n = (o.len() - pos) as u64;
+            self.available -= n;
+            self.known_pending -= n;
+            self.ready_chunks -= 1;
+            self.head += 1;
+            out.push(o);
+        }
+        true
+    }
+
+    /// Returns an outbox [`pop_call`](Stream::pop_call) gave out.
+    pub(super) fn recycle(&mut self, mut out: Outbox) {
+        if out.capacity_bytes() <= MAX_RECYCLED_BUF {
+            out.clear();
+            let _ = self.shared.free_bufs.push(out);
+        }
     }
 
     /// Writes the next `n <= available` packets, in stream order, into

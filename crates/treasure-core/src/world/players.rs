@@ -55,6 +55,13 @@ pub struct Players {
     parties: FxHashMap<u32, Vec<u32>>,
     grid: Grid,
     aoi_radius: u32,
+    /// Cluster mode: the shard a player is connected to, for the players
+    /// whose host is not [`own_host`](Players::own_host) (the host every
+    /// joined player starts with). Empty outside cluster mode, so it costs
+    /// nothing there; a copy-on-write snapshot carries it, which is what
+    /// makes a dig's hosts the hosts as of the dig.
+    hosts: FxHashMap<u32, u16>,
+    own_host: u16,
     /// Built on demand by the first worker that resolves a big chunk against
     /// this snapshot; reset by every mutation (see [`Players::freeze`]).
     frozen: FrozenCache,
@@ -92,12 +99,54 @@ impl Players {
             parties: FxHashMap::default(),
             grid: Grid::new(aoi_radius),
             aoi_radius,
+            hosts: FxHashMap::default(),
+            own_host: 0,
             frozen: FrozenCache::default(),
         }
     }
 
     pub fn len(&self) -> usize {
         self.by_id.len()
+    }
+
+    /// Sets the host a player has unless [`set_host`](Players::set_host)
+    /// says otherwise (a cluster resolver's own shard). Only on an empty
+    /// world.
+    pub fn set_own_host(&mut self, host: u16) {
+        debug_assert!(self.by_id.is_empty());
+        self.own_host = host;
+    }
+
+    /// The shard player `id` is connected to (`None`: not joined).
+    #[inline]
+    pub fn host(&self, id: u32) -> Option<u16> {
+        if !self.by_id.contains_key(&id) {
+            return None;
+        }
+        Some(self.host_of_joined(id))
+    }
+
+    /// The host of a player known to have joined (a recipient of a dig
+    /// resolved against this snapshot).
+    #[inline]
+    pub fn host_of_joined(&self, id: u32) -> u16 {
+        if self.hosts.is_empty() {
+            return self.own_host;
+        }
+        self.hosts.get(&id).copied().unwrap_or(self.own_host)
+    }
+
+    /// Sets a joined player's host; `false` if unknown.
+    pub fn set_host(&mut self, id: u32, host: u16) -> bool {
+        if !self.by_id.contains_key(&id) {
+            return false;
+        }
+        if host == self.own_host {
+            self.hosts.remove(&id);
+        } else {
+            self.hosts.insert(id, host);
+        }
+        true
     }
 
     #[cfg(any(test, feature = "test-hooks"))]
@@ -208,6 +257,7 @@ impl Players {
             return false;
         };
         self.frozen = FrozenCache::default();
+        self.hosts.remove(&id);
         self.leave_party(slot);
         self.grid.remove(slot);
         self.slots[slot as usize].id = 0;
@@ -326,6 +376,29 @@ impl Players {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn hosts_start_at_own_shard_and_leave_forgets_them() {
+        let mut p = Players::new(8);
+        p.set_own_host(2);
+        assert!(p.join(1, 0, 0, 0, 0));
+        assert!(p.join(2, 0, 0, 0, 0));
+        assert_eq!(p.host(1), Some(2));
+        assert_eq!(p.host(3), None);
+        assert!(p.set_host(1, 0));
+        assert!(!p.set_host(3, 0));
+        assert_eq!((p.host(1), p.host(2)), (Some(0), Some(2)));
+        // A copy taken now keeps the host it had.
+        let before = p.clone();
+        assert!(p.set_host(1, 1));
+        assert_eq!((before.host(1), p.host(1)), (Some(0), Some(1)));
+        assert!(p.leave(1));
+        assert_eq!(p.host(1), None);
+        assert!(p.join(1, 5, 5, 5, 0));
+        assert_eq!(p.host(1), Some(2));
+        assert!(p.set_host(2, 2));
+        assert!(p.hosts.is_empty());
+    }
 
     #[test]
     fn parties_follow_joins_moves_leaves() {

@@ -1,0 +1,166 @@
+//! The outgoing side of a cluster resolver: the deterministic cut of each
+//! resolved dig call into records (docs/API.md, "Record cut"), and the
+//! records cut but not yet taken.
+//!
+//! A call is cut once all its digs are resolved, in call order, so the
+//! records and their `prev` chain depend only on the calls and the players
+//! as of each dig, never on when the caller takes them or how the workers
+//! ran. For each destination with a recipient among the call's digs (in
+//! ascending destination), the call's entries for it go into consecutive
+//! records in owner-seq order; a record is closed before an entry that
+//! would take it past [`RECORD_SPLIT_BYTES`], and its `to` is then its last
+//! entry's seq; the call's last record for a destination covers up to the
+//! call's last seq.
+
+use std::collections::BTreeMap;
+
+use super::record::{RecordWriter, Slot};
+use crate::contract::limits::RECORD_SPLIT_BYTES;
+use crate::outbox::Outbox;
+use crate::wire::{Packet, FLAG_DIGGER, FLAG_PARTY};
+
+/// One packet of a call for a destination: which outbox, which template
+/// (dig), and the recipient's slot.
+#[derive(Clone, Copy, Debug)]
+struct Pick {
+    outbox: u32,
+    template: u32,
+    slot: Slot,
+}
+
+/// Records cut and not yet taken, and the chain state per destination.
+#[derive(Debug, Default)]
+pub(crate) struct Outgoing {
+    shard: u16,
+    /// `to` of the last record cut for each destination (the next one's
+    /// `prev`); only destinations that got one.
+    sent: BTreeMap<u16, u64>,
+    /// The records cut and not yet taken, concatenated.
+    bytes: Vec<u8>,
+    /// How many records `bytes` holds.
+    records: u64,
+    /// How many recipient slots `bytes` holds: the dig packets not yet
+    /// taken, which `dig`'s busy rule counts.
+    packets: u64,
+    /// Per destination, the call being cut (reused).
+    scratch: BTreeMap<u16, Vec<Pick>>,
+}
+
+impl Outgoing {
+    pub fn new(shard: u16) -> Outgoing {
+        Outgoing {
+            shard,
+            ..Outgoing::default()
+        }
+    }
+
+    /// Records cut and not yet taken.
+    pub fn pending_records(&self) -> u64 {
+        self.records
+    }
+
+    /// Dig packets (recipient slots) in the records not yet taken.
+    pub fn pending_packets(&self) -> u64 {
+        self.packets
+    }
+
+    /// `to` of the last record cut per destination, ascending.
+    pub fn sent(&self) -> impl Iterator<Item = (u16, u64)> + '_ {
+        self.sent.iter().map(|(&d, &s)| (d, s))
+    }
+
+    /// The records not yet taken, as `take` would return them.
+    pub fn pending_bytes(&self) -> &[u8] {
+        &self.bytes
+    }
+
+    /// Appends every record not yet taken to `out` and forgets them;
+    /// returns how many.
+    pub fn take(&mut self, out: &mut Vec<u8>) -> u64 {
+        out.extend_from_slice(&self.bytes);
+        self.bytes.clear();
+        self.packets = 0;
+        std::mem::take(&mut self.records)
+    }
+
+    /// A restored state: the chain per destination and records not yet
+    /// taken (`records` of them, `packets` recipient slots; all checked).
+    pub fn restore(&mut self, sent: &[(u16, u64)], bytes: &[u8], records: u64, packets: u64) {
+        self.sent = sent.iter().copied().collect();
+        self.bytes = bytes.to_vec();
+        self.records = records;
+        self.packets = packets;
+    }
+
+    /// Cuts one resolved dig call (its chunks' outboxes in order, every
+    /// packet with its recipient's host) into records.
+    pub fn cut_call(&mut self, call: &[Outbox]) {
+        let Some(last_seq) = call
+            .iter()
+            .rev()
+            .find(|o| o.digs() > 0)
+            .map(|o| seq_of(o.template(o.digs() as u32 - 1)))
+        else {
+            return;
+        };
+        for picks in self.scratch.values_mut() {
+            picks.clear();
+        }
+        for (oi, o) in call.iter().enumerate() {
+            for k in 0..o.len() {
+                let (template, patch) = o.packet(k);
+                let pick = Pick {
+                    outbox: oi as u32,
+                    template,
+                    slot: Slot {
+                        recipient: patch.recipient,
+                        dist2: patch.dist2,
+                        flags: patch.flags & (FLAG_DIGGER | FLAG_PARTY),
+                    },
+                };
+                self.scratch.entry(o.host(k)).or_default().push(pick);
+            }
+        }
+        let mut slots = Vec::new();
+        for (&dest, picks) in &self.scratch {
+            if picks.is_empty() {
+                continue;
+            }
+            let prev = self.sent.get(&dest).copied().unwrap_or(0);
+            let mut w = RecordWriter::begin(&mut self.bytes, self.shard, dest, prev);
+            let mut last_entry_seq = prev;
+            let mut i = 0;
+            while i < picks.len() {
+                let (outbox, template) = (picks[i].outbox, picks[i].template);
+                let run = picks[i..]
+                    .iter()
+                    .take_while(|p| p.outbox == outbox && p.template == template)
+                    .count();
+                let fields = Packet::new_checked(call[outbox as usize].template(template))
+                    .expect("templates are encoded packets")
+                    .fields();
+                let entry_len = RecordWriter::entry_len(run);
+                if w.digs() > 0 && w.len(&self.bytes) + entry_len > RECORD_SPLIT_BYTES {
+                    w.finish(&mut self.bytes, last_entry_seq);
+                    self.records += 1;
+                    w = RecordWriter::begin(&mut self.bytes, self.shard, dest, last_entry_seq);
+                }
+                slots.clear();
+                slots.extend(picks[i..i + run].iter().map(|p| p.slot));
+                w.entry(&mut self.bytes, &fields, &slots);
+                self.packets += run as u64;
+                last_entry_seq = fields.seq;
+                i += run;
+            }
+            w.finish(&mut self.bytes, last_seq);
+            self.records += 1;
+            self.sent.insert(dest, last_seq);
+        }
+    }
+}
+
+fn seq_of(template: &[u8; crate::wire::SIZE]) -> u64 {
+    Packet::new_checked(template)
+        .expect("templates are encoded packets")
+        .seq()
+}
