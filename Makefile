@@ -11,6 +11,8 @@ LUAJIT_INCDIR ?= /usr/include/luajit-2.1
 APT_PKGS := luarocks lua-busted valgrind lua-luv
 # PUC Lua, only to test that it is refused clearly (test-puc)
 TEST_APT_PKGS := lua5.1 lua5.4
+# The NATS JetStream server the cluster transport's tests start (crates/treasure-cluster)
+CLUSTER_APT_PKGS := nats-server
 CARGO ?= cargo
 LUAJIT ?= luajit
 export LUA_PATH := $(CURDIR)/lua/?.lua;$(CURDIR)/lua/?/init.lua;$(CURDIR)/tests/lua/?.lua;;
@@ -25,7 +27,7 @@ DIST ?= $(CURDIR)/dist
 RELEASE_BASE_URL ?= file://$(DIST)
 HOMEPAGE ?= $(RELEASE_BASE_URL)
 
-.PHONY: deps deps-test build test test-rust test-lua test-other-luajit test-puc test-version test-diff test-swap test-model test-vectors test-lifecycle test-memcheck test-rock rock demo bench clean
+.PHONY: deps deps-test deps-cluster build test test-rust test-lua test-other-luajit test-puc test-version test-diff test-swap test-model test-vectors test-lifecycle test-memcheck test-rock rock demo bench clean
 
 # Install Debian packages only when one is missing (idempotent, no apt-get
 # otherwise). Any LuaJIT 2.1 already on PATH with its headers is accepted;
@@ -47,6 +49,10 @@ deps-test: deps
 	@missing=""; for p in $(TEST_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then $(apt_install); fi
 
+deps-cluster: deps
+	@missing=""; for p in $(CLUSTER_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then $(apt_install); fi
+
 build: deps
 	$(CARGO) build --release -p treasure-native --no-default-features --features luajit,module
 	@mkdir -p build/treasure
@@ -55,7 +61,7 @@ build: deps
 
 test: build test-version test-rust test-lua test-other-luajit test-puc test-diff test-swap test-model test-vectors test-lifecycle test-overload test-memcheck test-rock test-runtimes test-cluster fuzz-smoke
 
-test-rust:
+test-rust: deps-cluster
 	$(CARGO) test --workspace
 
 # Every spec runs against both backends; the second run takes native's
