@@ -186,11 +186,7 @@ test-runtimes: build
 # must equal the reference's (tests/cluster/run.py, check.py). First the
 # checker's self-test (it must catch a lost, a duplicated, a reordered packet)
 # and the world script against plain resolvers (no broker). Last line: JSON.
-CLUSTER_APT_PKGS := nats-server
-deps-cluster: deps
-	@missing=""; for p in $(CLUSTER_APT_PKGS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
-	if [ -n "$$missing" ]; then $(apt_install); fi
-
+# (deps-cluster, above, installs nats-server when it is missing.)
 test-cluster: deps-cluster build
 	python3 tests/cluster/check.py --self-test
 	timeout 120 python3 tests/cluster/run.py --emulate --ticks 400
