@@ -10,8 +10,11 @@
 --   * zones are x stripes of `stripe` blocks: owner(block) = stripe of x;
 --   * a player's host is the stripe it starts in, fixed for the run; it
 --     wanders across borders (its host does not change);
+--   * players start by a site and stay `dwell` ticks or so, then walk to
+--     another (mostly by a border, on either side);
 --   * parties of `party_size`; in a `party_spread` share of them each member
---     starts in a random stripe, so those parties spread across shards;
+--     goes its own way (so they spread across shards), in the others the
+--     members follow the leader's site;
 --   * `border_share` of the sites lie within `aoi` of a border, and players
 --     walk mostly to those: busy borders, many cross-shard recipients.
 --
@@ -31,7 +34,7 @@ local M = {}
 M.DEFAULTS = {
   seed = 17, shards = 3, stripe = 128, depth = 160, players = 900, party_size = 3, party_spread = 0.35,
   sites = 1500, border_share = 0.6, charges = 6, aoi = 16, reach = 6,
-  digs_per_tick = 24, burst_tick = 0, burst_digs = 0, border_dig_share = 0.7,
+  digs_per_tick = 24, dwell = 160, burst_tick = 0, burst_digs = 0, border_dig_share = 0.7,
 }
 
 --- Microseconds per tick in t_us (a dig's t_us = tick * TICK_US + index).
@@ -100,31 +103,29 @@ function M.new(o)
   local ptarget = ffi.new("int32_t[?]", P)
   local gx, gz = ffi.new("int32_t[?]", P), ffi.new("int32_t[?]", P)
   local dwell = ffi.new("int32_t[?]", P)
+  local spread = ffi.new("uint8_t[?]", P)     -- the party's members walk on their own
   local function pick_target(i)
     local k
     if rnd01() < 0.8 then k = bsites[1 + rndint(#bsites)] else k = rndint(S) end
-    -- a party member often follows the leader's target (across stripes)
+    -- a member of a party that keeps together follows the leader's target
     local l = i - i % w.party_size
-    if l ~= i and rnd01() < 0.5 then k = ptarget[l] end
+    if l ~= i and spread[l] == 0 then k = ptarget[l] end
     ptarget[i] = k
     local d = rndint(8)
     if d >= 4 then d = d + 1 end
     gx[i] = max(0, min(W - 1, sx[k] + d % 3 - 1))
     gz[i] = max(0, min(D - 1, sz[k] + floor(d / 3) - 1))
   end
-  local party_stripe
+  -- every player starts by its first target's site, staying a while; its
+  -- host is the stripe it starts in
   for i = 0, P - 1 do
     pparty[i] = floor(i / w.party_size) + 1
-    -- a party_spread share of the parties start in random stripes, the others
-    -- all in their leader's
-    if i % w.party_size == 0 then party_stripe = rnd01() >= w.party_spread and rndint(N) or nil end
-    local s = party_stripe or rndint(N)
-    px[i] = s * SW + rndint(SW)
-    pz[i] = rndint(D)
-    host[i] = s
-    ptarget[i] = rndint(S)
+    if i % w.party_size == 0 then spread[i] = rnd01() < w.party_spread and 1 or 0 end
+    pick_target(i)
+    px[i], pz[i] = gx[i], gz[i]
+    host[i] = owner(px[i])
+    dwell[i] = 1 + rndint(w.dwell)
   end
-  for i = 0, P - 1 do pick_target(i) dwell[i] = 0 end
   w.px, w.pz, w.host, w.pparty = px, pz, host, pparty
   w.PY = 0
   w.tick = 0
@@ -138,7 +139,7 @@ function M.new(o)
       local x, z = px[i], pz[i]
       if x == gx[i] and z == gz[i] then
         dwell[i] = dwell[i] - 1
-        if dwell[i] <= 0 then pick_target(i) dwell[i] = 20 + rndint(60) end
+        if dwell[i] <= 0 then pick_target(i) dwell[i] = floor(w.dwell / 4) + rndint(w.dwell) end
       else
         if x < gx[i] then x = x + 1 elseif x > gx[i] then x = x - 1 end
         if z < gz[i] then z = z + 1 elseif z > gz[i] then z = z - 1 end
