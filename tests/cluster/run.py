@@ -130,10 +130,10 @@ def run():
     stripe = 128
     if a.latency:
         a.no_faults = True
-        stripe = 512
+        stripe = 1024
         burst_tick = a.ticks // 2
-        world += ["--players", "12000", "--stripe", str(stripe), "--depth", "2048", "--sites", "30000",
-                  "--aoi", "64", "--reach", "8", "--charges", "20", "--party-spread", "0.5",
+        world += ["--players", "12000", "--stripe", str(stripe), "--depth", "8192", "--sites", "40000",
+                  "--border-share", "0.5", "--aoi", "32", "--reach", "8", "--charges", "20", "--party-spread", "0.5",
                   "--border-dig-share", "0.95", "--digs-per-tick", "20",
                   "--burst-tick", str(burst_tick), "--burst-digs", "12000"]
         node_opts += ["--pump-us", "200", "--snapshot-every", str(10 ** 9)]
