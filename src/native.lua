@@ -189,9 +189,21 @@ function pack_players(list)
   return ffi.string(a, n * 20)
 end
 
+-- Cluster mode: each player's host, a uint32 per player in the players'
+-- order (nil outside cluster mode).
+local u32_arr_t = ffi.typeof("uint32_t[?]")
+local u32_ptr_t = ffi.typeof("const uint32_t *")
+local function pack_hosts(options, list)
+  if rawget(options, "shard") == nil then return nil end
+  local n = #list
+  local a = u32_arr_t(n)
+  for i = 1, n do a[i - 1] = rawget(rawget(list, i), "host") end
+  return ffi.string(a, n * 4)
+end
+
 local raw_snapshot = raw.snapshot
 function methods.snapshot(self)
-  local s, sites_bin, players_bin = check(raw_snapshot(self))
+  local s, sites_bin, players_bin, hosts_bin = check(raw_snapshot(self))
   local sites, players = {}, {}
   local sp = ffi.cast(site_ptr_t, sites_bin)
   for i = 0, #sites_bin / 24 - 1 do
@@ -203,6 +215,10 @@ function methods.snapshot(self)
   for i = 0, #players_bin / 20 - 1 do
     local rec = pp[i]
     players[i + 1] = { id = rec.id, x = rec.x, y = rec.y, z = rec.z, party = rec.party }
+  end
+  if hosts_bin then
+    local hp = ffi.cast(u32_ptr_t, hosts_bin)
+    for i = 0, #hosts_bin / 4 - 1 do players[i + 1].host = hp[i] end
   end
   s.sites, s.players = sites, players
   return s
@@ -241,9 +257,11 @@ local function restore(snapshot, tuning)
     version = rawget(snapshot, "version"), options = rawget(snapshot, "options"),
     loot_tables = rawget(snapshot, "loot_tables"), next_seq = rawget(snapshot, "next_seq"),
     counters = rawget(snapshot, "counters"), pending = rawget(snapshot, "pending"),
+    cluster = rawget(snapshot, "cluster"),
   }
+  local players = rawget(snapshot, "players")
   return register(check(raw.restore(header, pack_sites(rawget(snapshot, "sites")),
-    pack_players(rawget(snapshot, "players")), tuning)))
+    pack_players(players), pack_hosts(rawget(snapshot, "options"), players), tuning)))
 end
 
 function M.restore(snapshot)

@@ -16,15 +16,18 @@
 //! record through the C API costs ~1 us each, which would make a swap stall
 //! the game loop for a noticeable time. Records: a site is 24 bytes `{u32
 //! id, i32 x, i32 y, i32 z, u32 loot_table_id, u32 charges}`, a player 20
-//! bytes `{u32 id, i32 x, i32 y, i32 z, u32 party}`.
+//! bytes `{u32 id, i32 x, i32 y, i32 z, u32 party}`. In cluster mode each
+//! player's `host` crosses as a separate packed `u32` per player, in the
+//! players' order, so a snapshot without shards is unchanged; the
+//! `cluster` table goes through serde, but for its binary `outgoing`.
 
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 use serde::Deserialize;
-use treasure_core::contract::limits::COUNTER_NAMES;
+use treasure_core::contract::limits::{CLUSTER_COUNTER_NAMES, COUNTER_NAMES};
 use treasure_core::contract::Expected;
 use treasure_core::{
-    Arg, Counters, Error, LootEntry, LootTableSnapshot, Method, Options, PlayerSnapshot,
-    SiteSnapshot, Snapshot, SnapshotPath,
+    Arg, ClusterCounters, ClusterSnapshot, Counters, Error, LootEntry, LootTableSnapshot, Method,
+    Options, PlayerSnapshot, ShardSeq, SiteSnapshot, Snapshot, SnapshotPath,
 };
 
 use crate::error;
@@ -44,6 +47,33 @@ struct OptionsDe {
     reach: f64,
     workers: f64,
     max_pending_packets: f64,
+    shard: Option<f64>,
+    shards: Option<f64>,
+}
+
+#[derive(Deserialize)]
+struct ShardSeqDe {
+    shard: f64,
+    seq: f64,
+}
+
+#[derive(Deserialize)]
+struct ClusterCountersDe {
+    applied_digs: f64,
+    duplicate_digs: f64,
+    records_out: f64,
+    records_in: f64,
+}
+
+#[derive(Deserialize)]
+struct ClusterDe {
+    next_host_seq: f64,
+    log_position: f64,
+    #[serde(default)]
+    applied: Vec<ShardSeqDe>,
+    #[serde(default)]
+    sent: Vec<ShardSeqDe>,
+    counters: ClusterCountersDe,
 }
 
 #[derive(Deserialize)]
@@ -82,6 +112,15 @@ struct HeaderDe {
     loot_tables: Vec<LootTableDe>,
     next_seq: f64,
     counters: CountersDe,
+    cluster: Option<ClusterDe>,
+}
+
+/// The packed parts of a snapshot (see the module docs).
+pub struct Packed<'a> {
+    pub sites: &'a [u8],
+    pub players: &'a [u8],
+    /// Cluster mode only: a `u32` host per player.
+    pub hosts: Option<&'a [u8]>,
 }
 
 // The values were checked to be exact integers in range by snapshot.lua;
@@ -119,10 +158,14 @@ fn packed<'a>(
 pub fn from_lua(
     lua: &Lua,
     header: &Value,
-    sites: &[u8],
-    players: &[u8],
+    parts: Packed,
     base: Options,
 ) -> Result<Snapshot, Error> {
+    let Packed {
+        sites,
+        players,
+        hosts,
+    } = parts;
     let t = match header {
         Value::Table(t) => t,
         other => {
@@ -150,15 +193,31 @@ pub fn from_lua(
             charges: u32::from_le_bytes(word(b, 5)),
         })
         .collect();
-    let players = packed(players, PLAYER_RECORD, "packed players")?
+    let mut players: Vec<PlayerSnapshot> = packed(players, PLAYER_RECORD, "packed players")?
         .map(|b| PlayerSnapshot {
             id: u32::from_le_bytes(word(b, 0)),
             x: i32::from_le_bytes(word(b, 1)),
             y: i32::from_le_bytes(word(b, 2)),
             z: i32::from_le_bytes(word(b, 3)),
             party: u32::from_le_bytes(word(b, 4)),
+            host: None,
         })
         .collect();
+    if let Some(h) = hosts {
+        for (p, b) in players.iter_mut().zip(packed(h, 4, "packed hosts")?) {
+            p.host = Some(u32::from_le_bytes(word(b, 0)) as u16);
+        }
+    }
+    let outgoing = match t.raw_get::<Value>("cluster") {
+        Ok(Value::Table(c)) => match c.raw_get::<Value>("outgoing") {
+            Ok(Value::String(s)) => s.as_bytes().to_vec(),
+            _ => {
+                let arg = Arg::Snapshot(SnapshotPath::Cluster("outgoing"));
+                return Err(Error::wrong_type_bare(M, arg, Expected::String));
+            }
+        },
+        _ => Vec::new(),
+    };
     let o = de.options;
     let c = de.counters;
     Ok(Snapshot {
@@ -169,6 +228,8 @@ pub fn from_lua(
             reach: u32_of(o.reach),
             workers: u32_of(o.workers),
             max_pending_packets: u64_of(o.max_pending_packets),
+            shard: o.shard.map(|v| v as u16),
+            shards: o.shards.map(|v| v as u16),
             ..base
         },
         loot_tables: de
@@ -202,6 +263,29 @@ pub fn from_lua(
             busy: u64_of(c.busy),
         },
         pending,
+        cluster: de.cluster.map(|c| {
+            let pairs = |v: Vec<ShardSeqDe>| {
+                v.into_iter()
+                    .map(|e| ShardSeq {
+                        shard: e.shard as u16,
+                        seq: u64_of(e.seq),
+                    })
+                    .collect()
+            };
+            ClusterSnapshot {
+                next_host_seq: u64_of(c.next_host_seq),
+                log_position: u64_of(c.log_position),
+                applied: pairs(c.applied),
+                sent: pairs(c.sent),
+                outgoing,
+                counters: ClusterCounters {
+                    applied_digs: u64_of(c.counters.applied_digs),
+                    duplicate_digs: u64_of(c.counters.duplicate_digs),
+                    records_out: u64_of(c.counters.records_out),
+                    records_in: u64_of(c.counters.records_in),
+                },
+            }
+        }),
     })
 }
 
@@ -212,7 +296,15 @@ fn n(v: impl Into<f64>) -> Value {
 /// The core snapshot as plain Lua data (the format of docs/API.md) without
 /// `sites` and `players`, which are returned packed (native.lua unpacks
 /// them); lists keep the core's order (sorted by id).
-pub fn to_lua(lua: &Lua, s: &Snapshot) -> mlua::Result<(Table, mlua::LuaString, mlua::LuaString)> {
+pub fn to_lua(
+    lua: &Lua,
+    s: &Snapshot,
+) -> mlua::Result<(
+    Table,
+    mlua::LuaString,
+    mlua::LuaString,
+    Option<mlua::LuaString>,
+)> {
     let t = lua.create_table_with_capacity(0, 8)?;
     t.raw_set("version", n(s.version))?;
     let o = lua.create_table_with_capacity(0, 5)?;
@@ -224,6 +316,10 @@ pub fn to_lua(lua: &Lua, s: &Snapshot) -> mlua::Result<(Table, mlua::LuaString, 
         "max_pending_packets",
         n(s.options.max_pending_packets as f64),
     )?;
+    if let (Some(shard), Some(shards)) = (s.options.shard, s.options.shards) {
+        o.raw_set("shard", n(shard))?;
+        o.raw_set("shards", n(shards))?;
+    }
     t.raw_set("options", o)?;
 
     let lts = lua.create_table_with_capacity(s.loot_tables.len(), 0)?;
@@ -270,5 +366,38 @@ pub fn to_lua(lua: &Lua, s: &Snapshot) -> mlua::Result<(Table, mlua::LuaString, 
     }
     t.raw_set("counters", c)?;
     t.raw_set("pending", lua.create_string(&s.pending)?)?;
-    Ok((t, lua.create_string(&sites)?, lua.create_string(&players)?))
+    let mut hosts = None;
+    if let Some(cs) = &s.cluster {
+        let c = lua.create_table_with_capacity(0, 6)?;
+        c.raw_set("next_host_seq", n(cs.next_host_seq as f64))?;
+        c.raw_set("log_position", n(cs.log_position as f64))?;
+        for (key, list) in [("applied", &cs.applied), ("sent", &cs.sent)] {
+            let l = lua.create_table_with_capacity(list.len(), 0)?;
+            for (i, e) in list.iter().enumerate() {
+                let x = lua.create_table_with_capacity(0, 2)?;
+                x.raw_set("shard", n(e.shard))?;
+                x.raw_set("seq", n(e.seq as f64))?;
+                l.raw_set(i + 1, x)?;
+            }
+            c.raw_set(key, l)?;
+        }
+        c.raw_set("outgoing", lua.create_string(&cs.outgoing)?)?;
+        let k = lua.create_table_with_capacity(0, 4)?;
+        for (name, v) in CLUSTER_COUNTER_NAMES.into_iter().zip(cs.counters.values()) {
+            k.raw_set(name, n(v as f64))?;
+        }
+        c.raw_set("counters", k)?;
+        t.raw_set("cluster", c)?;
+        let mut h = Vec::with_capacity(s.players.len() * 4);
+        for p in &s.players {
+            h.extend_from_slice(&u32::from(p.host.unwrap_or(0)).to_le_bytes());
+        }
+        hosts = Some(lua.create_string(&h)?);
+    }
+    Ok((
+        t,
+        lua.create_string(&sites)?,
+        lua.create_string(&players)?,
+        hosts,
+    ))
 }

@@ -11,7 +11,7 @@
 use mlua::{Lua, LuaSerdeExt, Table, Value};
 use serde::Deserialize;
 use treasure_core::contract::checks::{check_loot_entry, check_total_weight};
-use treasure_core::contract::limits::{LOOT_ENTRY_FIELDS, OPTION_FIELDS};
+use treasure_core::contract::limits::{CLUSTER_OPTION_FIELDS, LOOT_ENTRY_FIELDS, OPTION_FIELDS};
 use treasure_core::contract::Expected;
 use treasure_core::{Arg, EntriesAt, Error, ErrorKind, LootEntry, Method, Options};
 
@@ -62,7 +62,9 @@ pub fn options(lua: &Lua, opts: &Value) -> Result<Options, Error> {
             ));
         }
     };
-    check_keys(lua, m, Arg::Plain("opts"), t, OPTION_FIELDS.map(|(k, _)| k))?;
+    let [a, b, c, d, e] = OPTION_FIELDS.map(|(k, _)| k);
+    let [f, g] = CLUSTER_OPTION_FIELDS.map(|(k, _)| k);
+    check_keys(lua, m, Arg::Plain("opts"), t, [a, b, c, d, e, f, g])?;
     let mut values = [None; 5];
     for (slot, (key, range)) in values.iter_mut().zip(OPTION_FIELDS) {
         *slot = args::opt(&field(t, key), |v| {
@@ -86,6 +88,16 @@ pub fn options(lua: &Lua, opts: &Value) -> Result<Options, Error> {
     if let Some(v) = max_pending_packets {
         out.max_pending_packets = v as u64;
     }
+    // Cluster mode: each in range here (type and range of the Lua value);
+    // `Resolver::new` checks them together (both or neither, shard below
+    // shards).
+    let [shard, shards] = CLUSTER_OPTION_FIELDS.map(|(key, range)| {
+        args::opt(&field(t, key), |v| {
+            args::int(lua, m, Arg::Opt(key), v, range)
+        })
+    });
+    out.shard = shard?.map(|v| v as u16);
+    out.shards = shards?.map(|v| v as u16);
     Ok(out)
 }
 

@@ -23,30 +23,44 @@ pub fn new(lua: &Lua, (opts, tuning): (Value, Value)) -> mlua::Result<MultiValue
     })
 }
 
-/// `raw.restore(header, sites, players [, tuning])`: native.lua has run
-/// lua/treasure/snapshot.lua's checks on the snapshot and passes its small
-/// part plus sites and players packed (see snapshot.rs).
+/// `raw.restore(header, sites, players, hosts [, tuning])`: native.lua has
+/// run lua/treasure/snapshot.lua's checks on the snapshot and passes its
+/// small part plus sites, players and (cluster mode, else nil) the
+/// players' hosts packed (see snapshot.rs).
 pub fn restore(
     lua: &Lua,
-    (header, sites, players, tuning): (Value, LuaString, LuaString, Value),
+    (header, sites, players, hosts, tuning): (
+        Value,
+        LuaString,
+        LuaString,
+        Option<LuaString>,
+        Value,
+    ),
 ) -> mlua::Result<MultiValue> {
     guarded(lua, Method::Restore, || {
         let mut base = Options::default();
         tables::tuning(lua, Method::Restore, &tuning, &mut base)?;
-        let snap = snapshot::from_lua(lua, &header, &sites.as_bytes(), &players.as_bytes(), base)?;
+        let hosts = hosts.map(|h| h.as_bytes().to_vec());
+        let packed = snapshot::Packed {
+            sites: &sites.as_bytes(),
+            players: &players.as_bytes(),
+            hosts: hosts.as_deref(),
+        };
+        let snap = snapshot::from_lua(lua, &header, packed, base)?;
         let core = Resolver::restore(snap)?;
         lua.create_userdata(NativeResolver::new(Method::Restore, core)?)
             .map_err(|e| error::lua(Method::Restore, e))
     })
 }
 
-/// `raw.snapshot(r)` -> header, packed sites, packed players: native.lua
-/// assembles the snapshot table (see snapshot.rs).
+/// `raw.snapshot(r)` -> header, packed sites, packed players, packed
+/// hosts (nil outside cluster mode): native.lua assembles the snapshot
+/// table (see snapshot.rs).
 pub fn snapshot(
     lua: &Lua,
     r: &mut NativeResolver,
     _: &[Value],
-) -> Result<(Table, LuaString, LuaString), Error> {
+) -> Result<(Table, LuaString, LuaString, Option<LuaString>), Error> {
     let snap = r.core().get(Method::Snapshot)?.snapshot()?;
     snapshot::to_lua(lua, &snap).map_err(|e| error::lua(Method::Snapshot, e))
 }

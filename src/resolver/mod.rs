@@ -10,12 +10,15 @@
 //! * `stream.rs`    the packets coming back: `poll`, `poll_into`, `flush`,
 //!   `wait`, `stats`, `in_flight`, `fd` (the home of any further stream
 //!   method);
+//! * `cluster.rs`   cluster mode's `set_host`, `take_records`,
+//!   `apply_records` (issue 17);
 //! * `lifecycle.rs` `new`, `restore`, `snapshot`, `close` and the raw
 //!   functions only native.lua calls.
 //!
 //! [`raw_functions`] registers them all; failures become Lua values in
 //! crate::error.
 
+mod cluster;
 mod dig;
 mod lifecycle;
 mod stream;
@@ -61,6 +64,9 @@ pub fn raw_functions(lua: &Lua) -> mlua::Result<Table> {
     method(lua, &m, M::Stats, stream::stats)?;
     method(lua, &m, M::InFlight, stream::in_flight)?;
     method(lua, &m, M::Fd, stream::fd)?;
+    method(lua, &m, M::SetHost, cluster::set_host)?;
+    method(lua, &m, M::TakeRecords, cluster::take_records)?;
+    method(lua, &m, M::ApplyRecords, cluster::apply_records)?;
     m.set(M::Close.name(), lua.create_function(lifecycle::close)?)?;
     raw.set("methods", m)?;
     // What native.lua builds the rest of the module from.

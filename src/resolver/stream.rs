@@ -5,7 +5,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use mlua::{Lua, Table, Value};
-use treasure_core::contract::limits::{COUNT, COUNTER_NAMES, RESOLVE_BUCKET_KEYS};
+use treasure_core::contract::limits::{
+    CLUSTER_COUNTER_NAMES, COUNT, COUNTER_NAMES, RESOLVE_BUCKET_KEYS,
+};
 use treasure_core::contract::Expected;
 use treasure_core::{Arg, Error, Method, Stats, PACKET_SIZE};
 
@@ -159,5 +161,16 @@ fn stats_table(lua: &Lua, s: &Stats) -> mlua::Result<Table> {
     }
     t.raw_set("resolve_count", n(b.count))?;
     t.raw_set("resolve_sum_us", b.sum_us)?;
+    // Issue 17: cluster mode only.
+    if let Some(c) = &s.cluster {
+        t.raw_set("shard", n(c.shard.into()))?;
+        t.raw_set("shards", n(c.shards.into()))?;
+        t.raw_set("next_host_seq", n(c.next_host_seq))?;
+        for (name, v) in CLUSTER_COUNTER_NAMES.into_iter().zip(c.counters.values()) {
+            t.raw_set(name, n(v))?;
+        }
+        t.raw_set("pending_records", n(c.pending_records))?;
+        t.raw_set("log_position", n(c.log_position))?;
+    }
     Ok(t)
 }

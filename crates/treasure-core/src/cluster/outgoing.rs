@@ -83,6 +83,25 @@ impl Outgoing {
         std::mem::take(&mut self.records)
     }
 
+    /// Puts back the `records` records [`take`](Outgoing::take) just gave
+    /// out as `bytes` (nothing was cut since).
+    pub fn untake(&mut self, mut bytes: Vec<u8>, records: u64) {
+        let mut packets = 0;
+        let mut rest = &bytes[..];
+        let expect = super::record::Expect::From {
+            shard: self.shard,
+            shards: u16::MAX,
+        };
+        while let Ok((r, next)) = super::record::Record::new_checked(rest, expect) {
+            packets += r.recipients();
+            rest = next;
+        }
+        bytes.extend_from_slice(&self.bytes);
+        self.bytes = bytes;
+        self.records += records;
+        self.packets += packets;
+    }
+
     /// A restored state: the chain per destination and records not yet
     /// taken (`records` of them, `packets` recipient slots; all checked).
     pub fn restore(&mut self, sent: &[(u16, u64)], bytes: &[u8], records: u64, packets: u64) {

@@ -233,6 +233,11 @@ impl Error {
         Error::new(method, ErrorKind::NotJoined { arg, player })
     }
 
+    /// `resolver has no shard (create it with opts.shard and opts.shards)`.
+    pub fn not_cluster(method: Method) -> Error {
+        Error::new(method, ErrorKind::NotCluster)
+    }
+
     /// `resolver is closed`.
     pub fn closed(method: Method) -> Error {
         Error::new(method, ErrorKind::Closed)

@@ -12,7 +12,7 @@
 use crate::cluster::incoming::Applied;
 use crate::contract::checks::{check_id, check_range};
 use crate::contract::limits;
-use crate::contract::{Arg, Error, ErrorKind, Method};
+use crate::contract::{Arg, Error, Method};
 
 use super::{Cluster, OpenResolver, Resolver};
 
@@ -23,15 +23,17 @@ impl OpenResolver {
     fn cluster(&mut self, method: Method) -> Result<&mut Cluster, Error> {
         self.cluster
             .as_deref_mut()
-            .ok_or(Error::new(method, ErrorKind::NotCluster))
+            .ok_or(Error::not_cluster(method))
     }
 }
 
 impl Resolver {
-    /// True when made with `shard`/`shards` (or restored from such a
-    /// snapshot); false when closed.
-    pub fn is_cluster(&self) -> bool {
-        self.open.as_deref().is_some_and(|o| o.cluster.is_some())
+    /// `(shard, shards)` when made with the shard options (or restored
+    /// from such a snapshot); `None` otherwise and when closed. A binding
+    /// reads `shards` to check a `host` argument before converting it.
+    pub fn shard(&self) -> Option<(u16, u16)> {
+        let c = self.open.as_deref()?.cluster.as_deref()?;
+        Some((c.shard, c.shards))
     }
 
     /// `r:set_host(player, host)`: `player` (joined) is connected to shard
@@ -73,6 +75,31 @@ impl Resolver {
         Ok(n as usize)
     }
 
+    /// Undoes the [`take_records`](Resolver::take_records) that just
+    /// returned `n` records as `bytes` (with no other call in between): a
+    /// binding that failed to hand them to its caller puts them back, so the
+    /// call changed nothing. Nothing happens on a closed or plain resolver.
+    pub fn untake_records(&mut self, bytes: Vec<u8>, n: usize) {
+        let Some(c) = self
+            .open
+            .as_deref_mut()
+            .and_then(|o| o.cluster.as_deref_mut())
+        else {
+            return;
+        };
+        c.outgoing.untake(bytes, n as u64);
+        c.incoming.counters.records_out -= n as u64;
+    }
+
+    /// True when `player` has joined (false when closed): lets a binding
+    /// check a player before it converts the next argument, in the
+    /// contract's order.
+    pub fn has_joined(&self, player: u32) -> bool {
+        self.open
+            .as_deref()
+            .is_some_and(|o| o.players.contains(player))
+    }
+
     /// `r:apply_records(bytes [, log_position])`: applies the records
     /// addressed to this shard, whole or nothing (see
     /// `crate::cluster::incoming`), making host packets pollable.
@@ -90,7 +117,7 @@ impl Resolver {
         let open = self.open(m)?;
         let max_pending = open.options.max_pending_packets;
         let Some(c) = open.cluster.as_deref_mut() else {
-            return Err(Error::new(m, ErrorKind::NotCluster));
+            return Err(Error::not_cluster(m));
         };
         let applied = c
             .incoming
