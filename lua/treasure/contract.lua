@@ -287,18 +287,16 @@ end
 local check_int = M.check_int
 
 --- The cluster options of new() (prefix "opts.") or of a snapshot
--- (prefix "snapshot.options."), given raw: shard is checked completely
--- (present when shards is, then its range), then shards (present when shard
--- is, then its range), then shard < shards. Returns shard, shards as
--- numbers (-0 as 0), or nothing when both are absent (not cluster mode).
+-- (prefix "snapshot.options."), given raw: shard's range when given, then
+-- shards' range when given, then both or neither, then shard < shards.
+-- Returns shard, shards as numbers (-0 as 0), or nothing when both are
+-- absent (not cluster mode).
 function M.check_cluster_options(fn, prefix, shard, shards)
-  if shard == nil then
-    if shards ~= nil then fail(fn, M.given_with(prefix, "shard", "shards")) end
-    return nil, nil
-  end
-  check_int(fn, prefix .. "shard", shard, M.SHARD)
+  if shard ~= nil then check_int(fn, prefix .. "shard", shard, M.SHARD) end
+  if shards ~= nil then check_int(fn, prefix .. "shards", shards, M.SHARDS) end
+  if shard == nil and shards == nil then return nil, nil end
   if shards == nil then fail(fn, M.given_with(prefix, "shards", "shard")) end
-  check_int(fn, prefix .. "shards", shards, M.SHARDS)
+  if shard == nil then fail(fn, M.given_with(prefix, "shard", "shards")) end
   if shard >= shards then fail(fn, M.shard_not_below(prefix, shard, shards)) end
   return shard + 0, shards + 0
 end

@@ -1294,6 +1294,9 @@ local function stage_applied(st, records, plan, nplan, npackets)
   end
 end
 
+--- Check order: self, closed, cluster mode; records (a string), then
+-- log_position; every record valid (first to last, raising); the dedupe and
+-- order rule (nil, "gap"); the host seq limit (raising); busy (nil, "busy").
 function Resolver:apply_records(records, log_position)
   local fn = "apply_records"
   local st = cluster_state_of(fn, self)
@@ -1301,16 +1304,15 @@ function Resolver:apply_records(records, log_position)
   if log_position ~= nil then check_int(fn, "log_position", log_position, COUNT) end
   local recs, bad, why = record.scan(records, st.shard, st.shards)
   if recs == nil then fail(fn, contract.bad_record("records[" .. bad .. "]", st.shard, why)) end
+  local plan, nplan, npackets, duplicates, seen = plan_records(st, recs)
+  if plan == nil then return nil, "gap" end
+  if st.next_host_seq - 1 + nplan > SAFE_INT_MAX then
+    fail(fn, contract.past_limit("seq", sum_text(st.next_host_seq - 1, nplan)))
+  end
   -- the busy rule of apply_records: the host packets not yet polled, before the call
   if st.tail - st.head >= st.max_pending then
     st.busy = sat_add(st.busy, 1)
     return nil, "busy"
-  end
-  local plan, nplan, npackets, duplicates, seen = plan_records(st, recs)
-  if plan == nil then return nil, "gap" end
-  local last = st.next_host_seq - 1 + nplan
-  if last > SAFE_INT_MAX then
-    fail(fn, contract.past_limit("seq", sum_text(st.next_host_seq - 1, nplan)))
   end
   -- prepare
   stage_applied(st, records, plan, nplan, npackets)
