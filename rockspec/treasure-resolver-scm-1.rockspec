@@ -46,6 +46,7 @@ build = {
          ["treasure.snapshot"] = "lua/treasure/snapshot.lua",
          ["treasure.metrics"] = "lua/treasure/metrics.lua",
          ["treasure.eventfd"] = "lua/treasure/eventfd.lua",
+         ["treasure.cluster"] = "lua/treasure/cluster.lua",
       },
       lib = {
          ["treasure.native"] = "build/treasure/native.so",

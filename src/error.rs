@@ -15,9 +15,11 @@
 //! [`lua`]: "userdata has been destructed" is a finalized resolver, so it
 //! reads `resolver is closed`; any other reads `<method>: <mlua message>`.
 
+use std::fmt;
 use std::panic::{catch_unwind, AssertUnwindSafe};
 
 use mlua::{Function, IntoLuaMulti, Lua, MultiValue, Table, Value};
+use treasure_cluster::messages::{self as cluster, ErrorKind as ClusterKind};
 use treasure_core::{Arg, Error, Method};
 
 /// The sentinel a raw function returns first when its call failed (the
@@ -33,7 +35,10 @@ pub struct LuaHelpers {
 
 /// Turns a call's outcome into what the shim expects: the results, or
 /// `(ERR, message)`.
-pub fn finish<R: IntoLuaMulti>(lua: &Lua, r: Result<R, Error>) -> mlua::Result<MultiValue> {
+pub fn finish<R: IntoLuaMulti, E: fmt::Display>(
+    lua: &Lua,
+    r: Result<R, E>,
+) -> mlua::Result<MultiValue> {
     match r {
         Ok(v) => v.into_lua_multi(lua),
         Err(e) => {
@@ -58,6 +63,76 @@ pub fn guarded<R: IntoLuaMulti>(
             .or_else(|| p.downcast_ref::<String>().cloned())
             .unwrap_or_else(|| "unknown panic".to_owned());
         Err(Error::call_panicked(method, what))
+    });
+    finish(lua, r)
+}
+
+/// A failure of a `treasure.cluster` call (src/cluster/): the transport's
+/// own rule, whose text is `treasure_cluster::messages`' (the transport is
+/// its own crate; the core's contract does not know it), or the
+/// resolver's, passed through as the core reports it (`take_records`,
+/// `apply_records`).
+#[derive(Debug)]
+pub enum Fail {
+    Cluster(cluster::Error),
+    Core(Error),
+}
+
+impl From<cluster::Error> for Fail {
+    fn from(e: cluster::Error) -> Fail {
+        Fail::Cluster(e)
+    }
+}
+
+impl From<Error> for Fail {
+    fn from(e: Error) -> Fail {
+        Fail::Core(e)
+    }
+}
+
+impl fmt::Display for Fail {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Fail::Cluster(e) => e.fmt(f),
+            Fail::Core(e) => e.fmt(f),
+        }
+    }
+}
+
+/// A transport failure of `function`.
+pub fn cluster(function: cluster::Function, kind: ClusterKind) -> Fail {
+    Fail::Cluster(cluster::Error::new(function, kind))
+}
+
+/// An mlua error met by a `treasure.cluster` function (an option table
+/// that does not deserialize: `opts: <mlua message>`; anything else as is).
+pub fn cluster_lua(function: cluster::Function, opts: bool, e: mlua::Error) -> Fail {
+    let message = match e {
+        mlua::Error::DeserializeError(m) => m,
+        other => other.to_string(),
+    };
+    let kind = if opts {
+        ClusterKind::Options(message)
+    } else {
+        ClusterKind::Lua(message)
+    };
+    cluster(function, kind)
+}
+
+/// [`guarded`] for the `treasure.cluster` functions: a panic becomes
+/// `treasure: <function>: internal error: <what>`.
+pub fn guarded_cluster<R: IntoLuaMulti>(
+    lua: &Lua,
+    function: cluster::Function,
+    body: impl FnOnce() -> Result<R, Fail>,
+) -> mlua::Result<MultiValue> {
+    let r = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|p| {
+        let what = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "unknown panic".to_owned());
+        Err(cluster(function, ClusterKind::Panicked(what)))
     });
     finish(lua, r)
 }

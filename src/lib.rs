@@ -17,10 +17,13 @@
 //! * `ffi/`         all of the binding's unsafe: the handle arena, fork
 //!   detection, the caller's FFI buffer, the C functions of the fast path
 //! * `native.lua`   the Lua half: raises errors as strings, the fast path
+//! * `cluster/`     `require("treasure.cluster")`, the JetStream transport
+//!   (crates/treasure-cluster), as the module's `_cluster` field
 
 #![deny(unsafe_code)]
 
 mod args;
+mod cluster;
 mod error;
 #[allow(unsafe_code)]
 mod ffi;
@@ -45,6 +48,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     lua.set_app_data(error::LuaHelpers { tostring });
     let err = lua.create_table()?;
     lua.set_app_data(error::ErrSentinel(err.clone()));
+    let cluster = cluster::open(lua, err.clone())?;
     let raw = resolver::raw_functions(lua)?;
     // The Lua files shared with treasure.legacy (one definition each), all
     // compiled in so native.so does not depend on package.path: the
@@ -66,6 +70,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
         .load(include_str!("native.lua"))
         .set_name("=treasure.native")
         .call((raw, err, packets_held, snapshot_rules))?;
+    module.raw_set("_cluster", cluster)?;
     lua.set_named_registry_value(resolver::METHODS_KEY, methods)?;
     lua.set_named_registry_value(MODULE_KEY, &module)?;
     Ok(module)

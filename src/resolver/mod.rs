@@ -238,3 +238,46 @@ fn this(m: M, v: &Value) -> Result<UserDataRefMut<NativeResolver>, Error> {
     }
     Ok(r)
 }
+
+/// Why a resolver could not be lent to another native object.
+#[derive(Debug)]
+pub enum LendRefused {
+    /// Not a resolver of this backend: the Lua type name.
+    NotAResolver(&'static str),
+    /// Closed or finalized.
+    Closed,
+    /// Created in another process (before a fork).
+    Foreign { created: u32, used: u32 },
+    /// Locked by a call in progress (another thread, a finalizer).
+    InCall,
+}
+
+/// Runs `f` with the open core resolver behind the Lua value `v`, for
+/// another native object that works on a resolver (the cluster link's
+/// `pump`), with the same checks as a method's `self` (type, fork, closed)
+/// and the same exclusive lock of its cell for the duration of `f`.
+pub fn lend<T>(v: &Value, f: impl FnOnce(&mut Resolver) -> T) -> Result<T, LendRefused> {
+    let ud = match v {
+        Value::UserData(ud) => ud,
+        other => return Err(LendRefused::NotAResolver(error::type_name(other))),
+    };
+    let r = match ud.borrow_mut::<NativeResolver>() {
+        Ok(r) => r,
+        Err(e) if error::is_finalized(&e) => return Err(LendRefused::Closed),
+        Err(_) => return Err(LendRefused::NotAResolver("userdata")),
+    };
+    if let Some((created, used)) = r.origin.foreign() {
+        return Err(LendRefused::Foreign { created, used });
+    }
+    if r.ticket.is_none() {
+        return Err(LendRefused::Closed);
+    }
+    let mut core = r.core();
+    let c = core
+        .0
+        .as_mut()
+        .and_then(|g| g.resolver())
+        .map(|(r, _)| r)
+        .ok_or(LendRefused::InCall)?;
+    Ok(f(c))
+}

@@ -17,6 +17,14 @@ pub const SHARD_MAX: u16 = 65534;
 pub const SHARDS_MIN: u16 = 1;
 /// Most shards.
 pub const SHARDS_MAX: u16 = 65535;
+/// The longest `flush` wait.
+pub const FLUSH_TIMEOUT_MS_MAX: u64 = 3_600_000;
+/// `link:flush()` without a timeout waits this long.
+pub const FLUSH_TIMEOUT_MS_DEFAULT: u64 = 5_000;
+/// The longest timeout option of `connect` (`*_ms`).
+pub const OPTION_MS_MAX: u64 = 3_600_000;
+/// Most publishes in flight at once.
+pub const MAX_IN_FLIGHT_MAX: u64 = 65_536;
 /// 2^53 - 1: the largest stream position a Lua number holds exactly (the
 /// largest `from`).
 pub const POSITION_MAX: u64 = 9_007_199_254_740_991;
@@ -101,6 +109,13 @@ pub enum ErrorKind {
     ThreadFailed(String),
     /// `r is closed`
     ResolverClosed,
+    /// `r was created in process <created> and used in process <used>`
+    ResolverForeign { created: u32, used: u32 },
+    /// `r is already in a call (from another thread, or a __gc finalizer run inside that call)`
+    ResolverInCall,
+    /// `resolver gave a malformed record stream at byte <at>`: the records
+    /// `take_records` returned cannot be cut at their `length` fields.
+    MalformedRecords { at: usize },
     /// `this build cannot take or apply records (treasure-core without cluster mode)`
     NoRecords,
     /// `internal error: <what>` (a Rust panic caught in the binding)
@@ -204,6 +219,16 @@ impl fmt::Display for Error {
             }
             ErrorKind::ThreadFailed(r) => write!(f, "cannot start the transport thread: {r}"),
             ErrorKind::ResolverClosed => f.write_str("r is closed"),
+            ErrorKind::ResolverForeign { created, used } => write!(
+                f,
+                "r was created in process {created} and used in process {used}"
+            ),
+            ErrorKind::ResolverInCall => f.write_str(
+                "r is already in a call (from another thread, or a __gc finalizer run inside that call)",
+            ),
+            ErrorKind::MalformedRecords { at } => {
+                write!(f, "resolver gave a malformed record stream at byte {at}")
+            }
             ErrorKind::NoRecords => f.write_str(
                 "this build cannot take or apply records (treasure-core without cluster mode)",
             ),

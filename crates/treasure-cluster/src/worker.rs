@@ -274,7 +274,7 @@ async fn publish_loop(
 
 /// The test hooks: the second copy of every k-th record.
 fn hook_copy(cfg: &Config, rec: &Rec) -> Option<Rec> {
-    let every = |k: u64| k > 0 && rec.n % k == 0;
+    let every = |k: u64| k > 0 && rec.n.is_multiple_of(k);
     let msg_id = if every(cfg.duplicate_every) {
         rec.out.msg_id.clone()
     } else if every(cfg.duplicate_raw_every) {

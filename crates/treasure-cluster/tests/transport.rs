@@ -26,8 +26,14 @@ fn records_arrive_in_queue_order_on_their_dest_subject() {
     let want1: Vec<u64> = (1..=n).filter(|t| t % 3 == 0).collect();
     let got0 = receive(&a, want0.len(), WAIT);
     let got1 = receive(&b, want1.len(), WAIT);
-    assert_eq!(got0.iter().map(|d| to_of(&d.bytes)).collect::<Vec<_>>(), want0);
-    assert_eq!(got1.iter().map(|d| to_of(&d.bytes)).collect::<Vec<_>>(), want1);
+    assert_eq!(
+        got0.iter().map(|d| to_of(&d.bytes)).collect::<Vec<_>>(),
+        want0
+    );
+    assert_eq!(
+        got1.iter().map(|d| to_of(&d.bytes)).collect::<Vec<_>>(),
+        want1
+    );
     // The bytes are the record's, and stream sequences rise with queue order.
     assert_eq!(got1[0].bytes, record(0, 1, 3, 30));
     let mut all: Vec<(u64, u64)> = got0
@@ -137,7 +143,11 @@ fn nothing_is_lost_across_a_broker_kill_and_restart() {
             server.restart();
         }
     }
-    assert!(a.flush(Duration::from_secs(60)), "acked after the restart: {:?}", a.stats());
+    assert!(
+        a.flush(Duration::from_secs(60)),
+        "acked after the restart: {:?}",
+        a.stats()
+    );
     let want = n as usize - got.iter().filter(|d| to_of(&d.bytes) <= n).count();
     got.extend(receive(&a, want, WAIT));
     got.extend(drain(&a, Duration::from_millis(500)));
@@ -152,9 +162,15 @@ fn nothing_is_lost_across_a_broker_kill_and_restart() {
     let missing: Vec<usize> = (1..=n as usize).filter(|&t| seen[t] == 0).collect();
     assert!(missing.is_empty(), "lost records {missing:?}");
     let twice: Vec<usize> = (1..=n as usize).filter(|&t| seen[t] > 1).collect();
-    assert!(twice.is_empty(), "the server's dedupe held across the restart: {twice:?}");
+    assert!(
+        twice.is_empty(),
+        "the server's dedupe held across the restart: {twice:?}"
+    );
     let s = a.stats();
-    assert!(s.disconnects >= 1 && s.retries >= 1 && s.consumers >= 2, "{s:?}");
+    assert!(
+        s.disconnects >= 1 && s.retries >= 1 && s.consumers >= 2,
+        "{s:?}"
+    );
     assert_eq!(s.acked, n);
 }
 
@@ -206,10 +222,7 @@ fn memory_storage_and_connect_failures() {
     cfg.url = format!("nats://127.0.0.1:{}", support_free_port());
     cfg.connect_timeout = Duration::from_secs(2);
     let e = Link::connect(cfg).unwrap_err();
-    assert!(
-        matches!(e.kind, ErrorKind::ConnectFailed { .. }),
-        "{e}"
-    );
+    assert!(matches!(e.kind, ErrorKind::ConnectFailed { .. }), "{e}");
     let mut cfg = server.config("bad.name", 0, 1);
     cfg.connect_timeout = Duration::from_secs(2);
     assert!(matches!(

@@ -1,0 +1,79 @@
+//! `require("treasure.cluster")` from Lua (vendored LuaJIT, as
+//! tests/binding.rs) against a nats-server the test starts on a free
+//! loopback port (crates/treasure-cluster/tests/support: stopped by pid
+//! when the test ends, a missing server fails the test).
+
+#[path = "../crates/treasure-cluster/tests/support/mod.rs"]
+mod support;
+
+use mlua::{Lua, Table};
+
+fn lua_with_module() -> Lua {
+    // unsafe_new only because the module needs LuaJIT's `ffi` library.
+    let lua = unsafe { Lua::unsafe_new() };
+    let open = lua
+        .create_function(|lua, ()| treasure_native::open(lua))
+        .expect("create loader");
+    let package: Table = lua.globals().get("package").expect("package");
+    let preload: Table = package.get("preload").expect("preload");
+    preload.set("treasure.native", open).expect("preload");
+    let path: String = package.get("path").unwrap();
+    let root = env!("CARGO_MANIFEST_DIR");
+    package
+        .set("path", format!("{root}/lua/?.lua;{path}"))
+        .unwrap();
+    lua
+}
+
+#[test]
+fn connect_stats_flush_close_and_errors_from_lua() {
+    let server = support::Server::start();
+    let lua = lua_with_module();
+    lua.globals().set("URL", server.url()).unwrap();
+    let script = r#"
+      local cluster = require("treasure.cluster")
+      assert(cluster == require("treasure.native")._cluster)
+      local function err_of(f, ...)
+        local ok, e = pcall(f, ...)
+        assert(not ok, "expected an error")
+        assert(type(e) == "string", "errors are plain strings, got " .. type(e))
+        return e
+      end
+      local function eq(a, b) if a ~= b then error(("expected %q, got %q"):format(tostring(b), tostring(a)), 2) end end
+      eq(err_of(cluster.connect, nil), "treasure: cluster.connect: opts must be a table, got nil")
+      eq(err_of(cluster.connect, { url = URL, shards = 2 }), "treasure: cluster.connect: opts.shard must be given, got nil")
+      eq(err_of(cluster.connect, { url = URL, shard = 2, shards = 2 }),
+         "treasure: cluster.connect: opts.shard must be below opts.shards (2), got 2")
+      eq(err_of(cluster.connect, { url = URL, shard = 1.5, shards = 2 }),
+         "treasure: cluster.connect: opts.shard must be an integer in [0, 65534], got 1.5")
+      eq(err_of(cluster.connect, { url = URL, shard = 0, shards = 2, storage = "disk" }),
+         "treasure: cluster.connect: opts.storage must be 'file' or 'memory', got 'disk'")
+      assert(err_of(cluster.connect, { url = URL, shard = 0, shards = 2, sahrd = 1 })
+        :find("^treasure: cluster.connect: opts: unknown field `sahrd`"))
+      local link = cluster.connect{ url = URL, stream = "LUA", shard = 0, shards = 2, from = 0 }
+      assert(tostring(link):find("shard 0 of 2, stream LUA", 1, true), tostring(link))
+      eq(link:flush(), true)
+      eq(link:flush(0), true)
+      eq(err_of(link.flush, link, -1), "treasure: cluster.flush: timeout_ms must be an integer in [0, 3600000], got -1")
+      local s = link:stats()
+      eq(s.queued, 0); eq(s.acked, 0); eq(s.held, 0); eq(s.sent, 0); eq(s.errors, 0)
+      eq(err_of(link.pump, link, {}), "treasure: cluster.pump: r must be a resolver, got table")
+      eq(err_of(link.pump, nil, {}), "treasure: cluster.pump: self must be a cluster link, got nil")
+      local r = require("treasure.native").new()
+      r:close()
+      eq(err_of(link.pump, link, r), "treasure: cluster.pump: r is closed")
+      link:close()
+      link:close()
+      eq(tostring(link), "treasure.cluster link (closed)")
+      eq(err_of(link.stats, link), "treasure: cluster.stats: link is closed")
+      eq(err_of(link.pump, link, r), "treasure: cluster.pump: link is closed")
+      -- GC closes a link nobody closed (its thread is joined in __gc).
+      cluster.connect{ url = URL, stream = "LUA", shard = 1, shards = 2 }
+      collectgarbage(); collectgarbage()
+      local bad = err_of(cluster.connect, { url = "nats://127.0.0.1:1", shard = 0, shards = 1, connect_timeout_ms = 500 })
+      assert(bad:find("^treasure: cluster.connect: cannot connect to nats://127.0.0.1:1: "), bad)
+    "#;
+    if let Err(e) = lua.load(script).exec() {
+        panic!("script failed:\n{e}");
+    }
+}
