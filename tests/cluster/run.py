@@ -123,6 +123,7 @@ def run():
     ap.add_argument("--world", default="", help="extra node.lua world options, e.g. '--players 900'")
     a = ap.parse_args()
     t_begin = time.time()
+    load0 = round(os.getloadavg()[0], 2)      # a shared machine: say how busy it was
 
     world = ["--shards", str(a.shards)]
     node_opts = ["--hz", str(a.hz), "--ticks", str(a.ticks)]
@@ -286,6 +287,7 @@ def run():
         extra["duplicate_publish_hooks"] = {} if a.no_faults else {"duplicate_every": 7, "duplicate_raw_every": 11}
         extra["shard_failures"] = failed
         extra["duration_s"] = round(time.time() - t_begin, 1)
+        extra["loadavg_1m"] = [load0, round(os.getloadavg()[0], 2)]
         extra["mode"] = ("fake-" if a.fake else "fake-link-" if a.fake_link else "") + ("latency" if a.latency else "faults")
         cmd = [sys.executable, os.path.join(HERE, "check.py"), "--dir", out, "--shards", str(a.shards),
                "--stripe", str(stripe), "--extra", json.dumps(extra)]
