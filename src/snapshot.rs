@@ -401,3 +401,102 @@ pub fn to_lua(
         hosts,
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use treasure_core::Resolver;
+
+    /// A cluster resolver's snapshot survives `to_lua` then `from_lua` with
+    /// the header native.lua builds (the Lua-side rules are snapshot.lua's
+    /// and are not run here).
+    #[test]
+    fn cluster_snapshot_round_trips_through_lua() {
+        let base = Options {
+            shard: Some(1),
+            shards: Some(3),
+            aoi_radius: 50,
+            ..Options::default()
+        };
+        let mut r = Resolver::new(base.clone()).unwrap();
+        r.add_loot_table(
+            1,
+            &[LootEntry {
+                item: 2,
+                weight: 1,
+                min: 1,
+                max: 1,
+                rarity: 0,
+            }],
+        )
+        .unwrap();
+        r.add_site(1, 0, 0, 0, 1, 5).unwrap();
+        for p in 1..=4 {
+            r.join(p, p as i32, 0, 0, 0).unwrap();
+        }
+        r.set_host(2, 0).unwrap();
+        r.set_host(3, 2).unwrap();
+        r.dig(1, 0, 0, 0, 5).unwrap().unwrap();
+        r.flush().unwrap();
+        let mut own = Vec::new();
+        r.take_records(&mut own).unwrap();
+        // Apply the record addressed to this shard: host packets pending.
+        let mut rest = &own[..];
+        let mut mine = Vec::new();
+        let expect = treasure_core::cluster_record::Expect::From {
+            shard: 1,
+            shards: 3,
+        };
+        while !rest.is_empty() {
+            let (rec, next) =
+                treasure_core::cluster_record::Record::new_checked(rest, expect).unwrap();
+            if rec.dest() == 1 {
+                mine.extend_from_slice(rec.bytes());
+            }
+            rest = next;
+        }
+        r.apply_records(&mine, Some(12)).unwrap();
+        r.dig(2, 0, 0, 0, 6).unwrap().unwrap();
+        let s = r.snapshot().unwrap();
+        let c = s.cluster.as_ref().unwrap();
+        assert!(!c.outgoing.is_empty() && !c.sent.is_empty() && !c.applied.is_empty());
+        assert!(!s.pending.is_empty());
+
+        let lua = Lua::new();
+        let (t, sites, players, hosts) = to_lua(&lua, &s).unwrap();
+        let header = lua.create_table().unwrap();
+        for key in [
+            "version",
+            "options",
+            "loot_tables",
+            "next_seq",
+            "counters",
+            "pending",
+            "cluster",
+        ] {
+            header
+                .raw_set(key, t.raw_get::<Value>(key).unwrap())
+                .unwrap();
+        }
+        let hosts = hosts.expect("cluster mode packs hosts");
+        let (sites, players, hosts) = (sites.as_bytes(), players.as_bytes(), hosts.as_bytes());
+        let parts = Packed {
+            sites: &sites,
+            players: &players,
+            hosts: Some(&hosts),
+        };
+        let back = from_lua(&lua, &Value::Table(header), parts, base).unwrap();
+        assert_eq!(back, s);
+        let mut restored = Resolver::restore(back).unwrap();
+        assert_eq!(restored.snapshot().unwrap(), s);
+
+        // Outside cluster mode nothing is added.
+        let mut plain = Resolver::new(Options::default()).unwrap();
+        plain.join(1, 0, 0, 0, 0).unwrap();
+        let (t, _, _, hosts) = to_lua(&lua, &plain.snapshot().unwrap()).unwrap();
+        assert!(hosts.is_none());
+        assert!(t.raw_get::<Value>("cluster").unwrap().is_nil());
+        let o: Table = t.raw_get("options").unwrap();
+        assert!(o.raw_get::<Value>("shard").unwrap().is_nil());
+    }
+}

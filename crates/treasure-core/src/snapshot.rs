@@ -158,7 +158,7 @@ pub fn validate(s: &Snapshot) -> Result<(), Error> {
     )?;
     let cluster = check_cluster_options(
         RESTORE,
-        |name| at(SnapshotPath::Option(name)),
+        crate::contract::OptionsAt::Snapshot,
         o.shard.map(i128::from),
         o.shards.map(i128::from),
     )?;
@@ -305,7 +305,9 @@ pub fn validate(s: &Snapshot) -> Result<(), Error> {
         limits::NEXT_SEQ,
         next_seq,
     )?;
-    if let Some((last, _)) = last {
+    // In cluster mode pending packets carry host seqs, which the cluster
+    // rules bound by `cluster.next_host_seq` instead.
+    if let (None, Some((last, _))) = (cluster, last) {
         if next_seq <= last {
             let kind = ErrorKind::NextSeqNotAbovePending { last, next_seq };
             return Err(Error::new(RESTORE, kind));
@@ -385,7 +387,14 @@ fn validate_cluster(
         i += 1;
         let (_, rest) = Record::new_checked(bytes, expect).map_err(|reason| {
             let arg = at(SnapshotPath::ClusterItem("outgoing", i));
-            Error::new(RESTORE, ErrorKind::InvalidRecord { arg, shard, reason })
+            Error::new(
+                RESTORE,
+                ErrorKind::InvalidRecord {
+                    arg,
+                    shard,
+                    reason: Box::new(reason),
+                },
+            )
         })?;
         bytes = rest;
     }

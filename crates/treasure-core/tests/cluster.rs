@@ -610,6 +610,19 @@ fn busy_host_and_seq_bound() {
     assert_eq!(r.apply_records(&next, None).unwrap(), Applied::Busy);
     assert_eq!(r.stats().unwrap().counters.busy, 1);
     assert_eq!(r.stats().unwrap().pending_packets, 2);
+    // A host that owns no dig (next_seq 1) snapshots its host packets,
+    // whose seqs are host seqs, and restores them.
+    let s = r.snapshot().unwrap();
+    assert_eq!(s.next_seq, 1);
+    assert_eq!(s.pending.len(), 2 * PACKET_SIZE);
+    let mut r = Resolver::restore(s.clone()).unwrap();
+    assert_eq!(r.snapshot().unwrap(), s);
+    let mut bad = s.clone();
+    bad.cluster.as_mut().unwrap().next_host_seq = 2;
+    assert_eq!(
+        Resolver::restore(bad).unwrap_err().to_string(),
+        "treasure: restore: snapshot.cluster.next_host_seq must be above the last pending packet's seq 2, got 2"
+    );
     let mut out = Vec::new();
     r.poll(1, &mut out).unwrap();
     assert_eq!(r.apply_records(&next, None).unwrap(), Applied::Digs(1));

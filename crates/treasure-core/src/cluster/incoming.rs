@@ -260,7 +260,7 @@ impl Incoming {
                 let kind = ErrorKind::InvalidRecord {
                     arg: Arg::RecordAt(records.len() + 1),
                     shard: self.shard,
-                    reason,
+                    reason: Box::new(reason),
                 };
                 Error::new(Method::ApplyRecords, kind)
             })?;
@@ -289,5 +289,79 @@ impl Incoming {
             seen.insert(r.src(), r.to());
         }
         Some(Plan { entries })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::{RecordWriter, Slot};
+    use super::*;
+    use crate::wire::{Fields, Kind, Packet};
+
+    fn record(src: u16, prev: u64, to: u64, seqs: &[u64], recipients: &[u32]) -> Vec<u8> {
+        let mut out = Vec::new();
+        let mut w = RecordWriter::begin(&mut out, src, 0, prev);
+        let slots: Vec<Slot> = recipients
+            .iter()
+            .map(|&recipient| Slot {
+                recipient,
+                dist2: 1,
+                flags: 0,
+            })
+            .collect();
+        for &seq in seqs {
+            let f = Fields {
+                kind: Kind::Empty as u8,
+                seq,
+                ..Fields::default()
+            };
+            w.entry(&mut out, &f, &slots);
+        }
+        w.finish(&mut out, to);
+        out
+    }
+
+    #[test]
+    fn host_seq_numbers_entries_and_the_queue_polls_across_calls() {
+        let mut inc = Incoming::new(0, 2);
+        let mut c = Counters::default();
+        let a = record(1, 0, 2, &[1, 2], &[3, 4]);
+        assert_eq!(inc.apply(&a, Some(4), 100, &mut c), Ok(Applied::Digs(2)));
+        let b = record(1, 2, 5, &[5], &[4]);
+        assert_eq!(inc.apply(&b, Some(2), 100, &mut c), Ok(Applied::Digs(1)));
+        assert_eq!(
+            (inc.next_host_seq(), inc.log_position(), c.packets),
+            (4, 4, 5)
+        );
+        assert_eq!(inc.queue.pending(), 5);
+        let mut three = vec![0u8; 3 * SIZE];
+        inc.queue.copy_out(3, &mut three);
+        inc.queue.advance(3);
+        let rest = inc.queue.pending_bytes();
+        let all: Vec<(u64, u32)> = three
+            .chunks_exact(SIZE)
+            .chain(rest.chunks_exact(SIZE))
+            .map(|p| {
+                let p = Packet::new_checked(p).unwrap();
+                (p.seq(), p.recipient())
+            })
+            .collect();
+        assert_eq!(all, vec![(1, 3), (1, 4), (2, 3), (2, 4), (3, 4)]);
+        assert_eq!(inc.applied().collect::<Vec<_>>(), vec![(1, 5)]);
+    }
+
+    #[test]
+    fn a_gap_after_valid_records_changes_nothing() {
+        let mut inc = Incoming::new(0, 2);
+        let mut c = Counters::default();
+        let s = [record(1, 0, 2, &[1], &[3]), record(1, 3, 4, &[4], &[3])].concat();
+        assert_eq!(inc.apply(&s, Some(1), 100, &mut c), Ok(Applied::Gap));
+        assert_eq!(inc.counters, ClusterCounters::default());
+        assert_eq!(
+            (inc.next_host_seq(), inc.log_position(), c.packets),
+            (1, 0, 0)
+        );
+        assert_eq!(inc.queue.pending(), 0);
+        assert!(inc.applied().next().is_none());
     }
 }

@@ -183,3 +183,120 @@ fn seq_of(template: &[u8; crate::wire::SIZE]) -> u64 {
         .expect("templates are encoded packets")
         .seq()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::super::record::{Expect, Record};
+    use super::*;
+    use crate::wire::{encode_to_array, Fields, Kind, Patcher, FLAG_LAST_CHARGE};
+
+    /// A resolved dig: owner seq and its recipients `(id, host)`.
+    fn dig(out: &mut Outbox, seq: u64, recipients: &[(u32, u16)]) {
+        let t = encode_to_array(&Fields {
+            kind: Kind::Found as u8,
+            flags: FLAG_LAST_CHARGE,
+            seq,
+            finder: recipients[0].0,
+            recipient: recipients[0].0,
+            ..Fields::default()
+        });
+        let ti = out.push_template(t);
+        let patcher = Patcher::new(&t);
+        for &(id, host) in recipients {
+            out.push(ti, patcher.patch(id, FLAG_LAST_CHARGE | 1, id * 10));
+            out.push_host(host);
+        }
+    }
+
+    /// `(dest, prev, to, entry seqs)` of each record.
+    fn heads(bytes: &[u8]) -> Vec<(u16, u64, u64, Vec<u64>)> {
+        let mut rest = bytes;
+        let mut v = Vec::new();
+        let expect = Expect::From {
+            shard: 1,
+            shards: 4,
+        };
+        while !rest.is_empty() {
+            let (r, next) = Record::new_checked(rest, expect).unwrap();
+            v.push((
+                r.dest(),
+                r.prev(),
+                r.to(),
+                r.entries().map(|e| e.seq()).collect(),
+            ));
+            rest = next;
+        }
+        v
+    }
+
+    #[test]
+    fn a_call_is_cut_per_destination_ascending_with_its_last_seq_as_to() {
+        let mut o = Outgoing::new(1);
+        // One call over two chunks: seqs 4, 5 | 6.
+        let (mut a, mut b) = (Outbox::default(), Outbox::default());
+        dig(&mut a, 4, &[(1, 3), (2, 0)]);
+        dig(&mut a, 5, &[(2, 0)]);
+        dig(&mut b, 6, &[(1, 3), (9, 3)]);
+        o.cut_call(&[a, b]);
+        assert_eq!(o.pending_records(), 2);
+        assert_eq!(o.pending_packets(), 5);
+        let mut c = Outbox::default();
+        dig(&mut c, 7, &[(2, 0)]);
+        o.cut_call(&[c]);
+        let mut bytes = Vec::new();
+        assert_eq!(o.take(&mut bytes), 3);
+        assert_eq!(
+            heads(&bytes),
+            vec![
+                (0, 0, 6, vec![4, 5]),
+                (3, 0, 6, vec![4, 6]),
+                (0, 6, 7, vec![7]),
+            ]
+        );
+        assert_eq!(o.sent().collect::<Vec<_>>(), vec![(0, 7), (3, 6)]);
+        assert_eq!((o.pending_records(), o.pending_packets()), (0, 0));
+        // The slots keep digger and party bits only; the entry the last
+        // charge bit.
+        let (r, _) = Record::new_checked(
+            &bytes,
+            Expect::From {
+                shard: 1,
+                shards: 4,
+            },
+        )
+        .unwrap();
+        let e = r.entries().next().unwrap();
+        assert_eq!(e.flags(), FLAG_LAST_CHARGE);
+        let s: Vec<_> = e.slots().map(|s| (s.recipient, s.dist2, s.flags)).collect();
+        assert_eq!(s, vec![(2, 20, 1)]);
+        // Taken records can be put back whole.
+        o.untake(bytes.clone(), 3);
+        let mut again = Vec::new();
+        assert_eq!(o.take(&mut again), 3);
+        assert_eq!(again, bytes);
+    }
+
+    #[test]
+    fn a_record_is_closed_before_an_entry_that_would_pass_the_split() {
+        // Entries of 72 + 12 * 2700 bytes: two fit under 65536, three do not.
+        let crowd: Vec<(u32, u16)> = (1..=2700).map(|id| (id, 2)).collect();
+        let mut a = Outbox::default();
+        for seq in 10..=14 {
+            dig(&mut a, seq, &crowd);
+        }
+        dig(&mut a, 15, &[(5, 0)]);
+        let mut o = Outgoing::new(1);
+        o.cut_call(&[a]);
+        let mut bytes = Vec::new();
+        o.take(&mut bytes);
+        assert_eq!(
+            heads(&bytes),
+            vec![
+                (0, 0, 15, vec![15]),
+                (2, 0, 11, vec![10, 11]),
+                (2, 11, 13, vec![12, 13]),
+                (2, 13, 15, vec![14]),
+            ]
+        );
+    }
+}

@@ -3,7 +3,7 @@
 
 use super::error::{Error, ErrorKind};
 use super::limits::{self, Range, MAX_SAFE, OPTION_FIELDS, TOTAL_WEIGHT_MAX};
-use super::names::{Arg, EntriesAt, Method};
+use super::names::{Arg, EntriesAt, Method, OptionsAt};
 use crate::roll::LootEntry;
 
 /// `<arg> must be an integer in [lo, hi]`.
@@ -203,7 +203,7 @@ pub fn check_records_length(method: Method, len: usize, unit: usize) -> Result<(
 
 /// The cluster options after the five above (`docs/API.md`, cluster mode):
 /// `shard` then `shards`, each in range when given; then both or neither;
-/// then `shard < shards`. `arg` names a field (`opts.shard`,
+/// then `shard < shards`. `at` says whose options (`opts.shard`,
 /// `snapshot.options.shard`). Returns `Some((shard, shards))` in cluster
 /// mode.
 ///
@@ -213,30 +213,32 @@ pub fn check_records_length(method: Method, len: usize, unit: usize) -> Result<(
 /// [`ErrorKind::ShardNotBelowShards`] for the first rule broken.
 pub fn check_cluster_options(
     method: Method,
-    arg: impl Fn(&'static str) -> Arg,
+    at: OptionsAt,
     shard: Option<i128>,
     shards: Option<i128>,
 ) -> Result<Option<(u16, u16)>, Error> {
     let [(shard_name, shard_range), (shards_name, shards_range)] = limits::CLUSTER_OPTION_FIELDS;
     if let Some(v) = shard {
-        check_range(method, arg(shard_name), shard_range, v)?;
+        check_range(method, at.arg(shard_name), shard_range, v)?;
     }
     if let Some(v) = shards {
-        check_range(method, arg(shards_name), shards_range, v)?;
+        check_range(method, at.arg(shards_name), shards_range, v)?;
     }
     let (shard, shards) = match (shard, shards) {
         (None, None) => return Ok(None),
         (Some(_), None) => {
             let kind = ErrorKind::GivenWithout {
-                arg: arg(shards_name),
-                with: arg(shard_name),
+                at,
+                field: shards_name,
+                with: shard_name,
             };
             return Err(Error::new(method, kind));
         }
         (None, Some(_)) => {
             let kind = ErrorKind::GivenWithout {
-                arg: arg(shard_name),
-                with: arg(shards_name),
+                at,
+                field: shard_name,
+                with: shards_name,
             };
             return Err(Error::new(method, kind));
         }
@@ -244,12 +246,7 @@ pub fn check_cluster_options(
         (Some(a), Some(b)) => (a as u16, b as u16),
     };
     if shard >= shards {
-        let kind = ErrorKind::ShardNotBelowShards {
-            arg: arg(shard_name),
-            shards_arg: arg(shards_name),
-            shards,
-            shard,
-        };
+        let kind = ErrorKind::ShardNotBelowShards { at, shards, shard };
         return Err(Error::new(method, kind));
     }
     Ok(Some((shard, shards)))

@@ -13,7 +13,7 @@ use std::fmt;
 
 use super::cluster::RecordReason;
 use super::limits::{Range, MAX_SAFE, SNAPSHOT_VERSION, TOTAL_WEIGHT_MAX};
-use super::names::{Arg, EntriesAt, Expected, Got, Method, SnapshotPath};
+use super::names::{Arg, EntriesAt, Expected, Got, Method, OptionsAt, SnapshotPath};
 use crate::wire::WireError;
 
 /// What went wrong, independent of the method. Each variant's doc is its
@@ -149,11 +149,14 @@ pub enum ErrorKind {
     NotCluster,
     /// `<arg> must be given with <with>, got nil` (`opts.shards` without
     /// `opts.shard`, and the other way round).
-    GivenWithout { arg: Arg, with: Arg },
-    /// `<arg> must be below <shards_arg> (<shards>), got <shard>`
+    GivenWithout {
+        at: OptionsAt,
+        field: &'static str,
+        with: &'static str,
+    },
+    /// `<opts>.shard must be below <opts>.shards (<shards>), got <shard>`
     ShardNotBelowShards {
-        arg: Arg,
-        shards_arg: Arg,
+        at: OptionsAt,
         shards: u16,
         shard: u16,
     },
@@ -162,7 +165,8 @@ pub enum ErrorKind {
     InvalidRecord {
         arg: Arg,
         shard: u16,
-        reason: RecordReason,
+        /// Boxed: keeps every `Result<_, Error>` small.
+        reason: Box<RecordReason>,
     },
     /// `snapshot.cluster.<list>[i].shard must not repeat
     /// snapshot.cluster.<list>[first].shard, got <shard>`
@@ -471,15 +475,18 @@ impl fmt::Display for ErrorKind {
             ErrorKind::NotCluster => f.write_str(
                 "resolver has no shard (create it with opts.shard and opts.shards)",
             ),
-            ErrorKind::GivenWithout { arg, with } => {
-                write!(f, "{arg} must be given with {with}, got nil")
-            }
-            ErrorKind::ShardNotBelowShards {
-                arg,
-                shards_arg,
-                shards,
-                shard,
-            } => write!(f, "{arg} must be below {shards_arg} ({shards}), got {shard}"),
+            ErrorKind::GivenWithout { at, field, with } => write!(
+                f,
+                "{} must be given with {}, got nil",
+                at.arg(field),
+                at.arg(with)
+            ),
+            ErrorKind::ShardNotBelowShards { at, shards, shard } => write!(
+                f,
+                "{} must be below {} ({shards}), got {shard}",
+                at.arg("shard"),
+                at.arg("shards")
+            ),
             ErrorKind::InvalidRecord { arg, shard, reason } => {
                 write!(f, "{arg} must be a valid record for shard {shard}, got {reason}")
             }

@@ -17,4 +17,4 @@ mod names;
 pub use cluster::RecordReason;
 pub use error::{Error, ErrorKind};
 pub use limits::Range;
-pub use names::{Arg, EntriesAt, Expected, Got, Method, SnapshotPath};
+pub use names::{Arg, EntriesAt, Expected, Got, Method, OptionsAt, SnapshotPath};

@@ -137,6 +137,25 @@ impl fmt::Display for EntriesAt {
     }
 }
 
+/// Where options are checked: `opts` of `new`, or `snapshot.options`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionsAt {
+    /// `opts.<field>`
+    New,
+    /// `snapshot.options.<field>`
+    Snapshot,
+}
+
+impl OptionsAt {
+    /// The argument naming option `name` here.
+    pub const fn arg(self, name: &'static str) -> Arg {
+        match self {
+            OptionsAt::New => Arg::Opt(name),
+            OptionsAt::Snapshot => Arg::Snapshot(SnapshotPath::Option(name)),
+        }
+    }
+}
+
 /// A place inside a snapshot (`restore`'s argument), printed from
 /// `snapshot` on. Indexes are 1-based.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

@@ -89,7 +89,7 @@ impl Resolver {
         check_options(m, Arg::Opt, opts.contract_values())?;
         let cluster = check_cluster_options(
             m,
-            Arg::Opt,
+            crate::contract::OptionsAt::New,
             opts.shard.map(i128::from),
             opts.shards.map(i128::from),
         )?;
