@@ -44,6 +44,7 @@ build = {
          ["treasure.packet"] = "lua/treasure/packet.lua",
          ["treasure.ffi_buffer"] = "lua/treasure/ffi_buffer.lua",
          ["treasure.snapshot"] = "lua/treasure/snapshot.lua",
+         ["treasure.record"] = "lua/treasure/record.lua",
          ["treasure.metrics"] = "lua/treasure/metrics.lua",
          ["treasure.eventfd"] = "lua/treasure/eventfd.lua",
          ["treasure.cluster"] = "lua/treasure/cluster.lua",

@@ -71,13 +71,16 @@ local PACKET_SIZE = contract.PACKET_SIZE
 -- Ranges (bounds and their printed form).
 local ID, U32, COORD, COUNT = contract.ID, contract.U32, contract.COORD, contract.COUNT
 
+-- Cluster mode: a record's header size, and the size past which the cut
+-- starts a new record.
+local HEADER_SIZE = record.HEADER_SIZE
+local RECORD_SPLIT_BYTES = contract.RECORD_SPLIT_BYTES
+
 local KIND, FLAG = packet.KIND, packet.FLAG
 local KIND_FOUND, KIND_EMPTY, KIND_NOTHING, KIND_REJECTED = KIND.FOUND, KIND.EMPTY, KIND.NOTHING, KIND.REJECTED
 local FLAG_DIGGER, FLAG_PARTY, FLAG_LAST_CHARGE = FLAG.DIGGER, FLAG.PARTY, FLAG.LAST_CHARGE
 
 local fail = contract.fail             -- fail(fn, text): "treasure: <fn>: <text>"
-local HEADER_SIZE = record.HEADER_SIZE
-local RECORD_SPLIT_BYTES = contract.RECORD_SPLIT_BYTES
 local check_int = contract.check_int   -- check_int(fn, name, v, range)
 local check_block = contract.check_block
 local not_in_range = contract.not_in_range
