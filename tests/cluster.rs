@@ -77,3 +77,61 @@ fn connect_stats_flush_close_and_errors_from_lua() {
         panic!("script failed:\n{e}");
     }
 }
+
+/// End to end once the core has cluster mode (build with
+/// `--features cluster-records`, see src/cluster/pump.rs): shard 0 owns
+/// the site; player 1 is hosted on shard 0, player 2 on shard 1 (a ghost
+/// on shard 0). One dig on shard 0 yields a record for each host; each
+/// shard's link publishes and applies them, and each host polls its own
+/// player's packet, numbered by its own host seq, with `log_position` the
+/// record's stream sequence.
+#[cfg(feature = "cluster-records")]
+#[test]
+fn two_shards_exchange_a_dig_through_jetstream() {
+    let server = support::Server::start();
+    let lua = lua_with_module();
+    lua.globals().set("URL", server.url()).unwrap();
+    let script = r#"
+      local N = require("treasure.native")
+      local cluster = require("treasure.cluster")
+      local function eq(a, b) if a ~= b then error(("expected %q, got %q"):format(tostring(b), tostring(a)), 2) end end
+      local r0 = N.new{ seed = 7, aoi_radius = 16, reach = 4, shard = 0, shards = 2 }
+      local r1 = N.new{ seed = 7, aoi_radius = 16, reach = 4, shard = 1, shards = 2 }
+      r0:add_loot_table(1, { { item = 100, weight = 1, min = 1, max = 1, rarity = 0 } })
+      r0:add_site(10, 0, 0, 0, 1, 5)
+      r0:join(1, 1, 0, 0); r0:join(2, 2, 0, 0)
+      r0:set_host(2, 1)
+      r1:join(2, 2, 0, 0)
+      local l0 = cluster.connect{ url = URL, stream = "E2E", shard = 0, shards = 2 }
+      local l1 = cluster.connect{ url = URL, stream = "E2E", shard = 1, shards = 2 }
+      eq(r0:dig(1, 0, 0, 0, 1000), 1)
+      r0:flush()
+      local sent = l0:pump(r0)
+      eq(sent, 2)   -- one record for host 0, one for host 1
+      eq(l0:flush(5000), true)
+      local function pump_until(link, r, want)
+        local got = 0
+        for _ = 1, 2000 do
+          local _, applied = link:pump(r)
+          got = got + applied
+          if got >= want then return got end
+          os.execute("sleep 0.005")
+        end
+        return got
+      end
+      eq(pump_until(l1, r1, 1), 1)
+      eq(pump_until(l0, r0, 1), 1)
+      local n1, p1 = r1:poll()
+      local n0, p0 = r0:poll()
+      eq(n1, 1); eq(n0, 1)
+      local packet = require("treasure.packet")
+      eq(packet.decode(p1).recipient, 2); eq(packet.decode(p1).seq, 1)
+      eq(packet.decode(p0).recipient, 1); eq(packet.decode(p0).seq, 1)
+      assert(r1:stats().log_position >= 1)
+      eq(l1:stats().applied, 1); eq(l1:stats().held, 0)
+      l0:close(); l1:close()
+    "#;
+    if let Err(e) = lua.load(script).exec() {
+        panic!("script failed:\n{e}");
+    }
+}
