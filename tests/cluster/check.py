@@ -219,9 +219,38 @@ def check(d, shards, stripe, burst_tick=None, fault_ticks=()):
         res["cross_shard_p50_ms_outside_faults"] = r3(quantile(lat_clean, 0.50))
         res["cross_shard_p99_ms_outside_faults"] = r3(quantile(lat_clean, 0.99))
         res["fault_ticks_excluded"] = [list(w) for w in fault_ticks]
+    # the first stage alone: dig_batch -> the owner's first pump after it
+    # that took records (resolve + take), per steady tick
+    take = []
+    for s in range(shards):
+        pumps = sorted(row[0] for row in read_log(os.path.join(d, f"pump{s}.log")) if len(row) == 2)
+        ticks = sorted(owner_t[s].items())
+        j = 0
+        for k, (tick, t0) in enumerate(ticks):
+            if burst_tick is not None and tick == burst_tick:
+                continue
+            nxt = ticks[k + 1][1] if k + 1 < len(ticks) else float("inf")
+            while j < len(pumps) and pumps[j] < t0:
+                j += 1
+            if j < len(pumps) and pumps[j] < nxt:
+                take.append((pumps[j] - t0) / 1000.0)
+    res["owner_take_p50_ms"] = r3(quantile(take, 0.50))
+    res["owner_take_p99_ms"] = r3(quantile(take, 0.99))
     res["local_p50_ms"] = r3(quantile(lat_local, 0.50))
     res["local_p99_ms"] = r3(quantile(lat_local, 0.99))
     if burst_tick is not None:
+        # the burst's first stage: dig_batch -> the owner's first pump that
+        # took records after it (every record of a call comes once its digs
+        # are all resolved)
+        taken = []
+        for s in range(shards):
+            t0 = owner_t[s].get(burst_tick)
+            if t0 is None:
+                continue
+            after = [row[0] for row in read_log(os.path.join(d, f"pump{s}.log")) if len(row) == 2 and row[0] >= t0]
+            if after:
+                taken.append(round((min(after) - t0) / 1000.0, 3))
+        res["burst_owner_first_take_ms"] = taken
         res["burst_cross_shard_p50_ms"] = r3(quantile(lat_burst, 0.50))
         res["burst_cross_shard_p99_ms"] = r3(quantile(lat_burst, 0.99))
         res["burst_cross_shard_samples"] = len(lat_burst)

@@ -18,8 +18,9 @@
 --     between ticks the node pumps the link and polls its host packets every
 --     --pump-us, appending them to DIR/shard<I>.bin (what it sent to its
 --     clients). Logs: DIR/owner<I>.log ("tick wall_us" before each
---     dig_batch) and DIR/poll<I>.log ("first_packet_index n wall_us" per
---     poll), CLOCK_REALTIME, joined offline by check.py. Every --snapshot-every
+--     dig_batch), DIR/poll<I>.log ("first_packet_index n wall_us" per
+--     poll) and DIR/pump<I>.log ("wall_us records" when a pump took
+--     records), CLOCK_REALTIME, joined offline by check.py. Every --snapshot-every
 --     ticks: link:flush(), then the resolver snapshot (with the link's log
 --     position inside it) and the tick into DIR/snap<I>.lua. --restore: truncate
 --     the output to a multiple of 128 bytes, restore the snapshot, reconnect
@@ -341,10 +342,12 @@ local out = assert(io.open(out_path, "ab"))
 local written = floor((out:seek("end")) / 128)
 local owner_log = assert(io.open(dir .. "/owner" .. S .. ".log", "ab"))
 local poll_log = assert(io.open(dir .. "/poll" .. S .. ".log", "ab"))
-owner_log:setvbuf("full") poll_log:setvbuf("full")
+local pump_log = assert(io.open(dir .. "/pump" .. S .. ".log", "ab"))   -- "wall_us records_sent" when a pump took records
+owner_log:setvbuf("full") poll_log:setvbuf("full") pump_log:setvbuf("full")
 
 local function drain_once()
-  link:pump(r)
+  local sent = link:pump(r)
+  if sent and sent > 0 then pump_log:write(string.format("%.0f %d\n", now_us(), sent)) end
   local n, bytes = r:poll()
   if n > 0 then
     local t = now_us()
@@ -382,7 +385,7 @@ for t = tick0 + 1, opt.ticks do
     end
   end
   drain_once()
-  poll_log:flush()      -- a kill -9 loses at most this tick's lines
+  poll_log:flush() pump_log:flush()     -- a kill -9 loses at most this tick's lines
   if t % opt.snapshot_every == 0 then
     -- every record taken so far is acked; no pump until the snapshot is
     -- written (a record taken after the flush but lost with a kill would be
@@ -415,7 +418,7 @@ while r:stats().applied_digs < expect do
 end
 local ok, why = link:flush(10000)
 drain_once()
-out:close() owner_log:close() poll_log:close()
+out:close() owner_log:close() poll_log:close() pump_log:close()
 
 local st, ls = r:stats(), link:stats()
 local function kv(t)
