@@ -490,6 +490,28 @@ mod tests {
         let mut restored = Resolver::restore(back).unwrap();
         assert_eq!(restored.snapshot().unwrap(), s);
 
+        // A fresh cluster resolver: empty lists and strings convert too.
+        let mut fresh = Resolver::new(Options {
+            shard: Some(0),
+            shards: Some(1),
+            ..Options::default()
+        })
+        .unwrap();
+        let s = fresh.snapshot().unwrap();
+        let (t, sites, players, hosts) = to_lua(&lua, &s).unwrap();
+        let (sites, players, hosts) = (
+            sites.as_bytes(),
+            players.as_bytes(),
+            hosts.expect("cluster mode packs hosts").as_bytes(),
+        );
+        let parts = Packed {
+            sites: &sites,
+            players: &players,
+            hosts: Some(&hosts),
+        };
+        let back = from_lua(&lua, &Value::Table(t), parts, Options::default()).unwrap();
+        assert_eq!(back, s);
+
         // Outside cluster mode nothing is added.
         let mut plain = Resolver::new(Options::default()).unwrap();
         plain.join(1, 0, 0, 0, 0).unwrap();

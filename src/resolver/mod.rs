@@ -223,6 +223,22 @@ fn borrow_self(m: M, v: &Value) -> Result<Borrowed, Error> {
     }
 }
 
+/// Runs `f` with the core resolver behind the Lua value `v`, after the
+/// checks every method of `m` makes (self, forked, closed, not already in
+/// a call). For binding code outside the method table that is handed a
+/// resolver: the cluster transport's `link:pump(r)` takes and applies
+/// records on the Rust side with it (issue 17), without a Lua string.
+#[allow(dead_code)] // the transport glue (another module of issue 17) calls it
+pub fn with_core<R>(
+    m: M,
+    v: &Value,
+    f: impl FnOnce(&mut Resolver) -> Result<R, Error>,
+) -> Result<R, Error> {
+    let r = this(m, v)?;
+    let mut core = r.core();
+    f(core.get(m)?)
+}
+
 /// `self` as an open resolver of this process, or the contract's error
 /// (check order: self, forked, closed).
 fn this(m: M, v: &Value) -> Result<UserDataRefMut<NativeResolver>, Error> {

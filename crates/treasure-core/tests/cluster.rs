@@ -6,7 +6,7 @@
 use std::collections::BTreeMap;
 
 use treasure_core::cluster_record::{Expect, Record, RecordWriter, Slot};
-use treasure_core::contract::limits::MAX_SAFE;
+use treasure_core::contract::limits::{MAX_SAFE, RECORD_SPLIT_BYTES};
 use treasure_core::records::encode_digs;
 use treasure_core::{
     splitmix64, Applied, DigRecord, Fields, Kind, LootEntry, Options, Packet, Resolver, PACKET_SIZE,
@@ -400,8 +400,10 @@ fn cut(n: u32, digs: usize, workers: u32, chunk_digs: usize) -> Vec<u8> {
 
 #[test]
 fn records_split_before_64_kib_and_the_cut_is_deterministic() {
-    // One entry of 2000 recipients is 24072 bytes: two fit, a third would
-    // take the record past 65536.
+    // Entries this big: two fit in a record, a third would take it past
+    // the split.
+    let entry = RecordWriter::entry_len(2000);
+    assert!(40 + 2 * entry <= RECORD_SPLIT_BYTES && 40 + 3 * entry > RECORD_SPLIT_BYTES);
     let a = cut(2000, 5, 1, 128);
     assert_eq!(a, cut(2000, 5, 2, 1));
     assert_eq!(a, cut(2000, 5, 0, 2));
@@ -420,7 +422,6 @@ fn records_split_before_64_kib_and_the_cut_is_deterministic() {
             (r.digs(), r.prev(), r.to(), b.len())
         })
         .collect();
-    let entry = RecordWriter::entry_len(2000);
     assert_eq!(
         heads,
         vec![
@@ -434,7 +435,7 @@ fn records_split_before_64_kib_and_the_cut_is_deterministic() {
     let recs = records_of(0, &big);
     assert_eq!(recs.len(), 2);
     assert_eq!(recs[0].len(), 40 + RecordWriter::entry_len(6000));
-    assert!(recs[0].len() > 65536);
+    assert!(recs[0].len() > RECORD_SPLIT_BYTES);
 }
 
 #[test]
@@ -821,4 +822,50 @@ fn snapshot_carries_outgoing_records_and_host_packets() {
     back.take_records(&mut b).unwrap();
     assert_eq!(a, b);
     assert_eq!(r.stats().unwrap().cluster, back.stats().unwrap().cluster);
+}
+
+#[derive(Default)]
+struct Hook {
+    signals: std::sync::atomic::AtomicUsize,
+    resets: std::sync::atomic::AtomicUsize,
+}
+
+impl treasure_core::ReadyHook for Hook {
+    fn signal(&self) {
+        self.signals
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+    fn reset(&self) {
+        self.resets
+            .fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+#[test]
+fn readiness_follows_host_packets_not_digs() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let hook = std::sync::Arc::new(Hook::default());
+    let mut r = crowd(5, 1, 128);
+    r.set_ready_hook(treasure_core::Method::Fd, hook.clone())
+        .unwrap();
+    assert_eq!(hook.signals.load(SeqCst), 0);
+    // A dig makes records, not pollable packets.
+    r.dig(1, 0, 0, 0, 1).unwrap().unwrap();
+    r.flush().unwrap();
+    assert_eq!(r.available_packets(), 0);
+    assert_eq!(r.wait(None).unwrap(), 0, "nothing can arrive: no wait");
+    assert_eq!(r.in_flight().unwrap(), 0);
+    assert_eq!(hook.signals.load(SeqCst), 0);
+    let mut out = Vec::new();
+    r.take_records(&mut out).unwrap();
+    assert_eq!(r.apply_records(&out, None).unwrap(), Applied::Digs(1));
+    assert_eq!(hook.signals.load(SeqCst), 1);
+    assert_eq!(r.available_packets(), 5);
+    let mut buf = vec![0u8; 2 * PACKET_SIZE];
+    assert_eq!(r.poll_into(&mut buf, 2).unwrap(), 2);
+    assert_eq!(hook.resets.load(SeqCst), 0);
+    let mut rest = Vec::new();
+    assert_eq!(r.poll(usize::MAX, &mut rest).unwrap(), 3);
+    assert_eq!(hook.resets.load(SeqCst), 1);
+    assert_eq!(hook.signals.load(SeqCst), 1);
 }

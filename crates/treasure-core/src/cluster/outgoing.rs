@@ -186,6 +186,7 @@ fn seq_of(template: &[u8; crate::wire::SIZE]) -> u64 {
 
 #[cfg(test)]
 mod tests {
+    use super::super::record::field::HEADER;
     use super::super::record::{Expect, Record};
     use super::*;
     use crate::wire::{encode_to_array, Fields, Kind, Patcher, FLAG_LAST_CHARGE};
@@ -278,8 +279,13 @@ mod tests {
 
     #[test]
     fn a_record_is_closed_before_an_entry_that_would_pass_the_split() {
-        // Entries of 72 + 12 * 2700 bytes: two fit under 65536, three do not.
+        // Entries this big: two fit in one record under the split, three do
+        // not (asserted below from the entry length).
         let crowd: Vec<(u32, u16)> = (1..=2700).map(|id| (id, 2)).collect();
+        let entry = RecordWriter::entry_len(crowd.len());
+        assert!(
+            HEADER + 2 * entry <= RECORD_SPLIT_BYTES && HEADER + 3 * entry > RECORD_SPLIT_BYTES
+        );
         let mut a = Outbox::default();
         for seq in 10..=14 {
             dig(&mut a, seq, &crowd);

@@ -275,11 +275,12 @@ impl Stream {
     /// The busy decision of the contract for `max_pending`, waiting only
     /// when the bounds cannot decide it (see the module docs).
     ///
+    /// `taken_later`: packets already out of the stream that still count
+    /// as pending (cluster mode: in records cut and not yet taken).
+    ///
     /// # Errors
     ///
     /// `worker panicked` if a chunk it waited for failed.
-    /// `taken_later`: packets already out of the stream that still count
-    /// as pending (cluster mode: in records cut and not yet taken).
     pub(super) fn is_busy(
         &mut self,
         method: Method,
