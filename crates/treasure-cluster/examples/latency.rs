@@ -28,7 +28,11 @@ fn run(url: &str, storage: Storage, len: usize, count: usize) {
     // A fresh stream per run: an old one would deliver its messages at once.
     let name = format!(
         "LAT_{}_{len}_{}",
-        if storage == Storage::File { "FILE" } else { "MEM" },
+        if storage == Storage::File {
+            "FILE"
+        } else {
+            "MEM"
+        },
         std::process::id()
     );
     let mut link = Link::connect(Config {
@@ -73,7 +77,9 @@ fn run(url: &str, storage: Storage, len: usize, count: usize) {
 
 fn main() {
     let mut args = std::env::args().skip(1);
-    let url = args.next().unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
+    let url = args
+        .next()
+        .unwrap_or_else(|| "nats://127.0.0.1:4222".to_owned());
     let count: usize = args.next().map_or(2000, |s| s.parse().expect("COUNT"));
     for storage in [Storage::File, Storage::Memory] {
         run(&url, storage, 128, count);
