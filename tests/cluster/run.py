@@ -147,7 +147,7 @@ def run():
     out = a.keep or os.path.join(tmp, "out")
     os.makedirs(out, exist_ok=True)
     for f in os.listdir(out):
-        if f.startswith(("shard", "owner", "poll", "snap", "reference", "hosts", "expect")):
+        if f.startswith(("shard", "owner", "poll", "pump", "snap", "reference", "hosts", "expect")):
             os.remove(os.path.join(out, f))
     store = os.path.join(tmp, "js")
     env = dict(os.environ)
