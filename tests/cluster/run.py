@@ -16,6 +16,7 @@ several processes over NATS JetStream, with faults.
   4. faults (unless --no-faults): shard 1 is killed with SIGKILL mid-run
      (after it wrote a snapshot) and restarted with --restore; the broker is
      stopped (SIGTERM) and restarted on the same port and store later on;
+     then the last shard is killed and restored the same way;
      shard 0 publishes every 7th record twice under the same Nats-Msg-Id
      (duplicate_every, JetStream drops it) and shard 2 every 11th under a new
      one (duplicate_raw_every: only the resolver's dedupe drops it);
@@ -218,11 +219,12 @@ def run():
         # the fault schedule, in wall time from the start
         plan = []
         if not a.no_faults:
-            plan = [(start_at + 0.35 * (end_at - start_at), "kill")]
+            plan = [(start_at + 0.35 * (end_at - start_at), "kill", 1 % a.shards)]
             if not (a.fake or a.fake_link):
-                plan.append((start_at + 0.65 * (end_at - start_at), "broker"))
-        victim = 1 % a.shards
-
+                plan.append((start_at + 0.65 * (end_at - start_at), "broker", None))
+            # a second kill after the broker restart: that restore replays
+            # from a log position written before it
+            plan.append((start_at + 0.8 * (end_at - start_at), "kill", (a.shards - 1) % a.shards))
         def sleep_until(when, why):
             # a shard that exits before its time fails the run at once
             while time.time() < when:
@@ -237,7 +239,7 @@ def run():
                 time.sleep(0.05)
 
         fault_ticks = []
-        for when, what in plan:
+        for when, what, victim in plan:
             sleep_until(when, f"before the {what} fault")
             k = int((time.time() - start_at) * a.hz)
             # a kill: from the victim's last snapshot (it re-runs those ticks)
