@@ -116,6 +116,7 @@ def check(d, shards, stripe, burst_tick=None, fault_ticks=()):
     total = 0
     lat_cross, lat_local, lat_burst, lat_clean = [], [], [], []
     owner_t = []
+    max_seq = [0] * shards
     for s in range(shards):
         t = {}
         for row in read_log(os.path.join(d, f"owner{s}.log")):
@@ -148,6 +149,7 @@ def check(d, shards, stripe, burst_tick=None, fault_ticks=()):
                     host_order += 1
                 last_seq = max(last_seq, seq)
             seqs.add(seq)
+            max_seq[s] = max(max_seq[s], seq)
             if rcpt < 1 or rcpt > len(hosts) or host_of(rcpt) != s:
                 misrouted += 1
             got[rcpt].append((seq, p))
@@ -256,17 +258,28 @@ def check(d, shards, stripe, burst_tick=None, fault_ticks=()):
         res["burst_cross_shard_samples"] = len(lat_burst)
     # the shards' own accounting
     dup_digs = 0
+    accounting = 0
+    restored = 0
     link = collections.Counter()
     for s in range(shards):
         p = os.path.join(d, f"shard{s}.json")
         if os.path.exists(p):
             with open(p) as f:
                 j = json.load(f)
-            dup_digs += j.get("stats", {}).get("duplicate_digs", 0)
+            st = j.get("stats", {})
+            dup_digs += st.get("duplicate_digs", 0)
+            restored += 1 if j.get("restored") else 0
+            # the shard's own counters agree with what it sent its clients
+            if (st.get("applied_digs") != j.get("expect") or j.get("timed_out")
+                    or st.get("next_host_seq", 0) - 1 != max_seq[s] or st.get("pending_packets", 0) != 0):
+                accounting += 1
             for k, v in j.get("link", {}).items():
                 if isinstance(v, (int, float)) and not isinstance(v, bool):
                     link[k] += v
     res["duplicate_digs_dropped"] = dup_digs
+    res["restored_shards"] = restored
+    res["accounting_errors"] = accounting
+    res["identical"] = res["identical"] and accounting == 0
     res["link"] = dict(sorted(link.items()))
     return res
 
@@ -423,14 +436,22 @@ def main():
     ap.add_argument("--fault-ticks", default="", help="tick windows a-b,c-d left out of the *_outside_faults latency")
     ap.add_argument("--extra", default="{}", help="JSON merged into the result (fault counts, duration)")
     ap.add_argument("--self-test", action="store_true")
+    ap.add_argument("--require-faults", type=int, default=0,
+                    help="N distinct shards were killed: N must have restored, and duplicates must have been dropped")
     a = ap.parse_args()
     if a.self_test:
         sys.exit(self_test())
     windows = [tuple(int(v) for v in w.split("-")) for w in a.fault_ticks.split(",") if w]
     res = check(a.dir, a.shards, a.stripe, a.burst_tick, windows)
     res.update(json.loads(a.extra))
+    ok = res["identical"] and res["lost"] == 0 and res["duplicated"] == 0
+    if a.require_faults:
+        # the faults really happened: each killed shard ended as a restored
+        # one, and the duplicate publishes reached a resolver's dedupe
+        res["faults_exercised"] = res["restored_shards"] >= a.require_faults and res["duplicate_digs_dropped"] > 0
+        ok = ok and res["faults_exercised"]
     print(json.dumps(res))
-    sys.exit(0 if res["identical"] and res["lost"] == 0 and res["duplicated"] == 0 else 1)
+    sys.exit(0 if ok else 1)
 
 
 if __name__ == "__main__":

@@ -239,6 +239,7 @@ def run():
                 time.sleep(0.05)
 
         fault_ticks = []
+        killed = set()
         for when, what, victim in plan:
             sleep_until(when, f"before the {what} fault")
             k = int((time.time() - start_at) * a.hz)
@@ -256,6 +257,7 @@ def run():
                 p.wait()
                 procs.pop(f"shard{victim}")
                 faults["kills"] += 1
+                killed.add(victim)
                 log(f"killed shard {victim} (pid {p.pid}) with SIGKILL")
                 time.sleep(1.0)
                 launch(victim, restore=True)
@@ -297,6 +299,8 @@ def run():
             cmd += ["--burst-tick", str(burst_tick)]
         if fault_ticks:
             cmd += ["--fault-ticks", ",".join(fault_ticks)]
+        if faults["kills"]:
+            cmd += ["--require-faults", str(len(killed))]
         if failed:
             log("FAILED: " + "; ".join(failed))
         rc = subprocess.run(cmd).returncode    # its JSON line is the last line
