@@ -17,7 +17,7 @@ use async_nats::jetstream::{Context, ContextBuilder};
 use crossbeam_channel::Sender;
 use futures_util::StreamExt;
 use tokio::sync::mpsc::UnboundedReceiver;
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, Notify};
 use tokio::time::Instant;
 
 use crate::{Command, Config, Delivery, Error, ErrorKind, Function, Outgoing, Shared, Storage};
@@ -62,7 +62,7 @@ async fn main(p: Parts) {
         ready,
     } = p;
     let setup = tokio::time::timeout(cfg.connect_timeout, setup(&cfg, &shared)).await;
-    let (client, js, stream) = match setup {
+    let (client, js, stream, reconnected) = match setup {
         Ok(Ok(parts)) => parts,
         Ok(Err(e)) => {
             let _ = ready.send(Err(e));
@@ -83,18 +83,21 @@ async fn main(p: Parts) {
     tokio::select! {
         _ = &mut stop => {}
         _ = publish_loop(&cfg, &shared, &js, commands) => {}
-        _ = consume_loop(&cfg, &shared, &stream, deliveries) => {}
+        _ = consume_loop(&cfg, &shared, &stream, &reconnected, deliveries) => {}
     }
     // Unblock a flush that waits for acks that will never come.
     shared.acked_cv.notify_all();
     drop(client);
 }
 
-async fn setup(
-    cfg: &Config,
-    shared: &Arc<Shared>,
-) -> Result<(async_nats::Client, Context, stream::Stream), Error> {
+/// The connection, the JetStream context, the stream, and the signal of a
+/// reconnection (after a disconnect) for the consumer.
+type Setup = (async_nats::Client, Context, stream::Stream, Arc<Notify>);
+
+async fn setup(cfg: &Config, shared: &Arc<Shared>) -> Result<Setup, Error> {
     let events = shared.clone();
+    let reconnected = Arc::new(Notify::new());
+    let signal = reconnected.clone();
     let client = async_nats::ConnectOptions::new()
         .connection_timeout(cfg.connect_timeout)
         // Reconnect forever, quickly: a broker restart should cost little.
@@ -103,10 +106,19 @@ async fn setup(
             (BACKOFF_MIN * attempts.min(50) as u32).min(BACKOFF_MAX)
         })
         .event_callback(move |ev| {
-            let s = events.clone();
+            let (s, signal) = (events.clone(), signal.clone());
             async move {
-                if matches!(ev, async_nats::Event::Disconnected) {
-                    s.disconnects.fetch_add(1, Ordering::Relaxed);
+                match ev {
+                    async_nats::Event::Disconnected => {
+                        s.disconnects.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Back after a loss: the server may have restarted and
+                    // forgotten the (ephemeral) consumer; recreate it now
+                    // rather than after its missed heartbeats.
+                    async_nats::Event::Connected if s.disconnects.load(Ordering::Relaxed) > 0 => {
+                        signal.notify_one();
+                    }
+                    _ => {}
                 }
             }
         })
@@ -144,7 +156,7 @@ async fn setup(
             };
             Error::new(Function::Connect, kind)
         })?;
-    Ok((client, js, stream))
+    Ok((client, js, stream, reconnected))
 }
 
 type AckFuture = Pin<Box<dyn Future<Output = Result<PublishAck, PublishError>> + Send>>;
@@ -295,12 +307,14 @@ fn hook_copy(cfg: &Config, rec: &Rec) -> Option<Rec> {
 }
 
 /// Consumes `<stream>.to.<shard>` from `from + 1` with an ordered
-/// consumer, recreated from the last handed-over sequence after any error.
-/// Returns when the link is gone (nobody receives).
+/// consumer, recreated from the last handed-over sequence after any error
+/// and after every reconnection. Returns when the link is gone (nobody
+/// receives).
 async fn consume_loop(
     cfg: &Config,
     shared: &Shared,
     stream: &stream::Stream,
+    reconnected: &Notify,
     deliveries: Sender<Delivery>,
 ) {
     let subject = format!("{}.to.{}", cfg.stream, cfg.shard);
@@ -340,11 +354,14 @@ async fn consume_loop(
             }
             Ok::<bool, String>(false)
         };
-        match run.await {
-            Ok(true) => return,
-            Ok(false) | Err(_) => {
-                shared.errors.fetch_add(1, Ordering::Relaxed);
-            }
+        tokio::select! {
+            r = run => match r {
+                Ok(true) => return,
+                Ok(false) | Err(_) => {
+                    shared.errors.fetch_add(1, Ordering::Relaxed);
+                }
+            },
+            _ = reconnected.notified() => {}
         }
         tokio::time::sleep(backoff).await;
         backoff = (backoff * 2).min(BACKOFF_MAX);
