@@ -116,12 +116,15 @@ def check(d, shards, stripe, burst_tick=None, fault_ticks=()):
     total = 0
     lat_cross, lat_local, lat_burst, lat_clean = [], [], [], []
     owner_t = []
+    call_ms = []                                 # dig_batch call times (steady ticks)
     max_seq = [0] * shards
     for s in range(shards):
         t = {}
         for row in read_log(os.path.join(d, f"owner{s}.log")):
-            if len(row) == 2:
+            if len(row) >= 2:
                 t[row[0]] = min(t.get(row[0], row[1]), row[1])
+            if len(row) == 3 and row[0] != burst_tick:
+                call_ms.append((row[2] - row[1]) / 1000.0)
         owner_t.append(t)
     for s in range(shards):
         with open(bins[s], "rb") as f:
@@ -236,6 +239,8 @@ def check(d, shards, stripe, burst_tick=None, fault_ticks=()):
                 j += 1
             if j < len(pumps) and pumps[j] < nxt:
                 take.append((pumps[j] - t0) / 1000.0)
+    res["owner_dig_batch_p50_ms"] = r3(quantile(call_ms, 0.50))
+    res["owner_dig_batch_p99_ms"] = r3(quantile(call_ms, 0.99))
     res["owner_take_p50_ms"] = r3(quantile(take, 0.50))
     res["owner_take_p99_ms"] = r3(quantile(take, 0.99))
     res["local_p50_ms"] = r3(quantile(lat_local, 0.50))

@@ -17,8 +17,8 @@
 --     (one dig_batch per tick). A link of `treasure.cluster` ships the records;
 --     between ticks the node pumps the link and polls its host packets every
 --     --pump-us, appending them to DIR/shard<I>.bin (what it sent to its
---     clients). Logs: DIR/owner<I>.log ("tick wall_us" before each
---     dig_batch), DIR/poll<I>.log ("first_packet_index n wall_us" per
+--     clients). Logs: DIR/owner<I>.log ("tick wall_us wall_us" before and
+--     after each dig_batch), DIR/poll<I>.log ("first_packet_index n wall_us" per
 --     poll) and DIR/pump<I>.log ("wall_us records" when a pump took
 --     records), CLOCK_REALTIME, joined offline by check.py. Every --snapshot-every
 --     ticks: link:flush(), then the resolver snapshot (with the link's log
@@ -345,9 +345,11 @@ local poll_log = assert(io.open(dir .. "/poll" .. S .. ".log", "ab"))
 local pump_log = assert(io.open(dir .. "/pump" .. S .. ".log", "ab"))   -- "wall_us records_sent" when a pump took records
 owner_log:setvbuf("full") poll_log:setvbuf("full") pump_log:setvbuf("full")
 
+local sent_last = 0
 local function drain_once()
   local sent = link:pump(r)
   if sent and sent > 0 then pump_log:write(string.format("%.0f %d\n", now_us(), sent)) end
+  sent_last = sent or 0
   local n, bytes = r:poll()
   if n > 0 then
     local t = now_us()
@@ -375,7 +377,7 @@ for t = tick0 + 1, opt.ticks do
   sync_players(S, r, held, nm, true)
   local recs, nd = dig_records(S)
   if nd > 0 then
-    owner_log:write(string.format("%d %.0f\n", t, now_us()))
+    local t_before = now_us()
     while true do
       local ok, why = r:dig_batch(recs)
       if ok then break end
@@ -383,8 +385,18 @@ for t = tick0 + 1, opt.ticks do
       busy_retries = busy_retries + 1
       drain_once()
     end
+    owner_log:write(string.format("%d %.0f %.0f\n", t, t_before, now_us()))
   end
   drain_once()
+  -- --eager-us N: after the digs, pump every 20 µs (for at most N µs) until
+  -- the call's records are taken, instead of at the --pump-us pace
+  if nd > 0 and (opt.eager_us or 0) > 0 then
+    local stop = now_us() + opt.eager_us
+    while sent_last == 0 and now_us() < stop do
+      sleep_us(20)
+      drain_once()
+    end
+  end
   poll_log:flush() pump_log:flush()     -- a kill -9 loses at most this tick's lines
   if t % opt.snapshot_every == 0 then
     -- every record taken so far is acked; no pump until the snapshot is
