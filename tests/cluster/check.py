@@ -227,8 +227,11 @@ def check(d, shards, stripe, burst_tick=None, fault_ticks=()):
     # the first stage alone: dig_batch -> the owner's first pump after it
     # that took records (resolve + take), per steady tick
     take = []
+    pump_ms = []                                 # link:pump call times (those that sent records)
     for s in range(shards):
-        pumps = sorted(row[0] for row in read_log(os.path.join(d, f"pump{s}.log")) if len(row) == 2)
+        rows = read_log(os.path.join(d, f"pump{s}.log"))
+        pumps = sorted(row[0] for row in rows if len(row) >= 2)
+        pump_ms.extend((row[0] - row[2]) / 1000.0 for row in rows if len(row) == 3)
         ticks = sorted(owner_t[s].items())
         j = 0
         for k, (tick, t0) in enumerate(ticks):
@@ -241,6 +244,8 @@ def check(d, shards, stripe, burst_tick=None, fault_ticks=()):
                 take.append((pumps[j] - t0) / 1000.0)
     res["owner_dig_batch_p50_ms"] = r3(quantile(call_ms, 0.50))
     res["owner_dig_batch_p99_ms"] = r3(quantile(call_ms, 0.99))
+    res["owner_pump_call_p50_ms"] = r3(quantile(pump_ms, 0.50))
+    res["owner_pump_call_p99_ms"] = r3(quantile(pump_ms, 0.99))
     res["owner_take_p50_ms"] = r3(quantile(take, 0.50))
     res["owner_take_p99_ms"] = r3(quantile(take, 0.99))
     res["local_p50_ms"] = r3(quantile(lat_local, 0.50))
@@ -254,7 +259,7 @@ def check(d, shards, stripe, burst_tick=None, fault_ticks=()):
             t0 = owner_t[s].get(burst_tick)
             if t0 is None:
                 continue
-            after = [row[0] for row in read_log(os.path.join(d, f"pump{s}.log")) if len(row) == 2 and row[0] >= t0]
+            after = [row[0] for row in read_log(os.path.join(d, f"pump{s}.log")) if len(row) >= 2 and row[0] >= t0]
             if after:
                 taken.append(round((min(after) - t0) / 1000.0, 3))
         res["burst_owner_first_take_ms"] = taken

@@ -342,13 +342,14 @@ local out = assert(io.open(out_path, "ab"))
 local written = floor((out:seek("end")) / 128)
 local owner_log = assert(io.open(dir .. "/owner" .. S .. ".log", "ab"))
 local poll_log = assert(io.open(dir .. "/poll" .. S .. ".log", "ab"))
-local pump_log = assert(io.open(dir .. "/pump" .. S .. ".log", "ab"))   -- "wall_us records_sent" when a pump took records
+local pump_log = assert(io.open(dir .. "/pump" .. S .. ".log", "ab"))   -- when a pump took records
 owner_log:setvbuf("full") poll_log:setvbuf("full") pump_log:setvbuf("full")
 
 local sent_last = 0
 local function drain_once()
+  local t_pump = now_us()
   local sent = link:pump(r)
-  if sent and sent > 0 then pump_log:write(string.format("%.0f %d\n", now_us(), sent)) end
+  if sent and sent > 0 then pump_log:write(string.format("%.0f %d %.0f\n", now_us(), sent, t_pump)) end
   sent_last = sent or 0
   local n, bytes = r:poll()
   if n > 0 then
