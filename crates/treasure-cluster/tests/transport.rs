@@ -47,7 +47,10 @@ fn records_arrive_in_queue_order_on_their_dest_subject() {
     assert_eq!(all.first().unwrap().0, 1);
     assert_eq!(all.last().unwrap().0, n);
     let s = a.stats();
-    assert_eq!((s.queued, s.acked, s.retries, s.duplicates), (n, n, 0, 0));
+    assert_eq!((s.queued, s.acked), (n, n));
+    // An ack slower than the ack timeout (a loaded machine) is retried, and
+    // the server drops the retry if the first copy landed.
+    assert!(s.duplicates <= s.retries, "{s:?}");
     assert_eq!(s.received, want0.len() as u64);
     assert_eq!(s.last_seq, got0.last().unwrap().stream_seq);
     assert!(drain(&b, Duration::from_millis(200)).is_empty());
@@ -71,8 +74,11 @@ fn a_repeated_msg_id_is_dropped_and_a_raw_duplicate_is_not() {
         .collect();
     assert_eq!(got, (1..=30).collect::<Vec<_>>(), "same Msg-Id: dropped");
     let s = a.stats();
-    assert_eq!(s.duplicates, 10, "{s:?}");
-    assert_eq!(s.published, 40);
+    assert_eq!(s.published, 40 + s.retries, "{s:?}");
+    assert!(
+        s.duplicates >= 10 && s.duplicates <= 10 + s.retries,
+        "{s:?}"
+    );
     a.close();
 
     let mut cfg = server.config("RAWDUP", 0, 1);
@@ -93,7 +99,8 @@ fn a_repeated_msg_id_is_dropped_and_a_raw_duplicate_is_not() {
     for (to, c) in count {
         assert_eq!(c, if to % 5 == 0 { 2 } else { 1 }, "record {to}");
     }
-    assert_eq!(b.stats().duplicates, 0);
+    let s = b.stats();
+    assert!(s.duplicates <= s.retries, "{s:?}");
 }
 
 #[test]
@@ -139,7 +146,7 @@ fn nothing_is_lost_across_a_broker_kill_and_restart() {
         }
         if to == n / 2 {
             // Down for longer than the ack timeout: publishes must be retried.
-            std::thread::sleep(Duration::from_millis(1200));
+            std::thread::sleep(Duration::from_millis(1500));
             server.restart();
         }
     }

@@ -111,7 +111,7 @@ impl Server {
             stream: stream.to_owned(),
             shard,
             shards,
-            ack_timeout: Duration::from_millis(500),
+            ack_timeout: Duration::from_millis(1000),
             ..Config::default()
         }
     }
