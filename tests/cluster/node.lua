@@ -398,7 +398,7 @@ for t = tick0 + 1, opt.ticks do
       drain_once()
     end
   end
-  poll_log:flush() pump_log:flush()     -- a kill -9 loses at most this tick's lines
+  owner_log:flush() poll_log:flush() pump_log:flush()   -- a kill -9 loses at most this tick's lines
   if t % opt.snapshot_every == 0 then
     -- every record taken so far is acked; no pump until the snapshot is
     -- written (a record taken after the flush but lost with a kill would be
