@@ -27,10 +27,13 @@
 //! ack was lost can land after a later one; the receiving side's gap rule
 //! puts them back in order.
 //!
-//! Consuming: an ordered consumer on `<stream>.to.<shard>` from stream
-//! sequence `from + 1`; after any error it is recreated from the last
-//! sequence handed over, so each stream message is delivered once, in
-//! stream order.
+//! Consuming: an ephemeral pull consumer (no acks, in memory) on
+//! `<stream>.to.<shard>` from stream sequence `from + 1`, checked like an
+//! ordered consumer (consecutive consumer sequences) with a short idle
+//! heartbeat; after any error, a hole, a missed heartbeat or a
+//! reconnection it is recreated from the last sequence handed over, so
+//! each stream message is delivered once, in stream order, and a restarted
+//! server is noticed at once.
 
 #![forbid(unsafe_code)]
 #![warn(missing_debug_implementations)]

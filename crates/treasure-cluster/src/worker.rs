@@ -8,7 +8,7 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
-use async_nats::jetstream::consumer::{pull, DeliverPolicy};
+use async_nats::jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
 use async_nats::jetstream::context::PublishError;
 use async_nats::jetstream::message::PublishMessage;
 use async_nats::jetstream::publish::PublishAck;
@@ -25,6 +25,15 @@ use crate::{Command, Config, Delivery, Error, ErrorKind, Function, Outgoing, Sha
 /// The shortest and longest pause before a retry (publish or consumer).
 const BACKOFF_MIN: Duration = Duration::from_millis(20);
 const BACKOFF_MAX: Duration = Duration::from_secs(1);
+
+/// The consumer's idle heartbeat: a silent server is noticed after about
+/// two of them (then the consumer is recreated).
+const CONSUMER_HEARTBEAT: Duration = Duration::from_secs(1);
+/// How long one pull request waits for messages.
+const CONSUMER_EXPIRES: Duration = Duration::from_secs(5);
+/// The server deletes a consumer nobody pulls from for this long (one
+/// left behind by a recreation or a closed link).
+const CONSUMER_INACTIVE: Duration = Duration::from_secs(30);
 
 pub(crate) struct Parts {
     pub cfg: Config,
@@ -131,9 +140,13 @@ async fn setup(cfg: &Config, shared: &Arc<Shared>) -> Result<Setup, Error> {
             };
             Error::new(Function::Connect, kind)
         })?;
+    // An ack future the publisher gives up on (a retry) keeps its permit
+    // until its own ack timeout: bound that by ours, and leave room for a
+    // full window of abandoned ones beside the window being resent.
     let js = ContextBuilder::new()
         .timeout(cfg.ack_timeout)
-        .max_ack_inflight(cfg.max_in_flight.max(1))
+        .ack_timeout(cfg.ack_timeout)
+        .max_ack_inflight(cfg.max_in_flight.max(1) * 2)
         .backpressure_on_inflight(true)
         .build(client.clone());
     let storage = match cfg.storage {
@@ -306,8 +319,9 @@ fn hook_copy(cfg: &Config, rec: &Rec) -> Option<Rec> {
     })
 }
 
-/// Consumes `<stream>.to.<shard>` from `from + 1` with an ordered
-/// consumer, recreated from the last handed-over sequence after any error
+/// Consumes `<stream>.to.<shard>` from `from + 1` with an ephemeral pull
+/// consumer checked like an ordered one (no acks, consecutive consumer
+/// sequences, a short heartbeat), recreated from the last handed-over sequence after any error
 /// and after every reconnection. Returns when the link is gone (nobody
 /// receives).
 async fn consume_loop(
@@ -323,20 +337,38 @@ async fn consume_loop(
     loop {
         let run = async {
             let consumer = stream
-                .create_consumer(pull::OrderedConfig {
+                .create_consumer(pull::Config {
                     filter_subject: subject.clone(),
                     deliver_policy: DeliverPolicy::ByStartSequence {
                         start_sequence: last + 1,
                     },
+                    ack_policy: AckPolicy::None,
+                    memory_storage: true,
+                    inactive_threshold: CONSUMER_INACTIVE,
                     ..Default::default()
                 })
                 .await
                 .map_err(|e| e.to_string())?;
             shared.consumers.fetch_add(1, Ordering::Relaxed);
-            let mut messages = consumer.messages().await.map_err(|e| e.to_string())?;
+            let mut messages = consumer
+                .stream()
+                .heartbeat(CONSUMER_HEARTBEAT)
+                .expires(CONSUMER_EXPIRES)
+                .messages()
+                .await
+                .map_err(|e| e.to_string())?;
+            // What an ordered consumer checks: consumer sequences without
+            // a hole; a hole (or a missed heartbeat, an error of the
+            // stream) recreates the consumer from the last sequence.
+            let mut consumer_seq = 0;
             while let Some(m) = messages.next().await {
                 let m = m.map_err(|e| e.to_string())?;
-                let seq = m.info().map_err(|e| e.to_string())?.stream_sequence;
+                let info = m.info().map_err(|e| e.to_string())?;
+                if info.consumer_sequence != consumer_seq + 1 {
+                    return Err("consumer sequence hole".to_owned());
+                }
+                consumer_seq = info.consumer_sequence;
+                let seq = info.stream_sequence;
                 if seq <= last {
                     continue;
                 }
