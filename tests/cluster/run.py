@@ -15,7 +15,7 @@ several processes over NATS JetStream, with faults.
      arrive whenever the transport delivers them);
   4. faults (unless --no-faults): shard 1 is killed with SIGKILL mid-run
      (after it wrote a snapshot) and restarted with --restore; the broker is
-     stopped (SIGTERM) and restarted on the same port and store later on;
+     killed (SIGKILL: JetStream must keep what it acknowledged) and restarted on the same port and store later on;
      then the last shard is killed and restored the same way;
      shard 0 publishes every 7th record twice under the same Nats-Msg-Id
      (duplicate_every, JetStream drops it) and shard 2 every 11th under a new
@@ -264,7 +264,7 @@ def run():
                 faults["restores"] += 1
                 log(f"restarted shard {victim} with --restore")
             elif what == "broker":
-                rc = stop("nats")
+                rc = stop("nats", signal.SIGKILL)
                 log(f"stopped nats-server (exit {rc}); restarting on the same port and store")
                 time.sleep(0.5)
                 start_nats(port, store, nats_log)
