@@ -48,7 +48,11 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     lua.set_app_data(error::LuaHelpers { tostring });
     let err = lua.create_table()?;
     lua.set_app_data(error::ErrSentinel(err.clone()));
-    let cluster = cluster::open(lua, err.clone())?;
+    let raise: Table = lua
+        .load(include_str!("raise.lua"))
+        .set_name("=treasure.native.raise")
+        .call(err)?;
+    let cluster = cluster::open(lua, raise.clone())?;
     let raw = resolver::raw_functions(lua)?;
     // The Lua files shared with treasure.legacy (one definition each), all
     // compiled in so native.so does not depend on package.path: the
@@ -73,7 +77,7 @@ pub fn open(lua: &Lua) -> mlua::Result<Table> {
     let (module, methods): (Table, Table) = lua
         .load(include_str!("native.lua"))
         .set_name("=treasure.native")
-        .call((raw, err, packets_held, snapshot_rules))?;
+        .call((raw, raise, packets_held, snapshot_rules))?;
     module.raw_set("_cluster", cluster)?;
     lua.set_named_registry_value(resolver::METHODS_KEY, methods)?;
     lua.set_named_registry_value(MODULE_KEY, &module)?;

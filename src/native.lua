@@ -4,7 +4,7 @@
 -- 1. mlua raises Rust errors as userdata objects, but the contract says a bad
 --    call raises a plain string at level 0 (exactly as treasure.legacy does).
 --    Each raw Rust function therefore *returns* (ERR, message) on failure and
---    the wrapper below turns that into error(message, 0). A call still costs
+--    src/raise.lua's wrapper turns that into error(message, 0). A call still costs
 --    one Lua->C call; the wrapper is plain Lua that LuaJIT compiles.
 -- 2. Only Lua can ask LuaJIT's FFI what a cdata is and how big it is, which
 --    poll_into must know before Rust writes into the caller's buffer: Rust
@@ -15,27 +15,16 @@
 -- 4. Snapshots cross as packed records read and written with the FFI, far
 --    cheaper than one C-API table per player or site.
 --
--- Arguments: raw (table of Rust functions), ERR (unique sentinel table),
+-- Arguments: raw (table of Rust functions), raise (src/raise.lua: the
+-- ERR-to-error rule),
 -- packets_held (lua/treasure/ffi_buffer.lua), snapshot_rules
 -- (lua/treasure/snapshot.lua: the validation restore runs first).
-local raw, ERR, packets_held, snapshot_rules = ...
+local raw, raise, packets_held, snapshot_rules = ...
 
 local ffi = require("ffi")
-local select, error = select, error
 
-local function check(...)
-  if (...) == ERR then
-    error((select(2, ...)), 0)
-  end
-  return ...
-end
-
-local methods = {}
-for name, fn in pairs(raw.methods) do
-  methods[name] = function(...)
-    return check(fn(...))
-  end
-end
+local check = raise.check
+local methods = raise.wrap(raw.methods)
 
 -- The FFI fast path (src/ffi/fast.rs) for the calls a game loop makes every
 -- tick. LuaJIT compiles these FFI calls into its traces; the classic C API

@@ -3,24 +3,11 @@
 -- failure, and these wrappers raise the message as a plain string at level
 -- 0, exactly as native.lua does for the resolver.
 --
--- Arguments: raw (table of Rust functions: connect, methods), ERR (the
--- binding's unique sentinel table).
-local raw, ERR = ...
-local select, error = select, error
-
-local function check(...)
-  if (...) == ERR then
-    error((select(2, ...)), 0)
-  end
-  return ...
-end
-
-local methods = {}
-for name, fn in pairs(raw.methods) do
-  methods[name] = function(...)
-    return check(fn(...))
-  end
-end
+-- Arguments: raw (table of Rust functions: connect, methods), raise
+-- (src/raise.lua: the ERR-to-error rule).
+local raw, raise = ...
+local check = raise.check
+local methods = raise.wrap(raw.methods)
 
 local M = {}
 

@@ -27,7 +27,7 @@ const METHODS_KEY: &str = "treasure.cluster.methods";
 
 /// The module table (`treasure.native`'s `_cluster`, which
 /// lua/treasure/cluster.lua returns).
-pub fn open(lua: &Lua, err: Table) -> mlua::Result<Table> {
+pub fn open(lua: &Lua, raise: Table) -> mlua::Result<Table> {
     let raw = lua.create_table()?;
     let m = lua.create_table()?;
     method(lua, &m, Function::Pump, pump_fn)?;
@@ -47,7 +47,7 @@ pub fn open(lua: &Lua, err: Table) -> mlua::Result<Table> {
     let (module, methods): (Table, Table) = lua
         .load(include_str!("cluster.lua"))
         .set_name("=treasure.cluster")
-        .call((raw, err))?;
+        .call((raw, raise))?;
     lua.set_named_registry_value(METHODS_KEY, methods)?;
     Ok(module)
 }
