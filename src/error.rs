@@ -48,6 +48,14 @@ pub fn finish<R: IntoLuaMulti, E: fmt::Display>(
     }
 }
 
+/// A caught panic's message (`panic!` with a literal or a formatted one).
+fn panic_text(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "unknown panic".to_owned())
+}
+
 /// Runs the body of the raw function for `method`, turning a Rust panic
 /// into an ordinary failure so that nothing unwinds into LuaJIT, then
 /// [`finish`]es.
@@ -56,14 +64,8 @@ pub fn guarded<R: IntoLuaMulti>(
     method: Method,
     body: impl FnOnce() -> Result<R, Error>,
 ) -> mlua::Result<MultiValue> {
-    let r = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|p| {
-        let what = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_owned());
-        Err(Error::call_panicked(method, what))
-    });
+    let r = catch_unwind(AssertUnwindSafe(body))
+        .unwrap_or_else(|p| Err(Error::call_panicked(method, panic_text(&*p))));
     finish(lua, r)
 }
 
@@ -126,14 +128,8 @@ pub fn guarded_cluster<R: IntoLuaMulti>(
     function: cluster::Function,
     body: impl FnOnce() -> Result<R, Fail>,
 ) -> mlua::Result<MultiValue> {
-    let r = catch_unwind(AssertUnwindSafe(body)).unwrap_or_else(|p| {
-        let what = p
-            .downcast_ref::<&str>()
-            .map(|s| s.to_string())
-            .or_else(|| p.downcast_ref::<String>().cloned())
-            .unwrap_or_else(|| "unknown panic".to_owned());
-        Err(cluster(function, ClusterKind::Panicked(what)))
-    });
+    let r = catch_unwind(AssertUnwindSafe(body))
+        .unwrap_or_else(|p| Err(cluster(function, ClusterKind::Panicked(panic_text(&*p)))));
     finish(lua, r)
 }
 
