@@ -116,6 +116,7 @@ thread_local! {
         RefCell::new(Scratch {
             hits: Vec::new(),
             order: Vec::new(),
+            aoi_at: None,
         })
     };
 }
@@ -129,6 +130,9 @@ pub(crate) struct Scratch {
     /// Sorting these 8-byte keys is faster than sorting the 16-byte hits
     /// themselves (the sort is a visible share of worker time).
     order: Vec<u64>,
+    /// The block and the number of AOI hits at the front of `hits` (the
+    /// previous FOUND dig's, on this chunk's snapshot).
+    aoi_at: Option<([i32; 3], usize)>,
 }
 
 #[inline]
@@ -177,9 +181,22 @@ pub(crate) fn resolve_dig(
         return;
     }
     let patcher = Patcher::new(&pkt);
-    let Scratch { hits, order } = scratch;
-    hits.clear();
-    world.query(job.x, job.y, job.z, aoi_radius, hits);
+    let Scratch {
+        hits,
+        order,
+        aoi_at,
+    } = scratch;
+    let point = [job.x, job.y, job.z];
+    match *aoi_at {
+        // The previous FOUND dig of this chunk was at the same block: same
+        // snapshot, same AOI; its hits are still at the front of `hits`.
+        Some((at, n)) if at == point => hits.truncate(n),
+        _ => {
+            hits.clear();
+            world.query(job.x, job.y, job.z, aoi_radius, hits);
+            *aoi_at = Some((point, hits.len()));
+        }
+    }
     // The query found every player within the radius, party members and
     // the digger among them: only those beyond it are added (fewer keys to
     // sort and duplicates to skip).
@@ -256,6 +273,7 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
         }
         SCRATCH.with(|s| {
             let mut scratch = s.borrow_mut();
+            scratch.aoi_at = None;
             for job in &jobs {
                 if shared.panic_countdown.load(Relaxed) != 0
                     && shared
