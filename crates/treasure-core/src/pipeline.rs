@@ -4,10 +4,11 @@
 //! sequential (seq, kind, charges, roll, item) and hands workers a [`Chunk`]:
 //! up to `chunk_digs` consecutive [`DigJob`]s plus an `Arc` of the player
 //! snapshot as of those digs. A worker, per FOUND dig, runs the AOI query,
-//! adds the digger and the digger's party, sorts and dedups the recipients by
-//! id, encodes a per-dig template packet once and computes the recipient,
-//! flags, dist2 and CRC of each recipient's packet (an [`Outbox`] keeps them
-//! compact until `poll_into` expands them). Non-FOUND digs produce their
+//! adds the digger and the digger's party where the query did not reach
+//! them, sorts and dedups the recipients by id, encodes a per-dig template
+//! packet once and computes the recipient, flags, dist2 and CRC of each
+//! recipient's packet (an [`Outbox`] keeps them compact until `poll_into`
+//! expands them). Non-FOUND digs produce their
 //! single packet in the same pass, so a chunk's outbox is in stream order.
 //!
 //! The worker then drops its snapshot reference *before* publishing the
@@ -115,6 +116,7 @@ thread_local! {
         RefCell::new(Scratch {
             hits: Vec::new(),
             order: Vec::new(),
+            aoi_at: None,
         })
     };
 }
@@ -128,6 +130,9 @@ pub(crate) struct Scratch {
     /// Sorting these 8-byte keys is faster than sorting the 16-byte hits
     /// themselves (the sort is a visible share of worker time).
     order: Vec<u64>,
+    /// The block and the number of AOI hits at the front of `hits` (the
+    /// previous FOUND dig's, on this chunk's snapshot).
+    aoi_at: Option<([i32; 3], usize)>,
 }
 
 #[inline]
@@ -176,15 +181,35 @@ pub(crate) fn resolve_dig(
         return;
     }
     let patcher = Patcher::new(&pkt);
-    let Scratch { hits, order } = scratch;
-    hits.clear();
-    world.query(job.x, job.y, job.z, aoi_radius, hits);
-    world.party_members(job.party, job.x, job.y, job.z, hits);
-    hits.push(Hit {
-        id: job.finder,
-        party: job.party,
-        dist2: job.dist2 as u64,
-    });
+    let Scratch {
+        hits,
+        order,
+        aoi_at,
+    } = scratch;
+    let point = [job.x, job.y, job.z];
+    match *aoi_at {
+        // The previous FOUND dig of this chunk was at the same block: same
+        // snapshot, same AOI; its hits are still at the front of `hits`.
+        Some((at, n)) if at == point => hits.truncate(n),
+        _ => {
+            hits.clear();
+            world.query(job.x, job.y, job.z, aoi_radius, hits);
+            *aoi_at = Some((point, hits.len()));
+        }
+    }
+    // The query found every player within the radius, party members and
+    // the digger among them: only those beyond it are added (fewer keys to
+    // sort and duplicates to skip).
+    let r2 = aoi_radius as u64 * aoi_radius as u64;
+    world.party_members(job.party, job.x, job.y, job.z, Some(r2), hits);
+    // `job.dist2` is saturated: a saturated one may be beyond the radius.
+    if job.dist2 == u32::MAX || job.dist2 as u64 > r2 {
+        hits.push(Hit {
+            id: job.finder,
+            party: job.party,
+            dist2: job.dist2 as u64,
+        });
+    }
     order.clear();
     order.extend(
         hits.iter()
@@ -192,8 +217,9 @@ pub(crate) fn resolve_dig(
             .map(|(i, h)| (h.id as u64) << 32 | i as u64),
     );
     order.sort_unstable();
-    // A player found twice (in the AOI and in the party, or as the digger)
-    // has the same hit both times: same snapshot, same position.
+    // A player can still be found twice (a digger whose dist2 is saturated
+    // may also be in the AOI): both hits are the same, same snapshot, same
+    // position.
     let mut prev = None;
     for &k in order.iter() {
         let h = &hits[k as u32 as usize];
@@ -247,6 +273,7 @@ pub(crate) fn run_chunk(chunk: Chunk, shared: &Shared) -> ChunkDone {
         }
         SCRATCH.with(|s| {
             let mut scratch = s.borrow_mut();
+            scratch.aoi_at = None;
             for job in &jobs {
                 if shared.panic_countdown.load(Relaxed) != 0
                     && shared

@@ -491,3 +491,73 @@ fn ready_hook_wakes_without_polling_and_is_reset_by_the_emptying_poll() {
         );
     }
 }
+
+/// Consecutive FOUND digs at one block of one chunk share the AOI query
+/// (same snapshot, same block); each still gets its own digger and its own
+/// party members beyond the AOI. Their packets must be those of one-dig
+/// chunks, where nothing is shared, on the live and on the frozen grid.
+#[test]
+fn digs_at_one_block_share_the_query_not_the_party() {
+    let run = |chunk_digs: usize, freeze_min_found: usize| -> Vec<u8> {
+        let mut r = Resolver::new(Options {
+            seed: 3,
+            aoi_radius: 16,
+            reach: 80,
+            workers: 2,
+            chunk_digs,
+            freeze_min_found,
+            ..Options::default()
+        })
+        .unwrap();
+        r.add_loot_table(
+            1,
+            &[LootEntry {
+                item: 1,
+                weight: 1,
+                min: 1,
+                max: 3,
+                rarity: 0,
+            }],
+        )
+        .unwrap();
+        r.add_site(1, 0, 0, 0, 1, u32::MAX).unwrap();
+        r.add_site(2, 5, 0, 0, 1, u32::MAX).unwrap();
+        // Spread over x in [-60, 60]: most diggers and party members are
+        // beyond the AOI of the block, all within reach.
+        for p in 1..=120u32 {
+            let x = (p * 37 % 121) as i32 - 60;
+            r.join(p, x, 0, (p % 5) as i32, p % 7).unwrap();
+        }
+        // Runs of five digs at one block by players of different parties.
+        let recs: Vec<DigRecord> = (0..400u32)
+            .map(|i| {
+                let x = if (i / 5) % 2 == 0 { 0 } else { 5 };
+                DigRecord::new(1 + (i * 13) % 120, x, 0, 0, i as u64)
+            })
+            .collect();
+        r.dig_batch(&encode_digs(&recs)).unwrap().unwrap();
+        r.flush().unwrap();
+        let mut out = Vec::new();
+        let mut buf = vec![0u8; PACKET_SIZE * 4096];
+        loop {
+            let n = r.poll_into(&mut buf, 4096).unwrap();
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n * PACKET_SIZE]);
+        }
+        assert_eq!(r.stats().unwrap().counters.found, 400);
+        out
+    };
+    let reference = run(1, 0);
+    assert!(
+        reference.len() / PACKET_SIZE > 2 * 400,
+        "AOI and parties add recipients"
+    );
+    for (chunk_digs, freeze) in [(128, 0), (128, 1), (7, 1), (1, 1)] {
+        assert!(
+            run(chunk_digs, freeze) == reference,
+            "chunk_digs {chunk_digs}, freeze_min_found {freeze}"
+        );
+    }
+}

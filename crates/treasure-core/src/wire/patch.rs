@@ -103,9 +103,17 @@ impl RecipientPatch {
 /// is folded once into `base` (the CRC the packet would have with those 9
 /// bytes zeroed); each recipient then costs 9 table lookups on its own
 /// bytes and nothing else.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Copy)]
 pub struct Patcher {
     base: u32,
+    /// Held so that a recipient's patch skips the table's `OnceLock` check.
+    table: &'static [[u32; 256]; 9],
+}
+
+impl std::fmt::Debug for Patcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Patcher").field("base", &self.base).finish()
+    }
 }
 
 impl Patcher {
@@ -117,13 +125,13 @@ impl Patcher {
         for (k, &pos) in PATCHED.iter().enumerate() {
             c ^= t[k][template[pos] as usize];
         }
-        Patcher { base: c }
+        Patcher { base: c, table: t }
     }
 
     /// The patch for `recipient` with `flags` and `dist2`.
     #[inline]
     pub fn patch(&self, recipient: u32, flags: u8, dist2: u32) -> RecipientPatch {
-        let t = delta_table();
+        let t = self.table;
         let r = recipient.to_le_bytes();
         let d = dist2.to_le_bytes();
         let c = self.base

@@ -236,14 +236,25 @@ impl FrozenParties {
 
     /// Pushes every member of non-zero `party` into `out` with its squared
     /// distance to the block. Same contract as `Players::party_members`.
-    pub fn members(&self, party: u32, x: i32, y: i32, z: i32, out: &mut Vec<Hit>) {
+    pub fn members(
+        &self,
+        party: u32,
+        x: i32,
+        y: i32,
+        z: i32,
+        beyond: Option<u64>,
+        out: &mut Vec<Hit>,
+    ) {
         if let Some(&(start, len)) = self.runs.get(&party) {
             for m in &self.members[start as usize..(start + len) as usize] {
-                out.push(Hit {
-                    id: m.id,
-                    party,
-                    dist2: dist2(m.x, m.y, m.z, x, y, z),
-                });
+                let d2 = dist2(m.x, m.y, m.z, x, y, z);
+                if beyond.is_none_or(|r2| d2 > r2) {
+                    out.push(Hit {
+                        id: m.id,
+                        party,
+                        dist2: d2,
+                    });
+                }
             }
         }
     }
@@ -399,11 +410,17 @@ mod tests {
         let f =
             FrozenParties::build([(7u32, a.iter().copied()), (9, b.iter().copied())].into_iter());
         let mut out = Vec::new();
-        f.members(7, 1, 0, 0, &mut out);
-        f.members(9, 1, 0, 0, &mut out);
-        f.members(8, 1, 0, 0, &mut out);
+        f.members(7, 1, 0, 0, None, &mut out);
+        f.members(9, 1, 0, 0, None, &mut out);
+        f.members(8, 1, 0, 0, None, &mut out);
         let got: Vec<(u32, u32, u64)> = out.iter().map(|h| (h.id, h.party, h.dist2)).collect();
         assert_eq!(got, [(1, 7, 1), (2, 7, 81), (3, 9, 36)]);
+        // Only those farther than the radius (d2 > 36).
+        out.clear();
+        f.members(7, 1, 0, 0, Some(36), &mut out);
+        f.members(9, 1, 0, 0, Some(36), &mut out);
+        let got: Vec<(u32, u32, u64)> = out.iter().map(|h| (h.id, h.party, h.dist2)).collect();
+        assert_eq!(got, [(2, 7, 81)]);
     }
 
     #[test]

@@ -316,22 +316,35 @@ impl Players {
     }
 
     /// Pushes every member of non-zero `party` into `out`, with its squared
-    /// distance to the block.
-    pub fn party_members(&self, party: u32, x: i32, y: i32, z: i32, out: &mut Vec<Hit>) {
+    /// distance to the block; with `beyond: Some(r2)`, only those farther
+    /// than `sqrt(r2)` (a caller that also queried the AOI of radius
+    /// `sqrt(r2)` around the block already has the others, with the same hit).
+    pub fn party_members(
+        &self,
+        party: u32,
+        x: i32,
+        y: i32,
+        z: i32,
+        beyond: Option<u64>,
+        out: &mut Vec<Hit>,
+    ) {
         if party == 0 {
             return;
         }
         if let Some(f) = self.frozen.cell.get() {
-            return f.parties.members(party, x, y, z, out);
+            return f.parties.members(party, x, y, z, beyond, out);
         }
         if let Some(members) = self.parties.get(&party) {
             for &slot in members {
                 let s = &self.slots[slot as usize];
-                out.push(Hit {
-                    id: s.id,
-                    party,
-                    dist2: dist2(s.x, s.y, s.z, x, y, z),
-                });
+                let d2 = dist2(s.x, s.y, s.z, x, y, z);
+                if beyond.is_none_or(|r2| d2 > r2) {
+                    out.push(Hit {
+                        id: s.id,
+                        party,
+                        dist2: d2,
+                    });
+                }
             }
         }
     }
@@ -408,17 +421,23 @@ mod tests {
         assert!(p.join(3, 2000, 0, 0, 0));
         assert!(!p.join(1, 9, 9, 9, 0));
         let mut out = Vec::new();
-        p.party_members(5, 0, 0, 0, &mut out);
+        p.party_members(5, 0, 0, 0, None, &mut out);
         out.sort_by_key(|h| h.id);
         assert_eq!(out.iter().map(|h| h.id).collect::<Vec<_>>(), [1, 2]);
         assert_eq!(out[1].dist2, 1_000_000);
+        // Only the members beyond a radius (d2 > r2): the AOI has the others.
+        for (r2, ids) in [(999_999, &[2][..]), (1_000_000, &[][..])] {
+            out.clear();
+            p.party_members(5, 0, 0, 0, Some(r2), &mut out);
+            assert_eq!(out.iter().map(|h| h.id).collect::<Vec<_>>(), ids);
+        }
         assert!(p.set_party(1, 6));
         assert!(p.set_party(3, 5));
         assert!(p.leave(2));
         assert!(!p.leave(2));
         assert!(p.join(4, -5, -5, -5, 5));
         out.clear();
-        p.party_members(5, 0, 0, 0, &mut out);
+        p.party_members(5, 0, 0, 0, None, &mut out);
         out.sort_by_key(|h| h.id);
         assert_eq!(out.iter().map(|h| h.id).collect::<Vec<_>>(), [3, 4]);
         assert!(p.move_to(4, 7, 7, 7));
