@@ -151,7 +151,8 @@ soak: build
 	python3 tests/soak/soak.py --seconds $(SOAK_SECONDS)
 
 # Benchmarks (speed and memory targets live here, not in tests): criterion
-# micro-benchmarks of the core, per-call costs from LuaJIT, then the harness,
+# micro-benchmarks of the core, per-call costs from LuaJIT, the game loop's
+# floor per burst (bench/lua_floor.lua), then the harness,
 # legacy and native back to back (bench/run.sh: 5 burst runs per backend judged
 # on the worst, one beside a competing CPU load, a --workers sweep). Rewrites
 # docs/BENCHMARKS.md and docs/latency.svg. BENCH_FLAGS="--small --quick" for a
@@ -161,6 +162,7 @@ bench: build
 	$(CARGO) bench -p treasure-core --bench core
 	$(LUAJIT) bench/call_cost.lua --md > build/call_cost.md
 	python3 bench/micro.py build/call_cost.md
+	$(LUAJIT) bench/lua_floor.lua | tee build/lua_floor.txt
 	bash bench/run.sh $(BENCH_FLAGS)
 
 # The user's example first (it exits 1 on a bad CRC, recipient or count),
