@@ -267,12 +267,21 @@ def sweep_section(runs, meta_):
             continue
         ser, par, rms = fit
         pred = ", ".join(f"{c} cores {ser + par / c:.2f} ms" for c in (8, 16, 32))
+        if par < 0:
+            caveat = (" **The parallel part is negative**: on this machine more workers made the burst slower "
+                      "(they compete with the game loop's thread and each other for the cores), so the model does "
+                      "not describe this machine and the predictions mean nothing.")
+        elif ser < 0:
+            caveat = (" **The serial part is negative**: the fewer-worker points are slower than any "
+                      "`serial + parallel / workers` split explains (with one worker the scheduler also queues the "
+                      "game loop's thread behind it on a shared core), so the model does not describe this "
+                      "machine and the predictions mean nothing; no prediction is given.")
+            pred = "none"
+        else:
+            caveat = ""
         out.append(f"**Model, {what}** (least squares over the {len(pts)} points, `serial + parallel / workers`): "
                    f"serial {ser:.2f} ms + parallel {par:.2f} ms / workers (rms residual {rms:.2f} ms). "
-                   f"Predicted: {pred}."
-                   + (" **The parallel part is negative**: on this machine more workers made the burst slower "
-                      "(they compete with the game loop's thread and each other for the cores), so the model does "
-                      "not describe this machine and the predictions mean nothing." if par < 0 else ""))
+                   f"Predicted: {pred}." + caveat)
         out.append("")
     out.append("How far to trust it: with as many points as this machine has cores, the fit has "
                f"{max(0, len(pts) - 2)} degree(s) of freedom (with 2 points it is exact, so the residual says "
