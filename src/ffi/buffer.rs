@@ -89,27 +89,47 @@ pub struct Pointed {
     holds: usize,
 }
 
-/// Why treasure/ffi_buffer.lua refused `poll_into`'s `buf` or `capacity`;
-/// the raw method turns it into the contract's message (the buf refusals
-/// before `max` is checked, the capacity ones after).
-pub enum Refusal {
+/// Why treasure/ffi_buffer.lua refused `poll_into`'s `buf` itself: reported
+/// before `max` is checked (docs/API.md, "Check order").
+pub enum BufRefusal {
     /// Not an accepted buffer; what it is, for `got <what>`.
-    Buf(String),
+    Type(String),
     /// A NULL `uint8_t *` / `void *`; what it is.
     Null(String),
-    /// `capacity` not an integer in [0, 2^53-1]; how it shows.
-    Capacity(String),
-    /// A pointer `buf` without `capacity`.
-    CapacityMissing,
-    /// An array `buf` with a `capacity` above its `size` bytes.
-    CapacityExceeds { size: u64 },
 }
 
-/// What [`measure`] found.
-pub enum Verdict<'a> {
+/// Why it refused `capacity` for an acceptable `buf`: reported after `max`
+/// is checked.
+pub enum CapacityRefusal {
+    /// `capacity` not an integer in [0, 2^53-1]; how it shows.
+    Invalid(String),
+    /// A pointer `buf` without `capacity`.
+    Missing,
+    /// An array `buf` with a `capacity` above its `size` bytes.
+    Exceeds { size: u64 },
+}
+
+/// A buffer `poll_into` may write: the only things [`measure`] accepts.
+pub enum Buffer<'a> {
     Array(Measured<'a>),
     Pointer(Pointed),
-    Refused(Refusal),
+}
+
+impl Buffer<'_> {
+    /// How many whole packets it holds.
+    pub fn holds(&self) -> usize {
+        match self {
+            Buffer::Array(b) => b.holds,
+            Buffer::Pointer(p) => p.holds,
+        }
+    }
+}
+
+/// What [`measure`] found, one stage of the check order per refusal.
+pub enum Verdict<'a> {
+    Accepted(Buffer<'a>),
+    BadBuf(BufRefusal),
+    BadCapacity(CapacityRefusal),
 }
 
 fn as_count(v: &Value) -> Option<u64> {
@@ -133,36 +153,31 @@ pub fn measure<'a>(lua: &Lua, buf: &'a Value, capacity: &Value) -> mlua::Result<
         _ => String::new(),
     };
     if let Some(code) = refused {
-        return Ok(Verdict::Refused(match code.as_str() {
-            "null" => Refusal::Null(shown()),
-            "capacity" => Refusal::Capacity(shown()),
-            "capacity_missing" => Refusal::CapacityMissing,
-            "capacity_exceeds" => Refusal::CapacityExceeds {
+        return Ok(match code.as_str() {
+            "null" => Verdict::BadBuf(BufRefusal::Null(shown())),
+            "capacity" => Verdict::BadCapacity(CapacityRefusal::Invalid(shown())),
+            "capacity_missing" => Verdict::BadCapacity(CapacityRefusal::Missing),
+            "capacity_exceeds" => Verdict::BadCapacity(CapacityRefusal::Exceeds {
                 size: as_count(&detail).unwrap_or(0),
-            },
-            _ => Refusal::Buf(shown()),
-        }));
+            }),
+            _ => Verdict::BadBuf(BufRefusal::Type(shown())),
+        });
     }
     let (Some(holds), true) = (as_count(&holds), is_cdata(buf)) else {
-        return Ok(Verdict::Refused(Refusal::Buf(shown())));
+        return Ok(Verdict::BadBuf(BufRefusal::Type(shown())));
     };
     let holds = holds as usize;
     Ok(match as_count(&addr) {
-        Some(addr) if addr > 0 => Verdict::Pointer(Pointed {
+        Some(addr) if addr > 0 => Verdict::Accepted(Buffer::Pointer(Pointed {
             addr: addr as usize,
             holds,
-        }),
-        Some(_) => Verdict::Refused(Refusal::Buf(shown())),
-        None => Verdict::Array(Measured { buf, holds }),
+        })),
+        Some(_) => Verdict::BadBuf(BufRefusal::Type(shown())),
+        None => Verdict::Accepted(Buffer::Array(Measured { buf, holds })),
     })
 }
 
 impl Pointed {
-    /// How many whole packets the caller's capacity holds.
-    pub fn holds(&self) -> usize {
-        self.holds
-    }
-
     /// Copies up to `max` packets to the pointer (panics if `max > holds`;
     /// the caller checks it first, with the contract's message).
     pub fn poll_into(&self, r: &mut Resolver, max: usize) -> Result<usize, treasure_core::Error> {
@@ -178,11 +193,6 @@ impl Pointed {
 }
 
 impl Measured<'_> {
-    /// How many whole packets the buffer holds.
-    pub fn holds(&self) -> usize {
-        self.holds
-    }
-
     /// Copies up to `max` packets into the buffer, whose payload lies
     /// `offset` from what `lua_topointer` reports (panics if `max > holds`;
     /// the caller checks it first, with the contract's message).

@@ -14,7 +14,7 @@ use treasure_core::{Arg, Error, Method, Stats, PACKET_SIZE};
 use super::NativeResolver;
 use crate::args::{self, nth};
 use crate::error;
-use crate::ffi::buffer::{self, Refusal, Verdict};
+use crate::ffi::buffer::{self, BufRefusal, Buffer, CapacityRefusal, Verdict};
 use crate::ffi::eventfd::EventFd;
 
 /// `r:poll([max])` -> n, the n packets as one string.
@@ -56,42 +56,39 @@ pub fn poll_into(lua: &Lua, r: &mut NativeResolver, a: &[Value]) -> Result<f64, 
     let m = Method::PollInto;
     let buf_arg = Arg::Plain("buf");
     let verdict = buffer::measure(lua, nth(a, 0), nth(a, 2)).map_err(|e| error::lua(m, e))?;
-    let refused = match verdict {
-        Verdict::Refused(Refusal::Buf(what)) => {
+    // Check order: buf's own refusals, then max, then capacity's.
+    let staged = match verdict {
+        Verdict::BadBuf(BufRefusal::Type(what)) => {
             return Err(Error::wrong_type(m, buf_arg, Expected::PacketBuffer, &what))
         }
-        Verdict::Refused(Refusal::Null(what)) => return Err(Error::null_pointer(m, buf_arg, what)),
-        Verdict::Refused(why) => Err(why),
-        accepted => Ok(accepted),
+        Verdict::BadBuf(BufRefusal::Null(what)) => {
+            return Err(Error::null_pointer(m, buf_arg, what))
+        }
+        Verdict::BadCapacity(why) => Err(why),
+        Verdict::Accepted(buf) => Ok(buf),
     };
     let max = args::count(lua, m, "max", nth(a, 1))?;
-    let accepted = match refused {
-        Ok(accepted) => accepted,
-        Err(Refusal::Capacity(shown)) => {
+    let buf = match staged {
+        Ok(buf) => buf,
+        Err(CapacityRefusal::Invalid(shown)) => {
             return Err(Error::out_of_range(m, Arg::Plain("capacity"), COUNT, shown))
         }
-        Err(Refusal::CapacityExceeds { size }) => {
+        Err(CapacityRefusal::Exceeds { size }) => {
             let capacity = args::count(lua, m, "capacity", nth(a, 2))?;
             return Err(Error::capacity_exceeds_buffer(m, size, capacity));
         }
-        Err(Refusal::CapacityMissing) => return Err(Error::capacity_required(m)),
-        Err(Refusal::Buf(_) | Refusal::Null(_)) => unreachable!("returned before max"),
+        Err(CapacityRefusal::Missing) => return Err(Error::capacity_required(m)),
     };
-    let holds = match &accepted {
-        Verdict::Array(buf) => buf.holds(),
-        Verdict::Pointer(ptr) => ptr.holds(),
-        Verdict::Refused(_) => unreachable!("refusals returned above"),
-    } as u64;
+    let holds = buf.holds() as u64;
     if max > holds {
         return Err(Error::buffer_too_small(m, holds, max));
     }
-    let n = match accepted {
-        Verdict::Pointer(ptr) => ptr.poll_into(r.core().get(m)?, max as usize)?,
-        Verdict::Array(buf) => {
+    let n = match buf {
+        Buffer::Pointer(ptr) => ptr.poll_into(r.core().get(m)?, max as usize)?,
+        Buffer::Array(arr) => {
             let offset = buffer::offset(lua).ok_or_else(|| Error::ffi_unsupported(m))?;
-            buf.poll_into(r.core().get(m)?, max as usize, offset)?
+            arr.poll_into(r.core().get(m)?, max as usize, offset)?
         }
-        Verdict::Refused(_) => unreachable!("refusals returned above"),
     };
     Ok(n as f64)
 }
