@@ -54,8 +54,9 @@ const MAX_RECYCLED_BUF: usize = 4 << 20;
 
 /// Where one chunk of the ring is.
 enum ChunkState {
-    /// Sent to the pool; its packet count is within `lower..=upper`.
-    InFlight { lower: u64, upper: u64 },
+    /// Sent to the pool with `digs` digs; its packet count is within
+    /// `lower..=upper`.
+    InFlight { digs: u64, lower: u64, upper: u64 },
     /// Resolved; `pos` packets of `out` are polled already.
     Ready { out: Outbox, pos: usize },
     /// Its worker panicked: the stream has a hole here.
@@ -242,7 +243,7 @@ impl Stream {
 
     fn receive(&mut self, done: ChunkDone, counters: &mut Counters) {
         let i = (done.index - self.head) as usize;
-        let ChunkState::InFlight { lower, upper } = self.ring[i] else {
+        let ChunkState::InFlight { lower, upper, .. } = self.ring[i] else {
             unreachable!("chunk {} received twice", done.index)
         };
         self.inflight -= 1;
@@ -387,6 +388,7 @@ impl Stream {
         let jobs = std::mem::replace(&mut self.open, spare);
         let index = self.head + self.ring.len() as u64;
         self.ring.push_back(ChunkState::InFlight {
+            digs: jobs.len() as u64,
             lower: self.open_lower,
             upper: self.open_upper,
         });

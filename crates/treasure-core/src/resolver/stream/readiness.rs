@@ -19,7 +19,7 @@ impl Stream {
             .iter()
             .skip(from)
             .map(|chunk| match chunk {
-                ChunkState::InFlight { lower, .. } => *lower,
+                ChunkState::InFlight { digs, .. } => *digs,
                 ChunkState::Ready { out, .. } => out.digs() as u64,
                 ChunkState::Failed => 0,
             })
