@@ -1,15 +1,17 @@
 //! Pipeline behaviour that the model test cannot see: worker panics,
 //! close/drop with work in flight, back-pressure.
 
+mod support;
+
 use treasure_core::records::encode_digs;
-use treasure_core::{DigRecord, LootEntry, Method, Options, Resolver, PACKET_SIZE};
+use treasure_core::{DigRecord, Method, Options, Resolver, PACKET_SIZE};
 
 fn world(workers: u32, chunk_digs: usize) -> Resolver {
     world_inline(workers, chunk_digs, 0)
 }
 
 fn world_inline(workers: u32, chunk_digs: usize, inline_max_digs: usize) -> Resolver {
-    let mut r = Resolver::new(Options {
+    let options = Options {
         seed: 1,
         aoi_radius: 32,
         reach: 64,
@@ -18,32 +20,12 @@ fn world_inline(workers: u32, chunk_digs: usize, inline_max_digs: usize) -> Reso
         max_inflight_chunks: 4,
         inline_max_digs,
         ..Options::default()
-    })
-    .unwrap();
-    r.add_loot_table(
-        1,
-        &[LootEntry {
-            item: 1,
-            weight: 1,
-            min: 1,
-            max: 3,
-            rarity: 0,
-        }],
-    )
-    .unwrap();
-    r.add_site(1, 0, 0, 0, 1, u32::MAX).unwrap();
-    for p in 1..=200 {
-        r.join(p, (p % 40) as i32 - 20, 0, (p / 40) as i32, p % 3)
-            .unwrap();
-    }
-    r
+    };
+    support::one_site_world(options, 200, 40, 3)
 }
 
 fn batch(n: usize) -> Vec<u8> {
-    let recs: Vec<DigRecord> = (0..n)
-        .map(|i| DigRecord::new(1 + (i % 200) as u32, 0, 0, 0, i as u64))
-        .collect();
-    encode_digs(&recs)
+    support::digs_at_origin(n, 200)
 }
 
 #[test]
@@ -250,17 +232,7 @@ fn busy_is_exact_with_found_digs_in_flight() {
         ..Options::default()
     })
     .unwrap();
-    r.add_loot_table(
-        1,
-        &[LootEntry {
-            item: 1,
-            weight: 1,
-            min: 0,
-            max: 0,
-            rarity: 0,
-        }],
-    )
-    .unwrap();
+    support::add_one_item_table(&mut r, 1, 0, 0);
     r.add_site(1, 0, 0, 0, 1, 100).unwrap();
     for p in 1..=200 {
         r.join(p, p as i32, 0, 0, 0).unwrap();
@@ -509,17 +481,7 @@ fn digs_at_one_block_share_the_query_not_the_party() {
             ..Options::default()
         })
         .unwrap();
-        r.add_loot_table(
-            1,
-            &[LootEntry {
-                item: 1,
-                weight: 1,
-                min: 1,
-                max: 3,
-                rarity: 0,
-            }],
-        )
-        .unwrap();
+        support::add_one_item_table(&mut r, 1, 1, 3);
         r.add_site(1, 0, 0, 0, 1, u32::MAX).unwrap();
         r.add_site(2, 5, 0, 0, 1, u32::MAX).unwrap();
         // Spread over x in [-60, 60]: most diggers and party members are

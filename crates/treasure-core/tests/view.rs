@@ -4,43 +4,24 @@
 //! resolvers refuse it. (The bytes are compared through Lua, which can read
 //! the address: tests/lua/view_spec.lua and the differential driver.)
 
+mod support;
+
 use treasure_core::contract::limits::VIEW_RUN_PACKETS;
-use treasure_core::records::encode_digs;
-use treasure_core::{DigRecord, LootEntry, Options, Resolver, PACKET_SIZE};
+use treasure_core::{Options, Resolver, PACKET_SIZE};
 
 fn world(chunk_digs: usize) -> Resolver {
-    let mut r = Resolver::new(Options {
+    let options = Options {
         seed: 5,
         aoi_radius: 40,
         reach: 64,
         chunk_digs,
         ..Options::default()
-    })
-    .unwrap();
-    r.add_loot_table(
-        1,
-        &[LootEntry {
-            item: 1,
-            weight: 1,
-            min: 1,
-            max: 3,
-            rarity: 0,
-        }],
-    )
-    .unwrap();
-    r.add_site(1, 0, 0, 0, 1, u32::MAX).unwrap();
-    for p in 1..=400 {
-        r.join(p, (p % 50) as i32 - 25, 0, (p / 50) as i32, p % 4)
-            .unwrap();
-    }
-    r
+    };
+    support::one_site_world(options, 400, 50, 4)
 }
 
 fn batch(n: usize) -> Vec<u8> {
-    let recs: Vec<DigRecord> = (0..n)
-        .map(|i| DigRecord::new(1 + (i % 400) as u32, 0, 0, 0, i as u64))
-        .collect();
-    encode_digs(&recs)
+    support::digs_at_origin(n, 400)
 }
 
 #[test]
