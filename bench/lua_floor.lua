@@ -6,8 +6,10 @@
 --            record's checks and player lookup, then the error; nothing is
 --            applied. The part of dig_batch that must run in the call
 --            (an invalid batch must raise there and change nothing).
---   dig      the whole dig_batch (the checks plus the dig rule: seq, site
---            probe, charge, roll, job); dig - check is the dig rule's share.
+--   dig      the whole dig_batch (the checks plus accepting: seq, reach,
+--            the jobs handed to the ruler, which decides site, charge and
+--            roll on the pool, off this thread); dig - check is accepting's
+--            share.
 --   cold     check and dig again after 16 MiB of other writes (the state a
 --            game loop's tick leaves the caches in between two bursts).
 --   copy     the poll_into contract's own floor: the burst's packets written
@@ -132,9 +134,9 @@ do
   end
   res.packets = pkts
   res.check_ms, res.dig_batch_ms = median(check) * 1e3, median(dig) * 1e3
-  res.rule_ms = res.dig_batch_ms - res.check_ms
+  res.accept_ms = res.dig_batch_ms - res.check_ms
   res.check_cold_ms, res.dig_batch_cold_ms = median(check_cold) * 1e3, median(dig_cold) * 1e3
-  res.rule_cold_ms = res.dig_batch_cold_ms - res.check_cold_ms
+  res.accept_cold_ms = res.dig_batch_cold_ms - res.check_cold_ms
   res.poll_into_ms, res.copy_ms = median(into) * 1e3, median(copy) * 1e3
   r:close()
 end
@@ -172,14 +174,14 @@ if json_out then
 else
   print(string.format([[
 Lua thread, one 12,000-dig burst (%d packets), nothing else running; median of %d bursts:
-  dig_batch          %.3f ms = checks %.3f ms (refused batch) + dig rule %.3f ms
-  dig_batch, cold    %.3f ms = checks %.3f ms + dig rule %.3f ms (after 16 MiB of other writes)
+  dig_batch          %.3f ms = checks %.3f ms (refused batch) + accepting %.3f ms
+  dig_batch, cold    %.3f ms = checks %.3f ms + accepting %.3f ms (after 16 MiB of other writes)
   poll_into          %.3f ms (%.2f ns/packet); the same bytes as 128-byte copies: %.3f ms (%.2f ns/packet)
   poll_view          %.3f ms in %d calls (%.2f us/call)
   floor, poll_into:  checks + copies = %.3f ms
   floor, poll_view:  checks + view calls = %.3f ms]],
-    res.packets, ROUNDS - WARM, res.dig_batch_ms, res.check_ms, res.rule_ms,
-    res.dig_batch_cold_ms, res.check_cold_ms, res.rule_cold_ms,
+    res.packets, ROUNDS - WARM, res.dig_batch_ms, res.check_ms, res.accept_ms,
+    res.dig_batch_cold_ms, res.check_cold_ms, res.accept_cold_ms,
     res.poll_into_ms, res.poll_into_ms / res.packets * 1e6, res.copy_ms, res.copy_ms / res.packets * 1e6,
     res.view_ms, res.view_calls, res.view_call_us, res.floor_into_ms, res.floor_view_ms))
 end

@@ -29,6 +29,7 @@ mod readiness;
 pub mod records;
 mod resolver;
 pub mod roll;
+mod ruler;
 mod snapshot;
 mod stats;
 mod view;

@@ -37,8 +37,9 @@ pub struct Options {
     /// workers; the default, because the product promises that fan-out work
     /// stays off the game loop's thread. Default 0.
     pub inline_max_digs: usize,
-    /// Once this many FOUND digs have been accepted against one player
-    /// snapshot, its worker builds the snapshot's frozen index
+    /// Once this many digs in reach (the digs that may be FOUND: whether
+    /// one is, the ruler decides later, off the caller's thread) have been
+    /// accepted against one player snapshot, its worker builds the snapshot's frozen index
     /// (`world/frozen.rs`) and later chunks on it use it: the build pays
     /// back only over a burst. Queries give the same hits either way.
     /// 0 = never build. Default 1024.

@@ -1,8 +1,9 @@
 //! The parallel half of the resolver: what a worker does with a chunk.
 //!
-//! The caller's thread (see `resolver.rs`) decides everything that must be
-//! sequential (seq, kind, charges, roll, item) and hands workers a [`Chunk`]:
-//! up to `chunk_digs` consecutive [`DigJob`]s plus an `Arc` of the player
+//! The caller's thread (`resolver/dig.rs`) gives each dig its seq and
+//! reach, and the ruler (`crate::ruler`) the rest of what must be sequential
+//! (kind, charges, roll, item); then workers get a ruled [`Chunk`]: up to
+//! `chunk_digs` consecutive [`DigJob`]s plus an `Arc` of the player
 //! snapshot as of those digs. A worker, per FOUND dig, runs the AOI query,
 //! adds the digger and the digger's party where the query did not reach
 //! them, sorts and dedups the recipients by id, encodes a per-dig template
@@ -27,6 +28,7 @@ use crate::histogram::Histogram;
 use crate::outbox::Outbox;
 use crate::pool::Share;
 use crate::readiness::Readiness;
+use crate::ruler::Ruler;
 use crate::stats::ResolveBuckets;
 use crate::wire::{self, Fields, Kind, Patcher, FLAG_DIGGER, FLAG_LAST_CHARGE, FLAG_PARTY, SIZE};
 use crate::world::Hit;
@@ -39,7 +41,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 use std::sync::Arc;
 use std::time::Instant;
 
-/// Everything about one accepted dig that the caller's thread decided.
+/// Everything about one accepted dig that the caller's thread and the
+/// ruler decided.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct DigJob {
     pub seq: u64,
@@ -58,8 +61,12 @@ pub(crate) struct DigJob {
     pub dist2: u32,
     pub quantity: u16,
     pub rarity: u8,
+    /// REJECTED until the ruler decides a dig in reach.
     pub kind: Kind,
     pub last_charge: bool,
+    /// Within the resolver's reach (set by the caller): the ruler decides
+    /// its kind, site, charge, roll and item; if not, it stays REJECTED.
+    pub in_reach: bool,
 }
 
 /// A unit of work for one worker.
@@ -103,6 +110,9 @@ pub(crate) struct Shared {
     pub ready: Readiness,
     /// Resolve latency in the fixed buckets of `stats()`.
     pub buckets: ResolveBuckets,
+    /// The sites and the ordered stage that rules chunks before they come
+    /// here (see `ruler.rs`).
+    pub ruler: Ruler,
 }
 
 thread_local! {
@@ -240,7 +250,7 @@ pub(crate) fn resolve_dig(
     }
 }
 
-fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
     if let Some(s) = p.downcast_ref::<&str>() {
         (*s).to_string()
     } else if let Some(s) = p.downcast_ref::<String>() {

@@ -261,7 +261,7 @@ fn busy_is_exact_with_found_digs_in_flight() {
 }
 
 /// The frozen index is built once a snapshot has taken `freeze_min_found`
-/// FOUND digs (1,024 by default), counted across batches, and a player
+/// digs in reach (1,024 by default; here all FOUND), counted across batches, and a player
 /// change starts the count again on the new snapshot.
 #[test]
 fn frozen_index_only_for_bursts_and_renewed_on_change() {
@@ -521,5 +521,74 @@ fn digs_at_one_block_share_the_query_not_the_party() {
             run(chunk_digs, freeze) == reference,
             "chunk_digs {chunk_digs}, freeze_min_found {freeze}"
         );
+    }
+}
+
+/// The rule of a dig in reach runs off the caller's thread, chunk by chunk
+/// in order (`ruler.rs`): a call that reads or changes the sites right after
+/// a batch, while most of its chunks are still queued for the ruler, must
+/// see that batch wholly ruled and must not reach any of its digs, and
+/// `stats()` must count every accepted dig's kind without a flush.
+#[test]
+fn site_changes_right_after_a_batch_do_not_reach_its_digs() {
+    use treasure_core::wire::{Kind, FLAG_DIGGER};
+    for workers in [1, 2, 4] {
+        let options = Options {
+            seed: 1,
+            aoi_radius: 8,
+            reach: 64,
+            workers,
+            // 1,000 chunks of 2 digs, none waited for: the caller queues
+            // them faster than the ruler rules them.
+            chunk_digs: 2,
+            max_inflight_chunks: 4096,
+            ..Options::default()
+        };
+        let mut r = support::one_site_world(options.clone(), 200, 40, 3);
+        r.remove_site(1).unwrap();
+        r.add_site(2, 0, 0, 0, 1, 300).unwrap();
+        assert_eq!(r.dig_batch(&batch(2000)).unwrap(), Some((1, 2000)));
+        // At once: site 2 gone, a new site 4 on its block.
+        r.remove_site(2).unwrap();
+        r.add_site(4, 0, 0, 0, 1, 5).unwrap();
+        assert_eq!(r.dig_batch(&batch(10)).unwrap(), Some((2001, 10)));
+        let c = r.stats().unwrap().counters;
+        assert_eq!(
+            (c.digs, c.found, c.empty, c.nothing, c.rejected),
+            (2010, 305, 1705, 0, 0),
+            "workers {workers}"
+        );
+        r.flush().unwrap();
+        let mut out = Vec::new();
+        r.poll(usize::MAX, &mut out).unwrap();
+        let mut digs = Vec::new();
+        for bytes in out.chunks_exact(PACKET_SIZE) {
+            let p = treasure_core::Packet::new_checked(bytes).unwrap();
+            if p.flags() & FLAG_DIGGER != 0 {
+                digs.push((p.seq(), p.kind(), p.site_id(), p.charges_left()));
+            }
+        }
+        let expected: Vec<_> = (1..=2010u64)
+            .map(|seq| match seq {
+                1..=300 => (seq, Some(Kind::Found), 2, 300 - seq as u32),
+                301..=2000 => (seq, Some(Kind::Empty), 2, 0),
+                2001..=2005 => (seq, Some(Kind::Found), 4, 2005 - seq as u32),
+                _ => (seq, Some(Kind::Empty), 4, 0),
+            })
+            .collect();
+        assert_eq!(digs, expected, "workers {workers}");
+
+        // A snapshot right after a batch has its charges taken.
+        let mut r = support::one_site_world(options, 200, 40, 3);
+        r.add_site(3, 1, 0, 0, 1, 1500).unwrap();
+        let recs: Vec<DigRecord> = (0..2000u32)
+            .map(|i| DigRecord::new(1 + i % 200, 1, 0, 0, i as u64))
+            .collect();
+        r.dig_batch(&encode_digs(&recs)).unwrap().unwrap();
+        let s = r.snapshot().unwrap();
+        let site3 = s.sites.iter().find(|s| s.id == 3).unwrap();
+        assert_eq!(site3.charges, 0, "workers {workers}");
+        let c = s.counters;
+        assert_eq!((c.found, c.empty), (1500, 500), "workers {workers}");
     }
 }

@@ -34,10 +34,11 @@ impl Resolver {
         let open = self.open(m)?;
         check_id(m, Arg::Plain("id"), id)?;
         check_loot_entries(m, EntriesAt::Argument, entries)?;
-        if open.sites.has_table(id) {
+        let sites = &mut open.settled().sites;
+        if sites.has_table(id) {
             return Err(Error::new(m, ErrorKind::DuplicateLootTable(id)));
         }
-        open.sites.insert_table(id, LootTable::new(entries));
+        sites.insert_table(id, LootTable::new(entries));
         Ok(())
     }
 
@@ -62,7 +63,7 @@ impl Resolver {
         check_coords(m, XYZ, [x, y, z])?;
         let table_arg = Arg::Plain("loot_table_id");
         check_id(m, table_arg, loot_table_id)?;
-        let s = &mut open.sites;
+        let s = &mut open.settled().sites;
         if s.contains(id) {
             return Err(Error::new(m, ErrorKind::DuplicateSite(id)));
         }
@@ -106,7 +107,7 @@ impl Resolver {
         let m = Method::RemoveSite;
         let open = self.open(m)?;
         check_id(m, Arg::Plain("id"), id)?;
-        match open.sites.remove(id) {
+        match open.settled().sites.remove(id) {
             Some(_) => Ok(()),
             None => Err(Error::new(m, ErrorKind::UnknownSite(id))),
         }
@@ -449,8 +450,10 @@ impl Resolver {
         Ok(open.available() as usize)
     }
 
-    /// `r:stats()`. Never blocks: `packets` and `pending_packets` count
-    /// resolved packets (exact for every accepted dig after [`flush`]).
+    /// `r:stats()`. Never waits for a worker: `packets` and
+    /// `pending_packets` count resolved packets (exact for every accepted
+    /// dig after [`flush`]); `found`, `empty` and `nothing` count every
+    /// accepted dig (the ruler's queue is settled here, see `ruler.rs`).
     ///
     /// # Errors
     ///
@@ -459,11 +462,12 @@ impl Resolver {
     /// [`flush`]: Resolver::flush
     pub fn stats(&mut self) -> Result<Stats, Error> {
         let open = self.open(Method::Stats)?;
+        let sites = open.settled().sites.len() as u64;
         let q = open.stream.shared.histogram.quantiles();
         Ok(Stats {
             counters: open.counters,
             players: open.players.len() as u64,
-            sites: open.sites.len() as u64,
+            sites,
             pending_packets: match open.cluster.as_deref() {
                 Some(c) => c.incoming.queue.pending(),
                 None => open.stream.resolved_pending(),

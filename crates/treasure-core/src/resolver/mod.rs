@@ -3,10 +3,12 @@
 //! * [`api`](self): the public methods, each checking in the contract's
 //!   order (closed, arguments left to right, ids against the state, busy);
 //!   a failing call changes nothing.
-//! * `dig.rs`: the caller-side rule of an accepted dig (seq, kind, charge,
-//!   roll), decided in call order so "first dig wins" and every counter is
-//!   deterministic.
-//! * `crate::pipeline`: what a worker does with a chunk of digs.
+//! * `dig.rs`: the caller-side part of an accepted dig (seq, reach),
+//!   decided in call order.
+//! * `crate::ruler`: the rest of the rule (kind, charge, roll), in chunk
+//!   order off the caller's thread, so "first dig wins" and every counter
+//!   stays deterministic; the sites live there.
+//! * `crate::pipeline`: what a worker does with a ruled chunk of digs.
 //! * `stream.rs`: where chunks come back: the ordered ring, the busy rule,
 //!   delivery to `poll`; `stream/readiness.rs`: its `r:fd()` and
 //!   `in_flight` side (with `crate::readiness`, what the workers share).
@@ -15,7 +17,9 @@
 //!   `apply_records`) and where resolved dig calls become records
 //!   (`crate::cluster`).
 //!
-//! Every method runs on the caller's thread and takes `&mut self`.
+//! Every method runs on the caller's thread and takes `&mut self`; the
+//! methods that touch the sites or the kind counters settle the ruler
+//! first ([`OpenResolver::settled`]).
 
 mod api;
 mod cluster;
@@ -39,8 +43,9 @@ use crate::histogram::Histogram;
 use crate::options::Options;
 use crate::pipeline::Shared;
 use crate::pool::{self, Share};
+use crate::ruler::Ruler;
 use crate::stats::Counters;
-use crate::world::{PlayerView, Players, Sites};
+use crate::world::{PlayerView, Players};
 use stream::{Stream, StreamConfig};
 
 /// The treasure resolver. See `docs/ARCHITECTURE.md` for the route of a dig.
@@ -57,7 +62,6 @@ struct OpenResolver {
     pid: u32,
     /// The snapshot workers read (copy-on-write, see [`Stream::unshare`]).
     players: Arc<Players>,
-    sites: Sites,
     /// The one tally of history (`stats()`, snapshots).
     counters: Counters,
     /// Player views checked by `dig_batch` validation, reused when accepting.
@@ -112,6 +116,7 @@ impl Resolver {
             share: Share::new(workers),
             ready: Default::default(),
             buckets: Default::default(),
+            ruler: Ruler::new(options.seed),
         });
         let config = StreamConfig {
             chunk_digs: options.chunk_digs,
@@ -130,7 +135,6 @@ impl Resolver {
                 players: Arc::new(players),
                 options,
                 pid: std::process::id(),
-                sites: Sites::default(),
                 counters: Counters::default(),
                 scratch_views: Vec::new(),
                 stream: Stream::new(config, shared, rx),
@@ -190,6 +194,12 @@ impl Resolver {
 }
 
 impl OpenResolver {
+    /// The sites, every accepted dig ruled and its counts in `counters`
+    /// (see [`Ruler::settle`]).
+    fn settled(&mut self) -> std::sync::MutexGuard<'_, crate::ruler::RulerState> {
+        Ruler::settle(&self.stream.shared, &mut self.counters)
+    }
+
     /// The player snapshot for writing (copy-on-write, see
     /// [`Stream::unshare`]).
     fn players_mut(&mut self) -> &mut Players {
@@ -250,7 +260,7 @@ impl std::fmt::Debug for Resolver {
                 .debug_struct("Resolver")
                 .field("next_seq", &(o.counters.digs + 1))
                 .field("players", &o.players.len())
-                .field("sites", &o.sites.len())
+                .field("sites", &o.stream.shared.ruler.sites_len())
                 .field("inflight", &o.stream.inflight_chunks())
                 .field("available", &o.stream.available())
                 .finish_non_exhaustive(),

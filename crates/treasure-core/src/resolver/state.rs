@@ -27,8 +27,9 @@ impl Resolver {
         open.stream.wait_all(&mut open.counters);
         open.stream.check_failed(m)?;
         open.cut_resolved_calls();
+        let settled = super::Ruler::settle(&open.stream.shared, &mut open.counters);
         let cluster = open.cluster.as_deref();
-        let sites = &open.sites;
+        let sites = &settled.sites;
         let mut s = Snapshot {
             version: SNAPSHOT_VERSION,
             options: open.options.clone(),
@@ -109,11 +110,12 @@ impl Resolver {
         // The options were validated, so only the environment can fail here.
         let mut r = Resolver::new(s.options).map_err(|e| e.for_method(Method::Restore))?;
         let open = r.open.as_deref_mut().expect("a new resolver is open");
+        let mut settled = open.settled();
         for t in &s.loot_tables {
-            open.sites.insert_table(t.id, LootTable::new(&t.entries));
+            settled.sites.insert_table(t.id, LootTable::new(&t.entries));
         }
         for site in &s.sites {
-            open.sites.insert(Site {
+            settled.sites.insert(Site {
                 id: site.id,
                 x: site.x,
                 y: site.y,
@@ -122,6 +124,7 @@ impl Resolver {
                 charges: site.charges,
             });
         }
+        drop(settled);
         let players = open.players_mut();
         for p in &s.players {
             players.join(p.id, p.x, p.y, p.z, p.party);

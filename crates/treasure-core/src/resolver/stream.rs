@@ -6,13 +6,14 @@
 //! The contract refuses a dig when `pending_packets > max_pending_packets`,
 //! where `pending_packets` counts the packets of *every* accepted dig,
 //! resolved or not. The number of packets of a FOUND dig is only known once a
-//! worker ran its AOI query, so the stream keeps
+//! worker ran its AOI query, and whether a dig in reach is FOUND only once
+//! the ruler ruled it (`crate::ruler`), so the stream keeps
 //!
 //! * `known_pending`: packets of received chunks not yet polled (exact), and
 //! * for in-flight chunks, a lower and an upper bound of their packets: a
-//!   non-FOUND dig is exactly 1; a FOUND dig is at least 1 (the digger) and
-//!   at most the number of players online at that dig (every recipient is a
-//!   player, the digger included).
+//!   REJECTED dig is exactly 1; a dig in reach is at least 1 (the digger)
+//!   and at most the number of players online at that dig (every recipient
+//!   is a player, the digger included).
 //!
 //! If `known + lower > max` the dig is busy for sure; if `known + upper <=
 //! max` it is accepted for sure; only in between does the caller wait for
@@ -40,7 +41,8 @@ use crossbeam::channel::{Receiver, RecvTimeoutError};
 use crate::contract::limits::MAX_SAFE;
 use crate::contract::{Error, ErrorKind, Method};
 use crate::outbox::Outbox;
-use crate::pipeline::{run_chunk, start_queued, Chunk, ChunkDone, DigJob, Shared};
+use crate::pipeline::{run_chunk, Chunk, ChunkDone, DigJob, Shared};
+use crate::ruler::Ruler;
 use crate::stats::Counters;
 use crate::wire::SIZE;
 use crate::world::Players;
@@ -100,8 +102,9 @@ pub(super) struct Stream {
     /// When the current call accepted its first dig (latency start).
     pub(super) open_accepted: Instant,
     spare_jobs: Vec<Vec<DigJob>>,
-    /// FOUND digs accepted since the player snapshot last changed.
-    found_on_snapshot: usize,
+    /// Digs in reach (those that may be FOUND) accepted since the player
+    /// snapshot last changed.
+    in_reach_on_snapshot: usize,
     /// The first worker panic's message, reported by every later call.
     failed: Option<String>,
     /// Cluster mode: chunks are taken as whole dig calls by
@@ -147,7 +150,7 @@ impl Stream {
             open_upper: 0,
             open_accepted: Instant::now(),
             spare_jobs: Vec::new(),
-            found_on_snapshot: 0,
+            in_reach_on_snapshot: 0,
             failed: None,
             views: false,
             lent: Vec::new(),
@@ -328,7 +331,7 @@ impl Stream {
         counters: &mut Counters,
     ) -> &'a mut Players {
         // A changed world is a new snapshot: its frozen index is built anew.
-        self.found_on_snapshot = 0;
+        self.in_reach_on_snapshot = 0;
         if Arc::strong_count(players) > 1 {
             let running = self
                 .config
@@ -356,8 +359,8 @@ impl Stream {
         world: &Arc<Players>,
         counters: &mut Counters,
     ) {
-        if job.kind == crate::wire::Kind::Found {
-            self.found_on_snapshot += 1;
+        if job.in_reach {
+            self.in_reach_on_snapshot += 1;
         }
         self.open.push(job);
         self.open_lower += 1;
@@ -367,10 +370,11 @@ impl Stream {
         }
     }
 
-    /// Sends the open chunk to the pool (no-op when empty), first waiting
-    /// for a worker to finish if `max_inflight` chunks are already out; a
-    /// chunk of at most `inline_max` digs is resolved right here instead
-    /// (it still takes its place in the ring, so ordering is unchanged).
+    /// Sends the open chunk to the ruler, then the pool (no-op when empty),
+    /// first waiting for a worker to finish if `max_inflight` chunks are
+    /// already out; a chunk of at most `inline_max` digs is ruled and
+    /// resolved right here instead (it still takes its place in the ring,
+    /// so ordering is unchanged).
     pub(super) fn submit(&mut self, world: &Arc<Players>, counters: &mut Counters) {
         if self.open.is_empty() {
             return;
@@ -403,15 +407,17 @@ impl Stream {
             world: Arc::clone(world),
             jobs,
             accepted: self.open_accepted,
-            freeze: freeze_min > 0 && self.found_on_snapshot >= freeze_min,
+            freeze: freeze_min > 0 && self.in_reach_on_snapshot >= freeze_min,
             full: self.views,
         };
         if inline {
-            let done = run_chunk(chunk, &self.shared);
+            let done = match Ruler::rule_inline(&self.shared, counters, chunk) {
+                Ok(chunk) => run_chunk(chunk, &self.shared),
+                Err(failed) => *failed,
+            };
             self.receive(done, counters);
         } else {
-            self.shared.share.push(chunk);
-            start_queued(&self.shared);
+            Ruler::submit(&self.shared, chunk);
         }
     }
 

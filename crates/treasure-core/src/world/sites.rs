@@ -1,5 +1,6 @@
-//! Sites and loot tables: the part of the world only the caller's thread
-//! reads and writes (never snapshotted for workers).
+//! Sites and loot tables: the part of the world the dig rule reads and
+//! writes, owned by the ruler (`crate::ruler`, behind its lock; never
+//! snapshotted for workers).
 
 use rustc_hash::FxHashMap;
 
@@ -18,8 +19,8 @@ pub struct Site {
 }
 
 /// Sites (keyed by block, the lookup every dig makes: one hash probe finds
-/// the site and its charges), the id index, and loot tables. Caller-thread
-/// only, never snapshotted.
+/// the site and its charges), the id index, and loot tables. Behind the
+/// ruler's lock, never snapshotted.
 #[derive(Clone, Debug, Default)]
 pub struct Sites {
     pub(crate) by_block: FxHashMap<u64, Site>,
