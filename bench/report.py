@@ -319,7 +319,8 @@ def render(results_path, doc_path):
                "every dig submitted after the warm-up counted"
                + (f"; it runs {len(reps)} times per backend and every burst row takes the WORST of the "
                   "runs, each figure on its own" if reps else "")
-               + "); the loaded row is the `burst-load` run; the steady row the `steady` run; RSS is the largest "
+               + "); the rows that say poll_view use the same burst drained with `r:poll_view` (the `view` "
+               "runs, legacy's column its poll_into burst); the loaded row is the `burst-load` run; the steady row the `steady` run; RSS is the largest "
                "`VmHWM` of the native steady and burst runs (whole process: LuaJIT, harness, backend); the heap "
                "row compares `collectgarbage('count')` after full GCs at the checkpoint and at the end of the "
                "steady run. \"How far\" is measured / limit; \"÷ floor_ms\" divides the figure by the memory "

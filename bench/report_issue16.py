@@ -60,8 +60,17 @@ def targets(runs, missing, meta_):
 
     nruns = len(n_b.get("repeats", [])) if n_b else 0
     every = f"worst of {nruns} runs" if nruns > 1 else "one run"
-    judged(f"burst_lua_ms ≤ 1.0 (Lua thread inside resolver calls per burst; {every})",
+    judged(f"burst_lua_ms ≤ 1.0 (Lua thread inside resolver calls per burst, drained with poll_into; {every})",
            "burst_lua_ms", 1.0, "ms", n_b, l_b, fl_n)
+    # Item 1's zero-copy drain is what makes draining cost per chunk, not
+    # per packet: the same target, judged on the poll_view runs too.
+    n_v = runs.get(("view", "native"))
+    if n_v:
+        vruns = len(n_v.get("repeats", [])) or 1
+        judged(f"burst_lua_ms ≤ 1.0, drained with poll_view (worst of {vruns} runs)",
+               "burst_lua_ms", 1.0, "ms", n_v, l_b, fl_n)
+        judged(f"burst p99 ≤ 8 ms in every run, drained with poll_view (worst of {vruns} runs)",
+               "p99_ms", 8, "ms", n_v, l_b, fl_n)
     judged(f"burst_cpu_ms ≤ 8 (CPU of all threads per burst; {every})", "burst_cpu_ms", 8, "ms", n_b, l_b, fl_n)
     judged(f"burst p99 ≤ 8 ms in every run ({every})", "p99_ms", 8, "ms", n_b, l_b, fl_n)
     judged(f"burst max ≤ 12 ms in every run ({every})", "max_ms", 12, "ms", n_b, l_b, fl_n)
