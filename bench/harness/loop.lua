@@ -53,8 +53,6 @@ function M.run(ctx)
 
   local DIGCAP = 2 * (opt.digs_per_tick + opt.burst) + 64
   local dig_buf = ffi.new("harness_dig_rec[?]", DIGCAP)
-  local time_checks = opt.time_checks
-  local check_buf = time_checks and ffi.new("harness_dig_rec[?]", DIGCAP) or nil
   local dig_t = ffi.new("double[?]", DIGCAP)       -- first-attempt time per record
   local dig_reach = ffi.new("uint8_t[?]", DIGCAP)  -- digger within reach at the call
   local dig_expect = ffi.new("int32_t[?]", DIGCAP) -- --verify: expected packets
@@ -107,18 +105,6 @@ function M.run(ctx)
     for j = 0, dig_n - 1 do dig_buf[j].t_us = t_us end
     local records = ffi.string(dig_buf, dig_n * 24)
     local is_burst = burst_lo >= 0 and burst_hi > burst_lo and measuring
-    if is_burst and time_checks then
-      -- --time-checks: the same records with the last one's player made 0
-      -- (never joined), so dig_batch runs every check and then raises
-      ffi.copy(check_buf, dig_buf, dig_n * 24)
-      check_buf[dig_n - 1].player = 0
-      local bad = ffi.string(check_buf, dig_n * 24)
-      local k0 = cpu_now()
-      local refused = not pcall(r.dig_batch, r, bad)
-      st.checks_cpu = st.checks_cpu + (cpu_now() - k0)
-      st.checks_n = st.checks_n + 1
-      assert(refused, "--time-checks: the invalid batch was accepted")
-    end
     local cpu0 = is_burst and process_cpu() or 0
     local t_call = now()
     for j = 0, dig_n - 1 do

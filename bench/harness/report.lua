@@ -18,7 +18,7 @@ M.ORDER = {
   "digs", "packets", "packets_per_s", "found", "empty", "nothing", "rejected",
   "recipients_per_found", "warmup_s", "digs_measured", "p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "min_ms",
   "misses_20ms", "bursts", "burst_digs", "burst_found", "burst_packets", "burst_ms_mean",
-  "burst_ms_max", "burst_ms", "burst_dig_batch_cpu_ms", "burst_dig_batch_wall_ms", "burst_dig_batch_checks_cpu_ms",
+  "burst_ms_max", "burst_ms", "burst_dig_batch_cpu_ms", "burst_dig_batch_wall_ms",
   "burst_packets_per_s",
   "burst_windows", "burst_lua_ms", "burst_cpu_ms", "send_loop_ms", "floor_bytes", "floor_ms", "burst_floor_x", "p99_floor_x",
   "moves", "poll_ns_per_packet", "harness_ns_per_packet", "account_ns_per_dig", "busy", "held_back", "peak_rss_mb",
@@ -80,7 +80,6 @@ function M.summarize(run)
     burst_ms_mean = r3(burst_mean), burst_ms_max = r3(B.max_s * 1000), burst_ms = B.each_ms,
     burst_dig_batch_cpu_ms = nb > 0 and r3(st.burst_call_cpu / nb * 1000) or 0,
     burst_dig_batch_wall_ms = nb > 0 and r3(st.burst_call_wall / nb * 1000) or 0,
-    burst_dig_batch_checks_cpu_ms = st.checks_n > 0 and r3(st.checks_cpu / st.checks_n * 1000) or 0, -- (0: no --time-checks)
     burst_packets_per_s = B.sum_s > 0 and floor(B.packets / B.sum_s + 0.5) or 0,
     burst_windows = win,
     burst_lua_ms = win > 0 and r3(st.win_lua / win * 1000) or 0,
@@ -126,10 +125,6 @@ function M.print_text(out, S_, run)
     out:write("           each burst (ms): ", table.concat(S_.burst_ms, " "), "\n")
     out:write(f("           the burst's dig_batch call: %.3f ms CPU, %.3f ms wall (mean)\n",
       S_.burst_dig_batch_cpu_ms, S_.burst_dig_batch_wall_ms))
-    if opt.time_checks then
-      out:write(f("           --time-checks: the same batch refused at its last record: %.3f ms CPU (dig_batch's checks alone)\n",
-        S_.burst_dig_batch_checks_cpu_ms))
-    end
     out:write(f("           per burst (mean of %d windows): %.3f ms in resolver calls on the Lua thread, %.3f ms in the send loop, %.3f ms CPU (all threads)\n",
       S_.burst_windows, S_.burst_lua_ms, S_.send_loop_ms, S_.burst_cpu_ms))
     out:write(f("floor      %.3f ms to write and read the burst's %d bytes once; the burst takes %.2fx that, p99 %.2fx\n",

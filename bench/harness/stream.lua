@@ -34,7 +34,6 @@ local ST = [[struct {
   double cur, cur_n, cur_last_rcp, cur_t, cur_kind, cur_digger_seen, sample_ctr, last_sub;
   double poll_time, proc_time, acct_time, burst_call_cpu, burst_call_wall, timed_packets, polls, samples, digest, completed, accounted;
   double win_n, win_lua, win_send, win_cpu, open_lua, open_send, open_cpu0, open_last;
-  double checks_cpu, checks_n;
 }]]
 
 -- --digest: fold one packet's u32 words into h, skipping t_us (words 4, 5)
