@@ -13,7 +13,9 @@ pub struct Options {
     pub reach: u32,
     /// This resolver's share of the process-wide worker pool (one thread
     /// per core): at most this many of its chunks run at once, [0, 256];
-    /// 0 = all pool threads. Default 0.
+    /// 0 = all pool threads. Default 0. (The ruler, which decides the digs'
+    /// kinds in order, runs beside them as one more pool task while chunks
+    /// wait for it: see `ruler.rs`.)
     pub workers: u32,
     /// Busy threshold, [1, 2^53-1]. Default 1048576.
     pub max_pending_packets: u64,
