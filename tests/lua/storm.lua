@@ -18,73 +18,18 @@ local T = require(backend == "native" and "treasure.native" or "treasure.legacy"
 local S = require("support")
 local ffi = require("ffi")
 
-local PAUSE, STEPMUL = tonumber(os.getenv("STORM_PAUSE") or 0), tonumber(os.getenv("STORM_STEPMUL") or 10000)
-local CALLS = tonumber(os.getenv("STORM_CALLS") or 1200)
-
-local ser_all = S.ser_all
-
-local function rng(seed) -- a small LCG: the same sequence every run
-  local s = seed
-  return function(n)
-    s = (s * 1103515245 + 12345) % 2147483648
-    return s % n
-  end
-end
+local B = require("storm_bombs")
 
 local function world() return S.small_world(T) end
 
-local fired, inside = 0, 0
-local BOMB = "treasure-test-bomb"
-local function bomb_gc() fired = fired + 1; error(BOMB, 0) end
-local function arm_one()
-  local p = newproxy(true)
-  getmetatable(p).__gc = bomb_gc
-end
-local function arm(n) -- (a bomb may already go off here: not counted as inside)
-  for _ = 1, n do pcall(arm_one) end
-end
-local function defuse() -- run every pending finalizer outside the calls
-  while not pcall(collectgarbage) do end
-end
---- Did a failed call fail because of a bomb? Legacy re-raises the bomb's own
--- string; native's mlua path may wrap it (a userdata error, or a message
--- naming the function). Compared without allocating first.
-local function bombed(ok, e)
-  if ok then return false end
-  if e == BOMB then return true end
-  defuse()
-  local seen, text = pcall(tostring, e)
-  return seen and text:find(BOMB, 1, true) ~= nil
-end
-
-collectgarbage("setpause", PAUSE)
-collectgarbage("setstepmul", STEPMUL)
-local ok_all, err_all = xpcall(function()
+B.run(backend, function()
   local a, b = world(), world() -- a sees the bombs, b is its twin
   local bufa, bufb = ffi.new("uint8_t[?]", 16 * 128), ffi.new("uint8_t[?]", 16 * 128)
-  local rand = rng(12345)
+  local rand = B.rng(12345)
   local next_player, next_site, next_table = 100, 100, 100
   local t = 0
-  local function call(name, ...)
-    local fa, fb = a[name], b[name]
-    defuse()
-    arm(1 + rand(3))
-    -- results into locals: no allocation between the call and the check
-    local ok, r1, r2, r3
-    repeat
-      ok, r1, r2, r3 = pcall(fa, a, ...)
-      local hit = bombed(ok, r1)
-      if hit then inside = inside + 1 end
-    until not hit
-    defuse()
-    local sa = ser_all(ok, r1, r2, r3)
-    local okb, b1, b2, b3 = pcall(fb, b, ...)
-    local sb = ser_all(okb, b1, b2, b3)
-    if sa ~= sb then
-      error(("call %s differs after the storm:\n bombed %s\n twin   %s"):format(name, sa, sb), 0)
-    end
-  end
-  for _ = 1, CALLS do
+  local call = B.twin(a, b, function() return 1 + rand(3) end)
+  for _ = 1, B.CALLS do
     local op = rand(16)
     local p = 1 + rand(next_player - 1)
     t = t + 1
@@ -121,17 +66,10 @@ local ok_all, err_all = xpcall(function()
     elseif op == 14 then
       call("flush")
       local max = rand(17)
-      local oka, na, okb, nb
-      defuse(); arm(1 + rand(3))
-      repeat
-        oka, na = pcall(a.poll_into, a, bufa, max)
-        local hit = bombed(oka, na)
-        if hit then inside = inside + 1 end
-      until not hit
-      defuse()
-      okb, nb = pcall(b.poll_into, b, bufb, max)
-      local sa = ser_all(oka, na) .. (oka and ffi.string(bufa, na * 128) or "")
-      local sb = ser_all(okb, nb) .. (okb and ffi.string(bufb, nb * 128) or "")
+      local oka, na = B.until_unbombed(1 + rand(3), 0, a.poll_into, a, bufa, max)
+      local okb, nb = pcall(b.poll_into, b, bufb, max)
+      local sa = S.ser_all(oka, na) .. (oka and ffi.string(bufa, na * 128) or "")
+      local sb = S.ser_all(okb, nb) .. (okb and ffi.string(bufb, nb * 128) or "")
       assert(sa == sb, "poll_into differs after the storm")
     elseif op == 15 then
       call("flush")
@@ -144,15 +82,8 @@ local ok_all, err_all = xpcall(function()
   call("stats")
   call("snapshot")
   -- the bombed resolver's own snapshot restores and continues like the twin's
-  defuse()
+  B.defuse()
   local ra2, rb2 = T.restore(a:snapshot()), T.restore(b:snapshot())
   ra2:dig(1, 3, 0, 0, t + 1); rb2:dig(1, 3, 0, 0, t + 1)
-  assert(ser_all(ra2:snapshot()) == ser_all(rb2:snapshot()), "the restored snapshots differ")
-end, debug.traceback)
-defuse()
-if not ok_all then
-  print("storm FAILED on " .. backend .. ": " .. tostring(err_all))
-  os.exit(1)
-end
-print(string.format("storm ok: fired %d, inside %d", fired, inside))
-os.exit(0)
+  assert(S.ser_all(ra2:snapshot()) == S.ser_all(rb2:snapshot()), "the restored snapshots differ")
+end)
