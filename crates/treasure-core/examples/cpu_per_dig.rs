@@ -84,7 +84,9 @@ fn main() {
             let n = r.poll_into(&mut buf, 4096).unwrap();
             packets += n;
             if n == 0 {
-                if r.stats().unwrap().pending_packets == 0 {
+                // (not stats(): it would rule what the ruler has not
+                // reached yet on this thread, see ruler.rs)
+                if r.in_flight().unwrap() == 0 {
                     break;
                 }
                 r.flush().unwrap();

@@ -13,12 +13,15 @@
 //!   runs one chunk at a time.
 //! * A worker (`crate::pipeline`) then resolves the ruled chunk's packets.
 //!
-//! A chunk the caller submits is queued here. If no ruler task is running,
-//! the caller spawns one on the pool; it rules queued chunks front to back
-//! and hands each to the resolver's share ([`start_queued`]), and ends when
-//! the queue is empty. Nothing here ever blocks on another thread: the task
-//! holds the lock only while it rules one chunk, and so does a caller that
-//! settles.
+//! A chunk the caller submits is pushed on a lock-free queue (the caller
+//! never takes the lock to submit, so `dig_batch` never waits for a chunk
+//! being ruled). If no ruler task is running, the caller spawns one on the
+//! pool; it rules queued chunks front to back and hands each to the
+//! resolver's share ([`start_queued`]), and ends when the queue is empty.
+//! A chunk is popped and ruled under one hold of the lock, by the task or
+//! by a caller that settles, so chunks are ruled in the order they were
+//! pushed whoever rules them. Nothing here ever blocks on another thread
+//! for longer than one chunk's rule.
 //!
 //! # Settling
 //!
@@ -37,9 +40,11 @@
 //! is published as failed, like a worker's panic, and every later call
 //! reports `worker panicked`.
 
-use std::collections::VecDeque;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::sync::atomic::{AtomicBool, Ordering::SeqCst};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crossbeam::queue::SegQueue;
 
 use crate::pipeline::{panic_message, start_queued, Chunk, ChunkDone, DigJob, Shared};
 use crate::roll;
@@ -48,9 +53,13 @@ use crate::wire::Kind;
 use crate::world::{block_key, Sites};
 
 /// See the module docs. One per resolver, in its [`Shared`].
-#[derive(Default)]
 pub(crate) struct Ruler {
     state: Mutex<RulerState>,
+    /// Submitted chunks not yet ruled, in chunk order (pushed by the
+    /// caller only; popped only under `state`'s lock).
+    queue: SegQueue<Chunk>,
+    /// A ruler task is spawned or running.
+    running: AtomicBool,
 }
 
 /// What the lock guards.
@@ -60,11 +69,6 @@ pub(crate) struct RulerState {
     pub sites: Sites,
     /// The resolver's loot roll seed.
     seed: u64,
-    /// Submitted chunks not yet ruled, in chunk order.
-    queue: VecDeque<Chunk>,
-    /// A ruler task is spawned or running (it clears this when it finds
-    /// the queue empty, under the lock).
-    running: bool,
     /// FOUND, EMPTY and NOTHING digs ruled since the caller last took them.
     found: u64,
     empty: u64,
@@ -78,6 +82,8 @@ impl Ruler {
                 seed,
                 ..RulerState::default()
             }),
+            queue: SegQueue::new(),
+            running: AtomicBool::new(false),
         }
     }
 
@@ -95,15 +101,24 @@ impl Ruler {
     /// Caller: queues a chunk whose digs in reach are not ruled yet, and
     /// makes sure a ruler task will rule it.
     pub fn submit(shared: &Arc<Shared>, chunk: Chunk) {
-        let spawn = {
-            let mut st = shared.ruler.lock();
-            st.queue.push_back(chunk);
-            !std::mem::replace(&mut st.running, true)
-        };
-        if spawn {
+        let ruler = &shared.ruler;
+        ruler.queue.push(chunk);
+        if !ruler.running.swap(true, SeqCst) {
             let s = Arc::clone(shared);
             shared.pool.spawn(move || run(&s));
         }
+    }
+
+    /// Pops and rules the next queued chunk under `st` (the lock), handing
+    /// it to the share; false when the queue is empty.
+    fn rule_next(st: &mut RulerState, shared: &Shared) -> bool {
+        let Some(chunk) = shared.ruler.queue.pop() else {
+            return false;
+        };
+        if let Some(chunk) = st.rule_or_fail(chunk, shared) {
+            shared.share.push(chunk);
+        }
+        true
     }
 
     /// Caller: rules every queued chunk on this thread (handing each to
@@ -114,12 +129,11 @@ impl Ruler {
         counters: &mut Counters,
     ) -> MutexGuard<'a, RulerState> {
         let mut st = shared.ruler.lock();
-        if !st.queue.is_empty() {
-            while let Some(chunk) = st.queue.pop_front() {
-                if let Some(chunk) = st.rule_or_fail(chunk, shared) {
-                    shared.share.push(chunk);
-                }
-            }
+        let mut ruled = false;
+        while Ruler::rule_next(&mut st, shared) {
+            ruled = true;
+        }
+        if ruled {
             start_queued(shared);
         }
         st.take_counts(counters);
@@ -140,18 +154,20 @@ impl Ruler {
 
 /// The ruler task: rules queued chunks in order until the queue is empty.
 fn run(shared: &Arc<Shared>) {
+    let ruler = &shared.ruler;
     loop {
-        let chunk = {
-            let mut st = shared.ruler.lock();
-            let Some(chunk) = st.queue.pop_front() else {
-                st.running = false;
-                return;
-            };
-            st.rule_or_fail(chunk, shared)
-        };
-        if let Some(chunk) = chunk {
-            shared.share.push(chunk);
+        // (one chunk per hold of the lock: a settling caller waits at most
+        // one chunk's rule)
+        if Ruler::rule_next(&mut ruler.lock(), shared) {
             start_queued(shared);
+            continue;
+        }
+        ruler.running.store(false, SeqCst);
+        // A chunk pushed after the empty pop, before `running` was cleared,
+        // saw `running` set and spawned nobody: take it on, unless a newer
+        // task already did.
+        if ruler.queue.is_empty() || ruler.running.swap(true, SeqCst) {
+            return;
         }
     }
 }
