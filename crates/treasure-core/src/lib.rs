@@ -5,9 +5,11 @@
 //! (`lua/treasure/legacy.lua`). The contract is `docs/API.md`; this crate has
 //! no Lua dependency and is tested alone.
 //!
-//! The route of a dig (caller's thread: [`Resolver`]'s checks, the dig
-//! rule; worker pool: the AOI query and the packets; caller's thread again:
-//! the ordered stream and `poll`) and who owns which file are drawn in
+//! The route of a dig (caller's thread: [`Resolver`]'s checks, the seq and
+//! the reach; the ruler on the pool, one chunk at a time in order: the rest
+//! of the dig rule; worker pool: the AOI query and the packets; caller's
+//! thread again: the ordered stream and `poll`) and who owns which file are
+//! drawn in
 //! `docs/ARCHITECTURE.md`. Each module's header says why it is shaped the
 //! way it is.
 //!
