@@ -343,8 +343,13 @@ pub(crate) fn start_queued(shared: &Arc<Shared>) {
 
 /// Worker entry point: resolve, then publish.
 fn run_and_publish(chunk: Chunk, shared: &Shared) {
-    let index = chunk.index;
-    let done = run_chunk(chunk, shared);
+    publish(run_chunk(chunk, shared), shared);
+}
+
+/// Hands a chunk's result to the caller (a worker's, or the ruler's for a
+/// chunk whose rule panicked).
+pub(crate) fn publish(done: ChunkDone, shared: &Shared) {
+    let index = done.index;
     // The receiver lives as long as the resolver, and the resolver waits for
     // every in-flight chunk before dropping it, so this cannot fail; if it
     // somehow did, there is nobody left to tell.

@@ -46,7 +46,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use crossbeam::queue::SegQueue;
 
-use crate::pipeline::{panic_message, start_queued, Chunk, ChunkDone, DigJob, Shared};
+use crate::pipeline::{panic_message, publish, start_queued, Chunk, ChunkDone, DigJob, Shared};
 use crate::roll;
 use crate::stats::Counters;
 use crate::wire::Kind;
@@ -185,11 +185,7 @@ impl RulerState {
         match self.rule_chunk(chunk) {
             Ok(chunk) => Some(chunk),
             Err(done) => {
-                let index = done.index;
-                // As in `pipeline::run_and_publish`: the receiver outlives
-                // every chunk in flight.
-                let _ = shared.tx.send(*done);
-                shared.ready.published(index);
+                publish(*done, shared);
                 None
             }
         }
