@@ -2,8 +2,12 @@
 //! (12,000 players in parties of four standing next to dig sites, half the
 //! sites in 256 treasure fields of radius 160, a 4096² world, heights 28..34,
 //! aoi 64), for profiling the workers without LuaJIT:
-//!   cargo run --release -p treasure-core --example burst_world [workers] [bursts]
+//!   cargo run --release -p treasure-core --example burst_world [workers] [bursts] [fresh]
 //!   perf record -g target/release/examples/burst_world 1 200
+//! `fresh`: one player moves (in place) before each burst, so that every
+//! burst runs on a new snapshot, as in a game loop that moves players every
+//! tick (the frozen index is built anew each burst); without it every burst
+//! after the first reuses the first one's index.
 //! Prints wall time per burst and the CPU of the caller and of the workers
 //! (from /proc/self/task/*/schedstat).
 
@@ -48,6 +52,7 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     let workers: u32 = args.get(1).map_or(1, |s| s.parse().unwrap());
     let bursts: usize = args.get(2).map_or(50, |s| s.parse().unwrap());
+    let fresh = args.get(3).is_some_and(|s| s == "fresh");
     let (w, players, sites) = (4096i64, 12_000u32, 100_000usize);
     let mut rng = Rng(1);
     let mut r = Resolver::new(Options {
@@ -151,7 +156,12 @@ fn main() {
     let mut packets = 0usize;
     let mut walls = Vec::with_capacity(bursts);
     let mut calls = Vec::with_capacity(bursts);
+    let first = digs[0];
     for _ in 0..bursts {
+        if fresh {
+            let p = r.players().unwrap().get(first.player.get()).unwrap();
+            r.move_player(p.id, p.x, p.y, p.z).unwrap();
+        }
         let tb = Instant::now();
         r.dig_batch(&bytes).unwrap().unwrap();
         calls.push(tb.elapsed().as_secs_f64());

@@ -43,8 +43,9 @@ pub struct Options {
     /// one is, the ruler decides later, off the caller's thread) have been
     /// accepted against one player snapshot, its worker builds the snapshot's frozen index
     /// (`world/frozen.rs`) and later chunks on it use it: the build pays
-    /// back only over a burst. Queries give the same hits either way.
-    /// 0 = never build. Default 1024.
+    /// back only over a burst. A `dig_batch` that will reach the count
+    /// (its own digs in reach included) builds it from its first chunk.
+    /// Queries give the same hits either way. 0 = never build. Default 1024.
     pub freeze_min_found: usize,
     /// How long [`Resolver::wait`](crate::Resolver::wait) keeps its thread
     /// on the CPU (yielding to runnable threads) before parking, in

@@ -285,6 +285,27 @@ fn frozen_index_only_for_bursts_and_renewed_on_change() {
     assert!(!frozen(&r), "the count starts again after the move");
 }
 
+/// A batch that brings its snapshot to `freeze_min_found` digs in reach
+/// freezes it from its first chunk, not from the chunk that crosses the
+/// count: the burst's first chunks do not run their queries on the (slower)
+/// live grid. Here `max_inflight_chunks` is 4, so `dig_batch` returns only
+/// after the first of its 9 chunks was received; the chunk that takes the
+/// count to 1,024 is the 8th, which has rarely started by then.
+#[test]
+fn a_burst_freezes_its_snapshot_from_its_first_chunk() {
+    for _ in 0..5 {
+        let mut r = world(1, 128);
+        r.move_player(5, 1, 0, 1).unwrap(); // a fresh snapshot, not frozen
+        assert!(!r.players().unwrap().is_frozen());
+        r.dig_batch(&batch(1100)).unwrap().unwrap();
+        assert!(
+            r.players().unwrap().is_frozen(),
+            "frozen by the batch's first chunk"
+        );
+        r.flush().unwrap();
+    }
+}
+
 /// `wait` is how a game loop sleeps between polls: it must return as soon as
 /// packets are pollable, never report none while digs are in flight (no
 /// timeout), return at once when nothing is in flight, and report a worker

@@ -13,15 +13,22 @@ use crate::world::{dist2, PlayerView};
 use super::OpenResolver;
 
 impl OpenResolver {
+    /// dist2(digger, block) and whether the block is within the reach: the
+    /// one place the reach rule is applied.
+    #[inline]
+    fn in_reach(&self, p: PlayerView, x: i32, y: i32, z: i32) -> (u64, bool) {
+        let d2 = dist2(p.x, p.y, p.z, x, y, z);
+        let reach = self.options.reach as u64;
+        (d2, d2 <= reach * reach)
+    }
+
     /// Accepts one checked, not-busy dig by `p` at the block `x, y, z`: the
     /// next seq and the reach; then hands the job to the stream's open
     /// chunk (submitted when full).
     pub(super) fn accept(&mut self, p: PlayerView, x: i32, y: i32, z: i32, t_us: u64) {
         self.counters.digs += 1;
         let seq = self.counters.digs;
-        let d2 = dist2(p.x, p.y, p.z, x, y, z);
-        let reach = self.options.reach as u64;
-        let in_reach = d2 <= reach * reach;
+        let (d2, in_reach) = self.in_reach(p, x, y, z);
         let job = DigJob {
             seq,
             t_us,
@@ -57,6 +64,12 @@ impl OpenResolver {
     /// Accepts a checked, not-busy batch (`views[i]` is the digger of
     /// `records[i]`), in record order.
     pub(super) fn accept_batch(&mut self, records: &[DigRecord], views: &[PlayerView]) {
+        let in_reach = records
+            .iter()
+            .zip(views)
+            .filter(|&(r, v)| self.in_reach(*v, r.x.get(), r.y.get(), r.z.get()).1)
+            .count();
+        self.stream.expect_in_reach(in_reach);
         for (r, &v) in records.iter().zip(views) {
             self.accept(v, r.x.get(), r.y.get(), r.z.get(), r.t_us.get());
         }

@@ -105,6 +105,10 @@ pub(super) struct Stream {
     /// Digs in reach (those that may be FOUND) accepted since the player
     /// snapshot last changed.
     in_reach_on_snapshot: usize,
+    /// Digs in reach of the current `dig_batch` call not pushed yet (set by
+    /// [`expect_in_reach`](Stream::expect_in_reach)): a batch that will
+    /// bring the snapshot to `freeze_min_found` freezes from its first chunk.
+    in_reach_ahead: usize,
     /// The first worker panic's message, reported by every later call.
     failed: Option<String>,
     /// Cluster mode: chunks are taken as whole dig calls by
@@ -151,6 +155,7 @@ impl Stream {
             open_accepted: Instant::now(),
             spare_jobs: Vec::new(),
             in_reach_on_snapshot: 0,
+            in_reach_ahead: 0,
             failed: None,
             views: false,
             lent: Vec::new(),
@@ -350,6 +355,15 @@ impl Stream {
         Arc::make_mut(players)
     }
 
+    /// A batch is about to push `n` digs in reach, all on the current
+    /// snapshot (a batch never changes the players): its chunks may freeze
+    /// the snapshot as soon as the whole batch will have reached
+    /// `freeze_min_found`, from its first chunk, instead of after that many
+    /// digs resolved on the live grid. Reset by the batch's last push.
+    pub(super) fn expect_in_reach(&mut self, n: usize) {
+        self.in_reach_ahead = n;
+    }
+
     /// Appends an accepted dig to the open chunk (`upper`: the most packets
     /// it can produce), submitting the chunk when full.
     pub(super) fn push(
@@ -361,6 +375,7 @@ impl Stream {
     ) {
         if job.in_reach {
             self.in_reach_on_snapshot += 1;
+            self.in_reach_ahead = self.in_reach_ahead.saturating_sub(1);
         }
         self.open.push(job);
         self.open_lower += 1;
@@ -407,7 +422,7 @@ impl Stream {
             world: Arc::clone(world),
             jobs,
             accepted: self.open_accepted,
-            freeze: freeze_min > 0 && self.in_reach_on_snapshot >= freeze_min,
+            freeze: freeze_min > 0 && self.in_reach_on_snapshot + self.in_reach_ahead >= freeze_min,
             full: self.views,
         };
         if inline {

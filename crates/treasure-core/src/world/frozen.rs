@@ -10,7 +10,8 @@
 //! A `FrozenGrid` is built once per snapshot (O(players), a counting sort by
 //! cell; `examples/burst_world.rs` prints what it costs) once a burst's
 //! worth of digs in reach (`Options::freeze_min_found`) has been accepted
-//! against the snapshot. Its cells have the live grid's size
+//! against the snapshot, or by the first chunk of a `dig_batch` that will
+//! take it there. Its cells have the live grid's size
 //! ([`cell_shift_for`](super::space::cell_shift_for)). It stores every cell of the occupied bounding box densely
 //! (`starts`, like a CSR matrix), with cells numbered x-fastest, so the cells
 //! of one (y, z) row are one contiguous run of entries. A query visits the
