@@ -131,6 +131,14 @@ impl Outbox {
         self.entries.push(Entry { template, patch });
     }
 
+    /// Appends the packets `template` + each of `patches`.
+    #[inline]
+    pub fn extend(&mut self, template: u32, patches: impl Iterator<Item = RecipientPatch>) {
+        debug_assert!((template as usize) < self.templates.len());
+        self.entries
+            .extend(patches.map(|patch| Entry { template, patch }));
+    }
+
     /// Writes packets `from..from + out.len() / SIZE` into `out` (a whole
     /// number of packets, all of them present).
     pub fn write(&self, from: usize, out: &mut [u8]) {

@@ -227,27 +227,29 @@ pub(crate) fn resolve_dig(
             .map(|(i, h)| (h.id as u64) << 32 | i as u64),
     );
     order.sort_unstable();
-    // A player can still be found twice (a digger whose dist2 is saturated
-    // may also be in the AOI): both hits are the same, same snapshot, same
-    // position.
-    let mut prev = None;
-    for &k in order.iter() {
-        let h = &hits[k as u32 as usize];
-        if prev == Some(h.id) {
-            continue;
-        }
-        prev = Some(h.id);
-        let flags = if h.id == job.finder {
-            FLAG_DIGGER
-        } else if job.party != 0 && h.party == job.party {
-            FLAG_PARTY
-        } else {
-            0
-        } | last;
-        // The digger's own dist2 was computed (exactly) by the caller; the
-        // query and party lists computed the same value for it.
-        out.push(t, patcher.patch(h.id, flags, saturate(h.dist2)));
-    }
+    // A player can still be found twice (a digger beyond the radius is
+    // also a member of its party, and a digger whose dist2 is saturated may
+    // be in the AOI): both hits give the same packet (same snapshot, same
+    // position; a saturated dist2 is patched as u32::MAX either way), so the
+    // first of each id is kept.
+    order.dedup_by_key(|k| *k >> 32);
+    // One extend over an exact-size iterator: no capacity check per packet.
+    out.extend(
+        t,
+        order.iter().map(|&k| {
+            let h = &hits[k as u32 as usize];
+            let flags = if h.id == job.finder {
+                FLAG_DIGGER
+            } else if job.party != 0 && h.party == job.party {
+                FLAG_PARTY
+            } else {
+                0
+            } | last;
+            // The digger's own dist2 was computed (exactly) by the caller;
+            // the query and party lists computed the same value for it.
+            patcher.patch(h.id, flags, saturate(h.dist2))
+        }),
+    );
 }
 
 pub(crate) fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
