@@ -296,7 +296,9 @@ def sweep_section(runs, meta_):
                f"{max(0, len(pts) - 2)} degree(s) of freedom (with 2 points it is exact, so the residual says "
                "nothing). On a 2-core machine the game loop's thread shares the cores with the workers, so "
                "the last point mixes contention into the parallel part; the model also ignores memory "
-               "bandwidth, which the workers share. The sweep runs on whatever machine the bench is on: a "
+               "bandwidth, which the workers share. `--workers` bounds the chunks being resolved at once; the "
+               "dig rule's ordered stage (`ruler.rs`) is one more pool task beside them, so the 1-worker "
+               "point is not a one-thread run. The sweep runs on whatever machine the bench is on: a "
                "bigger machine checks the prediction.")
     out.append("")
     return out
