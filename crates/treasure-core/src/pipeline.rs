@@ -343,9 +343,17 @@ pub(crate) fn start_queued(shared: &Arc<Shared>) {
     }
 }
 
-/// Worker entry point: resolve, then publish.
+/// Worker entry point: resolve, publish, then yield the CPU.
+///
+/// The yield is for the game loop's thread: the publish may have just woken
+/// it, and on a machine with no spare core it would otherwise wait in the
+/// run queue, behind this worker's slice, while its packets are ready (it
+/// drains the burst's last chunks after the workers are done, so every such
+/// wait lengthens the burst). With nothing else runnable the yield returns
+/// at once. docs/BENCHMARKS.md ("3 December") has the A/B.
 fn run_and_publish(chunk: Chunk, shared: &Shared) {
     publish(run_chunk(chunk, shared), shared);
+    std::thread::yield_now();
 }
 
 /// Hands a chunk's result to the caller (a worker's, or the ruler's for a
