@@ -488,10 +488,12 @@ fn ready_hook_wakes_without_polling_and_is_reset_by_the_emptying_poll() {
 /// Consecutive FOUND digs at one block of one chunk share the AOI query
 /// (same snapshot, same block); each still gets its own digger and its own
 /// party members beyond the AOI. Their packets must be those of one-dig
-/// chunks, where nothing is shared, on the live and on the frozen grid.
+/// chunks, where nothing is shared, on the live and on the frozen grid,
+/// with parties of about 17 (the members beyond the AOI sorted in with the
+/// AOI's) and of 3 (each inserted into the AOI's sorted keys).
 #[test]
 fn digs_at_one_block_share_the_query_not_the_party() {
-    let run = |chunk_digs: usize, freeze_min_found: usize| -> Vec<u8> {
+    let run = |chunk_digs: usize, freeze_min_found: usize, parties: u32| -> Vec<u8> {
         let mut r = Resolver::new(Options {
             seed: 3,
             aoi_radius: 16,
@@ -509,7 +511,7 @@ fn digs_at_one_block_share_the_query_not_the_party() {
         // beyond the AOI of the block, all within reach.
         for p in 1..=120u32 {
             let x = (p * 37 % 121) as i32 - 60;
-            r.join(p, x, 0, (p % 5) as i32, p % 7).unwrap();
+            r.join(p, x, 0, (p % 5) as i32, p % parties).unwrap();
         }
         // Runs of five digs at one block by players of different parties.
         let recs: Vec<DigRecord> = (0..400u32)
@@ -532,16 +534,29 @@ fn digs_at_one_block_share_the_query_not_the_party() {
         assert_eq!(r.stats().unwrap().counters.found, 400);
         out
     };
-    let reference = run(1, 0);
-    assert!(
-        reference.len() / PACKET_SIZE > 2 * 400,
-        "AOI and parties add recipients"
-    );
-    for (chunk_digs, freeze) in [(128, 0), (128, 1), (7, 1), (1, 1)] {
+    for parties in [7, 40] {
+        let reference = run(1, 0, parties);
         assert!(
-            run(chunk_digs, freeze) == reference,
-            "chunk_digs {chunk_digs}, freeze_min_found {freeze}"
+            reference.len() / PACKET_SIZE > 2 * 400,
+            "AOI and parties add recipients"
         );
+        // Each dig's recipients strictly ascend (the order both paths keep).
+        let ids: Vec<(u64, u32)> = reference
+            .chunks(PACKET_SIZE)
+            .map(|b| {
+                let p = treasure_core::wire::Packet::new_checked(b).unwrap();
+                (p.seq(), p.recipient())
+            })
+            .collect();
+        for w in ids.windows(2) {
+            assert!(w[0] < w[1], "parties {parties}: {:?} then {:?}", w[0], w[1]);
+        }
+        for (chunk_digs, freeze) in [(128, 0), (128, 1), (7, 1), (1, 1)] {
+            assert!(
+                run(chunk_digs, freeze, parties) == reference,
+                "chunk_digs {chunk_digs}, freeze_min_found {freeze}, parties {parties}"
+            );
+        }
     }
 }
 
