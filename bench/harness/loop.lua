@@ -131,6 +131,10 @@ function M.run(ctx)
     st.digs_sub = st.digs_sub + count
     st.last_sub = first + count - 1
     if is_burst then s.burst_begin(first + burst_lo, first + burst_hi - 1) end
+    -- --flush-burst: the burst is resolved before the send loop sees it
+    -- (inside its window: burst_cpu_ms counts the workers as before; the
+    -- wait, like r:wait's, is not in burst_lua_ms)
+    if is_burst and opt.flush_burst then r:flush() end
     burst_lo, burst_hi = -1, -1
     dig_n = 0
     return true

@@ -40,6 +40,10 @@ usage: luajit bench/harness.lua [flags]
   --drain into|view      how the send loop drains: poll_into one preallocated buffer
                          (into, the default) or r:poll_view, reading the packets where
                          the workers wrote them (view, issue 16)
+  --flush-burst          block in r:flush() right after a burst's dig_batch, so that
+                         the send loop drains it only once every dig is resolved:
+                         the drain without the workers running beside it
+                         (docs/BENCHMARKS.md, "The CPU a burst costs now")
   --digest               hash the whole packet stream (every byte but t_us and crc,
                          which carry the wall clock) to compare backends; use with
                          --fast so that timing cannot change what is dug
@@ -62,7 +66,7 @@ local DEFAULTS = {
   burst = 0, burst_every = 20, charges = 20000, hotspots = 256, hotspot_share = 0.5,
   fast = false, json = false, verify = false, no_wait = false, digest = false, sample = 1000,
   latency_out = nil, quiet = false, heap_checkpoint = 0, warmup = 0, poll_us = 200,
-  poll_max = 4096, floor_passes = 5, drain = "into",
+  poll_max = 4096, floor_passes = 5, drain = "into", flush_burst = false,
 }
 local NUMERIC = {
   players = true, sites = true, world = true, aoi = true, reach = true, seed = true,
@@ -71,7 +75,9 @@ local NUMERIC = {
   heap_checkpoint = true, warmup = true, poll_us = true, poll_max = true, floor_passes = true,
 }
 local STRING = { backend = true, latency_out = true, label = true, drain = true }
-local SWITCH = { fast = true, json = true, verify = true, quiet = true, digest = true, no_wait = true }
+local SWITCH = {
+  fast = true, json = true, verify = true, quiet = true, digest = true, no_wait = true, flush_burst = true,
+}
 
 function M.die(msg, code)
   io.stderr:write("harness: ", msg, "\n")

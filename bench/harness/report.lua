@@ -13,7 +13,7 @@ local function r3(x) return floor(x * 1000 + 0.5) / 1000 end
 -- JSON key order (the summary's keys; a key added here must be set in summarize)
 M.ORDER = {
   "label", "backend", "version", "players", "sites", "world", "aoi", "reach", "seed", "workers", "seconds", "wait", "poll_us", "poll_max",
-  "drain", "ticks", "fast", "digs_per_tick", "burst", "burst_every", "charges", "wall_s", "setup_s",
+  "drain", "flush_burst", "ticks", "fast", "digs_per_tick", "burst", "burst_every", "charges", "wall_s", "setup_s",
   "cpu_s", "loadavg_1m",
   "digs", "packets", "packets_per_s", "found", "empty", "nothing", "rejected",
   "recipients_per_found", "warmup_s", "digs_measured", "p50_ms", "p99_ms", "p999_ms", "max_ms", "mean_ms", "min_ms",
@@ -64,7 +64,7 @@ function M.summarize(run)
     label = opt.label or "", backend = run.backend, version = run.version,
     players = opt.players, sites = opt.sites, world = opt.world, aoi = opt.aoi, reach = opt.reach, seed = opt.seed,
     workers = opt.workers, seconds = opt.seconds, poll_us = opt.poll_us, wait = not opt.no_wait, poll_max = opt.poll_max,
-    drain = opt.drain, ticks = st.ticks, fast = opt.fast,
+    drain = opt.drain, flush_burst = opt.flush_burst, ticks = st.ticks, fast = opt.fast,
     digs_per_tick = opt.digs_per_tick, burst = opt.burst, burst_every = opt.burst_every, charges = opt.charges,
     wall_s = r3(run.wall), setup_s = r3(run.setup_s), cpu_s = r3(run.cpu_s), loadavg_1m = run.loadavg,
     digs = st.digs_done, packets = st.packets,
