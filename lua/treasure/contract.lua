@@ -220,9 +220,11 @@ function M.buffer_refusal(refused, detail, capacity)
   return M.bad_buffer(detail)
 end
 
---- r:fd() could not make its eventfd.
-function M.eventfd_failed(reason)
-  return "eventfd failed: " .. reason
+--- r:fd() could not make its eventfd: the C library's text for the error
+-- and its errno (as treasure.native words it: `Error::eventfd_failed`).
+function M.eventfd_failed(text, errno)
+  if errno == nil then return "eventfd failed: " .. text end
+  return "eventfd failed: " .. text .. " (errno " .. int_text(errno) .. ")"
 end
 
 --- A resolver used in a process other than the one that made it.

@@ -23,6 +23,12 @@ int treasure_efd_close(int fd) asm("close");
 int treasure_efd_getpid(void) asm("getpid");
 ]])
 end
+if not pcall(ffi.typeof, "struct treasure_efd_strerror_v1") then
+  ffi.cdef([[
+struct treasure_efd_strerror_v1 { int unused; };
+const char *treasure_efd_strerror(int errnum) asm("strerror");
+]])
+end
 
 -- O_NONBLOCK and O_CLOEXEC as Linux defines them on x86, x86-64 and arm64.
 local EFD_NONBLOCK, EFD_CLOEXEC = 0x800, 0x80000
@@ -38,11 +44,15 @@ end
 
 --- A new non-blocking, close-on-exec eventfd and its owner (a cdata whose
 -- finalizer closes it: the resolver's state keeps it, so a collected
--- resolver's eventfd is closed by the GC), or nil and the errno text.
+-- resolver's eventfd is closed by the GC), or nil, the C library's text
+-- for the error and its errno (nil where there is no eventfd at all).
 function M.open()
   if ffi.os ~= "Linux" then return nil, "eventfd needs Linux" end
   local fd = C.treasure_efd_eventfd(0, EFD_NONBLOCK + EFD_CLOEXEC)
-  if fd < 0 then return nil, "errno " .. ffi.errno() end
+  if fd < 0 then
+    local errno = ffi.errno()
+    return nil, ffi.string(C.treasure_efd_strerror(errno)), errno
+  end
   local owner = ffi.gc(owner_t(fd), close_owned)
   return fd, owner
 end

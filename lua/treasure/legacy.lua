@@ -1258,8 +1258,8 @@ function Resolver:fd()
     end
     return st.efd
   end
-  local fd, owner = efd.open()
-  if fd == nil then fail(fn, contract.eventfd_failed(owner)) end
+  local fd, owner, errno = efd.open()   -- (on failure: nil, text, errno)
+  if fd == nil then fail(fn, contract.eventfd_failed(owner, errno)) end
   st.efd, st.efd_owner, st.efd_pid, st.efd_up = fd, owner, efd.pid(), false
   if st.tail > st.head then efd.raise(st) end
   return fd

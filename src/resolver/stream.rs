@@ -121,7 +121,8 @@ pub fn fd(_: &Lua, r: &mut NativeResolver, _: &[Value]) -> Result<f64, Error> {
     if let Some(fd) = r.fd {
         return Ok(fd as f64);
     }
-    let efd = EventFd::new().map_err(|e| Error::eventfd_failed(m, e))?;
+    let efd =
+        EventFd::new().map_err(|e| Error::eventfd_failed(m, e.raw_os_error().unwrap_or(0)))?;
     let raw = efd.raw();
     r.core().get(m)?.set_ready_hook(m, Arc::new(efd))?;
     r.fd = Some(raw);

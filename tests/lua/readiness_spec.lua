@@ -16,8 +16,18 @@ int treasure_spec_poll(struct treasure_spec_pollfd *fds, unsigned long nfds, int
 int treasure_spec_fcntl(int fd, int cmd) asm("fcntl");
 ]])
 end
+if not pcall(ffi.typeof, "struct treasure_spec_rlimit") then
+  ffi.cdef([[
+struct treasure_spec_rlimit { uint64_t rlim_cur, rlim_max; };
+int treasure_spec_getrlimit(int resource, struct treasure_spec_rlimit *rlim) asm("getrlimit");
+int treasure_spec_setrlimit(int resource, const struct treasure_spec_rlimit *rlim) asm("setrlimit");
+int treasure_spec_open(const char *path, int flags) asm("open");
+int treasure_spec_close(int fd) asm("close");
+]])
+end
 local C = ffi.C
 local POLLIN, F_GETFD, FD_CLOEXEC = 1, 1, 1
+local RLIMIT_NOFILE = 7 -- Linux
 local pfd = ffi.new("struct treasure_spec_pollfd[1]")
 
 --- Is fd readable within `ms` milliseconds (0: right now)?
@@ -123,6 +133,35 @@ io.write(ffi.C.fcntl(fd, 1) == -1 and "closed" or "open")
       end
       r:flush()
       assert.equals(r:stats().packets, total)
+      r:close()
+    end)
+
+    it("fd() out of descriptors raises the OS error and changes nothing; the next fd() works", function()
+      local r = world(T, 3)
+      r:dig(1, 1, 0, 0, 5)
+      r:flush()
+      -- the soft descriptor limit lowered to the lowest free descriptor, so
+      -- that the eventfd cannot be made (EMFILE), then restored
+      local lim = ffi.new("struct treasure_spec_rlimit")
+      assert.equals(0, C.treasure_spec_getrlimit(RLIMIT_NOFILE, lim))
+      local saved = lim.rlim_cur
+      local lowest = C.treasure_spec_open("/dev/null", 0)
+      assert.is_true(lowest >= 0)
+      C.treasure_spec_close(lowest)
+      lim.rlim_cur = lowest
+      assert.equals(0, C.treasure_spec_setrlimit(RLIMIT_NOFILE, lim))
+      local ok, err = pcall(r.fd, r)
+      lim.rlim_cur = saved
+      assert.equals(0, C.treasure_spec_setrlimit(RLIMIT_NOFILE, lim))
+      assert.is_false(ok)
+      assert.equals("treasure: fd: eventfd failed: Too many open files (errno 24)", err)
+      -- nothing changed: the packet is still pending, and fd() now works
+      local fd = r:fd()
+      assert.is_number(fd)
+      assert.is_true(readable(fd, 5000), "packets already pending make the new fd readable")
+      assert.equals(3, (r:poll()))   -- the digger and the two others in the AOI
+      assert.equals(0, (r:poll()))
+      assert.is_false(readable(fd))
       r:close()
     end)
 

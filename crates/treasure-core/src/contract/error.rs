@@ -138,7 +138,7 @@ pub enum ErrorKind {
     /// `capacity must be at most <size> (the bytes buf holds), got
     /// <capacity>` (an array `buf` with a larger `capacity`).
     CapacityExceedsBuffer { size: u64, capacity: u64 },
-    /// `eventfd failed: <os error>` (`r:fd()`).
+    /// `eventfd failed: <strerror text> (errno <n>)` (`r:fd()`).
     EventFdFailed(String),
     /// `<arg>: <message>` (or `<message>`): an error the Lua runtime raised
     /// while the binding read or built a value (out of memory, a failing
@@ -291,9 +291,18 @@ impl Error {
         Error::new(method, ErrorKind::CapacityExceedsBuffer { size, capacity })
     }
 
-    /// `eventfd failed: <os error>`.
-    pub fn eventfd_failed(method: Method, os_error: impl fmt::Display) -> Error {
-        Error::new(method, ErrorKind::EventFdFailed(os_error.to_string()))
+    /// `eventfd failed: <strerror text> (errno <n>)`, the same text as the
+    /// legacy backend's (`lua/treasure/contract.lua`, `eventfd_failed`).
+    pub fn eventfd_failed(method: Method, errno: i32) -> Error {
+        // std's text for an OS error is the C library's strerror text with
+        // " (os error <n>)" after it
+        let text = std::io::Error::from_raw_os_error(errno).to_string();
+        let suffix = format!(" (os error {errno})");
+        let text = text.strip_suffix(&suffix).unwrap_or(&text);
+        Error::new(
+            method,
+            ErrorKind::EventFdFailed(format!("{text} (errno {errno})")),
+        )
     }
 
     /// `<arg>: <message>` or `<message>`: a Lua runtime error met while
@@ -709,8 +718,8 @@ mod tests {
             "treasure: poll_into: capacity must be at most 256 (the bytes buf holds), got 300"
         );
         assert_eq!(
-            Error::eventfd_failed(Method::Fd, "Too many open files").to_string(),
-            "treasure: fd: eventfd failed: Too many open files"
+            Error::eventfd_failed(Method::Fd, 24).to_string(),
+            "treasure: fd: eventfd failed: Too many open files (errno 24)"
         );
         assert_eq!(
             Error::unknown_key(Method::New, Arg::Plain("opts"), "sed").to_string(),
