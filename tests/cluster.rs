@@ -48,6 +48,8 @@ fn connect_stats_flush_close_and_errors_from_lua() {
          "treasure: cluster.connect: opts.shard must be an integer in [0, 65534], got 1.5")
       eq(err_of(cluster.connect, { url = URL, shard = 0, shards = 2, storage = "disk" }),
          "treasure: cluster.connect: opts.storage must be 'file' or 'memory', got 'disk'")
+      eq(err_of(cluster.connect, { url = URL, shard = 0, shards = 2, max_unacked = 0 }),
+         "treasure: cluster.connect: opts.max_unacked must be an integer in [1, 16777216], got 0")
       assert(err_of(cluster.connect, { url = URL, shard = 0, shards = 2, sahrd = 1 })
         :find("^treasure: cluster.connect: opts: unknown field `sahrd`"))
       local link = cluster.connect{ url = URL, stream = "LUA", shard = 0, shards = 2, from = 0 }
@@ -56,7 +58,7 @@ fn connect_stats_flush_close_and_errors_from_lua() {
       eq(link:flush(0), true)
       eq(err_of(link.flush, link, -1), "treasure: cluster.flush: timeout_ms must be an integer in [0, 3600000], got -1")
       local s = link:stats()
-      eq(s.queued, 0); eq(s.acked, 0); eq(s.held, 0); eq(s.sent, 0); eq(s.errors, 0)
+      eq(s.queued, 0); eq(s.acked, 0); eq(s.held, 0); eq(s.sent, 0); eq(s.errors, 0); eq(s.deferred, 0)
       eq(err_of(link.pump, link, {}), "treasure: cluster.pump: r must be a resolver, got table")
       eq(err_of(link.pump, nil, {}), "treasure: cluster.pump: self must be a cluster link, got nil")
       local r = require("treasure.native").new()
@@ -76,6 +78,68 @@ fn connect_stats_flush_close_and_errors_from_lua() {
     if let Err(e) = lua.load(script).exec() {
         panic!("script failed:\n{e}");
     }
+}
+
+/// Back-pressure: with the server gone, records wait for their acks; once
+/// `max_unacked` of them do, pump takes no more of the resolver's records,
+/// which stay with the resolver (`pending_records`), where its busy rule
+/// bounds them; when the server is back the waiting records are acked and
+/// the next pump takes the rest, in order.
+#[test]
+fn a_link_without_room_leaves_records_with_the_resolver() {
+    let mut server = support::Server::start();
+    let lua = lua_with_module();
+    lua.globals().set("URL", server.url()).unwrap();
+    let run = |chunk: &str| {
+        if let Err(e) = lua.load(chunk).exec() {
+            panic!("script failed:\n{e}");
+        }
+    };
+    run(r#"
+      N = require("treasure.native")
+      cluster = require("treasure.cluster")
+      function eq(a, b) if a ~= b then error(("expected %q, got %q"):format(tostring(b), tostring(a)), 2) end end
+      -- (each dig has 2 packets, one per host: once a dig's 2 are withheld,
+      -- past max_pending_packets = 1, the next dig is refused as busy)
+      r0 = N.new{ seed = 7, aoi_radius = 16, reach = 4, shard = 0, shards = 2, max_pending_packets = 1 }
+      r0:add_loot_table(1, { { item = 100, weight = 1, min = 1, max = 1, rarity = 0 } })
+      r0:add_site(10, 0, 0, 0, 1, 5)
+      r0:join(1, 1, 0, 0); r0:join(2, 2, 0, 0)
+      r0:set_host(2, 1)
+      l0 = cluster.connect{ url = URL, stream = "BP", shard = 0, shards = 2, max_unacked = 2,
+                            ack_timeout_ms = 200 }
+    "#);
+    server.kill();
+    run(r#"
+      eq(r0:dig(1, 0, 0, 0, 1000), 1)
+      r0:flush()
+      eq((l0:pump(r0)), 2)   -- room: both records (host 0, host 1) queued
+      eq(l0:stats().queued, 2); eq(l0:stats().acked, 0)
+      eq(r0:dig(1, 0, 0, 0, 1001), 2)
+      r0:flush()
+      eq((l0:pump(r0)), 0)   -- 2 unacked = max_unacked: nothing taken
+      eq((l0:pump(r0)), 0)
+      local s = l0:stats()
+      eq(s.queued, 2); eq(s.deferred, 2)
+      eq(r0:stats().pending_records, 2)
+      local seq, why = r0:dig(1, 0, 0, 0, 1002)
+      eq(seq, nil); eq(why, "busy")
+    "#);
+    server.restart();
+    run(r#"
+      eq(l0:flush(30000), true)
+      eq(l0:stats().acked, 2)
+      eq((l0:pump(r0)), 2)   -- room again: the second dig's records
+      eq(r0:stats().pending_records, 0)
+      eq(r0:dig(1, 0, 0, 0, 1003), 3)   -- and digs are accepted again
+      r0:flush()
+      eq(l0:flush(30000), true)   -- (until these acks, 2 unacked: no room)
+      eq((l0:pump(r0)), 2)
+      eq(l0:flush(30000), true)
+      local s = l0:stats()
+      eq(s.queued, 6); eq(s.acked, 6); eq(s.sent, 6); eq(s.deferred, 2)
+      l0:close()
+    "#);
 }
 
 /// End to end: shard 0 owns

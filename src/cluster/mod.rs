@@ -131,6 +131,7 @@ struct ConnectOpts {
     connect_timeout_ms: Option<f64>,
     ack_timeout_ms: Option<f64>,
     max_in_flight: Option<f64>,
+    max_unacked: Option<f64>,
     /// Test hook: every k-th record published twice, same Msg-Id.
     duplicate_every: Option<f64>,
     /// Test hook: every k-th record published twice, another Msg-Id.
@@ -197,6 +198,9 @@ fn connect(lua: &Lua, opts: &Value) -> Result<LinkUd, Fail> {
     if let Some(v) = o.max_in_flight {
         cfg.max_in_flight =
             int(lua, f, "opts.max_in_flight", v, 1, msg::MAX_IN_FLIGHT_MAX)? as usize;
+    }
+    if let Some(v) = o.max_unacked {
+        cfg.max_unacked = int(lua, f, "opts.max_unacked", v, 1, msg::MAX_UNACKED_MAX)?;
     }
     if let Some(v) = o.duplicate_every {
         cfg.duplicate_every = int(lua, f, "opts.duplicate_every", v, 0, msg::POSITION_MAX)?;
@@ -304,6 +308,7 @@ fn stats(lua: &Lua, l: &mut LinkUd, _: &[Value]) -> Result<Table, Fail> {
         t.raw_set("messages", n(h.messages))?;
         t.raw_set("gaps", n(h.gaps))?;
         t.raw_set("busy", n(h.busy))?;
+        t.raw_set("deferred", n(h.deferred))?;
         Ok(t)
     };
     build().map_err(|e| error::cluster_lua(f, false, e))

@@ -15,6 +15,12 @@
 //! the next pump. Which message applies when depends only on the stream's
 //! order, never on pump timing, so a replay gives the same packets.
 //!
+//! Back-pressure. A pump takes the resolver's records only while the link
+//! has room (fewer than `max_unacked` records wait for their ack); else it
+//! leaves them with the resolver, whose busy rule counts them and refuses
+//! new digs, so a slow or unreachable server bounds the records in memory
+//! instead of growing the link's queue. It still applies deliveries.
+//!
 //! `log_position` handed with each message is the highest stream sequence
 //! `p` such that every delivered message up to `p` is applied: the message's
 //! own sequence when nothing before it is held, else just below the oldest
@@ -66,6 +72,8 @@ pub trait Transport {
     fn check(&self, record: &[u8]) -> Result<(), Fail>;
     fn send(&mut self, record: Vec<u8>) -> Result<(), Fail>;
     fn try_recv(&mut self) -> Option<Delivery>;
+    /// Room for more records (see the back-pressure rule above).
+    fn has_room(&self) -> bool;
 }
 
 impl Transport for Link {
@@ -83,6 +91,10 @@ impl Transport for Link {
 
     fn try_recv(&mut self) -> Option<Delivery> {
         Link::try_recv(self)
+    }
+
+    fn has_room(&self) -> bool {
+        Link::has_room(self)
     }
 }
 
@@ -105,6 +117,9 @@ pub struct Held {
     pub gaps: u64,
     /// `busy` answers.
     pub busy: u64,
+    /// Pumps that left the resolver's records with it because the link had
+    /// no room.
+    pub deferred: u64,
 }
 
 impl Held {
@@ -146,7 +161,12 @@ pub fn pump<R: Records, T: Transport>(
 ) -> Result<(u64, u64), Fail> {
     let mut scratch = std::mem::take(&mut held.scratch);
     scratch.clear();
-    let taken = r.take_records(&mut scratch);
+    let taken = if t.has_room() {
+        r.take_records(&mut scratch)
+    } else {
+        held.deferred += 1;
+        Ok(0)
+    };
     let sent = taken.and_then(|_| {
         let records = cut(&scratch)?;
         for rec in &records {
@@ -265,6 +285,7 @@ mod tests {
     struct FakeLink {
         inbox: VecDeque<Delivery>,
         sent: Vec<Vec<u8>>,
+        full: bool,
     }
 
     impl Transport for FakeLink {
@@ -280,6 +301,9 @@ mod tests {
         }
         fn try_recv(&mut self) -> Option<Delivery> {
             self.inbox.pop_front()
+        }
+        fn has_room(&self) -> bool {
+            !self.full
         }
     }
 
@@ -369,5 +393,32 @@ mod tests {
         assert!(cut(&bad).is_err());
         assert!(cut(&bad[..20]).is_err());
         assert_eq!(cut(&[]).unwrap().len(), 0);
+    }
+
+    /// A link without room: the pump takes none of the resolver's records
+    /// (they stay with it, where its busy rule counts them), still applies
+    /// what was delivered, and counts the deferral; with room again the
+    /// next pump takes them all, in order.
+    #[test]
+    fn a_full_link_leaves_the_records_with_the_resolver() {
+        let (mut h, mut l, mut r) = (
+            Held::default(),
+            FakeLink::default(),
+            FakeResolver::default(),
+        );
+        r.outgoing = [rec(0, 0, 1), rec(0, 1, 2)].concat();
+        l.full = true;
+        deliver(&mut l, 1, rec(1, 0, 4));
+        assert_eq!(pump(&mut h, &mut l, &mut r).unwrap(), (0, 1));
+        assert!(l.sent.is_empty());
+        assert_eq!(r.outgoing, [rec(0, 0, 1), rec(0, 1, 2)].concat());
+        assert_eq!((h.deferred, h.sent), (1, 0));
+        assert_eq!(pump(&mut h, &mut l, &mut r).unwrap(), (0, 0));
+        assert_eq!(h.deferred, 2);
+        l.full = false;
+        assert_eq!(pump(&mut h, &mut l, &mut r).unwrap(), (2, 0));
+        assert_eq!(l.sent, [rec(0, 0, 1), rec(0, 1, 2)]);
+        assert!(r.outgoing.is_empty());
+        assert_eq!((h.deferred, h.sent), (2, 2));
     }
 }

@@ -107,6 +107,13 @@ pub struct Config {
     pub ack_timeout: Duration,
     /// Publishes awaiting their ack at once.
     pub max_in_flight: usize,
+    /// Records queued and not yet acknowledged past which the link has no
+    /// room ([`Link::has_room`]): `pump` then leaves the resolver's records
+    /// with the resolver, whose busy rule bounds them and refuses new digs,
+    /// so a slow or unreachable server never grows the link's queue
+    /// without bound. [`Link::send`] itself does not refuse: a caller of
+    /// this crate checks `has_room`, as `pump` does.
+    pub max_unacked: u64,
     /// Test hook: every k-th record is published a second time with the
     /// same Msg-Id (the server must drop it). 0: off.
     pub duplicate_every: u64,
@@ -129,6 +136,7 @@ impl Default for Config {
             connect_timeout: Duration::from_secs(5),
             ack_timeout: Duration::from_secs(2),
             max_in_flight: 256,
+            max_unacked: messages::MAX_UNACKED_DEFAULT,
             duplicate_every: 0,
             duplicate_raw_every: 0,
         }
@@ -157,6 +165,11 @@ impl Config {
                 .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid {
             return Err(Error::new(f, ErrorKind::BadStreamName(self.stream.clone())));
+        }
+        if self.max_unacked < 1 || self.max_unacked > messages::MAX_UNACKED_MAX {
+            let got = self.max_unacked.to_string();
+            let hi = messages::MAX_UNACKED_MAX;
+            return Err(Error::out_of_range(f, "opts.max_unacked", 1, hi, got));
         }
         if self.from > messages::POSITION_MAX {
             let got = self.from.to_string();
@@ -352,6 +365,19 @@ impl Link {
             .map_err(|_| Error::closed(Function::Send))?;
         self.queued += 1;
         Ok(())
+    }
+
+    /// Records queued and not yet acknowledged.
+    pub fn unacked(&self) -> u64 {
+        let acked = *self.shared.acked.lock().unwrap_or_else(|p| p.into_inner());
+        self.queued.saturating_sub(acked)
+    }
+
+    /// Fewer than `max_unacked` records wait for their ack: what `pump`
+    /// checks before it takes a resolver's records (see
+    /// [`Config::max_unacked`]).
+    pub fn has_room(&self) -> bool {
+        self.unacked() < self.cfg.max_unacked
     }
 
     /// The next received message of this shard's subject, in stream order.

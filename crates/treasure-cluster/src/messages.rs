@@ -25,6 +25,11 @@ pub const FLUSH_TIMEOUT_MS_DEFAULT: u64 = 5_000;
 pub const OPTION_MS_MAX: u64 = 3_600_000;
 /// Most publishes in flight at once.
 pub const MAX_IN_FLIGHT_MAX: u64 = 65_536;
+/// The largest `max_unacked`.
+pub const MAX_UNACKED_MAX: u64 = 16_777_216;
+/// `max_unacked` when not given: records queued and not yet acknowledged
+/// past which `pump` takes no more of the resolver's records.
+pub const MAX_UNACKED_DEFAULT: u64 = 65_536;
 /// 2^53 - 1: the largest stream position a Lua number holds exactly (the
 /// largest `from`).
 pub const POSITION_MAX: u64 = 9_007_199_254_740_991;
