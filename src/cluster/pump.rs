@@ -307,6 +307,15 @@ mod tests {
         }
     }
 
+    /// A pump's state, a link and a resolver, all empty.
+    fn parts() -> (Held, FakeLink, FakeResolver) {
+        (
+            Held::default(),
+            FakeLink::default(),
+            FakeResolver::default(),
+        )
+    }
+
     fn deliver(l: &mut FakeLink, seq: u64, bytes: Vec<u8>) {
         l.inbox.push_back(Delivery {
             stream_seq: seq,
@@ -316,11 +325,7 @@ mod tests {
 
     #[test]
     fn in_order_messages_apply_with_their_own_sequence() {
-        let (mut h, mut l, mut r) = (
-            Held::default(),
-            FakeLink::default(),
-            FakeResolver::default(),
-        );
+        let (mut h, mut l, mut r) = parts();
         deliver(&mut l, 3, rec(1, 0, 5));
         deliver(&mut l, 7, rec(2, 0, 2));
         deliver(&mut l, 8, rec(1, 5, 9));
@@ -332,11 +337,7 @@ mod tests {
 
     #[test]
     fn a_gap_waits_for_its_predecessor_and_positions_never_skip_it() {
-        let (mut h, mut l, mut r) = (
-            Held::default(),
-            FakeLink::default(),
-            FakeResolver::default(),
-        );
+        let (mut h, mut l, mut r) = parts();
         // Source 1 resent record (0, 5] after (5, 9]: the stream has them reversed.
         deliver(&mut l, 10, rec(1, 5, 9));
         deliver(&mut l, 11, rec(2, 0, 4));
@@ -356,11 +357,7 @@ mod tests {
 
     #[test]
     fn busy_holds_everything_until_the_next_pump() {
-        let (mut h, mut l, mut r) = (
-            Held::default(),
-            FakeLink::default(),
-            FakeResolver::default(),
-        );
+        let (mut h, mut l, mut r) = parts();
         deliver(&mut l, 1, rec(1, 0, 1));
         deliver(&mut l, 2, rec(1, 1, 2));
         r.busy = true;
@@ -377,11 +374,7 @@ mod tests {
 
     #[test]
     fn records_are_cut_and_checked_before_any_is_sent() {
-        let (mut h, mut l, mut r) = (
-            Held::default(),
-            FakeLink::default(),
-            FakeResolver::default(),
-        );
+        let (mut h, mut l, mut r) = parts();
         r.outgoing = [rec(0, 0, 1), rec(0, 1, 2)].concat();
         assert_eq!(pump(&mut h, &mut l, &mut r).unwrap(), (2, 0));
         assert_eq!(l.sent, [rec(0, 0, 1), rec(0, 1, 2)]);
@@ -401,11 +394,7 @@ mod tests {
     /// next pump takes them all, in order.
     #[test]
     fn a_full_link_leaves_the_records_with_the_resolver() {
-        let (mut h, mut l, mut r) = (
-            Held::default(),
-            FakeLink::default(),
-            FakeResolver::default(),
-        );
+        let (mut h, mut l, mut r) = parts();
         r.outgoing = [rec(0, 0, 1), rec(0, 1, 2)].concat();
         l.full = true;
         deliver(&mut l, 1, rec(1, 0, 4));
